@@ -1,0 +1,60 @@
+"""Library entry points behind the CLI: validate, plan, submit, status. Each is one call."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+from lamflow.workflows.compile.plan import Plan, build_plan
+from lamflow.workflows.engines.summary import RunSummary, read_summary
+from lamflow.workflows.errors import UsageError
+from lamflow.workflows.settings import Settings
+from lamflow.workflows.spec import ResolvedSpec, load_spec
+
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def validate(spec_file: str | Path) -> tuple[ResolvedSpec, Plan]:
+    """Load, validate and compile a spec (raises SpecError); nothing is written."""
+    resolved = load_spec(spec_file)
+    return resolved, build_plan(resolved)
+
+
+def new_run_dir(settings: Settings, plan: Plan, run_dir: Path | None) -> Path:
+    """Create the run directory: the one given (must not exist or be empty) or <run_root>/<name>-<time>."""
+    if run_dir is not None:
+        if not RUN_ID_PATTERN.match(run_dir.name):
+            raise UsageError(f"--run-dir {run_dir}: the last path component must be a plain name (letters, digits, ._-)")
+        if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+            raise UsageError(f"--run-dir {run_dir}: already exists and is not empty (runs are never overwritten)")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return run_dir
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    settings.run_root.mkdir(parents=True, exist_ok=True)
+    for n in range(1000):
+        candidate = settings.run_root / (f"{plan.name}-{stamp}" + (f"-{n}" if n else ""))
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise UsageError(f"{settings.run_root}: cannot create a new run directory")
+
+
+def submit(spec_file: str | Path, settings: Settings, run_dir: Path | None = None, report=None) -> tuple[Path, RunSummary]:
+    """Validate, then run the spec on the configured engine. Bad input raises before anything is written."""
+    from lamflow.workflows.engines.local import initial_summary, run_local
+
+    resolved, plan = validate(spec_file)
+    directory = new_run_dir(settings, plan, run_dir).resolve()
+    spec_bytes = Path(spec_file).read_bytes()
+    shutil.copyfile(spec_file, directory / "spec.yaml")
+    summary = initial_summary(plan, directory.name, str(spec_file), hashlib.sha256(spec_bytes).hexdigest())
+    return directory, run_local(plan, directory, summary, settings, report)
+
+
+def status(run: str | Path, settings: Settings) -> tuple[Path, RunSummary]:
+    return read_summary(run, settings.run_root)

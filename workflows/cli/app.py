@@ -1,0 +1,141 @@
+"""``lamflow`` command line: thin typer commands over :mod:`lamflow.workflows.api`.
+
+Exit codes: 0 ok, 1 run failure, 2 bad input. Errors are one line on stderr (set LAMFLOW_DEBUG=1 for a
+traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lamflow.workflows.errors import EXIT_BAD_INPUT, EXIT_RUN_FAILED, LamflowError
+
+app = typer.Typer(
+    name="lamflow", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="Run Large Atomic Model workflows (DeePMD-kit pretrain / fine-tune / test) from a YAML spec.",
+)
+
+
+class Output(str, Enum):
+    text = "text"
+    json = "json"
+
+
+def _settings():
+    from pydantic import ValidationError
+
+    from lamflow.workflows.settings import Settings
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise typer.BadParameter(f"LAMFLOW_{str(first['loc'][0]).upper()}: {first['msg']}") from None
+
+
+@app.command()
+def validate(spec: Annotated[Path, typer.Argument(help="Spec YAML file.")]) -> None:
+    """Check a spec (schema, references, datasets on disk) and show the steps it compiles to."""
+    from lamflow.workflows import api
+    from lamflow.workflows.cli import render
+
+    resolved, plan = api.validate(spec)
+    render.console().print(f"[green]ok[/green] {spec}: {len(resolved.spec.datasets)} datasets, "
+                           f"{len(plan.steps)} steps, type_map {resolved.type_map}")
+
+
+@app.command()
+def schema(output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file.")] = None) -> None:
+    """Print the JSON Schema of the spec format."""
+    from lamflow.workflows.spec.schema import spec_schema_json
+
+    text = spec_schema_json()
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
+
+
+@app.command()
+def submit(
+    spec: Annotated[Path, typer.Argument(help="Spec YAML file.")],
+    run_dir: Annotated[Path | None, typer.Option(help="Directory for this run (default: runs/<name>-<time>).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and print the step DAG; run nothing.")] = False,
+    output: Annotated[Output, typer.Option("--output", help="Result format.")] = Output.text,
+) -> None:
+    """Run a spec on the local engine (dflow debug mode)."""
+    from lamflow.workflows import api
+    from lamflow.workflows.cli import render
+
+    settings = _settings()
+    if dry_run:
+        _, plan = api.validate(spec)
+        if output is Output.json:
+            from lamflow.workflows.engines.local import plan_record
+
+            sys.stdout.write(json.dumps(plan_record(plan), indent=2) + "\n")
+        else:
+            render.plan_tree(plan)
+        return
+    reporter = None if output is Output.json else render.progress_reporter()
+    run_directory, summary = api.submit(spec, settings, run_dir, report=reporter)
+    if output is Output.json:
+        sys.stdout.write(summary.model_dump_json(indent=2) + "\n")
+    else:
+        render.run_result(run_directory, summary)
+    if summary.status != "Succeeded":
+        raise typer.Exit(EXIT_RUN_FAILED)
+
+
+@app.command()
+def status(
+    run: Annotated[str, typer.Argument(help="Run directory, or run id under runs/.")],
+    output: Annotated[Output, typer.Option("--output", help="Result format.")] = Output.text,
+) -> None:
+    """Show a run's steps, phases, timings and metrics (works while it runs)."""
+    from lamflow.workflows import api
+    from lamflow.workflows.cli import render
+
+    run_directory, summary = api.status(run, _settings())
+    if output is Output.json:
+        sys.stdout.write(summary.model_dump_json(indent=2) + "\n")
+    else:
+        render.run_result(run_directory, summary)
+    if summary.status == "Failed":
+        raise typer.Exit(EXIT_RUN_FAILED)
+
+
+def main() -> None:
+    """Console-script entry point: one-line errors, documented exit codes."""
+    try:
+        app(standalone_mode=False)
+    except LamflowError as exc:
+        print(f"lamflow: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        print("lamflow: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:  # click usage errors and anything unexpected
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(EXIT_BAD_INPUT if isinstance(exc, click.UsageError) else exc.exit_code)
+        if os.environ.get("LAMFLOW_DEBUG"):
+            raise
+        print(f"lamflow: internal error: {type(exc).__name__}: {exc} (LAMFLOW_DEBUG=1 shows a traceback)",
+              file=sys.stderr)
+        sys.exit(EXIT_RUN_FAILED)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Rich rendering for the CLI: the step DAG, live progress lines, run results and the metrics table."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TextIO
+
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+
+from lamflow.workflows.compile.plan import Plan
+from lamflow.workflows.engines.local import StepEvent
+from lamflow.workflows.engines.summary import RunSummary
+
+SYMBOL = {"Running": "[cyan]▶[/cyan]", "Succeeded": "[green]✓[/green]", "Failed": "[red]✗[/red]",
+          "Pending": "·", "Skipped": "[dim]-[/dim]"}
+
+
+def console(file: TextIO | None = None) -> Console:
+    out = Console(file=file, highlight=False)
+    if not out.is_terminal:  # logs and pipes: don't squeeze tables into 80 columns
+        out.width = 160
+    return out
+
+
+def plan_tree(plan: Plan) -> None:
+    tree = Tree(f"[bold]{plan.name}[/bold]  ({len(plan.steps)} steps)")
+    for step in plan.steps:
+        after = f"  [dim]after {', '.join(step.depends)}[/dim]" if step.depends else ""
+        data = f"  [dim]data: {', '.join(step.datasets)}[/dim]" if step.datasets else ""
+        tree.add(f"[bold]{step.key}[/bold]  {step.summary}{data}{after}")
+    console().print(tree)
+
+
+def progress_reporter():
+    """A reporter for the local engine: one line per step transition, on the real terminal."""
+    consoles: dict[int, Console] = {}
+
+    def report(event: StepEvent, terminal: TextIO) -> None:
+        out = consoles.setdefault(id(terminal), console(terminal))
+        took = f" ({event.duration_s:.1f} s)" if event.duration_s is not None else ""
+        line = f"[dim]{event.elapsed_s:7.1f}s[/dim] {SYMBOL.get(event.phase, '?')} [bold]{event.key}[/bold]{took}"
+        if event.phase == "Running":
+            line += f"  [dim]{event.summary}[/dim]"
+        if event.error:
+            line += f"\n          [red]{event.error}[/red]"
+        out.print(line)
+
+    return report
+
+
+def _fmt(value: float | None, scale: float = 1.0) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value * scale:.1f}"
+
+
+def metrics_table(summary: RunSummary) -> Table:
+    table = Table(title="Test errors (energy per atom, force components)")
+    for column in ("model", "dataset", "bias re-fit on", "E RMSE meV/atom", "E MAE meV/atom",
+                   "F RMSE meV/Å", "F MAE meV/Å", "frames"):
+        table.add_column(column, justify="right" if "meV" in column or column == "frames" else "left")
+    for test in summary.tests:
+        m = test.metrics
+        table.add_row(test.model, test.dataset, test.refit_bias_on or "-",
+                      _fmt(m.get("energy_rmse_per_atom"), 1000), _fmt(m.get("energy_mae_per_atom"), 1000),
+                      _fmt(m.get("force_rmse"), 1000), _fmt(m.get("force_mae"), 1000),
+                      str(int(m["frames"])) if "frames" in m else "-")
+    return table
+
+
+def run_result(run_dir: Path, summary: RunSummary) -> None:
+    out = console()
+    steps = Table(title=f"Run {summary.run_id}: {summary.status}")
+    for column in ("step", "phase", "time s"):
+        steps.add_column(column, justify="right" if column == "time s" else "left", no_wrap=column == "step")
+    for record in summary.steps.values():
+        steps.add_row(record.key, f"{SYMBOL.get(record.phase, '')} {record.phase}", _fmt(record.duration_s))
+    out.print(steps)
+    if summary.tests:
+        out.print(metrics_table(summary))
+    if summary.models:
+        out.print("[bold]Frozen models[/bold]")
+        for ref, path in summary.models.items():
+            out.print(f"  {ref:24s} {run_dir / path}")
+    if summary.wall_time_s is not None:
+        out.print(f"Wall time {summary.wall_time_s:.1f} s; run directory {run_dir}")
+    if summary.error:
+        out.print(f"[red]{summary.error}[/red]")

@@ -1,0 +1,83 @@
+"""The machine-readable record of a run: ``<run-dir>/summary.json`` (written while the run progresses)."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lamflow.workflows.errors import RunError
+
+SUMMARY_FILE = "summary.json"
+Phase = Literal["Pending", "Running", "Succeeded", "Failed", "Skipped"]
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class StepRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: str
+    op: str
+    summary: str
+    depends: list[str] = Field(default_factory=list)
+    phase: Phase = "Pending"
+    started_at: str | None = None
+    finished_at: str | None = None
+    duration_s: float | None = None
+    outputs: dict[str, str] = Field(default_factory=dict, description="Output artifact -> path (run-relative).")
+    parameters: dict[str, Any] = Field(default_factory=dict, description="Output parameters (metrics, ...).")
+    error: str | None = None
+
+
+class TestResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    __test__ = False  # not a pytest class
+
+    step: str
+    model: str
+    dataset: str
+    refit_bias_on: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class RunSummary(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    spec: str
+    spec_sha256: str
+    engine: str
+    status: Literal["Pending", "Running", "Succeeded", "Failed"] = "Pending"
+    created_at: str = Field(default_factory=now)
+    finished_at: str | None = None
+    wall_time_s: float | None = None
+    error: str | None = None
+    steps: dict[str, StepRecord]
+    models: dict[str, str] = Field(default_factory=dict, description="Model reference -> frozen model path.")
+    tests: list[TestResult] = Field(default_factory=list)
+
+    def write(self, run_dir: Path) -> None:
+        """Atomically replace ``<run_dir>/summary.json``."""
+        tmp = run_dir / (SUMMARY_FILE + ".tmp")
+        tmp.write_text(self.model_dump_json(indent=2) + "\n")
+        os.replace(tmp, run_dir / SUMMARY_FILE)
+
+
+def read_summary(run: str | Path, run_root: Path) -> tuple[Path, RunSummary]:
+    """Find a run by directory path or by id under ``run_root`` and read its summary."""
+    candidates = [Path(run), run_root / str(run)]
+    for run_dir in candidates:
+        file = run_dir / SUMMARY_FILE
+        if file.is_file():
+            try:
+                return run_dir, RunSummary.model_validate(json.loads(file.read_text()))
+            except (ValueError, OSError) as exc:
+                raise RunError(f"{file}: unreadable run summary ({exc})") from None
+    raise RunError(f"{run}: no such run (looked for {candidates[0]} and {candidates[1]})")

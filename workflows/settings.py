@@ -1,0 +1,26 @@
+"""Where and how lamflow runs: a pydantic-settings object (env prefix ``LAMFLOW_``), passed explicitly.
+
+The science lives in the spec; this holds the machine side (run directory, engine, worker count).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LAMFLOW_", extra="forbid", frozen=True)
+
+    run_root: Path = Field(Path("runs"), description="Runs are created as <run_root>/<run-id>/.")
+    engine: Literal["local"] = Field("local", description="Execution engine (local = dflow debug mode).")
+    python: str = Field(sys.executable, description="Interpreter that runs each local step.")
+    local_workers: int = Field(
+        1, ge=1,
+        description="Steps run at once by the local engine. Each DeePMD-kit process already uses every core, "
+                    "so 1 is fastest on small machines.",
+    )

@@ -1,0 +1,33 @@
+"""``stages.finetune`` — fine-tune runs, each from a pretrain head, a random fitting net or a model file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from lamflow.workflows.spec.base import Name, SpecModel
+from lamflow.workflows.spec.training import TrainingSpec
+
+RANDOM_HEAD = "random"
+
+
+class FinetuneFrom(SpecModel):
+    head: str | None = Field(
+        None,
+        description="Head of the pretrained (or given) multi-task model to start from; 'random' starts "
+                    "from the shared descriptor with a freshly initialised fitting net.",
+    )
+    model_file: Path | None = Field(
+        None,
+        description="External DeePMD-kit training checkpoint (.pt) to start from instead of this spec's "
+                    "pretrain stage. Relative to the spec file.",
+    )
+
+
+class FinetuneStage(SpecModel):
+    name: Name = Field(description="Name of the fine-tuned model; step key finetune-<name>.")
+    from_: FinetuneFrom = Field(alias="from", description="Starting point.")
+    datasets: list[Name] = Field(min_length=1)
+    validation: list[Name] = Field(default_factory=list)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)

@@ -1,0 +1,40 @@
+"""Training settings shared by the pretrain and finetune stages."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, PositiveFloat, PositiveInt, StringConstraints
+
+from lamflow.workflows.spec.base import SpecModel
+
+BatchSize = PositiveInt | Annotated[str, StringConstraints(pattern=r"^auto(:[1-9][0-9]*)?$")]
+
+
+class LearningRateSpec(SpecModel):
+    start: PositiveFloat | None = Field(None, description="start_lr (default: the preset's).")
+    stop: PositiveFloat | None = Field(None, description="stop_lr (default: the preset's).")
+    decay_steps: PositiveInt | None = Field(None, description="Default: min(5000, max(1, steps // 20)).")
+
+
+class LossSpec(SpecModel):
+    """Energy-loss prefactors (DeePMD-kit ``loss`` type ``ener``); unset values come from the preset."""
+
+    start_pref_e: float | None = Field(None, ge=0)
+    limit_pref_e: float | None = Field(None, ge=0)
+    start_pref_f: float | None = Field(None, ge=0)
+    limit_pref_f: float | None = Field(None, ge=0)
+    start_pref_v: float | None = Field(None, ge=0)
+    limit_pref_v: float | None = Field(None, ge=0)
+
+
+class TrainingSpec(SpecModel):
+    steps: PositiveInt = Field(1000, description="numb_steps.")
+    batch_size: BatchSize = Field("auto", description="Frames per batch: an integer, 'auto' or 'auto:N'.")
+    learning_rate: LearningRateSpec = Field(default_factory=LearningRateSpec)
+    loss: LossSpec = Field(default_factory=LossSpec)
+    seed: int = Field(1, ge=0)
+    disp_freq: PositiveInt | None = Field(None, description="Default: min(100, steps).")
+    save_freq: PositiveInt | None = Field(None, description="Default: steps.")
+    extra: dict[str, Any] = Field(default_factory=dict,
+                                  description="Raw keys deep-merged into DeePMD-kit's `training` section.")
