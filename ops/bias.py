@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict  # noqa: UP035 - dflow's signature checker wants typing generics
+from typing import Dict  # dflow accepts typing.Dict, not dict[...], in artifact signatures
 
 from dflow.python import OP, OPIO, Artifact, FatalError, OPIOSign, Parameter
 
@@ -17,13 +17,15 @@ class ChangeBiasOP(OP):
 
     @classmethod
     def get_input_sign(cls):
-        return OPIOSign({
-            "dataset": str,
-            "dataset_formats": dict,
-            "mode": Parameter(str, default="change"),
-            "datasets": Artifact(Dict[str, Path]),
-            "model": Artifact(Path),
-        })
+        return OPIOSign(
+            {
+                "dataset": str,
+                "dataset_formats": dict,
+                "mode": Parameter(str, default="change"),
+                "datasets": Artifact(Dict[str, Path]),
+                "model": Artifact(Path),
+            }
+        )
 
     @classmethod
     def get_output_sign(cls):
@@ -34,8 +36,13 @@ class ChangeBiasOP(OP):
         cwd = work_dir()
         systems = dataset_root(op_in["dataset"], op_in["datasets"], op_in["dataset_formats"], cwd / "systems")
         try:
-            run_dp(change_bias_command(Path(op_in["model"]).resolve(), systems, output=files.FROZEN_MODEL,
-                                       mode=op_in["mode"]), cwd=cwd, log_file=files.BIAS_LOG)
+            run_dp(
+                change_bias_command(
+                    Path(op_in["model"]).resolve(), systems, output=files.FROZEN_MODEL, mode=op_in["mode"]
+                ),
+                cwd=cwd,
+                log_file=files.BIAS_LOG,
+            )
         except DpError as exc:
             raise FatalError(str(exc)) from exc
         return OPIO({"model": cwd / files.FROZEN_MODEL, "log": cwd / files.BIAS_LOG})

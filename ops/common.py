@@ -22,20 +22,26 @@ def work_dir(name: str = files.WORK_DIR) -> Path:
 
 
 def dataset_systems(
-    names: list[str], datasets: Mapping[str, Path], dataset_formats: Mapping[str, Mapping[str, Any]], scratch: Path
+    names: list[str],
+    datasets: Mapping[str, Path],
+    dataset_formats: Mapping[str, Mapping[str, Any]],
+    scratch: Path,
 ) -> list[str]:
     """``dp`` system paths for the named datasets, in order."""
     systems: list[str] = []
     for name in names:
         if name not in datasets:
-            raise KeyError(f"dataset {name!r} was not staged for this step (have: {', '.join(sorted(datasets))})")
+            raise KeyError(
+                f"dataset {name!r} was not staged for this step (have: {', '.join(sorted(datasets))})"
+            )
         fmt = dataset_formats[name]
         systems += systems_for_dp(datasets[name], fmt["format"], fmt.get("type_map"), scratch / name)
     return systems
 
 
-def dataset_root(name: str, datasets: Mapping[str, Path], dataset_formats: Mapping[str, Mapping[str, Any]],
-                 scratch: Path) -> str:
+def dataset_root(
+    name: str, datasets: Mapping[str, Path], dataset_formats: Mapping[str, Mapping[str, Any]], scratch: Path
+) -> str:
     """One path that ``dp test -s`` / ``dp change-bias -s`` can search for the dataset's systems."""
     fmt = dataset_formats[name]
     if fmt.get("type_map") is None:
@@ -57,7 +63,9 @@ def fill_systems(
     multitask = "model_dict" in filled["model"]
     for head, sets in head_datasets.items():
         section = training["data_dict"][head] if multitask else training
-        section["training_data"]["systems"] = dataset_systems(sets["train"], datasets, dataset_formats, scratch)
+        section["training_data"]["systems"] = dataset_systems(
+            sets["train"], datasets, dataset_formats, scratch
+        )
         if sets.get("validation"):
             section["validation_data"]["systems"] = dataset_systems(
                 sets["validation"], datasets, dataset_formats, scratch
@@ -84,7 +92,7 @@ def last_lcurve_row(path: Path) -> dict[str, float]:
         elif line.strip():
             last = line.split()
     row = {}
-    for key, value in zip(header, last):
+    for key, value in zip(header, last, strict=False):
         number = float(value)
         if not math.isnan(number):
             row[key] = number

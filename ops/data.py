@@ -94,10 +94,13 @@ def inspect_npy_system(path: Path) -> SystemInfo:
             raise DatasetError(f"{set_dir}: unreadable .npy file ({exc})") from exc
         if coord.ndim != 2 or coord.shape[1] != 3 * natoms:
             raise DatasetError(
-                f"{set_dir / 'coord.npy'}: shape {coord.shape}, expected (nframes, {3 * natoms}) for {natoms} atoms"
+                f"{set_dir / 'coord.npy'}: shape {coord.shape}, "
+                f"expected (nframes, {3 * natoms}) for {natoms} atoms"
             )
         if energy.reshape(-1).shape[0] != coord.shape[0]:
-            raise DatasetError(f"{set_dir / 'energy.npy'}: {energy.size} energies for {coord.shape[0]} frames")
+            raise DatasetError(
+                f"{set_dir / 'energy.npy'}: {energy.size} energies for {coord.shape[0]} frames"
+            )
         nframes += coord.shape[0]
     return SystemInfo(str(path), natoms, nframes, tuple(sorted(set(types))), type_map, pbc)
 
@@ -115,13 +118,20 @@ def inspect_hdf5(path: Path) -> list[SystemInfo]:
                 node = h5[group] if group else h5
                 types = [int(t) for t in np.asarray(node["type.raw"])]
                 type_map = (
-                    tuple(x.decode() if isinstance(x, bytes) else str(x) for x in np.asarray(node["type_map.raw"]))
-                    if "type_map.raw" in node else None
+                    tuple(
+                        x.decode() if isinstance(x, bytes) else str(x)
+                        for x in np.asarray(node["type_map.raw"])
+                    )
+                    if "type_map.raw" in node
+                    else None
                 )
                 nframes = sum(int(node[k]["coord.npy"].shape[0]) for k in node if k.startswith("set."))
                 pbc = "nopbc" not in node
-                systems.append(SystemInfo(f"{path}#/{group}", len(types), nframes, tuple(sorted(set(types))),
-                                          type_map, pbc))
+                systems.append(
+                    SystemInfo(
+                        f"{path}#/{group}", len(types), nframes, tuple(sorted(set(types))), type_map, pbc
+                    )
+                )
     except OSError as exc:
         raise DatasetError(f"{path}: not a readable HDF5 file ({exc})") from exc
     return systems

@@ -82,7 +82,9 @@ def train_command(
     return argv
 
 
-def freeze_command(output: str | Path, *, checkpoint_dir: str | Path = ".", head: str | None = None) -> list[str]:
+def freeze_command(
+    output: str | Path, *, checkpoint_dir: str | Path = ".", head: str | None = None
+) -> list[str]:
     """``dp --pt freeze``; ``head`` is required for multi-task checkpoints."""
     argv = [*_dp("freeze"), "-c", str(checkpoint_dir), "-o", str(output)]
     if head is not None:
@@ -121,8 +123,18 @@ def change_bias_command(
     """``dp --pt change-bias``: re-fit the per-element energy bias on ``systems`` (zero-shot protocol)."""
     if mode not in ("change", "set"):
         raise ValueError(f"mode must be 'change' or 'set', not {mode!r}")
-    argv = [*_dp("change-bias"), str(model), "-s", str(systems), "-m", mode, "-n", str(numb_batch),
-            "-o", str(output)]
+    argv = [
+        *_dp("change-bias"),
+        str(model),
+        "-s",
+        str(systems),
+        "-m",
+        mode,
+        "-n",
+        str(numb_batch),
+        "-o",
+        str(output),
+    ]
     if model_branch is not None:
         argv += ["--model-branch", model_branch]
     return argv
@@ -150,8 +162,13 @@ def run_dp(argv: Sequence[str], *, cwd: str | Path, log_file: str | Path, echo: 
         log.write(f"$ {' '.join(argv)}\n")
         log.flush()
         proc = subprocess.Popen(
-            list(argv), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            encoding="utf-8", errors="replace",
+            list(argv),
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
         )
         assert proc.stdout is not None
         for line in proc.stdout:

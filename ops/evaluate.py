@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict  # noqa: UP035 - dflow's signature checker wants typing generics
+from typing import Dict  # dflow accepts typing.Dict, not dict[...], in artifact signatures
 
 from dflow.python import OP, OPIO, Artifact, FatalError, OPIOSign, Parameter
 
@@ -19,13 +19,15 @@ class TestOP(OP):
 
     @classmethod
     def get_input_sign(cls):
-        return OPIOSign({
-            "dataset": str,
-            "dataset_formats": dict,
-            "frames": Parameter(int, default=0),
-            "datasets": Artifact(Dict[str, Path]),
-            "model": Artifact(Path),
-        })
+        return OPIOSign(
+            {
+                "dataset": str,
+                "dataset_formats": dict,
+                "frames": Parameter(int, default=0),
+                "datasets": Artifact(Dict[str, Path]),
+                "model": Artifact(Path),
+            }
+        )
 
     @classmethod
     def get_output_sign(cls):
@@ -38,8 +40,16 @@ class TestOP(OP):
         detail = cwd / "detail"
         detail.mkdir(exist_ok=True)
         try:
-            run_dp(test_command(Path(op_in["model"]).resolve(), systems, numb_test=op_in["frames"],
-                                detail_prefix=f"detail/{files.DETAIL_PREFIX}"), cwd=cwd, log_file=files.TEST_LOG)
+            run_dp(
+                test_command(
+                    Path(op_in["model"]).resolve(),
+                    systems,
+                    numb_test=op_in["frames"],
+                    detail_prefix=f"detail/{files.DETAIL_PREFIX}",
+                ),
+                cwd=cwd,
+                log_file=files.TEST_LOG,
+            )
         except DpError as exc:
             raise FatalError(str(exc)) from exc
         log_text = (cwd / files.TEST_LOG).read_text(encoding="utf-8", errors="replace")
@@ -47,6 +57,9 @@ class TestOP(OP):
             metrics = parse_test_metrics(log_text)
         except ValueError as exc:
             raise FatalError(f"{files.TEST_LOG}: {exc}") from exc
-        metrics["frames"] = sum(1 for line in (detail / f"{files.DETAIL_PREFIX}.e.out").read_text().splitlines()
-                                if line.strip() and not line.startswith("#"))
+        metrics["frames"] = sum(
+            1
+            for line in (detail / f"{files.DETAIL_PREFIX}.e.out").read_text().splitlines()
+            if line.strip() and not line.startswith("#")
+        )
         return OPIO({"metrics": metrics, "detail": detail, "log": cwd / files.TEST_LOG})

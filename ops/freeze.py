@@ -31,8 +31,11 @@ class FreezeOP(OP):
         ckpt.symlink_to(Path(op_in["checkpoint"]).resolve())
         (cwd / "checkpoint").write_text(files.CHECKPOINT)  # read verbatim by dp: no newline
         try:
-            run_dp(freeze_command(files.FROZEN_MODEL, head=op_in["head"] or None), cwd=cwd,
-                   log_file=files.FREEZE_LOG)
+            run_dp(
+                freeze_command(files.FROZEN_MODEL, head=op_in["head"] or None),
+                cwd=cwd,
+                log_file=files.FREEZE_LOG,
+            )
         except DpError as exc:
             raise FatalError(str(exc)) from exc
         ckpt.unlink()

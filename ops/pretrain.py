@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict  # noqa: UP035 - dflow's signature checker wants typing generics
+from typing import Dict  # dflow accepts typing.Dict, not dict[...], in artifact signatures
 
 from dflow.python import OP, OPIO, Artifact, FatalError, OPIOSign
 
@@ -38,12 +38,14 @@ class PretrainOP(OP):
 
     @classmethod
     def get_input_sign(cls):
-        return OPIOSign({
-            "deepmd_input": dict,
-            "head_datasets": dict,
-            "dataset_formats": dict,
-            "datasets": Artifact(Dict[str, Path]),
-        })
+        return OPIOSign(
+            {
+                "deepmd_input": dict,
+                "head_datasets": dict,
+                "dataset_formats": dict,
+                "datasets": Artifact(Dict[str, Path]),
+            }
+        )
 
     @classmethod
     def get_output_sign(cls):
@@ -52,8 +54,13 @@ class PretrainOP(OP):
     @OP.exec_sign_check
     def execute(self, op_in: OPIO) -> OPIO:
         cwd = work_dir()
-        deepmd_input = fill_systems(op_in["deepmd_input"], op_in["head_datasets"], op_in["datasets"],
-                                    op_in["dataset_formats"], cwd / "systems")
+        deepmd_input = fill_systems(
+            op_in["deepmd_input"],
+            op_in["head_datasets"],
+            op_in["datasets"],
+            op_in["dataset_formats"],
+            cwd / "systems",
+        )
         write_json(cwd / files.INPUT_JSON, deepmd_input)
         try:
             run_dp(train_command(files.INPUT_JSON), cwd=cwd, log_file=files.TRAIN_LOG)

@@ -27,9 +27,13 @@ def new_run_dir(settings: Settings, plan: Plan, run_dir: Path | None) -> Path:
     """Create the run directory: the one given (must not exist or be empty) or <run_root>/<name>-<time>."""
     if run_dir is not None:
         if not RUN_ID_PATTERN.match(run_dir.name):
-            raise UsageError(f"--run-dir {run_dir}: the last path component must be a plain name (letters, digits, ._-)")
+            raise UsageError(
+                f"--run-dir {run_dir}: the last path component must be a plain name (letters, digits, ._-)"
+            )
         if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-            raise UsageError(f"--run-dir {run_dir}: already exists and is not empty (runs are never overwritten)")
+            raise UsageError(
+                f"--run-dir {run_dir}: already exists and is not empty (runs are never overwritten)"
+            )
         run_dir.mkdir(parents=True, exist_ok=True)
         return run_dir
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -44,7 +48,9 @@ def new_run_dir(settings: Settings, plan: Plan, run_dir: Path | None) -> Path:
     raise UsageError(f"{settings.run_root}: cannot create a new run directory")
 
 
-def submit(spec_file: str | Path, settings: Settings, run_dir: Path | None = None, report=None) -> tuple[Path, RunSummary]:
+def submit(
+    spec_file: str | Path, settings: Settings, run_dir: Path | None = None, report=None
+) -> tuple[Path, RunSummary]:
     """Validate, then run the spec on the configured engine. Bad input raises before anything is written."""
     from lamflow.workflows.engines.local import initial_summary, run_local
 

@@ -20,7 +20,8 @@ class Settings(BaseSettings):
     engine: Literal["local"] = Field("local", description="Execution engine (local = dflow debug mode).")
     python: str = Field(sys.executable, description="Interpreter that runs each local step.")
     local_workers: int = Field(
-        1, ge=1,
+        1,
+        ge=1,
         description="Steps run at once by the local engine. Each DeePMD-kit process already uses every core, "
-                    "so 1 is fastest on small machines.",
+        "so 1 is fastest on small machines.",
     )

@@ -18,7 +18,10 @@ import typer
 from lamflow.workflows.errors import EXIT_BAD_INPUT, EXIT_RUN_FAILED, LamflowError
 
 app = typer.Typer(
-    name="lamflow", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    name="lamflow",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
     help="Run Large Atomic Model workflows (DeePMD-kit pretrain / fine-tune / test) from a YAML spec.",
 )
 
@@ -47,12 +50,16 @@ def validate(spec: Annotated[Path, typer.Argument(help="Spec YAML file.")]) -> N
     from lamflow.workflows.cli import render
 
     resolved, plan = api.validate(spec)
-    render.console().print(f"[green]ok[/green] {spec}: {len(resolved.spec.datasets)} datasets, "
-                           f"{len(plan.steps)} steps, type_map {resolved.type_map}")
+    render.console().print(
+        f"[green]ok[/green] {spec}: {len(resolved.spec.datasets)} datasets, "
+        f"{len(plan.steps)} steps, type_map {resolved.type_map}"
+    )
 
 
 @app.command()
-def schema(output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file.")] = None) -> None:
+def schema(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file.")] = None,
+) -> None:
     """Print the JSON Schema of the spec format."""
     from lamflow.workflows.spec.schema import spec_schema_json
 
@@ -66,8 +73,12 @@ def schema(output: Annotated[Path | None, typer.Option("--output", "-o", help="W
 @app.command()
 def submit(
     spec: Annotated[Path, typer.Argument(help="Spec YAML file.")],
-    run_dir: Annotated[Path | None, typer.Option(help="Directory for this run (default: runs/<name>-<time>).")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and print the step DAG; run nothing.")] = False,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="Directory for this run (default: runs/<name>-<time>).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate and print the step DAG; run nothing.")
+    ] = False,
     output: Annotated[Output, typer.Option("--output", help="Result format.")] = Output.text,
 ) -> None:
     """Run a spec on the local engine (dflow debug mode)."""
@@ -115,7 +126,9 @@ def status(
 def main() -> None:
     """Console-script entry point: one-line errors, documented exit codes."""
     try:
-        app(standalone_mode=False)
+        # standalone_mode=False returns typer.Exit's code instead of raising it
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except LamflowError as exc:
         print(f"lamflow: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
@@ -124,16 +137,18 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         print("lamflow: interrupted", file=sys.stderr)
         sys.exit(130)
-    except Exception as exc:  # click usage errors and anything unexpected
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:  # usage errors (typer's vendored click) and anything unexpected
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):
             exc.show()
-            sys.exit(EXIT_BAD_INPUT if isinstance(exc, click.UsageError) else exc.exit_code)
+            sys.exit(
+                EXIT_BAD_INPUT if "UsageError" in {c.__name__ for c in type(exc).__mro__} else exc.exit_code
+            )
         if os.environ.get("LAMFLOW_DEBUG"):
             raise
-        print(f"lamflow: internal error: {type(exc).__name__}: {exc} (LAMFLOW_DEBUG=1 shows a traceback)",
-              file=sys.stderr)
+        print(
+            f"lamflow: internal error: {type(exc).__name__}: {exc} (LAMFLOW_DEBUG=1 shows a traceback)",
+            file=sys.stderr,
+        )
         sys.exit(EXIT_RUN_FAILED)
 
 

@@ -14,8 +14,13 @@ from lamflow.workflows.compile.plan import Plan
 from lamflow.workflows.engines.local import StepEvent
 from lamflow.workflows.engines.summary import RunSummary
 
-SYMBOL = {"Running": "[cyan]▶[/cyan]", "Succeeded": "[green]✓[/green]", "Failed": "[red]✗[/red]",
-          "Pending": "·", "Skipped": "[dim]-[/dim]"}
+SYMBOL = {
+    "Running": "[cyan]▶[/cyan]",
+    "Succeeded": "[green]✓[/green]",
+    "Failed": "[red]✗[/red]",
+    "Pending": "·",
+    "Skipped": "[dim]-[/dim]",
+}
 
 
 def console(file: TextIO | None = None) -> Console:
@@ -41,7 +46,8 @@ def progress_reporter():
     def report(event: StepEvent, terminal: TextIO) -> None:
         out = consoles.setdefault(id(terminal), console(terminal))
         took = f" ({event.duration_s:.1f} s)" if event.duration_s is not None else ""
-        line = f"[dim]{event.elapsed_s:7.1f}s[/dim] {SYMBOL.get(event.phase, '?')} [bold]{event.key}[/bold]{took}"
+        symbol = SYMBOL.get(event.phase, "?")
+        line = f"[dim]{event.elapsed_s:7.1f}s[/dim] {symbol} [bold]{event.key}[/bold]{took}"
         if event.phase == "Running":
             line += f"  [dim]{event.summary}[/dim]"
         if event.error:
@@ -59,15 +65,29 @@ def _fmt(value: float | None, scale: float = 1.0) -> str:
 
 def metrics_table(summary: RunSummary) -> Table:
     table = Table(title="Test errors (energy per atom, force components)")
-    for column in ("model", "dataset", "bias re-fit on", "E RMSE meV/atom", "E MAE meV/atom",
-                   "F RMSE meV/Å", "F MAE meV/Å", "frames"):
+    for column in (
+        "model",
+        "dataset",
+        "bias re-fit on",
+        "E RMSE meV/atom",
+        "E MAE meV/atom",
+        "F RMSE meV/Å",
+        "F MAE meV/Å",
+        "frames",
+    ):
         table.add_column(column, justify="right" if "meV" in column or column == "frames" else "left")
     for test in summary.tests:
         m = test.metrics
-        table.add_row(test.model, test.dataset, test.refit_bias_on or "-",
-                      _fmt(m.get("energy_rmse_per_atom"), 1000), _fmt(m.get("energy_mae_per_atom"), 1000),
-                      _fmt(m.get("force_rmse"), 1000), _fmt(m.get("force_mae"), 1000),
-                      str(int(m["frames"])) if "frames" in m else "-")
+        table.add_row(
+            test.model,
+            test.dataset,
+            test.refit_bias_on or "-",
+            _fmt(m.get("energy_rmse_per_atom"), 1000),
+            _fmt(m.get("energy_mae_per_atom"), 1000),
+            _fmt(m.get("force_rmse"), 1000),
+            _fmt(m.get("force_mae"), 1000),
+            str(int(m["frames"])) if "frames" in m else "-",
+        )
     return table
 
 

@@ -31,14 +31,21 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
 
 def _defaults(model: ModelSpec) -> dict[str, Any]:
     if model.preset is None:
-        return {"descriptor": {}, "fitting_net": {}, "loss": {}, "learning_rate": {"start": 1e-3, "stop": 1e-5}}
+        return {
+            "descriptor": {},
+            "fitting_net": {},
+            "loss": {},
+            "learning_rate": {"start": 1e-3, "stop": 1e-5},
+        }
     return preset(model.preset)
 
 
 def architecture(model: ModelSpec) -> tuple[dict[str, Any], dict[str, Any]]:
     """(descriptor, fitting_net) of the model: preset deep-merged with the spec's fragments."""
     base = _defaults(model)
-    return deep_merge(base["descriptor"], model.descriptor), deep_merge(base["fitting_net"], model.fitting_net)
+    return deep_merge(base["descriptor"], model.descriptor), deep_merge(
+        base["fitting_net"], model.fitting_net
+    )
 
 
 def learning_rate_section(model: ModelSpec, training: TrainingSpec) -> dict[str, Any]:
@@ -48,7 +55,9 @@ def learning_rate_section(model: ModelSpec, training: TrainingSpec) -> dict[str,
         "type": "exp",
         "start_lr": lr.start if lr.start is not None else base["start"],
         "stop_lr": lr.stop if lr.stop is not None else base["stop"],
-        "decay_steps": lr.decay_steps if lr.decay_steps is not None else min(5000, max(1, training.steps // 20)),
+        "decay_steps": lr.decay_steps
+        if lr.decay_steps is not None
+        else min(5000, max(1, training.steps // 20)),
     }
 
 
@@ -76,8 +85,13 @@ def _training_section(training: TrainingSpec) -> dict[str, Any]:
 
 
 def single_task_input(
-    model: ModelSpec, type_map: list[str], training: TrainingSpec, *, with_validation: bool,
-    descriptor: Mapping[str, Any] | None = None, fitting_net: Mapping[str, Any] | None = None,
+    model: ModelSpec,
+    type_map: list[str],
+    training: TrainingSpec,
+    *,
+    with_validation: bool,
+    descriptor: Mapping[str, Any] | None = None,
+    fitting_net: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A single-task input; pass empty ``descriptor``/``fitting_net`` to take them from a checkpoint."""
     default_descriptor, default_fitting = architecture(model)
@@ -116,8 +130,11 @@ def multitask_input(
         "model": {
             "shared_dict": {SHARED_TYPE_MAP: list(type_map), SHARED_DESCRIPTOR: descriptor},
             "model_dict": {
-                head: {"type_map": SHARED_TYPE_MAP, "descriptor": SHARED_DESCRIPTOR,
-                       "fitting_net": deep_merge(fitting, fragment)}
+                head: {
+                    "type_map": SHARED_TYPE_MAP,
+                    "descriptor": SHARED_DESCRIPTOR,
+                    "fitting_net": deep_merge(fitting, fragment),
+                }
                 for head, (_, _, fragment) in heads.items()
             },
         },

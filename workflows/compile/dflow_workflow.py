@@ -57,7 +57,9 @@ def staging_requests(plan: Plan) -> dict[str, Path | dict[str, Path]]:
     return requests
 
 
-def build_workflow(plan: Plan, staged: Mapping[str, Any], runtime: StepRuntime, workflow_id: str | None = None):
+def build_workflow(
+    plan: Plan, staged: Mapping[str, Any], runtime: StepRuntime, workflow_id: str | None = None
+):
     """A dflow ``Workflow`` for ``plan``; ``staged`` maps every staging request id to a dflow artifact."""
     from dflow import DAG, Task, Workflow
     from dflow.python import PythonOPTemplate
@@ -68,7 +70,10 @@ def build_workflow(plan: Plan, staged: Mapping[str, Any], runtime: StepRuntime, 
     for step in plan.steps:
         if step.op not in templates:
             templates[step.op] = PythonOPTemplate(
-                op_class(step.op), image=runtime.image, command=list(runtime.command), upload_dflow=False,
+                op_class(step.op),
+                image=runtime.image,
+                command=list(runtime.command),
+                upload_dflow=False,
             )
         artifacts: dict[str, Any] = {}
         if step.datasets:
@@ -78,8 +83,13 @@ def build_workflow(plan: Plan, staged: Mapping[str, Any], runtime: StepRuntime, 
                 artifacts[name] = tasks[source.step].outputs.artifacts[source.name]
             else:
                 artifacts[name] = staged[file_request_id(source.path)]
-        task = Task(name=step.key, template=templates[step.op], parameters=dict(step.parameters),
-                    artifacts=artifacts, key=step.key)
+        task = Task(
+            name=step.key,
+            template=templates[step.op],
+            parameters=dict(step.parameters),
+            artifacts=artifacts,
+            key=step.key,
+        )
         tasks[step.key] = task
         dag.add(task)
     return Workflow(name=plan.name, dag=dag, id=workflow_id)

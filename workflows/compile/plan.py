@@ -78,7 +78,8 @@ def build_plan(resolved: ResolvedSpec) -> Plan:
     spec = resolved.spec
     stages = spec.stages
     formats = {
-        name: {"format": ds.format, "type_map": resolved.dataset_type_maps[name]} for name, ds in spec.datasets.items()
+        name: {"format": ds.format, "type_map": resolved.dataset_type_maps[name]}
+        for name, ds in spec.datasets.items()
     }
     steps: list[StepPlan] = []
     model_outputs: dict[str, StepOutput] = {}  # spec model ref -> frozen model
@@ -90,32 +91,51 @@ def build_plan(resolved: ResolvedSpec) -> Plan:
     multitask = pretrain is not None and len(pretrain.heads) > 1
     if pretrain is not None:
         heads = pretrain.heads
-        head_datasets = {h: {"train": list(hs.datasets), "validation": list(hs.validation)} for h, hs in heads.items()}
-        names = tuple(dict.fromkeys(n for hs in head_datasets.values() for n in hs["train"] + hs["validation"]))
+        head_datasets = {
+            h: {"train": list(hs.datasets), "validation": list(hs.validation)} for h, hs in heads.items()
+        }
+        names = tuple(
+            dict.fromkeys(n for hs in head_datasets.values() for n in hs["train"] + hs["validation"])
+        )
         if multitask:
             deepmd_input = multitask_input(
-                spec.model, resolved.type_map, pretrain.training,
+                spec.model,
+                resolved.type_map,
+                pretrain.training,
                 {h: (hs.weight, bool(hs.validation), hs.fitting_net) for h, hs in heads.items()},
             )
             summary = f"dp train, multi-task ({', '.join(heads)}), {pretrain.training.steps} steps"
         else:
-            (head, hs), = heads.items()
-            deepmd_input = single_task_input(spec.model, resolved.type_map, pretrain.training,
-                                             with_validation=bool(hs.validation))
+            ((head, hs),) = heads.items()
+            deepmd_input = single_task_input(
+                spec.model, resolved.type_map, pretrain.training, with_validation=bool(hs.validation)
+            )
             deepmd_input["model"]["fitting_net"].update(hs.fitting_net)
             summary = f"dp train, single task ({head}), {pretrain.training.steps} steps"
-        steps.append(StepPlan(
-            key="pretrain", op="pretrain", summary=summary, datasets=names,
-            parameters={"deepmd_input": deepmd_input, "head_datasets": head_datasets,
-                        "dataset_formats": formats_for(names)},
-        ))
+        steps.append(
+            StepPlan(
+                key="pretrain",
+                op="pretrain",
+                summary=summary,
+                datasets=names,
+                parameters={
+                    "deepmd_input": deepmd_input,
+                    "head_datasets": head_datasets,
+                    "dataset_formats": formats_for(names),
+                },
+            )
+        )
         for head in heads:
             key = f"freeze-{slug(head)}"
-            steps.append(StepPlan(
-                key=key, op="freeze", summary=f"dp freeze --head {head}" if multitask else "dp freeze",
-                parameters={"head": head if multitask else ""},
-                artifacts={"checkpoint": StepOutput("pretrain", "checkpoint")},
-            ))
+            steps.append(
+                StepPlan(
+                    key=key,
+                    op="freeze",
+                    summary=f"dp freeze --head {head}" if multitask else "dp freeze",
+                    parameters={"head": head if multitask else ""},
+                    artifacts={"checkpoint": StepOutput("pretrain", "checkpoint")},
+                )
+            )
             model_outputs[f"pretrain.{head}"] = StepOutput(key, "model")
 
     for ft in stages.finetune:
@@ -132,18 +152,37 @@ def build_plan(resolved: ResolvedSpec) -> Plan:
                 branch = RANDOM_BRANCH
             else:
                 branch = head if multitask else ""
-            origin = f"pretrain head {head}" if head and head != RANDOM_HEAD else "pretrain, random fitting net"
+            origin = (
+                f"pretrain head {head}" if head and head != RANDOM_HEAD else "pretrain, random fitting net"
+            )
         names = tuple(dict.fromkeys([*ft.datasets, *ft.validation]))
-        deepmd_input = single_task_input(spec.model, resolved.type_map, ft.training,
-                                         with_validation=bool(ft.validation), descriptor={}, fitting_net={})
-        steps.append(StepPlan(
-            key=key, op="finetune", datasets=names, artifacts=artifacts,
-            summary=f"dp train --finetune ({origin}) on {', '.join(ft.datasets)}, {ft.training.steps} steps; "
-                    "dp freeze",
-            parameters={"deepmd_input": deepmd_input,
-                        "head_datasets": {ft.name: {"train": list(ft.datasets), "validation": list(ft.validation)}},
-                        "dataset_formats": formats_for(names), "model_branch": branch},
-        ))
+        deepmd_input = single_task_input(
+            spec.model,
+            resolved.type_map,
+            ft.training,
+            with_validation=bool(ft.validation),
+            descriptor={},
+            fitting_net={},
+        )
+        steps.append(
+            StepPlan(
+                key=key,
+                op="finetune",
+                datasets=names,
+                artifacts=artifacts,
+                summary=f"dp train --finetune ({origin}) on {', '.join(ft.datasets)}, "
+                f"{ft.training.steps} steps; "
+                "dp freeze",
+                parameters={
+                    "deepmd_input": deepmd_input,
+                    "head_datasets": {
+                        ft.name: {"train": list(ft.datasets), "validation": list(ft.validation)}
+                    },
+                    "dataset_formats": formats_for(names),
+                    "model_branch": branch,
+                },
+            )
+        )
         model_outputs[f"finetune.{ft.name}"] = StepOutput(key, "model")
 
     tests: list[TestCase] = []
@@ -155,13 +194,20 @@ def build_plan(resolved: ResolvedSpec) -> Plan:
                 bias_key = f"change-bias-{model_slug(ref)}-on-{slug(group.refit_bias_on)}"
                 if bias_key not in seen:
                     seen.add(bias_key)
-                    steps.append(StepPlan(
-                        key=bias_key, op="change-bias", datasets=(group.refit_bias_on,),
-                        summary=f"dp change-bias {ref} -s {group.refit_bias_on} -m change",
-                        parameters={"dataset": group.refit_bias_on, "mode": "change",
-                                    "dataset_formats": formats_for((group.refit_bias_on,))},
-                        artifacts={"model": model},
-                    ))
+                    steps.append(
+                        StepPlan(
+                            key=bias_key,
+                            op="change-bias",
+                            datasets=(group.refit_bias_on,),
+                            summary=f"dp change-bias {ref} -s {group.refit_bias_on} -m change",
+                            parameters={
+                                "dataset": group.refit_bias_on,
+                                "mode": "change",
+                                "dataset_formats": formats_for((group.refit_bias_on,)),
+                            },
+                            artifacts={"model": model},
+                        )
+                    )
                 model = StepOutput(bias_key, "model")
             for dataset in group.datasets:
                 key = f"test-{model_slug(ref)}-on-{slug(dataset)}"
@@ -170,13 +216,27 @@ def build_plan(resolved: ResolvedSpec) -> Plan:
                 if key in seen:
                     continue
                 seen.add(key)
-                steps.append(StepPlan(
-                    key=key, op="test", datasets=(dataset,), artifacts={"model": model},
-                    summary=f"dp test {ref}" + (" (bias re-fitted)" if group.refit_bias_on else "") + f" on {dataset}",
-                    parameters={"dataset": dataset, "frames": group.frames,
-                                "dataset_formats": formats_for((dataset,))},
-                ))
+                steps.append(
+                    StepPlan(
+                        key=key,
+                        op="test",
+                        datasets=(dataset,),
+                        artifacts={"model": model},
+                        summary=f"dp test {ref}"
+                        + (" (bias re-fitted)" if group.refit_bias_on else "")
+                        + f" on {dataset}",
+                        parameters={
+                            "dataset": dataset,
+                            "frames": group.frames,
+                            "dataset_formats": formats_for((dataset,)),
+                        },
+                    )
+                )
                 tests.append(TestCase(key, ref, dataset, group.refit_bias_on))
 
-    return Plan(name=slug(spec.name), steps=tuple(steps), dataset_paths=dict(resolved.dataset_paths),
-                tests=tuple(tests))
+    return Plan(
+        name=slug(spec.name),
+        steps=tuple(steps),
+        dataset_paths=dict(resolved.dataset_paths),
+        tests=tuple(tests),
+    )

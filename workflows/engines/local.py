@@ -60,7 +60,7 @@ def _step_error(step_dir: Path) -> str:
     for line in reversed(lines):
         for marker in ("FatalError:", "TransientError:", "Error:", "Exception:"):
             if marker in line:
-                return line[line.index(marker) + len(marker):].strip() or line
+                return line[line.index(marker) + len(marker) :].strip() or line
     return lines[-1] if lines else "step failed (no output)"
 
 
@@ -105,8 +105,11 @@ class _Watcher(threading.Thread):
 
     def _emit(self, key: str, phase: str, duration: float | None) -> None:
         record = self.summary.steps[key]
-        self.report(StepEvent(key, phase, round(time.monotonic() - self.started, 1), duration, record.summary,
-                              record.error))
+        self.report(
+            StepEvent(
+                key, phase, round(time.monotonic() - self.started, 1), duration, record.summary, record.error
+            )
+        )
 
     def run(self) -> None:
         while not self.stop_event.wait(POLL_S):
@@ -140,17 +143,35 @@ class _CapturedOutput:
 
 
 def plan_record(plan: Plan) -> dict:
-    return {"name": plan.name, "steps": [
-        {"key": s.key, "op": s.op, "summary": s.summary, "depends": s.depends, "datasets": list(s.datasets),
-         "artifacts": {k: (asdict(v) if isinstance(v, StepOutput) else {"file": str(v.path)})
-                       for k, v in s.artifacts.items()},
-         "parameters": s.parameters} for s in plan.steps]}
+    return {
+        "name": plan.name,
+        "steps": [
+            {
+                "key": s.key,
+                "op": s.op,
+                "summary": s.summary,
+                "depends": s.depends,
+                "datasets": list(s.datasets),
+                "artifacts": {
+                    k: (asdict(v) if isinstance(v, StepOutput) else {"file": str(v.path)})
+                    for k, v in s.artifacts.items()
+                },
+                "parameters": s.parameters,
+            }
+            for s in plan.steps
+        ],
+    }
 
 
 def initial_summary(plan: Plan, run_id: str, spec_file: str, spec_sha256: str) -> RunSummary:
     return RunSummary(
-        run_id=run_id, spec=spec_file, spec_sha256=spec_sha256, engine="local",
-        steps={s.key: StepRecord(key=s.key, op=s.op, summary=s.summary, depends=s.depends) for s in plan.steps},
+        run_id=run_id,
+        spec=spec_file,
+        spec_sha256=spec_sha256,
+        engine="local",
+        steps={
+            s.key: StepRecord(key=s.key, op=s.op, summary=s.summary, depends=s.depends) for s in plan.steps
+        },
     )
 
 
@@ -193,22 +214,35 @@ def _collect_outputs(run_dir: Path, summary: RunSummary, plan: Plan) -> None:
     for step in plan.steps:
         record = summary.steps[step.key]
         if step.op in ("freeze", "finetune") and "model" in record.outputs:
-            ref = ("pretrain." + step.key.removeprefix("freeze-")) if step.op == "freeze" else \
-                ("finetune." + step.key.removeprefix("finetune-"))
+            ref = (
+                ("pretrain." + step.key.removeprefix("freeze-"))
+                if step.op == "freeze"
+                else ("finetune." + step.key.removeprefix("finetune-"))
+            )
             models_dir.mkdir(exist_ok=True)
             link = models_dir / f"{model_slug(ref)}.pth"
             link.unlink(missing_ok=True)
             link.symlink_to(os.path.relpath(run_dir / record.outputs["model"], models_dir))
             summary.models[ref] = os.path.relpath(link, run_dir)
     summary.tests = [
-        TestResult(step=t.key, model=t.model, dataset=t.dataset, refit_bias_on=t.refit_bias_on,
-                   metrics=summary.steps[t.key].parameters.get("metrics", {}))
-        for t in plan.tests if summary.steps[t.key].phase == "Succeeded"
+        TestResult(
+            step=t.key,
+            model=t.model,
+            dataset=t.dataset,
+            refit_bias_on=t.refit_bias_on,
+            metrics=summary.steps[t.key].parameters.get("metrics", {}),
+        )
+        for t in plan.tests
+        if summary.steps[t.key].phase == "Succeeded"
     ]
 
 
 def run_local(
-    plan: Plan, run_dir: Path, summary: RunSummary, settings: Settings, report: Reporter | None = None,
+    plan: Plan,
+    run_dir: Path,
+    summary: RunSummary,
+    settings: Settings,
+    report: Reporter | None = None,
 ) -> RunSummary:
     """Run ``plan`` to completion in ``run_dir`` (which must exist); returns the final summary."""
     started = time.monotonic()
@@ -224,8 +258,9 @@ def run_local(
                 from dflow import upload_artifact
 
                 staged = {rid: upload_artifact(req) for rid, req in staging_requests(plan).items()}
-                workflow = build_workflow(plan, staged, StepRuntime(command=(settings.python,)),
-                                          workflow_id=STEPS_DIR)
+                workflow = build_workflow(
+                    plan, staged, StepRuntime(command=(settings.python,)), workflow_id=STEPS_DIR
+                )
                 watcher.start()
                 cwd = os.getcwd()
                 try:

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lamflow.workflows.errors import RunError
+from lamflow.workflows.errors import RunError, UsageError
 
 SUMMARY_FILE = "summary.json"
 Phase = Literal["Pending", "Running", "Succeeded", "Failed", "Skipped"]
@@ -31,7 +31,9 @@ class StepRecord(BaseModel):
     started_at: str | None = None
     finished_at: str | None = None
     duration_s: float | None = None
-    outputs: dict[str, str] = Field(default_factory=dict, description="Output artifact -> path (run-relative).")
+    outputs: dict[str, str] = Field(
+        default_factory=dict, description="Output artifact -> path (run-relative)."
+    )
     parameters: dict[str, Any] = Field(default_factory=dict, description="Output parameters (metrics, ...).")
     error: str | None = None
 
@@ -80,4 +82,4 @@ def read_summary(run: str | Path, run_root: Path) -> tuple[Path, RunSummary]:
                 return run_dir, RunSummary.model_validate(json.loads(file.read_text()))
             except (ValueError, OSError) as exc:
                 raise RunError(f"{file}: unreadable run summary ({exc})") from None
-    raise RunError(f"{run}: no such run (looked for {candidates[0]} and {candidates[1]})")
+    raise UsageError(f"{run}: no such run (looked for {candidates[0]} and {candidates[1]})")

@@ -21,4 +21,6 @@ def preset(name: str) -> dict[str, Any]:
 
 
 def preset_names() -> list[str]:
-    return sorted(p.name[: -len(".json")] for p in resources.files(__name__).iterdir() if p.name.endswith(".json"))
+    return sorted(
+        p.name[: -len(".json")] for p in resources.files(__name__).iterdir() if p.name.endswith(".json")
+    )

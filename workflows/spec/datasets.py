@@ -11,11 +11,14 @@ from lamflow.workflows.spec.base import SpecModel
 
 
 class DatasetSpec(SpecModel):
-    path: Path = Field(description="Directory (deepmd/npy: a system or a folder of systems, searched recursively) "
-                                   "or file (deepmd/hdf5). Relative paths are relative to the spec file.")
+    path: Path = Field(
+        description="Directory (deepmd/npy: a system or a folder of systems, searched recursively) "
+        "or file (deepmd/hdf5). Relative paths are relative to the spec file."
+    )
     format: Literal["deepmd/npy", "deepmd/hdf5"] = Field("deepmd/npy", description="Data format.")
     type_map: list[str] | None = Field(
-        None, min_length=1,
+        None,
+        min_length=1,
         description="Element name of each type index in type.raw. Needed when the systems have no "
-                    "type_map.raw; must agree with type_map.raw where both exist.",
+        "type_map.raw; must agree with type_map.raw where both exist.",
     )

@@ -16,12 +16,12 @@ class FinetuneFrom(SpecModel):
     head: str | None = Field(
         None,
         description="Head of the pretrained (or given) multi-task model to start from; 'random' starts "
-                    "from the shared descriptor with a freshly initialised fitting net.",
+        "from the shared descriptor with a freshly initialised fitting net.",
     )
     model_file: Path | None = Field(
         None,
         description="External DeePMD-kit training checkpoint (.pt) to start from instead of this spec's "
-                    "pretrain stage. Relative to the spec file.",
+        "pretrain stage. Relative to the spec file.",
     )
 
 

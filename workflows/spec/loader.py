@@ -131,7 +131,11 @@ def _describe(error: dict[str, Any]) -> str:
     if kind == "value_error":
         message = message.removeprefix("Value error, ")
     value = error.get("input")
-    if kind not in ("model_type", "dict_type") and isinstance(value, str | int | float | bool) and len(str(value)) < 60:
+    if (
+        kind not in ("model_type", "dict_type")
+        and isinstance(value, str | int | float | bool)
+        and len(str(value)) < 60
+    ):
         message += f" (got {value!r})"
     return message
 
@@ -166,7 +170,9 @@ def check_references(spec: Spec, shown: str) -> None:
         for name in names:
             key = slug(name)
             if key in seen:
-                raise SpecError(shown, path, f"{kind} names {seen[key]!r} and {name!r} give the same step key {key!r}")
+                raise SpecError(
+                    shown, path, f"{kind} names {seen[key]!r} and {name!r} give the same step key {key!r}"
+                )
             seen[key] = name
 
     unique_slugs("dataset", "datasets", list(datasets))
@@ -193,19 +199,31 @@ def check_references(spec: Spec, shown: str) -> None:
         src = ft.from_
         if src.model_file is None:
             if stages.pretrain is None:
-                raise SpecError(shown, f"{base}.from",
-                                "no pretrain stage to start from: add stages.pretrain or give from.model_file")
+                raise SpecError(
+                    shown,
+                    f"{base}.from",
+                    "no pretrain stage to start from: add stages.pretrain or give from.model_file",
+                )
             if src.head is None:
                 if len(heads) > 1:
-                    raise SpecError(shown, f"{base}.from.head",
-                                    f"required for a multi-task pretrain: one of {_known(heads)} or '{RANDOM_HEAD}'")
+                    raise SpecError(
+                        shown,
+                        f"{base}.from.head",
+                        f"required for a multi-task pretrain: one of {_known(heads)} or '{RANDOM_HEAD}'",
+                    )
             elif src.head != RANDOM_HEAD and src.head not in heads:
-                raise SpecError(shown, f"{base}.from.head",
-                                f"no pretrain head {src.head!r} (heads: {_known(heads)}, or '{RANDOM_HEAD}')")
+                raise SpecError(
+                    shown,
+                    f"{base}.from.head",
+                    f"no pretrain head {src.head!r} (heads: {_known(heads)}, or '{RANDOM_HEAD}')",
+                )
         elif src.model_file.suffix != ".pt":
-            raise SpecError(shown, f"{base}.from.model_file",
-                            f"{src.model_file}: fine-tuning needs a DeePMD-kit training checkpoint (.pt); "
-                            "frozen .pth models cannot be fine-tuned")
+            raise SpecError(
+                shown,
+                f"{base}.from.model_file",
+                f"{src.model_file}: fine-tuning needs a DeePMD-kit training checkpoint (.pt); "
+                "frozen .pth models cannot be fine-tuned",
+            )
         for j, name in enumerate(ft.datasets):
             need_dataset(f"{base}.datasets[{j}]", name)
         for j, name in enumerate(ft.validation):
@@ -217,18 +235,24 @@ def check_references(spec: Spec, shown: str) -> None:
         for j, ref in enumerate(group.models):
             stage, _, name = ref.partition(".")
             if stage == "pretrain" and name not in heads:
-                raise SpecError(shown, f"{base}.models[{j}]", f"no pretrain head {name!r} (heads: {_known(heads)})")
+                raise SpecError(
+                    shown, f"{base}.models[{j}]", f"no pretrain head {name!r} (heads: {_known(heads)})"
+                )
             if stage == "finetune" and name not in finetunes:
-                raise SpecError(shown, f"{base}.models[{j}]",
-                                f"no finetune named {name!r} (finetunes: {_known(finetunes)})")
+                raise SpecError(
+                    shown,
+                    f"{base}.models[{j}]",
+                    f"no finetune named {name!r} (finetunes: {_known(finetunes)})",
+                )
         for j, name in enumerate(group.datasets):
             need_dataset(f"{base}.datasets[{j}]", name)
         if group.refit_bias_on is not None:
             need_dataset(f"{base}.refit_bias_on", group.refit_bias_on)
 
 
-def check_datasets(spec: Spec, shown: str, base_dir: Path) -> tuple[dict[str, Path], dict[str, DatasetInfo],
-                                                                     list[str]]:
+def check_datasets(
+    spec: Spec, shown: str, base_dir: Path
+) -> tuple[dict[str, Path], dict[str, DatasetInfo], list[str]]:
     """Inspect every dataset; work out the element names of each and the model's type_map."""
     paths: dict[str, Path] = {}
     infos: dict[str, DatasetInfo] = {}
@@ -249,17 +273,26 @@ def check_datasets(spec: Spec, shown: str, base_dir: Path) -> tuple[dict[str, Pa
         for system in info.systems:
             if ds.type_map is not None:
                 if system.type_map is not None and tuple(system.type_map) != tuple(ds.type_map):
-                    raise SpecError(shown, f"datasets.{name}.type_map",
-                                    f"{list(ds.type_map)} conflicts with {system.path}/type_map.raw "
-                                    f"{list(system.type_map)}")
+                    raise SpecError(
+                        shown,
+                        f"datasets.{name}.type_map",
+                        f"{list(ds.type_map)} conflicts with {system.path}/type_map.raw "
+                        f"{list(system.type_map)}",
+                    )
                 if max(system.types) >= len(ds.type_map):
-                    raise SpecError(shown, f"datasets.{name}.type_map",
-                                    f"names {len(ds.type_map)} types but {system.path}/type.raw uses index "
-                                    f"{max(system.types)}")
+                    raise SpecError(
+                        shown,
+                        f"datasets.{name}.type_map",
+                        f"names {len(ds.type_map)} types but {system.path}/type.raw uses index "
+                        f"{max(system.types)}",
+                    )
                 system_elements = system.elements(ds.type_map)
             elif system.type_map is None:
-                raise SpecError(shown, f"datasets.{name}",
-                                f"{system.path} has no type_map.raw: set datasets.{name}.type_map")
+                raise SpecError(
+                    shown,
+                    f"datasets.{name}",
+                    f"{system.path} has no type_map.raw: set datasets.{name}.type_map",
+                )
             else:
                 system_elements = system.elements()
             for element in system_elements:
@@ -277,8 +310,9 @@ def check_datasets(spec: Spec, shown: str, base_dir: Path) -> tuple[dict[str, Pa
         for name, names in elements_of.items():
             missing = sorted(names - set(type_map))
             if missing:
-                raise SpecError(shown, "model.type_map",
-                                f"lacks {', '.join(missing)} used by dataset {name!r}")
+                raise SpecError(
+                    shown, "model.type_map", f"lacks {', '.join(missing)} used by dataset {name!r}"
+                )
     return paths, infos, type_map
 
 

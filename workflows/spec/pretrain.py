@@ -14,14 +14,15 @@ class HeadSpec(SpecModel):
     datasets: list[Name] = Field(min_length=1, description="Training datasets of this head.")
     validation: list[Name] = Field(default_factory=list, description="Validation datasets of this head.")
     weight: PositiveFloat = Field(1.0, description="Sampling weight (DeePMD-kit model_prob, normalised).")
-    fitting_net: dict[str, Any] = Field(default_factory=dict,
-                                        description="Fitting-net fragment for this head only.")
+    fitting_net: dict[str, Any] = Field(
+        default_factory=dict, description="Fitting-net fragment for this head only."
+    )
 
 
 class PretrainStage(SpecModel):
     heads: dict[Name, HeadSpec] = Field(
         min_length=1,
         description="Head name -> datasets. Two or more heads give DeePMD-kit's multi-task input "
-                    "(shared descriptor, one fitting net per head); one head gives a single-task model.",
+        "(shared descriptor, one fitting net per head); one head gives a single-task model.",
     )
     training: TrainingSpec = Field(default_factory=TrainingSpec)

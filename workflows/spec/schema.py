@@ -11,8 +11,12 @@ SCHEMA_ID = "https://lamflow.dev/schemas/lamflow.schema.json"
 
 def spec_schema() -> dict:
     schema = Spec.model_json_schema(by_alias=True)
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID,
-            "title": "lamflow spec", **schema}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        **schema,
+        "title": "lamflow spec",
+    }
 
 
 def spec_schema_json() -> str:

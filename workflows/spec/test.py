@@ -15,12 +15,13 @@ class TestGroup(SpecModel):
     __test__ = False  # not a pytest class
 
     models: list[ModelRef] = Field(
-        min_length=1, description="'pretrain.<head>' (frozen head of the pretrained model) or 'finetune.<name>'."
+        min_length=1,
+        description="'pretrain.<head>' (frozen head of the pretrained model) or 'finetune.<name>'.",
     )
     datasets: list[Name] = Field(min_length=1, description="Every model is tested on every dataset.")
     refit_bias_on: Name | None = Field(
         None,
         description="Zero-shot protocol: before testing, re-fit each model's per-element energy bias on "
-                    "this dataset with `dp change-bias -m change` (use training data, not the test set).",
+        "this dataset with `dp change-bias -m change` (use training data, not the test set).",
     )
     frames: int = Field(0, ge=0, description="Frames per system to test (0 = all).")

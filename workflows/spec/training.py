@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
-from pydantic import Field, PositiveFloat, PositiveInt, StringConstraints
+from pydantic import Field, PlainValidator, PositiveFloat, PositiveInt, WithJsonSchema
 
 from lamflow.workflows.spec.base import SpecModel
 
-BatchSize = PositiveInt | Annotated[str, StringConstraints(pattern=r"^auto(:[1-9][0-9]*)?$")]
+_AUTO = re.compile(r"^auto(:[1-9][0-9]*)?$")
+
+
+def _batch_size(value: Any) -> int | str:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str) and _AUTO.match(value):
+        return value
+    raise ValueError("must be a positive integer, 'auto' or 'auto:N'")
+
+
+# One validator instead of a union, so errors point at `batch_size` itself.
+BatchSize = Annotated[
+    int | str,
+    PlainValidator(_batch_size),
+    WithJsonSchema(
+        {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": _AUTO.pattern}]}
+    ),
+]
 
 
 class LearningRateSpec(SpecModel):
@@ -36,5 +55,6 @@ class TrainingSpec(SpecModel):
     seed: int = Field(1, ge=0)
     disp_freq: PositiveInt | None = Field(None, description="Default: min(100, steps).")
     save_freq: PositiveInt | None = Field(None, description="Default: steps.")
-    extra: dict[str, Any] = Field(default_factory=dict,
-                                  description="Raw keys deep-merged into DeePMD-kit's `training` section.")
+    extra: dict[str, Any] = Field(
+        default_factory=dict, description="Raw keys deep-merged into DeePMD-kit's `training` section."
+    )

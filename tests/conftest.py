@@ -1,0 +1,69 @@
+"""Shared fixtures: paths, spec writing, and running the installed ``lamflow`` entry point."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+DEMO_DATA = EXAMPLES / "data"
+SHARED_DATASETS = REPO.parent / "shared" / "data" / "datasets"
+LAMFLOW = Path(sys.executable).with_name("lamflow")
+
+
+@pytest.fixture
+def write_spec(tmp_path: Path):
+    """Write a spec dict (or text) as YAML into tmp_path and return its path."""
+
+    def write(spec: dict[str, Any] | str, name: str = "spec.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(spec if isinstance(spec, str) else yaml.safe_dump(spec, sort_keys=False))
+        return path
+
+    return write
+
+
+def minimal_spec(**overrides: Any) -> dict[str, Any]:
+    """A valid spec on the bundled demo data: 2-head pretrain, one finetune, two test groups."""
+    spec: dict[str, Any] = {
+        "name": "mini",
+        "datasets": {
+            "water": {"path": str(DEMO_DATA / "water/train")},
+            "molecules": {"path": str(DEMO_DATA / "molecules/train")},
+            "gete": {"path": str(DEMO_DATA / "gete/train")},
+            "gete-test": {"path": str(DEMO_DATA / "gete/test")},
+        },
+        "model": {"preset": "dpa2-tiny"},
+        "stages": {
+            "pretrain": {
+                "heads": {"water": {"datasets": ["water"]}, "molecules": {"datasets": ["molecules"]}},
+                "training": {"steps": 10},
+            },
+            "finetune": [
+                {"name": "gete", "from": {"head": "water"}, "datasets": ["gete"], "training": {"steps": 10}}
+            ],
+            "test": [
+                {"models": ["pretrain.water"], "datasets": ["gete-test"], "refit_bias_on": "gete"},
+                {"models": ["finetune.gete"], "datasets": ["gete-test"]},
+            ],
+        },
+    }
+    spec.update(overrides)
+    return spec
+
+
+def run_cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 900
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``lamflow`` console script (not an in-process call)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [str(LAMFLOW), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+    )

@@ -1,0 +1,135 @@
+"""End to end with the real DeePMD-kit through the installed CLI on the local engine (slow).
+
+pretrain (2 heads) -> freeze each head -> finetune (from a head) -> change-bias -> test, then a second run
+that fine-tunes from the first run's checkpoint as an external model file with a random fitting net.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import minimal_spec, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pipeline")
+    spec = minimal_spec()
+    spec["stages"]["pretrain"]["training"] = {"steps": 20}
+    spec["stages"]["finetune"][0]["training"] = {"steps": 10}
+    spec_file = tmp / "spec.yaml"
+    import yaml
+
+    spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
+    result = run_cli("submit", str(spec_file), "--run-dir", str(tmp / "run"), cwd=tmp)
+    return tmp / "run", result
+
+
+def test_run_succeeds_and_reports_progress(pipeline_run):
+    run_dir, result = pipeline_run
+    assert result.returncode == 0, result.stdout + result.stderr
+    for key in ("pretrain", "freeze-water", "finetune-gete", "test-finetune-gete-on-gete-test"):
+        assert f"✓ {key}" in result.stdout
+    assert "Test errors" in result.stdout
+    assert "DEEPMD INFO" not in result.stdout, "step output belongs in engine.log"
+    assert "DEEPMD INFO" in (run_dir / "engine.log").read_text()
+
+
+def test_summary_records_every_step(pipeline_run):
+    run_dir, _ = pipeline_run
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "Succeeded"
+    assert set(summary["steps"]) == {
+        "pretrain",
+        "freeze-water",
+        "freeze-molecules",
+        "finetune-gete",
+        "change-bias-pretrain-water-on-gete",
+        "test-pretrain-water-on-gete-test-refit-gete",
+        "test-finetune-gete-on-gete-test",
+    }
+    for record in summary["steps"].values():
+        assert record["phase"] == "Succeeded"
+        assert record["duration_s"] > 0 and record["started_at"] <= record["finished_at"]
+    pretrain = summary["steps"]["pretrain"]
+    assert pretrain["parameters"]["lcurve_last"]["step"] == 20
+    inp = json.loads((run_dir / pretrain["outputs"]["input_json"]).read_text())
+    assert set(inp["model"]["model_dict"]) == {"water", "molecules"}
+    assert inp["training"]["data_dict"]["water"]["training_data"]["systems"], "systems were filled in"
+    assert (run_dir / pretrain["outputs"]["lcurve"]).read_text().startswith("#")
+    assert (run_dir / pretrain["outputs"]["checkpoint"]).suffix == ".pt"
+    finetune = summary["steps"]["finetune-gete"]["outputs"]
+    assert "--finetune" in (run_dir / finetune["log"]).read_text()
+
+
+def test_frozen_models_and_finite_metrics(pipeline_run):
+    run_dir, _ = pipeline_run
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert set(summary["models"]) == {"pretrain.water", "pretrain.molecules", "finetune.gete"}
+    for path in summary["models"].values():
+        model = run_dir / path
+        assert model.suffix == ".pth" and model.resolve().stat().st_size > 10_000
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert {(m["model"], m["dataset"], m["refit_bias_on"]) for m in metrics} == {
+        ("pretrain.water", "gete-test", "gete"),
+        ("finetune.gete", "gete-test", None),
+    }
+    for m in metrics:
+        assert m["metrics"]["frames"] == 12
+        for key in ("energy_rmse_per_atom", "energy_mae_per_atom", "force_rmse", "force_mae"):
+            assert math.isfinite(m["metrics"][key]) and m["metrics"][key] > 0
+
+
+def test_status_command(pipeline_run):
+    run_dir, _ = pipeline_run
+    as_json = run_cli("status", str(run_dir), "--output", "json")
+    assert as_json.returncode == 0
+    assert json.loads(as_json.stdout)["status"] == "Succeeded"
+    text = run_cli("status", str(run_dir))
+    assert "finetune.gete" in text.stdout and "Succeeded" in text.stdout
+
+
+def test_finetune_from_external_checkpoint_with_random_fitting(pipeline_run, tmp_path, write_spec):
+    run_dir, result = pipeline_run
+    assert result.returncode == 0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    checkpoint = run_dir / summary["steps"]["pretrain"]["outputs"]["checkpoint"]
+    spec = minimal_spec()
+    spec["stages"] = {
+        "finetune": [
+            {
+                "name": "ext",
+                "from": {"model_file": str(checkpoint), "head": "random"},
+                "datasets": ["gete"],
+                "training": {"steps": 5},
+            }
+        ],
+        "test": [{"models": ["finetune.ext"], "datasets": ["gete-test"], "frames": 4}],
+    }
+    out = run_cli("submit", str(write_spec(spec)), "--run-dir", str(tmp_path / "ext-run"), "--output", "json")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr
+    ext = json.loads(out.stdout)
+    assert ext["status"] == "Succeeded"
+    train_log = (tmp_path / "ext-run" / ext["steps"]["finetune-ext"]["outputs"]["log"]).read_text()
+    assert "--model-branch RANDOM" in train_log
+    assert ext["tests"][0]["metrics"]["frames"] == 4
+
+
+def test_failing_step_fails_the_run_with_its_error(tmp_path, write_spec):
+    spec = minimal_spec()
+    spec["model"]["descriptor"] = {"repinit": {"activation_function": "no-such-activation"}}
+    out = run_cli("submit", str(write_spec(spec)), "--run-dir", str(tmp_path / "bad-run"))
+    assert out.returncode == 1
+    summary = json.loads((tmp_path / "bad-run" / "summary.json").read_text())
+    assert summary["status"] == "Failed"
+    assert summary["steps"]["pretrain"]["phase"] == "Failed"
+    assert summary["error"].startswith("step pretrain failed:")
+    assert all(r["phase"] == "Skipped" for k, r in summary["steps"].items() if k != "pretrain")
+    assert "✗ pretrain" in out.stdout
+    assert Path(tmp_path / "bad-run" / "spec.yaml").exists()

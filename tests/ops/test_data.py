@@ -1,0 +1,112 @@
+"""Dataset inspection (deepmd/npy, deepmd/hdf5) and the system lists handed to dp."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lamflow.ops.data import DatasetError, find_npy_systems, inspect_dataset, systems_for_dp
+from tests.conftest import DEMO_DATA, SHARED_DATASETS
+
+
+def make_system(root: Path, types=(0, 0, 1), nframes=2, type_map=("O", "H"), pbc=True) -> Path:
+    root.mkdir(parents=True)
+    (root / "type.raw").write_text("\n".join(map(str, types)) + "\n")
+    if type_map is not None:
+        (root / "type_map.raw").write_text("\n".join(type_map) + "\n")
+    if not pbc:
+        (root / "nopbc").touch()
+    s = root / "set.000"
+    s.mkdir()
+    natoms = len(types)
+    np.save(s / "coord.npy", np.zeros((nframes, 3 * natoms)))
+    np.save(s / "energy.npy", np.zeros(nframes))
+    np.save(s / "force.npy", np.zeros((nframes, 3 * natoms)))
+    if pbc:
+        np.save(s / "box.npy", np.tile(np.eye(3).reshape(9) * 10, (nframes, 1)))
+    return root
+
+
+def test_demo_datasets_inspect():
+    info = inspect_dataset(DEMO_DATA / "molecules/train")
+    assert [Path(s.path).name for s in info.systems] == ["C1H4O2", "C3H3O4"]
+    assert info.nframes == 80
+    assert all(not s.pbc for s in info.systems)
+    water = inspect_dataset(DEMO_DATA / "water/train")
+    assert water.systems[0].elements() == ("O", "H") and water.systems[0].natoms == 192
+
+
+@pytest.mark.skipif(not SHARED_DATASETS.exists(), reason="../shared not present")
+def test_shared_datasets_inspect():
+    water = inspect_dataset(SHARED_DATASETS / "water_h2o")
+    assert len(water.systems) == 4 and water.nframes == 400
+    assert inspect_dataset(SHARED_DATASETS / "gete").systems[0].elements() == ("Ge", "Te")
+
+
+def test_single_system_root_and_nesting(tmp_path):
+    make_system(tmp_path / "a" / "sys1")
+    make_system(tmp_path / "a" / "deeper" / "sys2", nframes=3)
+    assert [p.name for p in find_npy_systems(tmp_path / "a")] == ["sys2", "sys1"]
+    assert inspect_dataset(tmp_path / "a").nframes == 5
+    assert len(inspect_dataset(tmp_path / "a" / "sys1").systems) == 1
+
+
+@pytest.mark.parametrize(
+    ("breakage", "message"),
+    [
+        (lambda p: shutil.rmtree(p), "does not exist"),
+        (lambda p: [f.unlink() for f in p.rglob("type.raw")], "no deepmd/npy system"),
+        (lambda p: shutil.rmtree(p / "s" / "set.000"), "no set.* directory"),
+        (lambda p: (p / "s" / "set.000" / "box.npy").unlink(), "box.npy: missing"),
+        (lambda p: (p / "s" / "type.raw").write_text("0 x\n"), "not a list of integers"),
+        (lambda p: (p / "s" / "type.raw").write_text("0 0 5\n"), "type index 5"),
+        (lambda p: np.save(p / "s" / "set.000" / "coord.npy", np.zeros((2, 5))), "expected (nframes, 9)"),
+        (lambda p: np.save(p / "s" / "set.000" / "energy.npy", np.zeros(7)), "7 energies for 2 frames"),
+        (lambda p: (p / "s" / "set.000" / "coord.npy").write_text("garbage"), "unreadable"),
+    ],
+)
+def test_bad_datasets_name_the_file(tmp_path, breakage, message):
+    make_system(tmp_path / "d" / "s")
+    breakage(tmp_path / "d")
+    with pytest.raises(
+        DatasetError, match=message.replace("(", r"\(").replace(")", r"\)").replace("*", r"\*")
+    ):
+        inspect_dataset(tmp_path / "d")
+
+
+def test_file_is_not_an_npy_dataset(tmp_path):
+    (tmp_path / "x.txt").write_text("x")
+    with pytest.raises(DatasetError, match="not a directory"):
+        inspect_dataset(tmp_path / "x.txt")
+    with pytest.raises(DatasetError, match="unknown format"):
+        inspect_dataset(tmp_path, "vasp/outcar")
+
+
+def test_hdf5_dataset(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(tmp_path / "d.hdf5", "w") as f:
+        g = f.create_group("sys1")
+        g["type.raw"] = np.array([0, 1, 1])
+        g["type_map.raw"] = np.array([b"O", b"H"])
+        g.create_group("set.000")["coord.npy"] = np.zeros((4, 9))
+    info = inspect_dataset(tmp_path / "d.hdf5", "deepmd/hdf5")
+    assert info.nframes == 4 and info.systems[0].elements() == ("O", "H")
+    (tmp_path / "bad.hdf5").write_text("not hdf5")
+    with pytest.raises(DatasetError, match="not a readable HDF5"):
+        inspect_dataset(tmp_path / "bad.hdf5", "deepmd/hdf5")
+
+
+def test_systems_for_dp_shadows_type_map(tmp_path):
+    make_system(tmp_path / "d" / "s", type_map=None)
+    plain = systems_for_dp(tmp_path / "d", "deepmd/npy", None, tmp_path / "scratch")
+    assert plain == [str(tmp_path / "d" / "s")]
+    shadowed = systems_for_dp(tmp_path / "d", "deepmd/npy", ["Cu", "Ni"], tmp_path / "scratch")
+    shadow = Path(shadowed[0])
+    assert shadow.parent == tmp_path / "scratch"
+    assert (shadow / "type_map.raw").read_text().split() == ["Cu", "Ni"]
+    assert (shadow / "set.000").is_symlink() and (shadow / "type.raw").is_symlink()
+    assert not (tmp_path / "d" / "s" / "type_map.raw").exists(), "the user's data is never modified"
+    assert systems_for_dp(tmp_path / "x.hdf5", "deepmd/hdf5", None, tmp_path) == [str(tmp_path / "x.hdf5")]

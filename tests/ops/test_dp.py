@@ -1,0 +1,146 @@
+"""Command builders of the DeePMD-kit seam (table tests) and run_dp with a fake ``dp``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from lamflow.ops import dp
+
+DP = "/opt/venv/bin/dp"
+
+
+@pytest.fixture(autouse=True)
+def fixed_dp(monkeypatch):
+    monkeypatch.setenv("LAMFLOW_DP", DP)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({}, ["train", "input.json"]),
+        (
+            {"finetune": "pre/model.ckpt.pt", "model_branch": "water", "use_pretrain_script": True},
+            [
+                "train",
+                "input.json",
+                "--finetune",
+                "pre/model.ckpt.pt",
+                "--model-branch",
+                "water",
+                "--use-pretrain-script",
+            ],
+        ),
+        (
+            {"finetune": "m.pt", "model_branch": "RANDOM"},
+            ["train", "input.json", "--finetune", "m.pt", "--model-branch", "RANDOM"],
+        ),
+        ({"finetune": "m.pt"}, ["train", "input.json", "--finetune", "m.pt"]),
+        (
+            {"init_frz_model": "m.pth", "use_pretrain_script": True},
+            ["train", "input.json", "--init-frz-model", "m.pth", "--use-pretrain-script"],
+        ),
+        ({"restart": "model.ckpt-50.pt"}, ["train", "input.json", "--restart", "model.ckpt-50.pt"]),
+        ({"skip_neighbor_stat": True}, ["train", "input.json", "--skip-neighbor-stat"]),
+    ],
+)
+def test_train_command(kwargs, expected):
+    assert dp.train_command("input.json", **kwargs) == [DP, "--pt", *expected]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"finetune": "a.pt", "restart": "b.pt"}, "mutually exclusive"),
+        ({"model_branch": "water"}, "only applies when fine-tuning"),
+        ({"use_pretrain_script": True}, "needs finetune or init_frz_model"),
+        ({"finetune": "frozen.pth"}, "needs a .pt checkpoint"),
+    ],
+)
+def test_train_command_rejects(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        dp.train_command("input.json", **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        (lambda: dp.freeze_command("model.pth"), ["freeze", "-c", ".", "-o", "model.pth"]),
+        (
+            lambda: dp.freeze_command("w.pth", head="water"),
+            ["freeze", "-c", ".", "-o", "w.pth", "--head", "water"],
+        ),
+        (lambda: dp.test_command("m.pth", "data"), ["test", "-m", "m.pth", "-s", "data", "-n", "0"]),
+        (
+            lambda: dp.test_command("m.pt", "data", numb_test=5, head="a", detail_prefix="d/detail"),
+            ["test", "-m", "m.pt", "-s", "data", "-n", "5", "-d", "d/detail", "--head", "a"],
+        ),
+        (
+            lambda: dp.change_bias_command("m.pth", "data", output="o.pth"),
+            ["change-bias", "m.pth", "-s", "data", "-m", "change", "-n", "0", "-o", "o.pth"],
+        ),
+        (
+            lambda: dp.change_bias_command(
+                "m.pt", "d", output="o.pt", mode="set", numb_batch=3, model_branch="w"
+            ),
+            ["change-bias", "m.pt", "-s", "d", "-m", "set", "-n", "3", "-o", "o.pt", "--model-branch", "w"],
+        ),
+    ],
+)
+def test_other_commands(call, expected):
+    assert call() == [DP, "--pt", *expected]
+
+
+def test_command_rejects_bad_values():
+    with pytest.raises(ValueError, match="numb_test"):
+        dp.test_command("m.pth", "d", numb_test=-1)
+    with pytest.raises(ValueError, match="mode"):
+        dp.change_bias_command("m.pth", "d", output="o", mode="shift")
+
+
+def test_every_builder_passes_the_pytorch_backend():
+    # dp defaults to TensorFlow; each builder must select --pt right after the program.
+    for argv in (
+        dp.train_command("i.json"),
+        dp.freeze_command("m.pth"),
+        dp.test_command("m", "s"),
+        dp.change_bias_command("m", "s", output="o"),
+    ):
+        assert argv[1] == "--pt"
+
+
+def test_dp_executable_prefers_override_then_interpreter_dir(monkeypatch):
+    assert dp.dp_executable() == DP
+    monkeypatch.delenv("LAMFLOW_DP")
+    beside = Path(sys.executable).with_name("dp")
+    assert beside.exists(), "the test environment installs DeePMD-kit beside the interpreter"
+    assert dp.dp_executable() == str(beside)
+
+
+def _fake_dp(tmp_path: Path, exit_code: int) -> list[str]:
+    script = tmp_path / "fake_dp.py"
+    script.write_text(
+        "import sys\n"
+        "print('args:', ' '.join(sys.argv[1:]))\n"
+        f"print('something went wrong' if {exit_code} else 'done', file=sys.stderr)\n"
+        f"sys.exit({exit_code})\n"
+    )
+    return [sys.executable, str(script)]
+
+
+def test_run_dp_logs_output(tmp_path, capsys):
+    run = dp.run_dp([*_fake_dp(tmp_path, 0), "--pt", "test"], cwd=tmp_path, log_file="x.log")
+    log = (tmp_path / "x.log").read_text()
+    assert run.returncode == 0
+    assert "args: --pt test" in log and "done" in log
+    assert "done" in capsys.readouterr().out
+
+
+def test_run_dp_raises_with_tail(tmp_path):
+    with pytest.raises(dp.DpError) as info:
+        dp.run_dp([*_fake_dp(tmp_path, 3), "--pt", "train"], cwd=tmp_path, log_file="logs/t.log", echo=False)
+    assert info.value.returncode == 3
+    assert "something went wrong" in str(info.value)
+    assert info.value.log_file == tmp_path / "logs" / "t.log"

@@ -1,0 +1,111 @@
+"""The installed ``lamflow`` entry point: exit codes, one-line errors, nothing written on bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import EXAMPLES, REPO, minimal_spec, run_cli
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_help_lists_commands():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for command in ("validate", "schema", "submit", "status"):
+        assert command in result.stdout
+
+
+def test_validate_ok():
+    result = run_cli("validate", str(EXAMPLES / "demo.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert "9 steps" in result.stdout
+
+
+def test_schema_prints_the_committed_schema():
+    result = run_cli("schema")
+    assert result.returncode == 0
+    assert result.stdout == (REPO / "schemas" / "lamflow.schema.json").read_text()
+    assert json.loads(result.stdout)["title"] == "lamflow spec"
+
+
+def test_dry_run_prints_the_dag(tmp_path):
+    result = run_cli("submit", str(EXAMPLES / "demo.yaml"), "--dry-run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "finetune-gete" in result.stdout and "after pretrain" in result.stdout
+    assert not (tmp_path / "runs").exists()
+    as_json = json.loads(
+        run_cli("submit", str(EXAMPLES / "demo.yaml"), "--dry-run", "--output", "json").stdout
+    )
+    assert [s["key"] for s in as_json["steps"]][:2] == ["pretrain", "freeze-water"]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "fragments"),
+    [
+        (
+            lambda s: s["stages"]["finetune"][0]["from"].update(head="gete"),
+            ["spec.yaml: stages.finetune[0].from.head: no pretrain head 'gete'"],
+        ),
+        (lambda s: s.update(unknown=1), ["spec.yaml: unknown: unknown key 'unknown'"]),
+        (
+            lambda s: s["datasets"]["gete"].update(path="/nowhere"),
+            ["datasets.gete.path: /nowhere: does not exist"],
+        ),
+    ],
+)
+def test_bad_spec_exits_2_and_writes_nothing(tmp_path, write_spec, mutate, fragments):
+    spec = minimal_spec()
+    mutate(spec)
+    path = write_spec(spec)
+    for command in (
+        ["validate", str(path)],
+        ["submit", str(path)],
+        ["submit", str(path), "--dry-run"],
+        ["submit", str(path), "--run-dir", str(tmp_path / "myrun")],
+    ):
+        result = run_cli(*command, cwd=tmp_path)
+        assert_one_line_error(result, *fragments)
+        assert not (tmp_path / "runs").exists() and not (tmp_path / "myrun").exists()
+
+
+def test_missing_and_invalid_files(tmp_path):
+    assert_one_line_error(
+        run_cli("submit", str(tmp_path / "none.yaml"), cwd=tmp_path), "none.yaml: no such file"
+    )
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [oops\n")
+    assert_one_line_error(run_cli("validate", str(bad)), "bad.yaml: invalid YAML: line 2")
+
+
+def test_existing_run_dir_is_never_overwritten(tmp_path, write_spec):
+    run_dir = tmp_path / "taken"
+    run_dir.mkdir()
+    (run_dir / "keep.txt").write_text("precious")
+    result = run_cli("submit", str(write_spec(minimal_spec())), "--run-dir", str(run_dir))
+    assert_one_line_error(result, "already exists and is not empty")
+    assert (run_dir / "keep.txt").read_text() == "precious"
+
+
+def test_status_of_unknown_run(tmp_path):
+    assert_one_line_error(run_cli("status", "no-such-run", cwd=tmp_path), "no-such-run: no such run")
+
+
+def test_bad_setting_is_bad_input(tmp_path, write_spec):
+    result = run_cli("submit", str(write_spec(minimal_spec())), env={"LAMFLOW_LOCAL_WORKERS": "zero"})
+    assert result.returncode == 2
+    assert "LAMFLOW_LOCAL_WORKERS" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unknown_option_is_usage_error():
+    result = run_cli("submit", "--frobnicate")
+    assert result.returncode == 2 and "Traceback" not in result.stderr

@@ -1,0 +1,151 @@
+"""Spec -> plan: step keys, dependencies and the DeePMD-kit inputs the steps receive."""
+
+from __future__ import annotations
+
+import pytest
+
+from lamflow.ops.dp import RANDOM_BRANCH
+from lamflow.workflows.compile.plan import LocalFile, StepOutput, build_plan
+from lamflow.workflows.spec import load_spec
+from tests.conftest import EXAMPLES, minimal_spec
+
+
+def plan_of(write_spec, spec):
+    return build_plan(load_spec(write_spec(spec)))
+
+
+def test_demo_keys_and_dependencies():
+    plan = build_plan(load_spec(EXAMPLES / "demo.yaml"))
+    assert {s.key: s.depends for s in plan.steps} == {
+        "pretrain": [],
+        "freeze-water": ["pretrain"],
+        "freeze-molecules": ["pretrain"],
+        "finetune-gete": ["pretrain"],
+        "change-bias-pretrain-water-on-gete": ["freeze-water"],
+        "test-pretrain-water-on-gete-test-refit-gete": ["change-bias-pretrain-water-on-gete"],
+        "change-bias-pretrain-molecules-on-gete": ["freeze-molecules"],
+        "test-pretrain-molecules-on-gete-test-refit-gete": ["change-bias-pretrain-molecules-on-gete"],
+        "test-finetune-gete-on-gete-test": ["finetune-gete"],
+    }
+    # every dependency precedes its dependant
+    order = [s.key for s in plan.steps]
+    assert all(order.index(d) < order.index(s.key) for s in plan.steps for d in s.depends)
+    assert [t.key for t in plan.tests] == [
+        "test-pretrain-water-on-gete-test-refit-gete",
+        "test-pretrain-molecules-on-gete-test-refit-gete",
+        "test-finetune-gete-on-gete-test",
+    ]
+
+
+def test_keys_are_stable_across_compiles():
+    first = build_plan(load_spec(EXAMPLES / "demo.yaml"))
+    second = build_plan(load_spec(EXAMPLES / "demo.yaml"))
+    assert first == second
+
+
+def test_multitask_pretrain_input(write_spec):
+    spec = minimal_spec()
+    spec["stages"]["pretrain"]["heads"]["water"]["weight"] = 3.0
+    spec["stages"]["pretrain"]["heads"]["molecules"]["fitting_net"] = {"neuron": [16]}
+    spec["stages"]["pretrain"]["training"].update(batch_size=2, seed=7, extra={"gradient_max_norm": 5.0})
+    step = plan_of(write_spec, spec).step("pretrain")
+    inp = step.parameters["deepmd_input"]
+    model = inp["model"]
+    assert model["shared_dict"]["type_map_all"] == ["O", "H", "C", "Ge", "Te"]
+    assert model["shared_dict"]["shared_descriptor"]["type"] == "dpa2"
+    assert set(model["model_dict"]) == {"water", "molecules"}
+    assert model["model_dict"]["water"]["descriptor"] == "shared_descriptor"
+    assert model["model_dict"]["water"]["fitting_net"]["neuron"] == [32, 32]  # dpa2-tiny preset
+    assert model["model_dict"]["molecules"]["fitting_net"]["neuron"] == [16]  # per-head override
+    training = inp["training"]
+    assert training["model_prob"] == pytest.approx({"water": 0.75, "molecules": 0.25})
+    assert training["data_dict"]["water"]["training_data"] == {"systems": [], "batch_size": 2}
+    assert "validation_data" not in training["data_dict"]["water"]
+    assert training["numb_steps"] == 10 and training["seed"] == 7 and training["gradient_max_norm"] == 5.0
+    assert set(inp["loss_dict"]) == {"water", "molecules"} and inp["loss_dict"]["water"]["type"] == "ener"
+    assert step.parameters["head_datasets"] == {
+        "water": {"train": ["water"], "validation": []},
+        "molecules": {"train": ["molecules"], "validation": []},
+    }
+    assert step.datasets == ("water", "molecules")
+
+
+def test_preset_overrides_and_training_defaults(write_spec):
+    spec = minimal_spec()
+    spec["model"] = {
+        "preset": "dpa2-small",
+        "descriptor": {"repformer": {"nlayers": 1}},
+        "fitting_net": {"neuron": [8, 8]},
+    }
+    spec["stages"]["pretrain"]["training"] = {
+        "steps": 400,
+        "learning_rate": {"start": 2e-4},
+        "loss": {"start_pref_f": 10},
+    }
+    inp = plan_of(write_spec, spec).step("pretrain").parameters["deepmd_input"]
+    descriptor = inp["model"]["shared_dict"]["shared_descriptor"]
+    assert descriptor["repformer"]["nlayers"] == 1 and descriptor["repformer"]["g1_dim"] == 128  # deep merge
+    assert inp["model"]["model_dict"]["water"]["fitting_net"]["neuron"] == [8, 8]
+    assert inp["learning_rate"] == {"type": "exp", "start_lr": 2e-4, "stop_lr": 3.51e-8, "decay_steps": 20}
+    assert (
+        inp["loss_dict"]["water"]["start_pref_f"] == 10 and inp["loss_dict"]["water"]["start_pref_e"] == 0.02
+    )
+    assert inp["training"]["disp_freq"] == 40 and inp["training"]["save_freq"] == 400
+
+
+def test_finetune_from_head_random_and_file(write_spec, tmp_path):
+    (tmp_path / "ext.pt").write_bytes(b"checkpoint")
+    spec = minimal_spec()
+    spec["stages"]["finetune"] = [
+        {"name": "a", "from": {"head": "water"}, "datasets": ["gete"], "validation": ["gete-test"]},
+        {"name": "b", "from": {"head": "random"}, "datasets": ["gete"]},
+        {"name": "c", "from": {"model_file": "ext.pt", "head": "Domains_Alloy"}, "datasets": ["gete"]},
+        {"name": "d", "from": {"model_file": str(tmp_path / "ext.pt")}, "datasets": ["gete"]},
+    ]
+    spec["stages"]["test"] = [{"models": ["finetune.a", "finetune.c"], "datasets": ["gete-test"]}]
+    plan = plan_of(write_spec, spec)
+    a, b, c, d = (plan.step(f"finetune-{x}") for x in "abcd")
+    assert a.parameters["model_branch"] == "water" and a.artifacts["base_checkpoint"] == StepOutput(
+        "pretrain", "checkpoint"
+    )
+    assert b.parameters["model_branch"] == RANDOM_BRANCH
+    assert c.parameters["model_branch"] == "Domains_Alloy"
+    assert c.artifacts["base_checkpoint"] == LocalFile((tmp_path / "ext.pt").resolve())
+    assert d.parameters["model_branch"] == "" and d.depends == []
+    model = a.parameters["deepmd_input"]["model"]
+    assert model == {"type_map": ["O", "H", "C", "Ge", "Te"], "descriptor": {}, "fitting_net": {}}
+    assert a.parameters["deepmd_input"]["training"]["validation_data"]["systems"] == []
+    assert a.datasets == ("gete", "gete-test")
+    assert plan.step("test-finetune-c-on-gete-test").depends == ["finetune-c"]
+
+
+def test_single_head_pretrain_is_single_task(write_spec):
+    spec = minimal_spec()
+    spec["stages"]["pretrain"]["heads"] = {"water": {"datasets": ["water"], "validation": ["gete-test"]}}
+    spec["stages"]["finetune"][0]["from"] = {}
+    spec["stages"]["test"] = [{"models": ["pretrain.water", "finetune.gete"], "datasets": ["gete-test"]}]
+    plan = plan_of(write_spec, spec)
+    inp = plan.step("pretrain").parameters["deepmd_input"]
+    assert "model_dict" not in inp["model"] and inp["model"]["type_map"][:2] == ["O", "H"]
+    assert inp["training"]["validation_data"] == {"systems": [], "batch_size": "auto"}
+    assert plan.step("freeze-water").parameters["head"] == ""  # single-task: no --head
+    assert plan.step("finetune-gete").parameters["model_branch"] == ""
+
+
+def test_duplicate_tests_run_once_and_refits_are_shared(write_spec):
+    spec = minimal_spec()
+    spec["stages"]["test"] = [
+        {
+            "models": ["pretrain.water", "pretrain.molecules"],
+            "datasets": ["gete-test", "gete"],
+            "refit_bias_on": "gete",
+        },
+        {"models": ["pretrain.water"], "datasets": ["gete-test"], "refit_bias_on": "gete"},
+        {"models": ["pretrain.water"], "datasets": ["gete-test"], "frames": 2},
+    ]
+    plan = plan_of(write_spec, spec)
+    keys = [s.key for s in plan.steps]
+    assert keys.count("change-bias-pretrain-water-on-gete") == 1
+    assert len(plan.tests) == 5
+    assert plan.step("test-pretrain-water-on-gete-test").parameters["frames"] == 2
+    assert plan.step("test-pretrain-water-on-gete-test").depends == ["freeze-water"]
