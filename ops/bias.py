@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict  # dflow accepts typing.Dict, not dict[...], in artifact signatures
 
-from dflow.python import OP, OPIO, Artifact, FatalError, OPIOSign, Parameter
+from dflow.python import OP, OPIO, Artifact, OPIOSign, Parameter
 
 from lamflow.ops import files
-from lamflow.ops.common import dataset_root, work_dir
-from lamflow.ops.dp import DpError, change_bias_command, run_dp
+from lamflow.ops.common import DATASET_INPUTS, dataset_root, run_dp_step, work_dir
+from lamflow.ops.dp import change_bias_command
+from lamflow.ops.freeze import MODEL_OUTPUT_SIGN
 
 
 class ChangeBiasOP(OP):
@@ -20,29 +20,22 @@ class ChangeBiasOP(OP):
         return OPIOSign(
             {
                 "dataset": str,
-                "dataset_formats": dict,
                 "mode": Parameter(str, default="change"),
-                "datasets": Artifact(Dict[str, Path]),
                 "model": Artifact(Path),
+                **DATASET_INPUTS,
             }
         )
 
     @classmethod
     def get_output_sign(cls):
-        return OPIOSign({"model": Artifact(Path), "log": Artifact(Path)})
+        return OPIOSign(dict(MODEL_OUTPUT_SIGN))
 
     @OP.exec_sign_check
     def execute(self, op_in: OPIO) -> OPIO:
         cwd = work_dir()
         systems = dataset_root(op_in["dataset"], op_in["datasets"], op_in["dataset_formats"], cwd / "systems")
-        try:
-            run_dp(
-                change_bias_command(
-                    Path(op_in["model"]).resolve(), systems, output=files.FROZEN_MODEL, mode=op_in["mode"]
-                ),
-                cwd=cwd,
-                log_file=files.BIAS_LOG,
-            )
-        except DpError as exc:
-            raise FatalError(str(exc)) from exc
+        argv = change_bias_command(
+            Path(op_in["model"]).resolve(), systems, output=files.FROZEN_MODEL, mode=op_in["mode"]
+        )
+        run_dp_step(argv, cwd, files.BIAS_LOG)
         return OPIO({"model": cwd / files.FROZEN_MODEL, "log": cwd / files.BIAS_LOG})

@@ -8,10 +8,24 @@ import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Dict
+
+from dflow.python import Artifact, FatalError
 
 from lamflow.ops import files
 from lamflow.ops.data import systems_for_dp
+from lamflow.ops.dp import DpError, run_dp
+
+# Inputs of every step that reads datasets: {name: {format, type_map}} and the staged datasets themselves.
+DATASET_INPUTS = {"dataset_formats": dict, "datasets": Artifact(Dict[str, Path])}
+
+
+def run_dp_step(argv: list[str], cwd: Path, log_file: str) -> None:
+    """:func:`run_dp` for a step: a failing ``dp`` becomes dflow's FatalError (the step fails, no retry)."""
+    try:
+        run_dp(argv, cwd=cwd, log_file=log_file)
+    except DpError as exc:
+        raise FatalError(str(exc)) from exc
 
 
 def work_dir(name: str = files.WORK_DIR) -> Path:

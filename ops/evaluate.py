@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict  # dflow accepts typing.Dict, not dict[...], in artifact signatures
 
 from dflow.python import OP, OPIO, Artifact, FatalError, OPIOSign, Parameter
 
 from lamflow.ops import files
-from lamflow.ops.common import dataset_root, parse_test_metrics, work_dir
-from lamflow.ops.dp import DpError, run_dp, test_command
+from lamflow.ops.common import DATASET_INPUTS, dataset_root, parse_test_metrics, run_dp_step, work_dir
+from lamflow.ops.dp import test_command
 
 
 class TestOP(OP):
@@ -20,13 +19,7 @@ class TestOP(OP):
     @classmethod
     def get_input_sign(cls):
         return OPIOSign(
-            {
-                "dataset": str,
-                "dataset_formats": dict,
-                "frames": Parameter(int, default=0),
-                "datasets": Artifact(Dict[str, Path]),
-                "model": Artifact(Path),
-            }
+            {"dataset": str, "frames": Parameter(int, default=0), "model": Artifact(Path), **DATASET_INPUTS}
         )
 
     @classmethod
@@ -39,27 +32,18 @@ class TestOP(OP):
         systems = dataset_root(op_in["dataset"], op_in["datasets"], op_in["dataset_formats"], cwd / "systems")
         detail = cwd / "detail"
         detail.mkdir(exist_ok=True)
-        try:
-            run_dp(
-                test_command(
-                    Path(op_in["model"]).resolve(),
-                    systems,
-                    numb_test=op_in["frames"],
-                    detail_prefix=f"detail/{files.DETAIL_PREFIX}",
-                ),
-                cwd=cwd,
-                log_file=files.TEST_LOG,
-            )
-        except DpError as exc:
-            raise FatalError(str(exc)) from exc
+        argv = test_command(
+            Path(op_in["model"]).resolve(),
+            systems,
+            numb_test=op_in["frames"],
+            detail_prefix=f"detail/{files.DETAIL_PREFIX}",
+        )
+        run_dp_step(argv, cwd, files.TEST_LOG)
         log_text = (cwd / files.TEST_LOG).read_text(encoding="utf-8", errors="replace")
         try:
             metrics = parse_test_metrics(log_text)
         except ValueError as exc:
             raise FatalError(f"{files.TEST_LOG}: {exc}") from exc
-        metrics["frames"] = sum(
-            1
-            for line in (detail / f"{files.DETAIL_PREFIX}.e.out").read_text().splitlines()
-            if line.strip() and not line.startswith("#")
-        )
+        energies = (detail / f"{files.DETAIL_PREFIX}.e.out").read_text().splitlines()
+        metrics["frames"] = sum(1 for line in energies if line.strip() and not line.startswith("#"))
         return OPIO({"metrics": metrics, "detail": detail, "log": cwd / files.TEST_LOG})

@@ -3,13 +3,31 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict  # dflow accepts typing.Dict, not dict[...], in artifact signatures
 
-from dflow.python import OP, OPIO, Artifact, FatalError, OPIOSign
+from dflow.python import OP, OPIO, Artifact, OPIOSign
 
 from lamflow.ops import files
-from lamflow.ops.common import fill_systems, last_lcurve_row, work_dir, write_json
-from lamflow.ops.dp import DpError, run_dp, train_command
+from lamflow.ops.common import (
+    DATASET_INPUTS,
+    fill_systems,
+    last_lcurve_row,
+    run_dp_step,
+    work_dir,
+    write_json,
+)
+from lamflow.ops.dp import train_command
+
+
+def write_training_input(op_in: OPIO, cwd: Path) -> None:
+    """``input.json`` in ``cwd``: the step's DeePMD-kit input with the staged systems filled in."""
+    deepmd_input = fill_systems(
+        op_in["deepmd_input"],
+        op_in["head_datasets"],
+        op_in["datasets"],
+        op_in["dataset_formats"],
+        cwd / "systems",
+    )
+    write_json(cwd / files.INPUT_JSON, deepmd_input)
 
 
 def train_outputs(cwd: Path) -> dict:
@@ -22,6 +40,8 @@ def train_outputs(cwd: Path) -> dict:
         "lcurve_last": last_lcurve_row(cwd / files.LCURVE),
     }
 
+
+TRAIN_INPUT_SIGN = {"deepmd_input": dict, "head_datasets": dict, **DATASET_INPUTS}
 
 TRAIN_OUTPUT_SIGN = {
     "checkpoint": Artifact(Path),
@@ -38,14 +58,7 @@ class PretrainOP(OP):
 
     @classmethod
     def get_input_sign(cls):
-        return OPIOSign(
-            {
-                "deepmd_input": dict,
-                "head_datasets": dict,
-                "dataset_formats": dict,
-                "datasets": Artifact(Dict[str, Path]),
-            }
-        )
+        return OPIOSign(dict(TRAIN_INPUT_SIGN))
 
     @classmethod
     def get_output_sign(cls):
@@ -54,16 +67,6 @@ class PretrainOP(OP):
     @OP.exec_sign_check
     def execute(self, op_in: OPIO) -> OPIO:
         cwd = work_dir()
-        deepmd_input = fill_systems(
-            op_in["deepmd_input"],
-            op_in["head_datasets"],
-            op_in["datasets"],
-            op_in["dataset_formats"],
-            cwd / "systems",
-        )
-        write_json(cwd / files.INPUT_JSON, deepmd_input)
-        try:
-            run_dp(train_command(files.INPUT_JSON), cwd=cwd, log_file=files.TRAIN_LOG)
-        except DpError as exc:
-            raise FatalError(str(exc)) from exc
+        write_training_input(op_in, cwd)
+        run_dp_step(train_command(files.INPUT_JSON), cwd, files.TRAIN_LOG)
         return OPIO(train_outputs(cwd))

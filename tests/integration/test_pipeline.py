@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import minimal_spec, run_cli
+from tests.conftest import DEMO_DATA, SHARED_DATASETS, minimal_spec, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -95,12 +95,19 @@ def test_status_command(pipeline_run):
     assert "finetune.gete" in text.stdout and "Succeeded" in text.stdout
 
 
-def test_finetune_from_external_checkpoint_with_random_fitting(pipeline_run, tmp_path, write_spec):
+def test_finetune_from_external_checkpoint_on_hdf5_data(pipeline_run, tmp_path, write_spec):
+    """External .pt checkpoint, random fitting net, and a deepmd/hdf5 dataset written by dpdata."""
+    import dpdata
+
     run_dir, result = pipeline_run
     assert result.returncode == 0
     summary = json.loads((run_dir / "summary.json").read_text())
     checkpoint = run_dir / summary["steps"]["pretrain"]["outputs"]["checkpoint"]
+    dpdata.LabeledSystem(str(DEMO_DATA / "gete/train/gete"), fmt="deepmd/npy").to(
+        "deepmd/hdf5", str(tmp_path / "gete.hdf5")
+    )
     spec = minimal_spec()
+    spec["datasets"]["gete"] = {"path": str(tmp_path / "gete.hdf5"), "format": "deepmd/hdf5"}
     spec["stages"] = {
         "finetune": [
             {
@@ -133,3 +140,43 @@ def test_failing_step_fails_the_run_with_its_error(tmp_path, write_spec):
     assert all(r["phase"] == "Skipped" for k, r in summary["steps"].items() if k != "pretrain")
     assert "✗ pretrain" in out.stdout
     assert Path(tmp_path / "bad-run" / "spec.yaml").exists()
+
+
+@pytest.mark.skipif(not SHARED_DATASETS.exists(), reason="../shared not present")
+def test_someone_elses_spec_single_task_dpa3(tmp_path, write_spec):
+    """A differently shaped spec on other data runs unchanged: single-head DPA-3 pretraining on the full
+    water set (a system with two set.* folders), validation data, a random-fitting fine-tune, all frames."""
+    water = SHARED_DATASETS / "water_h2o"
+    spec = {
+        "name": "water-dpa3",
+        "datasets": {
+            "train": {"path": str(water / "data_1")},
+            "valid": {"path": str(water / "data_3")},
+            "small": {"path": str(water / "data_0")},
+        },
+        "model": {"preset": "dpa3-tiny", "fitting_net": {"neuron": [16, 16]}},
+        "stages": {
+            "pretrain": {
+                "heads": {"h2o": {"datasets": ["train"], "validation": ["valid"]}},
+                "training": {"steps": 6, "batch_size": 1, "disp_freq": 3},
+            },
+            "finetune": [
+                {
+                    "name": "again",
+                    "from": {"head": "random"},
+                    "datasets": ["small"],
+                    "training": {"steps": 4, "batch_size": 1},
+                }
+            ],
+            "test": [{"models": ["pretrain.h2o", "finetune.again"], "datasets": ["valid"], "frames": 3}],
+        },
+    }
+    out = run_cli("submit", str(write_spec(spec)), "--run-dir", str(tmp_path / "run"), "--output", "json")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr
+    summary = json.loads(out.stdout)
+    inp = json.loads((tmp_path / "run" / summary["steps"]["pretrain"]["outputs"]["input_json"]).read_text())
+    assert inp["model"]["descriptor"]["type"] == "dpa3" and "model_dict" not in inp["model"]
+    assert inp["training"]["validation_data"]["systems"]
+    lcurve = summary["steps"]["pretrain"]["parameters"]["lcurve_last"]
+    assert lcurve["step"] == 6 and "rmse_e_val" in lcurve
+    assert [t["metrics"]["frames"] for t in summary["tests"]] == [3, 3]
