@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import pytest
 
 from lamflow.workflows.api import validate
 from lamflow.workflows.compile.dflow_workflow import StepRuntime, build_workflow, staging_requests
 from lamflow.workflows.dflow_config import dflow_config
-from tests.conftest import EXAMPLES
+from lamflow.workflows.engines.local import plan_record
+from tests.conftest import EXAMPLES, REPO
 
 SPECS = sorted(EXAMPLES.glob("*.yaml"))
+GOLDEN = REPO / "tests" / "golden"
+REGENERATE = os.environ.get("LAMFLOW_REGEN_GOLDEN") == "1" and not os.environ.get("CI")
 
 
 def test_there_are_examples():
@@ -27,3 +33,16 @@ def test_example_compiles(spec, tmp_path):
         workflow = build_workflow(plan, staged, StepRuntime())
     keys = [task.key for task in workflow.entrypoint.tasks]
     assert keys == [step.key for step in plan.steps]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.name)
+def test_example_plan_matches_golden(spec):
+    """The compiled plan (step keys, DeePMD-kit inputs, dependencies) is committed; any change shows up
+    in review. Regenerate deliberately with LAMFLOW_REGEN_GOLDEN=1 (never in CI)."""
+    _, plan = validate(spec)
+    rendered = json.dumps(plan_record(plan), indent=2, sort_keys=True) + "\n"
+    golden = GOLDEN / f"{spec.stem}.plan.json"
+    if REGENERATE:
+        golden.write_text(rendered)
+    assert golden.exists(), f"missing {golden}; run LAMFLOW_REGEN_GOLDEN=1 pytest tests/test_examples.py"
+    assert rendered == golden.read_text(), f"{golden} differs; regenerate if the change is intended"
