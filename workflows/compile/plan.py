@@ -42,6 +42,7 @@ class StepPlan:
     parameters: dict[str, Any]
     datasets: tuple[str, ...] = ()  # staged into the step's `datasets` artifact
     artifacts: dict[str, StepOutput | LocalFile] = field(default_factory=dict)
+    model_ref: str | None = None  # the spec's name for the frozen model this step outputs (`model`)
 
     @property
     def depends(self) -> list[str]:
@@ -134,6 +135,7 @@ def build_plan(resolved: ResolvedSpec) -> Plan:
                     summary=f"dp freeze --head {head}" if multitask else "dp freeze",
                     parameters={"head": head if multitask else ""},
                     artifacts={"checkpoint": StepOutput("pretrain", "checkpoint")},
+                    model_ref=f"pretrain.{head}",
                 )
             )
             model_outputs[f"pretrain.{head}"] = StepOutput(key, "model")
@@ -168,6 +170,7 @@ def build_plan(resolved: ResolvedSpec) -> Plan:
             StepPlan(
                 key=key,
                 op="finetune",
+                model_ref=f"finetune.{ft.name}",
                 datasets=names,
                 artifacts=artifacts,
                 summary=f"dp train --finetune ({origin}) on {', '.join(ft.datasets)}, "

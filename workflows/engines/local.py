@@ -213,12 +213,8 @@ def _collect_outputs(run_dir: Path, summary: RunSummary, plan: Plan) -> None:
     models_dir = run_dir / "models"
     for step in plan.steps:
         record = summary.steps[step.key]
-        if step.op in ("freeze", "finetune") and "model" in record.outputs:
-            ref = (
-                ("pretrain." + step.key.removeprefix("freeze-"))
-                if step.op == "freeze"
-                else ("finetune." + step.key.removeprefix("finetune-"))
-            )
+        if step.model_ref is not None and "model" in record.outputs:
+            ref = step.model_ref
             models_dir.mkdir(exist_ok=True)
             link = models_dir / f"{model_slug(ref)}.pth"
             link.unlink(missing_ok=True)

@@ -132,6 +132,29 @@ def test_single_head_pretrain_is_single_task(write_spec):
     assert plan.step("finetune-gete").parameters["model_branch"] == ""
 
 
+def test_keys_are_slugs_but_model_references_keep_the_spec_names(write_spec):
+    spec = minimal_spec()
+    spec["stages"]["pretrain"]["heads"] = {
+        "H2O_PD": {"datasets": ["water"]},
+        "CHO": {"datasets": ["molecules"]},
+    }
+    spec["stages"]["finetune"] = [{"name": "GeTe.v2", "from": {"head": "H2O_PD"}, "datasets": ["gete"]}]
+    spec["stages"]["test"] = [{"models": ["pretrain.H2O_PD", "finetune.GeTe.v2"], "datasets": ["gete-test"]}]
+    plan = plan_of(write_spec, spec)
+    assert [s.key for s in plan.steps] == [
+        "pretrain",
+        "freeze-h2o-pd",
+        "freeze-cho",
+        "finetune-gete-v2",
+        "test-pretrain-h2o-pd-on-gete-test",
+        "test-finetune-gete-v2-on-gete-test",
+    ]
+    assert plan.step("freeze-h2o-pd").model_ref == "pretrain.H2O_PD"
+    assert plan.step("freeze-h2o-pd").parameters["head"] == "H2O_PD"  # DeePMD-kit branch name unchanged
+    assert plan.step("finetune-gete-v2").model_ref == "finetune.GeTe.v2"
+    assert plan.tests[1].model == "finetune.GeTe.v2"
+
+
 def test_duplicate_tests_run_once_and_refits_are_shared(write_spec):
     spec = minimal_spec()
     spec["stages"]["test"] = [
