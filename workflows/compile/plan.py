@@ -142,20 +142,22 @@ def build_plan(resolved: ResolvedSpec) -> Plan:
 
     for ft in stages.finetune:
         key = f"finetune-{slug(ft.name)}"
-        head = ft.from_.head
+        from_head = ft.from_.head
         artifacts: dict[str, StepOutput | LocalFile]
         if ft.from_.model_file is not None:
             artifacts = {"base_checkpoint": LocalFile(resolved.model_files[ft.name])}
-            branch = RANDOM_BRANCH if head == RANDOM_HEAD else (head or "")
+            branch = RANDOM_BRANCH if from_head == RANDOM_HEAD else (from_head or "")
             origin = ft.from_.model_file.name
         else:
             artifacts = {"base_checkpoint": StepOutput("pretrain", "checkpoint")}
-            if head == RANDOM_HEAD:
+            if from_head == RANDOM_HEAD:
                 branch = RANDOM_BRANCH
             else:
-                branch = head if multitask else ""
+                branch = (from_head or "") if multitask else ""
             origin = (
-                f"pretrain head {head}" if head and head != RANDOM_HEAD else "pretrain, random fitting net"
+                f"pretrain head {from_head}"
+                if from_head and from_head != RANDOM_HEAD
+                else "pretrain, random fitting net"
             )
         names = tuple(dict.fromkeys([*ft.datasets, *ft.validation]))
         deepmd_input = single_task_input(

@@ -118,7 +118,7 @@ def _model_in(annotation: Any, base: type) -> Any:
     return None
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: Any) -> str:  # a pydantic ErrorDetails
     kind = error["type"]
     loc = error["loc"]
     if kind == "extra_forbidden":
