@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
 from datetime import datetime
 from pathlib import Path
 
@@ -57,7 +56,7 @@ def submit(
     resolved, plan = validate(spec_file)
     directory = new_run_dir(settings, plan, run_dir).resolve()
     spec_bytes = Path(spec_file).read_bytes()
-    shutil.copyfile(spec_file, directory / "spec.yaml")
+    (directory / "spec.yaml").write_bytes(spec_bytes)  # the bytes that were hashed
     summary = initial_summary(plan, directory.name, str(spec_file), hashlib.sha256(spec_bytes).hexdigest())
     return directory, run_local(plan, directory, summary, settings, report)
 

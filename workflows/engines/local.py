@@ -276,7 +276,7 @@ def run_local(
     for record in summary.steps.values():
         if record.phase in ("Pending", "Running") and (failed or interrupted):
             if record.phase == "Running":
-                record.error = "stopped: the workflow ended after another step failed"
+                record.error = "stopped: " + ("interrupted" if interrupted else "another step failed")
             record.phase = "Skipped"
     summary.status = "Succeeded" if status == "Succeeded" and not failed and not interrupted else "Failed"
     if interrupted:
