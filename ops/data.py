@@ -8,14 +8,26 @@ systems at any depth.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
-NPY = "deepmd/npy"
-HDF5 = "deepmd/hdf5"
+from lamflow.ops.contract import OpModel
+
+NPY: Literal["deepmd/npy"] = "deepmd/npy"
+HDF5: Literal["deepmd/hdf5"] = "deepmd/hdf5"
 FORMATS = (NPY, HDF5)
+
+
+class DatasetFormat(OpModel):
+    """How a step reads one staged dataset: its format and, for deepmd/npy without type_map.raw, the
+    element name of each type index."""
+
+    format: Literal["deepmd/npy", "deepmd/hdf5"] = NPY
+    type_map: list[str] | None = None
 
 
 class DatasetError(ValueError):
@@ -182,3 +194,31 @@ def systems_for_dp(path: str | Path, fmt: str, type_map: list[str] | None, scrat
         (shadow / "type_map.raw").write_text("\n".join(type_map) + "\n")
         out.append(str(shadow))
     return out
+
+
+def dataset_systems(
+    names: list[str],
+    datasets: Mapping[str, Path],
+    formats: Mapping[str, DatasetFormat],
+    scratch: Path,
+) -> list[str]:
+    """``dp`` system paths for the named staged datasets, in order."""
+    systems: list[str] = []
+    for name in names:
+        if name not in datasets:
+            raise KeyError(
+                f"dataset {name!r} was not staged for this step (have: {', '.join(sorted(datasets))})"
+            )
+        fmt = formats[name]
+        systems += systems_for_dp(datasets[name], fmt.format, fmt.type_map, scratch / name)
+    return systems
+
+
+def dataset_root(
+    name: str, datasets: Mapping[str, Path], formats: Mapping[str, DatasetFormat], scratch: Path
+) -> str:
+    """One path that ``dp test -s`` / ``dp change-bias -s`` can search for the dataset's systems."""
+    if formats[name].type_map is None:
+        return str(datasets[name])
+    dataset_systems([name], datasets, formats, scratch)
+    return str(scratch / name)

@@ -2,12 +2,14 @@
 
 Builders return argument lists (no I/O) so they can be table-tested; :func:`run_dp` is the only place a
 ``dp`` process is started. The ``dp`` executable is the one beside the running interpreter when present
-(so an un-activated virtual environment still works), else ``dp`` from PATH; ``LAMFLOW_DP`` overrides.
+(so an un-activated virtual environment still works), else ``dp`` from PATH; ``LAMFLOW_DP`` overrides it
+with a program path or a command line (e.g. ``python /path/to/fake_dp.py`` for the fast test tier).
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -31,19 +33,19 @@ class DpError(RuntimeError):
         super().__init__(f"`{' '.join(self.argv)}` exited with {returncode}{where}: {last}")
 
 
-def dp_executable() -> str:
-    """Path of the ``dp`` program to run."""
-    override = os.environ.get("LAMFLOW_DP")
+def dp_program() -> list[str]:
+    """The ``dp`` program to run, as the leading words of a command line."""
+    override = os.environ.get("LAMFLOW_DP", "").strip()
     if override:
-        return override
+        return shlex.split(override)
     beside = Path(sys.executable).with_name("dp")
     if beside.exists():
-        return str(beside)
-    return shutil.which("dp") or "dp"
+        return [str(beside)]
+    return [shutil.which("dp") or "dp"]
 
 
 def _dp(sub: str) -> list[str]:
-    return [dp_executable(), "--pt", sub]
+    return [*dp_program(), "--pt", sub]
 
 
 def train_command(
@@ -164,6 +166,8 @@ def run_dp(argv: Sequence[str], *, cwd: str | Path, log_file: str | Path, echo: 
         proc = subprocess.Popen(
             list(argv),
             cwd=cwd,
+            # unbuffered: a piped Python child would otherwise emit stdout after stderr, out of order
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -4,49 +4,61 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dflow.python import OP, OPIO, Artifact, FatalError, OPIOSign, Parameter
+from dflow.python import FatalError
+from pydantic import Field
 
 from lamflow.ops import files
 from lamflow.ops.common import run_dp_step, work_dir
+from lamflow.ops.contract import LamflowOP
 from lamflow.ops.dp import freeze_command, train_command
-from lamflow.ops.pretrain import TRAIN_INPUT_SIGN, TRAIN_OUTPUT_SIGN, train_outputs, write_training_input
+from lamflow.ops.training import TrainOutput, TrainParams, train_output_files, write_training_input
 
 
-class FinetuneOP(OP):
-    """Fine-tune from a training checkpoint (``base_checkpoint``, a .pt file).
+class FinetuneParams(TrainParams):
+    model_branch: str = Field(
+        "",
+        description="Head of a multi-task checkpoint to start from, RANDOM for a fresh fitting net, or empty "
+        "for a single-task checkpoint's own fitting net.",
+    )
 
-    ``model_branch``: head of a multi-task checkpoint to start from, ``RANDOM`` for a fresh fitting net,
-    or empty for a single-task checkpoint's own fitting net. The model section comes from the checkpoint
-    (``--use-pretrain-script``); only its ``type_map`` is taken from our input.
+
+class FinetuneInput(FinetuneParams):
+    datasets: dict[str, Path]
+    base_checkpoint: Path
+
+
+class FinetuneOutput(TrainOutput):
+    model: Path
+    freeze_log: Path
+
+
+class FinetuneOP(LamflowOP[FinetuneInput, FinetuneOutput]):
+    """Fine-tune from a training checkpoint (``base_checkpoint``, a .pt file) and freeze the result.
+
+    The model section comes from the checkpoint (``--use-pretrain-script``); only its ``type_map`` is taken
+    from our input.
     """
 
-    @classmethod
-    def get_input_sign(cls):
-        return OPIOSign(
-            {
-                **TRAIN_INPUT_SIGN,
-                "model_branch": Parameter(str, default=""),
-                "base_checkpoint": Artifact(Path),
-            }
-        )
+    name = "finetune"
+    Params = FinetuneParams
+    Input = FinetuneInput
+    Output = FinetuneOutput
 
-    @classmethod
-    def get_output_sign(cls):
-        return OPIOSign({**TRAIN_OUTPUT_SIGN, "model": Artifact(Path), "freeze_log": Artifact(Path)})
-
-    @OP.exec_sign_check
-    def execute(self, op_in: OPIO) -> OPIO:
+    def run(self, inp: FinetuneInput) -> FinetuneOutput:
         cwd = work_dir()
-        base = Path(op_in["base_checkpoint"])
-        if base.suffix != ".pt":
-            raise FatalError(f"{base.name}: fine-tuning needs a DeePMD-kit training checkpoint (.pt)")
-        write_training_input(op_in, cwd)
-        branch = op_in["model_branch"] or None
+        if inp.base_checkpoint.suffix != ".pt":
+            raise FatalError(
+                f"{inp.base_checkpoint.name}: fine-tuning needs a DeePMD-kit training checkpoint (.pt)"
+            )
+        write_training_input(inp, inp.datasets, cwd)
         argv = train_command(
-            files.INPUT_JSON, finetune=base.resolve(), model_branch=branch, use_pretrain_script=True
+            files.INPUT_JSON,
+            finetune=inp.base_checkpoint.resolve(),
+            model_branch=inp.model_branch or None,
+            use_pretrain_script=True,
         )
         run_dp_step(argv, cwd, files.TRAIN_LOG)
         run_dp_step(freeze_command(files.FROZEN_MODEL), cwd, files.FREEZE_LOG)
-        return OPIO(
-            {**train_outputs(cwd), "model": cwd / files.FROZEN_MODEL, "freeze_log": cwd / files.FREEZE_LOG}
+        return FinetuneOutput(
+            **train_output_files(cwd), model=cwd / files.FROZEN_MODEL, freeze_log=cwd / files.FREEZE_LOG
         )

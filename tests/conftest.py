@@ -50,7 +50,7 @@ def minimal_spec(**overrides: Any) -> dict[str, Any]:
                 {"name": "gete", "from": {"head": "water"}, "datasets": ["gete"], "training": {"steps": 10}}
             ],
             "test": [
-                {"models": ["pretrain.water"], "datasets": ["gete-test"], "refit_bias_on": "gete"},
+                {"models": ["pretrain.water"], "datasets": ["gete-test"], "change_bias_on": "gete"},
                 {"models": ["finetune.gete"], "datasets": ["gete-test"]},
             ],
         },

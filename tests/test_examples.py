@@ -10,7 +10,6 @@ import pytest
 from lamflow.workflows.api import validate
 from lamflow.workflows.compile.dflow_workflow import StepRuntime, build_workflow, staging_requests
 from lamflow.workflows.dflow_config import dflow_config
-from lamflow.workflows.engines.local import plan_record
 from tests.conftest import EXAMPLES, REPO
 
 SPECS = sorted(EXAMPLES.glob("*.yaml"))
@@ -40,7 +39,7 @@ def test_example_plan_matches_golden(spec):
     """The compiled plan (step keys, DeePMD-kit inputs, dependencies) is committed; any change shows up
     in review. Regenerate deliberately with LAMFLOW_REGEN_GOLDEN=1 (never in CI)."""
     _, plan = validate(spec)
-    rendered = json.dumps(plan_record(plan), indent=2, sort_keys=True) + "\n"
+    rendered = json.dumps(plan.record(), indent=2, sort_keys=True) + "\n"
     golden = GOLDEN / f"{spec.stem}.plan.json"
     if REGENERATE:
         golden.write_text(rendered)

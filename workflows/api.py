@@ -1,4 +1,4 @@
-"""Library entry points behind the CLI: validate, plan, submit, status. Each is one call."""
+"""Library entry points behind the CLI: validate, submit, status, logs, stop, render. Each is one call."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-from lamflow.workflows.compile.plan import Plan, build_plan
-from lamflow.workflows.engines.summary import RunSummary, read_summary
+from lamflow.workflows.compile.compiler import build_plan
+from lamflow.workflows.compile.plan import Plan
+from lamflow.workflows.engines import get_engine
+from lamflow.workflows.engines.base import Reporter
+from lamflow.workflows.engines.summary import RunSummary, initial_summary, read_summary
 from lamflow.workflows.errors import UsageError
 from lamflow.workflows.settings import Settings
 from lamflow.workflows.spec import ResolvedSpec, load_spec
@@ -48,18 +51,47 @@ def new_run_dir(settings: Settings, plan: Plan, run_dir: Path | None) -> Path:
 
 
 def submit(
-    spec_file: str | Path, settings: Settings, run_dir: Path | None = None, report=None
+    spec_file: str | Path,
+    settings: Settings,
+    run_dir: Path | None = None,
+    report: Reporter | None = None,
+    engine: str | None = None,
 ) -> tuple[Path, RunSummary]:
-    """Validate, then run the spec on the configured engine. Bad input raises before anything is written."""
-    from lamflow.workflows.engines.local import initial_summary, run_local
-
+    """Validate, then run the spec on the chosen engine. Bad input raises before anything is written."""
+    runner = get_engine(engine or settings.engine, settings)
     resolved, plan = validate(spec_file)
     directory = new_run_dir(settings, plan, run_dir).resolve()
     spec_bytes = Path(spec_file).read_bytes()
     (directory / "spec.yaml").write_bytes(spec_bytes)  # the bytes that were hashed
-    summary = initial_summary(plan, directory.name, str(spec_file), hashlib.sha256(spec_bytes).hexdigest())
-    return directory, run_local(plan, directory, summary, settings, report)
+    summary = initial_summary(
+        plan, directory.name, str(spec_file), hashlib.sha256(spec_bytes).hexdigest(), runner.name
+    )
+    return directory, runner.submit(plan, directory, summary, report)
 
 
 def status(run: str | Path, settings: Settings) -> tuple[Path, RunSummary]:
     return read_summary(run, settings.run_root)
+
+
+def logs(run: str | Path, settings: Settings, step: str | None = None) -> str:
+    run_dir, summary = read_summary(run, settings.run_root)
+    return get_engine(summary.engine, settings).logs(run_dir, step)
+
+
+def stop(run: str | Path, settings: Settings) -> Path:
+    run_dir, summary = read_summary(run, settings.run_root)
+    get_engine(summary.engine, settings).stop(run_dir)
+    return run_dir
+
+
+def wait(run: str | Path, settings: Settings, timeout_s: float | None = None) -> tuple[Path, RunSummary]:
+    run_dir, summary = read_summary(run, settings.run_root)
+    return run_dir, get_engine(summary.engine, settings).wait(run_dir, timeout_s)
+
+
+def render(spec_file: str | Path, settings: Settings) -> list[dict]:
+    """The spec as Argo manifests (see :mod:`lamflow.workflows.render`); pure, no network."""
+    from lamflow.workflows.render import render_plan
+
+    _, plan = validate(spec_file)
+    return render_plan(plan, settings)

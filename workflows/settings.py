@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,7 +16,13 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LAMFLOW_", extra="forbid", frozen=True)
 
     run_root: Path = Field(Path("runs"), description="Runs are created as <run_root>/<run-id>/.")
-    engine: Literal["local"] = Field("local", description="Execution engine (local = dflow debug mode).")
+    engine: str = Field("local", description="Execution engine: local (dflow debug mode, the default).")
+    image: str = Field(
+        "lamflow-ops:latest", description="Container image of the steps in rendered (Argo) manifests."
+    )
+    store_prefix: str = Field(
+        "lamflow", description="Key prefix of staged inputs in rendered manifests' artifact repository."
+    )
     python: str = Field(sys.executable, description="Interpreter that runs each local step.")
     local_workers: int = Field(
         1,

@@ -51,7 +51,7 @@ def test_summary_records_every_step(pipeline_run):
         "freeze-molecules",
         "finetune-gete",
         "change-bias-pretrain-water-on-gete",
-        "test-pretrain-water-on-gete-test-refit-gete",
+        "test-pretrain-water-on-gete-test-change-bias-gete",
         "test-finetune-gete-on-gete-test",
     }
     for record in summary["steps"].values():
@@ -76,7 +76,7 @@ def test_frozen_models_and_finite_metrics(pipeline_run):
         model = run_dir / path
         assert model.suffix == ".pth" and model.resolve().stat().st_size > 10_000
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert {(m["model"], m["dataset"], m["refit_bias_on"]) for m in metrics} == {
+    assert {(m["model"], m["dataset"], m["change_bias_on"]) for m in metrics} == {
         ("pretrain.water", "gete-test", "gete"),
         ("finetune.gete", "gete-test", None),
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from lamflow.ops.dp import dp_executable
+from lamflow.ops.dp import dp_program
 
 
 def test_custom_op_library_loads():
@@ -14,7 +14,7 @@ def test_custom_op_library_loads():
 
 
 def test_dp_pytorch_backend_help_runs():
-    result = subprocess.run([dp_executable(), "--pt", "-h"], capture_output=True, text=True, timeout=300)
+    result = subprocess.run([*dp_program(), "--pt", "-h"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     for sub in ("train", "freeze", "test", "change-bias", "compress"):
         assert sub in result.stdout

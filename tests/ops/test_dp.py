@@ -111,12 +111,15 @@ def test_every_builder_passes_the_pytorch_backend():
         assert argv[1] == "--pt"
 
 
-def test_dp_executable_prefers_override_then_interpreter_dir(monkeypatch):
-    assert dp.dp_executable() == DP
+def test_dp_program_prefers_override_then_interpreter_dir(monkeypatch):
+    assert dp.dp_program() == [DP]
+    monkeypatch.setenv("LAMFLOW_DP", "/usr/bin/python3 '/my dir/fake_dp.py'")
+    assert dp.dp_program() == ["/usr/bin/python3", "/my dir/fake_dp.py"]
+    assert dp.train_command("i.json")[:4] == ["/usr/bin/python3", "/my dir/fake_dp.py", "--pt", "train"]
     monkeypatch.delenv("LAMFLOW_DP")
     beside = Path(sys.executable).with_name("dp")
     assert beside.exists(), "the test environment installs DeePMD-kit beside the interpreter"
-    assert dp.dp_executable() == str(beside)
+    assert dp.dp_program() == [str(beside)]
 
 
 def _fake_dp(tmp_path: Path, exit_code: int) -> list[str]:
@@ -136,6 +139,19 @@ def test_run_dp_logs_output(tmp_path, capsys):
     assert run.returncode == 0
     assert "args: --pt test" in log and "done" in log
     assert "done" in capsys.readouterr().out
+
+
+def test_run_dp_keeps_the_order_of_stdout_and_stderr(tmp_path, monkeypatch):
+    """A piped Python child is block-buffered unless told otherwise: run_dp must make it unbuffered, so
+    stdout lines are not logged after later stderr lines (and a DpError's last line is the real one)."""
+    monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)
+    script = tmp_path / "chatty.py"
+    script.write_text(
+        "import sys\nfor i in range(3):\n    print(f'out {i}')\n    print(f'err {i}', file=sys.stderr)\n"
+    )
+    dp.run_dp([sys.executable, str(script)], cwd=tmp_path, log_file="o.log", echo=False)
+    lines = (tmp_path / "o.log").read_text().splitlines()[1:]
+    assert lines == ["out 0", "err 0", "out 1", "err 1", "out 2", "err 2"]
 
 
 def test_run_dp_raises_with_tail(tmp_path):

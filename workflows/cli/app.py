@@ -80,8 +80,11 @@ def submit(
         bool, typer.Option("--dry-run", help="Validate and print the step DAG; run nothing.")
     ] = False,
     output: Annotated[Output, typer.Option("--output", help="Result format.")] = Output.text,
+    engine: Annotated[
+        str | None, typer.Option("--engine", help="Engine to run on (default LAMFLOW_ENGINE, else local).")
+    ] = None,
 ) -> None:
-    """Run a spec on the local engine (dflow debug mode)."""
+    """Run a spec (default engine: local, dflow debug mode)."""
     from lamflow.workflows import api
     from lamflow.workflows.cli import render
 
@@ -89,14 +92,12 @@ def submit(
     if dry_run:
         _, plan = api.validate(spec)
         if output is Output.json:
-            from lamflow.workflows.engines.local import plan_record
-
-            sys.stdout.write(json.dumps(plan_record(plan), indent=2) + "\n")
+            sys.stdout.write(json.dumps(plan.record(), indent=2) + "\n")
         else:
             render.plan_tree(plan)
         return
     reporter = None if output is Output.json else render.progress_reporter()
-    run_directory, summary = api.submit(spec, settings, run_dir, report=reporter)
+    run_directory, summary = api.submit(spec, settings, run_dir, report=reporter, engine=engine)
     if output is Output.json:
         sys.stdout.write(summary.model_dump_json(indent=2) + "\n")
     else:
@@ -121,6 +122,28 @@ def status(
         render.run_result(run_directory, summary)
     if summary.status == "Failed":
         raise typer.Exit(EXIT_RUN_FAILED)
+
+
+@app.command()
+def logs(
+    run: Annotated[str, typer.Argument(help="Run directory, or run id under runs/.")],
+    step: Annotated[
+        str | None, typer.Option("--step", help="One step's log (default: the whole run's).")
+    ] = None,
+) -> None:
+    """Print a run's log (what DeePMD-kit printed), or one step's."""
+    from lamflow.workflows import api
+
+    sys.stdout.write(api.logs(run, _settings(), step))
+
+
+@app.command()
+def stop(run: Annotated[str, typer.Argument(help="Run directory, or run id under runs/.")]) -> None:
+    """Stop a running run; its unfinished steps end as interrupted."""
+    from lamflow.workflows import api
+
+    run_directory = api.stop(run, _settings())
+    print(f"stopping {run_directory}")
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from lamflow.workflows.compile.plan import Plan
-from lamflow.workflows.engines.local import StepEvent
+from lamflow.workflows.engines.base import StepEvent
 from lamflow.workflows.engines.summary import RunSummary
 
 SYMBOL = {
@@ -68,7 +68,7 @@ def metrics_table(summary: RunSummary) -> Table:
     for column in (
         "model",
         "dataset",
-        "bias re-fit on",
+        "change-bias on",
         "E RMSE meV/atom",
         "E MAE meV/atom",
         "F RMSE meV/Å",
@@ -81,7 +81,7 @@ def metrics_table(summary: RunSummary) -> Table:
         table.add_row(
             test.model,
             test.dataset,
-            test.refit_bias_on or "-",
+            test.change_bias_on or "-",
             _fmt(m.get("energy_rmse_per_atom"), 1000),
             _fmt(m.get("energy_mae_per_atom"), 1000),
             _fmt(m.get("force_rmse"), 1000),

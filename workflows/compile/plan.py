@@ -1,22 +1,24 @@
-"""Spec -> Plan: the DAG of steps with stable, human-readable keys. Pure: no I/O, no dflow.
+"""The plan: the DAG of typed steps a spec compiles to. Pure data: no I/O, no dflow.
 
-Keys: ``pretrain``, ``freeze-<head>``, ``finetune-<name>``, ``change-bias-<model>-on-<dataset>``,
-``test-<model>-on-<dataset>[-refit-<dataset>]`` where ``<model>`` is ``pretrain-<head>`` or
-``finetune-<name>``. A key names the same computation in every run of the same spec, so runs can be
-resumed and compared step by step.
+A :class:`StepPlan` names its op class, carries that op's ``Params`` (built and validated by a stage) and
+wires each of the op's input artifacts to a source: another step's output (:class:`StepOutput`, checked
+against the producing op's ``Output``), a file the user gave (:class:`LocalFile`) or a bundle of spec
+datasets (:class:`DatasetBundle`). Step keys are stable and readable (``pretrain``, ``freeze-<head>``,
+``finetune-<name>``, ``change-bias-<model>-on-<dataset>``, ``test-<model>-on-<dataset>[...]``): a key
+names the same computation in every run of the same spec.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lamflow.ops.dp import RANDOM_BRANCH
-from lamflow.workflows.compile.deepmd_input import multitask_input, single_task_input
-from lamflow.workflows.spec.base import slug
-from lamflow.workflows.spec.finetune import RANDOM_HEAD
-from lamflow.workflows.spec.loader import ResolvedSpec
+from lamflow.ops.contract import LamflowOP, OpModel, artifact_fields, parameter_fields, required_artifacts
+
+
+class PlanError(ValueError):
+    """A stage wired a step inconsistently with its op's contract (a bug in lamflow, not bad input)."""
 
 
 @dataclass(frozen=True)
@@ -35,28 +37,72 @@ class LocalFile:
 
 
 @dataclass(frozen=True)
+class DatasetBundle:
+    """Spec datasets staged together as one ``{name: directory}`` artifact."""
+
+    names: tuple[str, ...]
+
+
+ArtifactSource = StepOutput | LocalFile | DatasetBundle
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What a step measures: a model of the spec (its reference) on a dataset; its output ``metrics``."""
+
+    model: str
+    dataset: str
+    change_bias_on: str | None = None
+
+
+@dataclass(frozen=True)
 class StepPlan:
     key: str
-    op: str  # pretrain | freeze | finetune | change-bias | test
+    op: type[LamflowOP]
+    params: OpModel
     summary: str  # one line for humans
-    parameters: dict[str, Any]
-    datasets: tuple[str, ...] = ()  # staged into the step's `datasets` artifact
-    artifacts: dict[str, StepOutput | LocalFile] = field(default_factory=dict)
-    model_ref: str | None = None  # the spec's name for the frozen model this step outputs (`model`)
+    artifacts: dict[str, ArtifactSource] = field(default_factory=dict)
+    model_ref: str | None = None  # the spec's name for the frozen model this step outputs as `model`
+    evaluation: Evaluation | None = None
+
+    def __post_init__(self) -> None:
+        if type(self.params) is not self.op.Params:
+            raise PlanError(
+                f"{self.key}: params are {type(self.params).__name__}, {self.op.__name__} takes "
+                f"{self.op.Params.__name__}"
+            )
+        declared = set(artifact_fields(self.op.Input))
+        unknown = set(self.artifacts) - declared
+        missing = required_artifacts(self.op.Input) - set(self.artifacts)
+        if unknown or missing:
+            raise PlanError(
+                f"{self.key}: artifacts {sorted(unknown)} unknown / {sorted(missing)} missing for "
+                f"{self.op.__name__} (inputs: {sorted(declared)})"
+            )
+        if self.model_ref is not None and "model" not in artifact_fields(self.op.Output):
+            raise PlanError(f"{self.key}: model_ref set but {self.op.__name__} outputs no `model`")
+
+    def output(self, name: str) -> StepOutput:
+        """A reference to one of this step's output artifacts (checked against the op's ``Output``)."""
+        if name not in artifact_fields(self.op.Output):
+            raise PlanError(
+                f"{self.key}: {self.op.__name__} has no output artifact {name!r} "
+                f"(outputs: {sorted(artifact_fields(self.op.Output))})"
+            )
+        return StepOutput(self.key, name)
 
     @property
     def depends(self) -> list[str]:
         return sorted({a.step for a in self.artifacts.values() if isinstance(a, StepOutput)})
 
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        return tuple(n for a in self.artifacts.values() if isinstance(a, DatasetBundle) for n in a.names)
 
-@dataclass(frozen=True)
-class TestCase:
-    __test__ = False  # not a pytest class
-
-    key: str
-    model: str  # spec reference, e.g. pretrain.water
-    dataset: str
-    refit_bias_on: str | None
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """The params as JSON-able data (what the step receives as dflow parameters)."""
+        return self.params.model_dump(mode="json")
 
 
 @dataclass(frozen=True)
@@ -64,184 +110,62 @@ class Plan:
     name: str
     steps: tuple[StepPlan, ...]  # dependencies come first
     dataset_paths: dict[str, Path]
-    tests: tuple[TestCase, ...]
 
     def step(self, key: str) -> StepPlan:
         return next(s for s in self.steps if s.key == key)
 
+    @property
+    def evaluations(self) -> tuple[StepPlan, ...]:
+        return tuple(s for s in self.steps if s.evaluation is not None)
 
-def model_slug(ref: str) -> str:
-    stage, _, name = ref.partition(".")
-    return f"{stage}-{slug(name)}"
+    def check(self) -> None:
+        """Every step output referenced exists on an earlier step; keys are unique."""
+        seen: dict[str, StepPlan] = {}
+        for step in self.steps:
+            if step.key in seen:
+                raise PlanError(f"duplicate step key {step.key!r}")
+            for name, source in step.artifacts.items():
+                if isinstance(source, StepOutput):
+                    producer = seen.get(source.step)
+                    if producer is None:
+                        raise PlanError(f"{step.key}.{name}: no earlier step {source.step!r}")
+                    producer.output(source.name)
+                if isinstance(source, DatasetBundle):
+                    missing = [n for n in source.names if n not in self.dataset_paths]
+                    if missing:
+                        raise PlanError(f"{step.key}.{name}: unknown datasets {missing}")
+            seen[step.key] = step
 
-
-def build_plan(resolved: ResolvedSpec) -> Plan:
-    spec = resolved.spec
-    stages = spec.stages
-    formats = {
-        name: {"format": ds.format, "type_map": resolved.dataset_type_maps[name]}
-        for name, ds in spec.datasets.items()
-    }
-    steps: list[StepPlan] = []
-    model_outputs: dict[str, StepOutput] = {}  # spec model ref -> frozen model
-
-    def formats_for(names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-        return {n: formats[n] for n in names}
-
-    pretrain = stages.pretrain
-    multitask = pretrain is not None and len(pretrain.heads) > 1
-    if pretrain is not None:
-        heads = pretrain.heads
-        head_datasets = {
-            h: {"train": list(hs.datasets), "validation": list(hs.validation)} for h, hs in heads.items()
-        }
-        names = tuple(
-            dict.fromkeys(n for hs in head_datasets.values() for n in hs["train"] + hs["validation"])
-        )
-        if multitask:
-            deepmd_input = multitask_input(
-                spec.model,
-                resolved.type_map,
-                pretrain.training,
-                {h: (hs.weight, bool(hs.validation), hs.fitting_net) for h, hs in heads.items()},
-            )
-            summary = f"dp train, multi-task ({', '.join(heads)}), {pretrain.training.steps} steps"
-        else:
-            ((head, hs),) = heads.items()
-            deepmd_input = single_task_input(
-                spec.model, resolved.type_map, pretrain.training, with_validation=bool(hs.validation)
-            )
-            deepmd_input["model"]["fitting_net"].update(hs.fitting_net)
-            summary = f"dp train, single task ({head}), {pretrain.training.steps} steps"
-        steps.append(
-            StepPlan(
-                key="pretrain",
-                op="pretrain",
-                summary=summary,
-                datasets=names,
-                parameters={
-                    "deepmd_input": deepmd_input,
-                    "head_datasets": head_datasets,
-                    "dataset_formats": formats_for(names),
-                },
-            )
-        )
-        for head in heads:
-            key = f"freeze-{slug(head)}"
-            steps.append(
-                StepPlan(
-                    key=key,
-                    op="freeze",
-                    summary=f"dp freeze --head {head}" if multitask else "dp freeze",
-                    parameters={"head": head if multitask else ""},
-                    artifacts={"checkpoint": StepOutput("pretrain", "checkpoint")},
-                    model_ref=f"pretrain.{head}",
-                )
-            )
-            model_outputs[f"pretrain.{head}"] = StepOutput(key, "model")
-
-    for ft in stages.finetune:
-        key = f"finetune-{slug(ft.name)}"
-        from_head = ft.from_.head
-        artifacts: dict[str, StepOutput | LocalFile]
-        if ft.from_.model_file is not None:
-            artifacts = {"base_checkpoint": LocalFile(resolved.model_files[ft.name])}
-            branch = RANDOM_BRANCH if from_head == RANDOM_HEAD else (from_head or "")
-            origin = ft.from_.model_file.name
-        else:
-            artifacts = {"base_checkpoint": StepOutput("pretrain", "checkpoint")}
-            if from_head == RANDOM_HEAD:
-                branch = RANDOM_BRANCH
-            else:
-                branch = (from_head or "") if multitask else ""
-            origin = (
-                f"pretrain head {from_head}"
-                if from_head and from_head != RANDOM_HEAD
-                else "pretrain, random fitting net"
-            )
-        names = tuple(dict.fromkeys([*ft.datasets, *ft.validation]))
-        deepmd_input = single_task_input(
-            spec.model,
-            resolved.type_map,
-            ft.training,
-            with_validation=bool(ft.validation),
-            descriptor={},
-            fitting_net={},
-        )
-        steps.append(
-            StepPlan(
-                key=key,
-                op="finetune",
-                model_ref=f"finetune.{ft.name}",
-                datasets=names,
-                artifacts=artifacts,
-                summary=f"dp train --finetune ({origin}) on {', '.join(ft.datasets)}, "
-                f"{ft.training.steps} steps; "
-                "dp freeze",
-                parameters={
-                    "deepmd_input": deepmd_input,
-                    "head_datasets": {
-                        ft.name: {"train": list(ft.datasets), "validation": list(ft.validation)}
+    def record(self) -> dict[str, Any]:
+        """The plan as written to ``plan.json`` (and the golden files)."""
+        return {
+            "name": self.name,
+            "steps": [
+                {
+                    "key": s.key,
+                    "op": s.op.name,
+                    "summary": s.summary,
+                    "depends": s.depends,
+                    "datasets": list(s.datasets),
+                    "artifacts": {
+                        k: _source_record(v)
+                        for k, v in s.artifacts.items()
+                        if not isinstance(v, DatasetBundle)
                     },
-                    "dataset_formats": formats_for(names),
-                    "model_branch": branch,
-                },
-            )
-        )
-        model_outputs[f"finetune.{ft.name}"] = StepOutput(key, "model")
+                    "parameters": s.parameters,
+                }
+                for s in self.steps
+            ],
+        }
 
-    tests: list[TestCase] = []
-    seen: set[str] = set()
-    for group in stages.test:
-        for ref in group.models:
-            model = model_outputs[ref]
-            if group.refit_bias_on is not None:
-                bias_key = f"change-bias-{model_slug(ref)}-on-{slug(group.refit_bias_on)}"
-                if bias_key not in seen:
-                    seen.add(bias_key)
-                    steps.append(
-                        StepPlan(
-                            key=bias_key,
-                            op="change-bias",
-                            datasets=(group.refit_bias_on,),
-                            summary=f"dp change-bias {ref} -s {group.refit_bias_on} -m change",
-                            parameters={
-                                "dataset": group.refit_bias_on,
-                                "mode": "change",
-                                "dataset_formats": formats_for((group.refit_bias_on,)),
-                            },
-                            artifacts={"model": model},
-                        )
-                    )
-                model = StepOutput(bias_key, "model")
-            for dataset in group.datasets:
-                key = f"test-{model_slug(ref)}-on-{slug(dataset)}"
-                if group.refit_bias_on is not None:
-                    key += f"-refit-{slug(group.refit_bias_on)}"
-                if key in seen:
-                    continue
-                seen.add(key)
-                steps.append(
-                    StepPlan(
-                        key=key,
-                        op="test",
-                        datasets=(dataset,),
-                        artifacts={"model": model},
-                        summary=f"dp test {ref}"
-                        + (" (bias re-fitted)" if group.refit_bias_on else "")
-                        + f" on {dataset}",
-                        parameters={
-                            "dataset": dataset,
-                            "frames": group.frames,
-                            "dataset_formats": formats_for((dataset,)),
-                        },
-                    )
-                )
-                tests.append(TestCase(key, ref, dataset, group.refit_bias_on))
 
-    return Plan(
-        name=slug(spec.name),
-        steps=tuple(steps),
-        dataset_paths=dict(resolved.dataset_paths),
-        tests=tuple(tests),
-    )
+def _source_record(source: ArtifactSource) -> dict[str, Any]:
+    if isinstance(source, StepOutput):
+        return asdict(source)
+    if isinstance(source, LocalFile):
+        return {"file": str(source.path)}
+    return {"datasets": list(source.names)}
+
+
+def op_parameter_names(op: type[LamflowOP]) -> list[str]:
+    return list(parameter_fields(op.Input))

@@ -1,0 +1,19 @@
+"""Engines run compiled plans: ``local`` (dflow debug mode, default). Chosen by --engine / LAMFLOW_ENGINE."""
+
+from __future__ import annotations
+
+from lamflow.workflows.engines.base import Engine
+from lamflow.workflows.errors import UsageError
+from lamflow.workflows.settings import Settings
+
+ENGINES = ("local",)
+
+
+def get_engine(name: str, settings: Settings) -> Engine:
+    if name == "local":
+        from lamflow.workflows.engines.local import LocalEngine
+
+        return LocalEngine(settings)
+    raise UsageError(
+        f"--engine {name}: unknown engine (available: {', '.join(ENGINES)}; the Argo engine is not built yet)"
+    )

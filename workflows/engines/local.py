@@ -15,35 +15,27 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TextIO
 
 from lamflow.workflows.compile.dflow_workflow import StepRuntime, build_workflow, staging_requests
-from lamflow.workflows.compile.plan import Plan, StepOutput, model_slug
+from lamflow.workflows.compile.plan import Plan
 from lamflow.workflows.dflow_config import dflow_config, local_debug_config
-from lamflow.workflows.engines.summary import RunSummary, StepRecord, TestResult, now
+from lamflow.workflows.engines.base import Engine, Reporter, StepEvent
+from lamflow.workflows.engines.summary import RunSummary, TestResult, now, read_summary
+from lamflow.workflows.errors import UsageError
 from lamflow.workflows.settings import Settings
+from lamflow.workflows.stages.test import model_slug
+from lamflow.workflows.store.local import STEPS_DIR, LocalStore
 
-STEPS_DIR = "steps"  # dflow's workflow id, hence the folder of step directories
 POLL_S = 0.5
-
-
-@dataclass(frozen=True)
-class StepEvent:
-    key: str
-    phase: str
-    elapsed_s: float  # since the run started
-    duration_s: float | None
-    summary: str
-    error: str | None = None
-
-
-Reporter = Callable[[StepEvent, TextIO], None]
+PID_FILE = "engine.pid"  # the process running a local run, while it runs (for `lamflow stop`)
+ENGINE_LOG = "engine.log"
 
 
 def _read(path: Path) -> str | None:
@@ -142,66 +134,14 @@ class _CapturedOutput:
         self.terminal.close()
 
 
-def plan_record(plan: Plan) -> dict:
-    return {
-        "name": plan.name,
-        "steps": [
-            {
-                "key": s.key,
-                "op": s.op,
-                "summary": s.summary,
-                "depends": s.depends,
-                "datasets": list(s.datasets),
-                "artifacts": {
-                    k: (asdict(v) if isinstance(v, StepOutput) else {"file": str(v.path)})
-                    for k, v in s.artifacts.items()
-                },
-                "parameters": s.parameters,
-            }
-            for s in plan.steps
-        ],
-    }
-
-
-def initial_summary(plan: Plan, run_id: str, spec_file: str, spec_sha256: str) -> RunSummary:
-    return RunSummary(
-        run_id=run_id,
-        spec=spec_file,
-        spec_sha256=spec_sha256,
-        engine="local",
-        steps={
-            s.key: StepRecord(key=s.key, op=s.op, summary=s.summary, depends=s.depends) for s in plan.steps
-        },
-    )
-
-
-def artifact_path(artifact: Path) -> Path:
-    """The file or folder a step returned for an output artifact.
-
-    dflow stores an output as a folder holding the returned path (relative to the step's directory)
-    plus a ``.dflow/`` catalog naming it; a single cataloged item is resolved to that item.
-    """
-    target = artifact.resolve()
-    catalog = target / ".dflow"
-    if not catalog.is_dir():
-        return target
-    items = []
-    for entry in sorted(catalog.iterdir()):
-        try:
-            items += [i["dflow_list_item"] for i in json.loads(entry.read_text()).get("path_list", [])]
-        except (ValueError, KeyError, TypeError):
-            return target
-    return target / items[0] if len(items) == 1 and (target / items[0]).exists() else target
-
-
-def _collect_outputs(run_dir: Path, summary: RunSummary, plan: Plan) -> None:
+def _collect_outputs(run_dir: Path, summary: RunSummary, plan: Plan, store: LocalStore) -> None:
     """Output artifacts (as run-relative paths) and parameters of every finished step, models and metrics."""
     for key, record in summary.steps.items():
         out_dir = run_dir / STEPS_DIR / key / "outputs"
         for art in sorted((out_dir / "artifacts").glob("*")) if (out_dir / "artifacts").is_dir() else []:
-            if art.name.startswith("."):
-                continue
-            record.outputs[art.name] = os.path.relpath(artifact_path(art), run_dir)
+            found = None if art.name.startswith(".") else store.output_path(run_dir, key, art.name)
+            if found is not None:
+                record.outputs[art.name] = os.path.relpath(found, run_dir)
         for par in sorted((out_dir / "parameters").glob("*")) if (out_dir / "parameters").is_dir() else []:
             if par.name.startswith(".") or par.name.startswith("dflow_"):
                 continue
@@ -222,75 +162,152 @@ def _collect_outputs(run_dir: Path, summary: RunSummary, plan: Plan) -> None:
             summary.models[ref] = os.path.relpath(link, run_dir)
     summary.tests = [
         TestResult(
-            step=t.key,
-            model=t.model,
-            dataset=t.dataset,
-            refit_bias_on=t.refit_bias_on,
-            metrics=summary.steps[t.key].parameters.get("metrics", {}),
+            step=s.key,
+            model=s.evaluation.model,
+            dataset=s.evaluation.dataset,
+            change_bias_on=s.evaluation.change_bias_on,
+            metrics=summary.steps[s.key].parameters.get("metrics", {}),
         )
-        for t in plan.tests
-        if summary.steps[t.key].phase == "Succeeded"
+        for s in plan.evaluations
+        if s.evaluation is not None and summary.steps[s.key].phase == "Succeeded"
     ]
 
 
-def run_local(
-    plan: Plan,
-    run_dir: Path,
-    summary: RunSummary,
-    settings: Settings,
-    report: Reporter | None = None,
-) -> RunSummary:
-    """Run ``plan`` to completion in ``run_dir`` (which must exist); returns the final summary."""
-    started = time.monotonic()
-    summary.status = "Running"
-    summary.write(run_dir)
-    (run_dir / "plan.json").write_text(json.dumps(plan_record(plan), indent=2) + "\n")
-    config = local_debug_config(str(run_dir), str(run_dir / "artifacts"), settings.local_workers)
-    interrupted = False
-    with _CapturedOutput(run_dir / "engine.log") as terminal:
-        watcher = _Watcher(run_dir, summary, (lambda e: report(e, terminal)) if report else (lambda e: None))
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (Linux /proc), children first; empty where /proc is unavailable."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*/stat"):
         try:
-            with dflow_config(config):
-                from dflow import upload_artifact
+            fields = entry.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.parent.name))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
-                staged = {rid: upload_artifact(req) for rid, req in staging_requests(plan).items()}
-                workflow = build_workflow(
-                    plan, staged, StepRuntime(command=(settings.python,)), workflow_id=STEPS_DIR
-                )
-                watcher.start()
-                cwd = os.getcwd()
-                try:
-                    workflow.submit()  # debug mode: blocks until the DAG finishes or a step fails
-                finally:
-                    os.chdir(cwd)
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            watcher.stop_event.set()
-            if watcher.is_alive():
-                watcher.join()
-            watcher.poll()
-    status = _read(run_dir / STEPS_DIR / "status")
-    _collect_outputs(run_dir, summary, plan)
-    failed = [r for r in summary.steps.values() if r.phase == "Failed"]
-    for record in summary.steps.values():
-        if record.phase in ("Pending", "Running") and (failed or interrupted):
-            if record.phase == "Running":
-                record.error = "stopped: " + ("interrupted" if interrupted else "another step failed")
-            record.phase = "Skipped"
-    summary.status = "Succeeded" if status == "Succeeded" and not failed and not interrupted else "Failed"
-    if interrupted:
-        summary.error = "interrupted"
-    elif failed:
-        summary.error = f"step {failed[0].key} failed: {failed[0].error}"
-    elif summary.status == "Failed":
-        summary.error = f"workflow ended with status {status!r}; see {run_dir / 'engine.log'}"
-    summary.finished_at = now()
-    summary.wall_time_s = round(time.monotonic() - started, 1)
-    summary.write(run_dir)
-    (run_dir / "metrics.json").write_text(
-        json.dumps([t.model_dump() for t in summary.tests], indent=2) + "\n"
-    )
-    if interrupted:
-        raise KeyboardInterrupt
-    return summary
+
+class LocalEngine(Engine):
+    """Runs a plan on this machine with dflow's debug mode; ``submit`` blocks until the run ends."""
+
+    name = "local"
+
+    def __init__(self, settings: Settings, store: LocalStore | None = None) -> None:
+        self.settings = settings
+        self.store = store or LocalStore()
+
+    def submit(
+        self, plan: Plan, run_dir: Path, summary: RunSummary, report: Reporter | None = None
+    ) -> RunSummary:
+        """Run ``plan`` to completion in ``run_dir`` (which must exist); returns the final summary."""
+        started = time.monotonic()
+        summary.status = "Running"
+        summary.write(run_dir)
+        (run_dir / "plan.json").write_text(json.dumps(plan.record(), indent=2) + "\n")
+        (run_dir / PID_FILE).write_text(f"{os.getpid()}\n")
+        config = local_debug_config(str(run_dir), str(run_dir / "artifacts"), self.settings.local_workers)
+        interrupted = False
+        with _CapturedOutput(run_dir / ENGINE_LOG) as terminal:
+            watcher = _Watcher(
+                run_dir, summary, (lambda e: report(e, terminal)) if report else (lambda e: None)
+            )
+            try:
+                with dflow_config(config):
+                    staged = {rid: self.store.stage(rid, req) for rid, req in staging_requests(plan).items()}
+                    workflow = build_workflow(
+                        plan, staged, StepRuntime(command=(self.settings.python,)), workflow_id=STEPS_DIR
+                    )
+                    watcher.start()
+                    cwd = os.getcwd()
+                    try:
+                        workflow.submit()  # debug mode: blocks until the DAG finishes or a step fails
+                    finally:
+                        os.chdir(cwd)
+            except KeyboardInterrupt:
+                interrupted = True
+            finally:
+                watcher.stop_event.set()
+                if watcher.is_alive():
+                    watcher.join()
+                watcher.poll()
+        status = _read(run_dir / STEPS_DIR / "status")
+        _collect_outputs(run_dir, summary, plan, self.store)
+        failed = [r for r in summary.steps.values() if r.phase == "Failed"]
+        for record in summary.steps.values():
+            if record.phase in ("Pending", "Running") and (failed or interrupted):
+                if record.phase == "Running":
+                    record.error = "stopped: " + ("interrupted" if interrupted else "another step failed")
+                record.phase = "Skipped"
+        summary.status = "Succeeded" if status == "Succeeded" and not failed and not interrupted else "Failed"
+        if interrupted:
+            summary.error = "interrupted"
+        elif failed:
+            summary.error = f"step {failed[0].key} failed: {failed[0].error}"
+        elif summary.status == "Failed":
+            summary.error = f"workflow ended with status {status!r}; see {run_dir / ENGINE_LOG}"
+        summary.finished_at = now()
+        summary.wall_time_s = round(time.monotonic() - started, 1)
+        summary.write(run_dir)
+        (run_dir / "metrics.json").write_text(
+            json.dumps([t.model_dump() for t in summary.tests], indent=2) + "\n"
+        )
+        (run_dir / PID_FILE).unlink(missing_ok=True)
+        if interrupted:
+            raise KeyboardInterrupt
+        return summary
+
+    def status(self, run_dir: Path) -> RunSummary:
+        return read_summary(run_dir, self.settings.run_root)[1]
+
+    def wait(self, run_dir: Path, timeout_s: float | None = None) -> RunSummary:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            summary = self.status(run_dir)
+            if summary.status in ("Succeeded", "Failed") or not self._running_pid(run_dir):
+                return summary
+            if deadline is not None and time.monotonic() >= deadline:
+                return summary
+            time.sleep(POLL_S)
+
+    def logs(self, run_dir: Path, step: str | None = None) -> str:
+        if step is None:
+            return _read(run_dir / ENGINE_LOG) or ""
+        summary = self.status(run_dir)
+        if step not in summary.steps:
+            raise UsageError(f"{run_dir}: no step {step!r} (steps: {', '.join(summary.steps)})")
+        text = _read(run_dir / STEPS_DIR / step / "log.txt")
+        if text is None:
+            raise UsageError(
+                f"{run_dir}: step {step!r} has not written a log yet (phase {summary.steps[step].phase})"
+            )
+        return text
+
+    def stop(self, run_dir: Path) -> None:
+        summary = self.status(run_dir)
+        pid = self._running_pid(run_dir)
+        if summary.status not in ("Pending", "Running") or pid is None:
+            raise UsageError(f"{run_dir}: not running (status {summary.status})")
+        # what Ctrl-C does to a foreground run: every process of the run gets SIGINT, the engine first
+        for target in [pid, *_descendants(pid)]:
+            try:
+                os.kill(target, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+
+    @staticmethod
+    def _running_pid(run_dir: Path) -> int | None:
+        text = _read(run_dir / PID_FILE)
+        if not text or not text.strip().isdigit():
+            return None
+        pid = int(text.strip())
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return pid
+        return pid

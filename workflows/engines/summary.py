@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lamflow.workflows.compile.plan import Plan
 from lamflow.workflows.errors import RunError, UsageError
 
 SUMMARY_FILE = "summary.json"
@@ -45,7 +46,7 @@ class TestResult(BaseModel):
     step: str
     model: str
     dataset: str
-    refit_bias_on: str | None = None
+    change_bias_on: str | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
 
 
@@ -83,3 +84,17 @@ def read_summary(run: str | Path, run_root: Path) -> tuple[Path, RunSummary]:
             except (ValueError, OSError) as exc:
                 raise RunError(f"{file}: unreadable run summary ({exc})") from None
     raise UsageError(f"{run}: no such run (looked for {candidates[0]} and {candidates[1]})")
+
+
+def initial_summary(plan: Plan, run_id: str, spec_file: str, spec_sha256: str, engine: str) -> RunSummary:
+    """The summary of a run that has not started: every step Pending."""
+    return RunSummary(
+        run_id=run_id,
+        spec=spec_file,
+        spec_sha256=spec_sha256,
+        engine=engine,
+        steps={
+            s.key: StepRecord(key=s.key, op=s.op.name, summary=s.summary, depends=s.depends)
+            for s in plan.steps
+        },
+    )

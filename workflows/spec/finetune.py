@@ -25,7 +25,7 @@ class FinetuneFrom(SpecModel):
     )
 
 
-class FinetuneStage(SpecModel):
+class FinetuneSpec(SpecModel):
     name: Name = Field(description="Name of the fine-tuned model; step key finetune-<name>.")
     from_: FinetuneFrom = Field(alias="from", description="Starting point.")
     datasets: list[Name] = Field(min_length=1)

@@ -7,17 +7,15 @@ Loading reads the file system (datasets are inspected) but writes nothing.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
-from lamflow.ops.data import DatasetError, DatasetInfo, inspect_dataset
+from lamflow.ops.data import DatasetError, DatasetFormat, DatasetInfo, inspect_dataset
 from lamflow.workflows.errors import SpecError
-from lamflow.workflows.spec.base import slug
-from lamflow.workflows.spec.finetune import RANDOM_HEAD
 from lamflow.workflows.spec.spec import Spec
 
 
@@ -30,9 +28,13 @@ class ResolvedSpec:
     base_dir: Path
     dataset_paths: dict[str, Path]  # absolute
     dataset_info: dict[str, DatasetInfo]
-    dataset_type_maps: dict[str, list[str] | None]  # explicit overrides to hand to the ops
+    dataset_formats: dict[str, DatasetFormat]  # how steps read each dataset
     type_map: list[str]  # the model's element list
-    model_files: dict[str, Path] = field(default_factory=dict)  # finetune name -> absolute .pt path
+
+
+# Keys renamed since an earlier release -> their new name (a pointed error instead of a guess).
+RENAMED_KEYS = {"refit_bias_on": "change_bias_on"}
+MAX_DEPTH = 64  # no spec needs more; deeper documents are refused before pydantic recurses into them
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -66,6 +68,10 @@ def read_yaml(path: Path, shown: str) -> dict[str, Any]:
         raise SpecError(shown, None, f"cannot read: {exc}") from None
     try:
         data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:
+        raise SpecError(
+            shown, None, f"invalid YAML: nested too deeply (more than {MAX_DEPTH} levels)"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -73,7 +79,24 @@ def read_yaml(path: Path, shown: str) -> dict[str, Any]:
         raise SpecError(shown, None, f"invalid YAML: {where}{problem}") from None
     if not isinstance(data, dict):
         raise SpecError(shown, None, "the spec must be a YAML mapping (name:, datasets:, stages: ...)")
+    too_deep = _too_deep(data)
+    if too_deep is not None:
+        raise SpecError(shown, too_deep, f"nested too deeply (more than {MAX_DEPTH} levels)")
     return data
+
+
+def _too_deep(node: Any) -> str | None:
+    """The YAML path of the first place nested beyond MAX_DEPTH, else None (iterative: no recursion)."""
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(node, ())]
+    while stack:
+        value, loc = stack.pop()
+        if len(loc) > MAX_DEPTH:
+            return yaml_path(loc[:MAX_DEPTH])
+        if isinstance(value, dict):
+            stack.extend((v, (*loc, k)) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, (*loc, i)) for i, v in enumerate(value))
+    return None
 
 
 def yaml_path(loc: tuple[Any, ...]) -> str:
@@ -123,6 +146,8 @@ def _describe(error: Any) -> str:  # a pydantic ErrorDetails
     loc = error["loc"]
     if kind == "extra_forbidden":
         key = loc[-1]
+        if key in RENAMED_KEYS:
+            return f"unknown key {key!r} (renamed to {RENAMED_KEYS[key]!r}; see CHANGELOG.md)"
         hint = difflib.get_close_matches(str(key), _allowed_keys(Spec, loc), n=1)
         return f"unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
     if kind == "missing":
@@ -150,104 +175,15 @@ def validate_data(data: dict[str, Any], shown: str) -> Spec:
         raise SpecError(shown, yaml_path(tuple(first["loc"])), _describe(first) + more) from None
 
 
-def _known(names: Any) -> str:
-    names = list(names)
-    return ", ".join(names) if names else "none"
+def check_stages(spec: Spec, shown: str, base_dir: Path) -> None:
+    """Each stage, in order, checks the names it uses and registers the models it provides."""
+    from lamflow.workflows.stages import all_stages
+    from lamflow.workflows.stages.base import References
 
-
-def check_references(spec: Spec, shown: str) -> None:
-    """Names used in stages must exist; step keys derived from names must not collide."""
-    datasets = spec.datasets
-
-    def need_dataset(path: str, name: str) -> None:
-        if name not in datasets:
-            hint = difflib.get_close_matches(name, list(datasets), n=1)
-            extra = f"; did you mean {hint[0]!r}?" if hint else ""
-            raise SpecError(shown, path, f"unknown dataset {name!r} (datasets: {_known(datasets)}{extra})")
-
-    def unique_slugs(kind: str, path: str, names: list[str]) -> None:
-        seen: dict[str, str] = {}
-        for name in names:
-            key = slug(name)
-            if key in seen:
-                raise SpecError(
-                    shown, path, f"{kind} names {seen[key]!r} and {name!r} give the same step key {key!r}"
-                )
-            seen[key] = name
-
-    unique_slugs("dataset", "datasets", list(datasets))
-    stages = spec.stages
-    heads: dict[str, Any] = {}
-    if stages.pretrain is not None:
-        heads = dict(stages.pretrain.heads)
-        unique_slugs("head", "stages.pretrain.heads", list(heads))
-        for head, head_spec in heads.items():
-            base = f"stages.pretrain.heads.{head}"
-            if head.lower() == RANDOM_HEAD:
-                raise SpecError(shown, base, f"{head!r} is reserved by DeePMD-kit for a random fitting net")
-            for i, name in enumerate(head_spec.datasets):
-                need_dataset(f"{base}.datasets[{i}]", name)
-            for i, name in enumerate(head_spec.validation):
-                need_dataset(f"{base}.validation[{i}]", name)
-
-    finetunes: dict[str, Any] = {}
-    for i, ft in enumerate(stages.finetune):
-        base = f"stages.finetune[{i}]"
-        if ft.name in finetunes:
-            raise SpecError(shown, f"{base}.name", f"duplicate finetune name {ft.name!r}")
-        finetunes[ft.name] = ft
-        src = ft.from_
-        if src.model_file is None:
-            if stages.pretrain is None:
-                raise SpecError(
-                    shown,
-                    f"{base}.from",
-                    "no pretrain stage to start from: add stages.pretrain or give from.model_file",
-                )
-            if src.head is None:
-                if len(heads) > 1:
-                    raise SpecError(
-                        shown,
-                        f"{base}.from.head",
-                        f"required for a multi-task pretrain: one of {_known(heads)} or '{RANDOM_HEAD}'",
-                    )
-            elif src.head != RANDOM_HEAD and src.head not in heads:
-                raise SpecError(
-                    shown,
-                    f"{base}.from.head",
-                    f"no pretrain head {src.head!r} (heads: {_known(heads)}, or '{RANDOM_HEAD}')",
-                )
-        elif src.model_file.suffix != ".pt":
-            raise SpecError(
-                shown,
-                f"{base}.from.model_file",
-                f"{src.model_file}: fine-tuning needs a DeePMD-kit training checkpoint (.pt); "
-                "frozen .pth models cannot be fine-tuned",
-            )
-        for j, name in enumerate(ft.datasets):
-            need_dataset(f"{base}.datasets[{j}]", name)
-        for j, name in enumerate(ft.validation):
-            need_dataset(f"{base}.validation[{j}]", name)
-    unique_slugs("finetune", "stages.finetune", list(finetunes))
-
-    for i, group in enumerate(stages.test):
-        base = f"stages.test[{i}]"
-        for j, ref in enumerate(group.models):
-            stage, _, name = ref.partition(".")
-            if stage == "pretrain" and name not in heads:
-                raise SpecError(
-                    shown, f"{base}.models[{j}]", f"no pretrain head {name!r} (heads: {_known(heads)})"
-                )
-            if stage == "finetune" and name not in finetunes:
-                raise SpecError(
-                    shown,
-                    f"{base}.models[{j}]",
-                    f"no finetune named {name!r} (finetunes: {_known(finetunes)})",
-                )
-        for j, name in enumerate(group.datasets):
-            need_dataset(f"{base}.datasets[{j}]", name)
-        if group.refit_bias_on is not None:
-            need_dataset(f"{base}.refit_bias_on", group.refit_bias_on)
+    refs = References(shown=shown, base_dir=base_dir, datasets=spec.datasets)
+    refs.unique_slugs("dataset", "datasets", spec.datasets)
+    for stage in all_stages():
+        stage.check(spec.stages.section(stage.key), refs)
 
 
 def check_datasets(
@@ -317,25 +253,18 @@ def check_datasets(
 
 
 def resolve(spec: Spec, shown: str, base_dir: Path) -> ResolvedSpec:
-    check_references(spec, shown)
+    check_stages(spec, shown, base_dir)
     paths, infos, type_map = check_datasets(spec, shown, base_dir)
-    model_files: dict[str, Path] = {}
-    for i, ft in enumerate(spec.stages.finetune):
-        if ft.from_.model_file is not None:
-            file = ft.from_.model_file
-            file = file if file.is_absolute() else (base_dir / file).resolve()
-            if not file.is_file():
-                raise SpecError(shown, f"stages.finetune[{i}].from.model_file", f"{file}: no such file")
-            model_files[ft.name] = file
     return ResolvedSpec(
         spec=spec,
         source=shown,
         base_dir=base_dir,
         dataset_paths=paths,
         dataset_info=infos,
-        dataset_type_maps={name: spec.datasets[name].type_map for name in spec.datasets},
+        dataset_formats={
+            name: DatasetFormat(format=ds.format, type_map=ds.type_map) for name, ds in spec.datasets.items()
+        },
         type_map=type_map,
-        model_files=model_files,
     )
 
 

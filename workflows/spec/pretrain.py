@@ -19,7 +19,7 @@ class HeadSpec(SpecModel):
     )
 
 
-class PretrainStage(SpecModel):
+class PretrainSpec(SpecModel):
     heads: dict[Name, HeadSpec] = Field(
         min_length=1,
         description="Head name -> datasets. Two or more heads give DeePMD-kit's multi-task input "

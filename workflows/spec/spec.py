@@ -1,29 +1,20 @@
-"""The root of a lamflow spec file."""
+"""The root of a lamflow spec file. ``stages:`` is assembled from the stage modules."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from lamflow.workflows.spec.base import Name, SpecModel
 from lamflow.workflows.spec.datasets import DatasetSpec
-from lamflow.workflows.spec.finetune import FinetuneStage
 from lamflow.workflows.spec.model import ModelSpec
-from lamflow.workflows.spec.pretrain import PretrainStage
-from lamflow.workflows.spec.test import TestGroup
+from lamflow.workflows.stages import StagesBase, stages_model
 
-
-class Stages(SpecModel):
-    pretrain: PretrainStage | None = Field(None, description="Multi-task (or single-task) pretraining.")
-    finetune: list[FinetuneStage] = Field(default_factory=list, description="Fine-tuning runs.")
-    test: list[TestGroup] = Field(default_factory=list, description="Test groups (models x datasets).")
-
-    @model_validator(mode="after")
-    def _not_empty(self) -> Stages:
-        if self.pretrain is None and not self.finetune and not self.test:
-            raise ValueError("no stage given (pretrain, finetune or test)")
-        return self
+if TYPE_CHECKING:
+    Stages = StagesBase
+else:
+    Stages = stages_model()
 
 
 class Spec(SpecModel):

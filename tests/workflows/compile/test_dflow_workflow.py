@@ -6,22 +6,10 @@ import pytest
 import yaml
 
 from lamflow.workflows.api import validate
-from lamflow.workflows.compile.dflow_workflow import (
-    OP_CLASSES,
-    StepRuntime,
-    build_workflow,
-    op_class,
-    staging_requests,
-)
+from lamflow.workflows.compile.dflow_workflow import StepRuntime, build_workflow, staging_requests
 from lamflow.workflows.dflow_config import dflow_config
 from tests.argo_schema import argo_available, schema_errors, unknown_keys
 from tests.conftest import DEMO_DATA, EXAMPLES
-
-
-def test_every_op_class_imports_with_a_dflow_signature():
-    for op in OP_CLASSES:
-        cls = op_class(op)
-        assert cls.get_input_sign() and cls.get_output_sign()
 
 
 def test_staging_requests_bundle_each_steps_datasets():

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from lamflow.ops.dp import RANDOM_BRANCH
-from lamflow.workflows.compile.plan import LocalFile, StepOutput, build_plan
+from lamflow.workflows.compile.compiler import build_plan
+from lamflow.workflows.compile.plan import LocalFile, StepOutput
 from lamflow.workflows.spec import load_spec
 from tests.conftest import EXAMPLES, minimal_spec
 
@@ -22,17 +23,17 @@ def test_demo_keys_and_dependencies():
         "freeze-molecules": ["pretrain"],
         "finetune-gete": ["pretrain"],
         "change-bias-pretrain-water-on-gete": ["freeze-water"],
-        "test-pretrain-water-on-gete-test-refit-gete": ["change-bias-pretrain-water-on-gete"],
+        "test-pretrain-water-on-gete-test-change-bias-gete": ["change-bias-pretrain-water-on-gete"],
         "change-bias-pretrain-molecules-on-gete": ["freeze-molecules"],
-        "test-pretrain-molecules-on-gete-test-refit-gete": ["change-bias-pretrain-molecules-on-gete"],
+        "test-pretrain-molecules-on-gete-test-change-bias-gete": ["change-bias-pretrain-molecules-on-gete"],
         "test-finetune-gete-on-gete-test": ["finetune-gete"],
     }
     # every dependency precedes its dependant
     order = [s.key for s in plan.steps]
     assert all(order.index(d) < order.index(s.key) for s in plan.steps for d in s.depends)
-    assert [t.key for t in plan.tests] == [
-        "test-pretrain-water-on-gete-test-refit-gete",
-        "test-pretrain-molecules-on-gete-test-refit-gete",
+    assert [t.key for t in plan.evaluations] == [
+        "test-pretrain-water-on-gete-test-change-bias-gete",
+        "test-pretrain-molecules-on-gete-test-change-bias-gete",
         "test-finetune-gete-on-gete-test",
     ]
 
@@ -152,7 +153,7 @@ def test_keys_are_slugs_but_model_references_keep_the_spec_names(write_spec):
     assert plan.step("freeze-h2o-pd").model_ref == "pretrain.H2O_PD"
     assert plan.step("freeze-h2o-pd").parameters["head"] == "H2O_PD"  # DeePMD-kit branch name unchanged
     assert plan.step("finetune-gete-v2").model_ref == "finetune.GeTe.v2"
-    assert plan.tests[1].model == "finetune.GeTe.v2"
+    assert plan.evaluations[1].evaluation.model == "finetune.GeTe.v2"
 
 
 def test_duplicate_tests_run_once_and_refits_are_shared(write_spec):
@@ -161,14 +162,14 @@ def test_duplicate_tests_run_once_and_refits_are_shared(write_spec):
         {
             "models": ["pretrain.water", "pretrain.molecules"],
             "datasets": ["gete-test", "gete"],
-            "refit_bias_on": "gete",
+            "change_bias_on": "gete",
         },
-        {"models": ["pretrain.water"], "datasets": ["gete-test"], "refit_bias_on": "gete"},
+        {"models": ["pretrain.water"], "datasets": ["gete-test"], "change_bias_on": "gete"},
         {"models": ["pretrain.water"], "datasets": ["gete-test"], "frames": 2},
     ]
     plan = plan_of(write_spec, spec)
     keys = [s.key for s in plan.steps]
     assert keys.count("change-bias-pretrain-water-on-gete") == 1
-    assert len(plan.tests) == 5
+    assert len(plan.evaluations) == 5
     assert plan.step("test-pretrain-water-on-gete-test").parameters["frames"] == 2
     assert plan.step("test-pretrain-water-on-gete-test").depends == ["freeze-water"]

@@ -6,18 +6,18 @@ import json
 
 import pytest
 
-from lamflow.workflows.compile.plan import build_plan
-from lamflow.workflows.engines.local import artifact_path, initial_summary
-from lamflow.workflows.engines.summary import RunSummary, read_summary
+from lamflow.workflows.compile.compiler import build_plan
+from lamflow.workflows.engines.summary import RunSummary, initial_summary, read_summary
 from lamflow.workflows.errors import RunError, UsageError
 from lamflow.workflows.spec import load_spec
+from lamflow.workflows.store.local import resolve_output
 from tests.conftest import EXAMPLES, run_cli
 
 
 @pytest.fixture
 def running_run(tmp_path):
     plan = build_plan(load_spec(EXAMPLES / "demo.yaml"))
-    summary = initial_summary(plan, "demo-1", "examples/demo.yaml", "0" * 64)
+    summary = initial_summary(plan, "demo-1", "examples/demo.yaml", "0" * 64, "local")
     summary.status = "Running"
     summary.steps["pretrain"].phase = "Running"
     run_dir = tmp_path / "runs" / "demo-1"
@@ -28,7 +28,7 @@ def running_run(tmp_path):
 
 def test_initial_summary_lists_every_step_pending():
     plan = build_plan(load_spec(EXAMPLES / "demo.yaml"))
-    summary = initial_summary(plan, "r", "s.yaml", "x")
+    summary = initial_summary(plan, "r", "s.yaml", "x", "local")
     assert list(summary.steps) == [s.key for s in plan.steps]
     assert {r.phase for r in summary.steps.values()} == {"Pending"}
     assert summary.steps["finetune-gete"].depends == ["pretrain"]
@@ -67,7 +67,7 @@ def test_artifact_path_follows_the_dflow_catalog(tmp_path):
     (art / ".dflow" / "uuid").write_text(
         json.dumps({"path_list": [{"dflow_list_item": "work/model.pth", "order": 0}]})
     )
-    assert artifact_path(art) == (art / "work" / "model.pth").resolve()
+    assert resolve_output(art) == (art / "work" / "model.pth").resolve()
     plain = tmp_path / "plain.txt"
     plain.write_text("x")
-    assert artifact_path(plain) == plain.resolve()
+    assert resolve_output(plain) == plain.resolve()

@@ -116,21 +116,27 @@ BAD_SPECS = [
     (
         lambda s: s["stages"]["test"][0].update(models=["pretrain.gete"]),
         "stages.test[0].models[0]",
-        "no pretrain head 'gete'",
+        "no pretrain model named 'gete' (pretrain models: water, molecules)",
     ),
     (
         lambda s: s["stages"]["test"][1].update(models=["finetune.water"]),
         "stages.test[1].models[0]",
-        "no finetune named 'water'",
+        "no finetune model named 'water' (finetune models: gete)",
     ),
     (
         lambda s: s["stages"]["test"][0].update(models=["scratch.water"]),
         "stages.test[0].models[0]",
-        "should match pattern",
+        "unknown model 'scratch.water' (models of this spec: pretrain.water, pretrain.molecules, "
+        "finetune.gete",
     ),
     (
-        lambda s: s["stages"]["test"][0].update(refit_bias_on="nope"),
-        "stages.test[0].refit_bias_on",
+        lambda s: s["stages"]["test"][0].update(models=["water"]),
+        "stages.test[0].models[0]",
+        "expected a model reference like pretrain.<head> or finetune.<name> (got 'water')",
+    ),
+    (
+        lambda s: s["stages"]["test"][0].update(change_bias_on="nope"),
+        "stages.test[0].change_bias_on",
         "unknown dataset 'nope'",
     ),
     (
@@ -213,7 +219,7 @@ def test_dataset_without_type_map(tmp_path, write_spec):
     _expect(write_spec(spec), "names 1 types but", "datasets.extra.type_map")
     spec["datasets"]["extra"]["type_map"] = ["Cu", "H"]
     resolved = load_spec(write_spec(spec))
-    assert resolved.type_map[-1] == "Cu" and resolved.dataset_type_maps["extra"] == ["Cu", "H"]
+    assert resolved.type_map[-1] == "Cu" and resolved.dataset_formats["extra"].type_map == ["Cu", "H"]
 
 
 def test_single_head_pretrain_allows_inheriting_the_fitting_net(write_spec):

@@ -1,0 +1,90 @@
+"""Test step: ``dp --pt test`` of one frozen model on one dataset -> energy/force/virial errors."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from dflow.python import FatalError
+from pydantic import Field
+
+from lamflow.ops import files
+from lamflow.ops.common import run_dp_step, work_dir
+from lamflow.ops.contract import LamflowOP, OpModel
+from lamflow.ops.data import DatasetFormat, dataset_root
+from lamflow.ops.dp import test_command
+
+_METRIC_LINE = re.compile(r"(Energy|Force|Virial)\s+(MAE|RMSE)(/Natoms)?\s*:\s*([-+0-9.eE]+|nan)")
+
+
+def parse_test_metrics(log_text: str) -> dict[str, float]:
+    """Errors from the "weighted average of errors" block of ``dp test`` output.
+
+    Keys: energy_{mae,rmse} (eV), energy_{mae,rmse}_per_atom (eV/atom), force_{mae,rmse} (eV/Å),
+    virial_{mae,rmse}[_per_atom] when the data has virials. Raises ValueError when the block is absent.
+    """
+    marker = log_text.rfind("weighted average of errors")
+    if marker < 0:
+        raise ValueError("no 'weighted average of errors' block in dp test output")
+    metrics: dict[str, float] = {}
+    for match in _METRIC_LINE.finditer(log_text[marker:]):
+        quantity, kind, per_atom, value = match.groups()
+        key = f"{quantity.lower()}_{kind.lower()}" + ("_per_atom" if per_atom else "")
+        metrics.setdefault(key, float(value))
+    if "energy_rmse_per_atom" not in metrics and "force_rmse" not in metrics:
+        raise ValueError("dp test printed no energy or force errors")
+    return metrics
+
+
+class TestParams(OpModel):
+    __test__ = False  # not a pytest class
+
+    dataset: str = Field(description="The staged dataset to test on.")
+    frames: int = Field(0, ge=0, description="Frames per system (0 = all).")
+    dataset_formats: dict[str, DatasetFormat]
+
+
+class TestInput(TestParams):
+    __test__ = False
+
+    model: Path
+    datasets: dict[str, Path]
+
+
+class TestOutput(OpModel):
+    __test__ = False
+
+    metrics: dict[str, float] = Field(
+        description="energy_rmse_per_atom (eV/atom), force_rmse (eV/Å), ... and frames."
+    )
+    detail: Path
+    log: Path
+
+
+class TestOP(LamflowOP[TestInput, TestOutput]):
+    """``dp --pt test -m MODEL -s DATA`` -> errors per atom / per force component, and the detail files."""
+
+    __test__ = False
+
+    name = "test"
+    Params = TestParams
+    Input = TestInput
+    Output = TestOutput
+
+    def run(self, inp: TestInput) -> TestOutput:
+        cwd = work_dir()
+        systems = dataset_root(inp.dataset, inp.datasets, inp.dataset_formats, cwd / "systems")
+        detail = cwd / "detail"
+        detail.mkdir(exist_ok=True)
+        argv = test_command(
+            inp.model.resolve(), systems, numb_test=inp.frames, detail_prefix=f"detail/{files.DETAIL_PREFIX}"
+        )
+        run_dp_step(argv, cwd, files.TEST_LOG)
+        log_text = (cwd / files.TEST_LOG).read_text(encoding="utf-8", errors="replace")
+        try:
+            metrics = parse_test_metrics(log_text)
+        except ValueError as exc:
+            raise FatalError(f"{files.TEST_LOG}: {exc}") from exc
+        energies = (detail / f"{files.DETAIL_PREFIX}.e.out").read_text().splitlines()
+        metrics["frames"] = sum(1 for line in energies if line.strip() and not line.startswith("#"))
+        return TestOutput(metrics=metrics, detail=detail, log=cwd / files.TEST_LOG)

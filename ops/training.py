@@ -1,0 +1,102 @@
+"""What every training op shares: its parameters, its outputs, writing ``input.json``, reading lcurve."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from lamflow.ops import files
+from lamflow.ops.common import write_json
+from lamflow.ops.contract import OpModel
+from lamflow.ops.data import DatasetFormat, dataset_systems
+
+
+class HeadData(OpModel):
+    """The datasets feeding one head (multi-task) or the single task."""
+
+    train: list[str] = Field(min_length=1)
+    validation: list[str] = Field(default_factory=list)
+
+
+class TrainParams(OpModel):
+    """Parameters of every training op."""
+
+    deepmd_input: dict[str, Any] = Field(description="DeePMD-kit input with empty `systems` lists.")
+    head_datasets: dict[str, HeadData] = Field(description="Which staged datasets feed which head.")
+    dataset_formats: dict[str, DatasetFormat]
+
+
+class TrainOutput(OpModel):
+    """Files and figures every training op publishes."""
+
+    checkpoint: Path
+    input_json: Path
+    lcurve: Path
+    log: Path
+    lcurve_last: dict[str, float]
+
+
+def fill_systems(
+    deepmd_input: Mapping[str, Any],
+    head_datasets: Mapping[str, HeadData],
+    datasets: Mapping[str, Path],
+    formats: Mapping[str, DatasetFormat],
+    scratch: Path,
+) -> dict[str, Any]:
+    """Copy of a training input with ``systems`` filled in per head (multi-task) or for the single task."""
+    filled = copy.deepcopy(dict(deepmd_input))
+    training = filled["training"]
+    multitask = "model_dict" in filled["model"]
+    for head, sets in head_datasets.items():
+        section = training["data_dict"][head] if multitask else training
+        section["training_data"]["systems"] = dataset_systems(sets.train, datasets, formats, scratch)
+        if sets.validation:
+            section["validation_data"]["systems"] = dataset_systems(
+                sets.validation, datasets, formats, scratch
+            )
+        else:
+            section.pop("validation_data", None)
+    return filled
+
+
+def write_training_input(params: TrainParams, datasets: Mapping[str, Path], cwd: Path) -> Path:
+    """``input.json`` in ``cwd``: the step's DeePMD-kit input with the staged systems filled in."""
+    deepmd_input = fill_systems(
+        params.deepmd_input, params.head_datasets, datasets, params.dataset_formats, cwd / "systems"
+    )
+    return write_json(cwd / files.INPUT_JSON, deepmd_input)
+
+
+def last_lcurve_row(path: Path) -> dict[str, float]:
+    """The last row of ``lcurve.out`` as {column: value} (NaN columns dropped)."""
+    header: list[str] = []
+    last: list[str] = []
+    for line in path.read_text().splitlines():
+        if line.startswith("#"):
+            words = line[1:].split()
+            if words and words[0] == "step":
+                header = words
+        elif line.strip():
+            last = line.split()
+    row = {}
+    for key, value in zip(header, last, strict=False):
+        number = float(value)
+        if not math.isnan(number):
+            row[key] = number
+    return row
+
+
+def train_output_files(cwd: Path) -> dict[str, Any]:
+    """The :class:`TrainOutput` fields of a finished ``dp train`` in ``cwd``."""
+    return {
+        "checkpoint": cwd / files.CHECKPOINT,
+        "input_json": cwd / files.INPUT_JSON,
+        "lcurve": cwd / files.LCURVE,
+        "log": cwd / files.TRAIN_LOG,
+        "lcurve_last": last_lcurve_row(cwd / files.LCURVE),
+    }

@@ -1,0 +1,353 @@
+"""A fake ``dp`` for the fast test tier: checks what lamflow asks of DeePMD-kit, writes real-format outputs.
+
+Used through ``LAMFLOW_DP="<python> tests/fake_dp.py"``. It checks, with DeePMD-kit's own code:
+- the command line, with DeePMD-kit's argument parser (``deepmd.main.main_parser``; ``--pt`` required);
+- every training input, with DeePMD-kit's argument checker (``deepmd.utils.argcheck.normalize``), after
+  taking the model section from the checkpoint for ``--use-pretrain-script`` as ``dp`` does;
+- that systems, checkpoints and models named on the command line exist, multi-task heads included.
+
+It writes what ``dp --pt`` writes, in the same formats and names (a slow test compares them with the real
+ones): ``train`` -> ``model.ckpt-<step>.pt`` (``torch.save`` of {"model": {"_extra_state": {"model_params",
+"train_infos"}}, "optimizer"}), the ``model.ckpt.pt`` link, ``checkpoint``, ``lcurve.out``, ``out.json``;
+``freeze``/``change-bias`` -> a TorchScript-layout zip (``.pth``); ``test`` -> the "weighted average of
+errors" log block and ``<detail>.e.out``/``.e_peratom.out``/``.f.out``/``.v.out``/``.v_peratom.out`` with
+predictions = labels + a deterministic, model-dependent perturbation (so errors are finite, non-zero and
+differ between models). No network weights exist: only the file formats are real.
+
+Test knobs: ``LAMFLOW_FAKE_DP_LOG`` (append one JSON line per call), ``LAMFLOW_FAKE_DP_FAIL`` (a
+sub-command that exits 1), ``LAMFLOW_FAKE_DP_SLEEP`` (seconds to sleep first, for stop/interrupt tests).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import sys
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+INFO = "[fake-dp] DEEPMD INFO    "
+
+
+def fail(message: str, code: int = 1) -> None:
+    print(f"[fake-dp] DEEPMD ERROR   {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+# --- checkpoints (.pt): torch.save format, read back without importing torch when it holds no tensors ---
+
+
+def save_checkpoint(path: Path, model_params: dict[str, Any], step: int, lr: float) -> None:
+    import torch
+
+    state = {
+        "model": {"_extra_state": {"model_params": model_params, "train_infos": {"lr": lr, "step": step}}}
+    }
+    torch.save({**state, "optimizer": {"state": {}, "param_groups": []}}, path)
+
+
+def load_checkpoint_params(path: Path) -> dict[str, Any]:
+    """``model_params`` of a DeePMD-kit checkpoint (fake ones without torch; real ones with torch)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            pkl = next(n for n in archive.namelist() if n.endswith("/data.pkl"))
+            data = pickle.loads(archive.read(pkl))
+    except (zipfile.BadZipFile, StopIteration, pickle.UnpicklingError, AttributeError, ModuleNotFoundError):
+        import torch
+
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # what dp itself would die of
+            fail(f"{path}: not a DeePMD-kit checkpoint ({type(exc).__name__}: {exc})")
+    try:
+        return data["model"]["_extra_state"]["model_params"]
+    except (KeyError, TypeError):
+        fail(f"{path}: not a DeePMD-kit checkpoint (no model._extra_state.model_params)")
+        raise AssertionError from None
+
+
+# --- frozen models (.pth): the zip layout torch.jit.save gives DeePMD-kit's models ---
+
+FAKE_ENTRY = "extra/fake_dp.json"
+
+
+def save_frozen(path: Path, params: dict[str, Any], **info: Any) -> None:
+    stem = path.stem
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(f"{stem}/data.pkl", pickle.dumps({"fake": True}, protocol=2))
+        archive.writestr(f"{stem}/constants.pkl", pickle.dumps((), protocol=2))
+        archive.writestr(f"{stem}/.data/version", "3\n")
+        archive.writestr(f"{stem}/extra/data_modifier.pth", b"")
+        archive.writestr(f"{stem}/{FAKE_ENTRY}", json.dumps({"model_params": params, **info}))
+
+
+def load_frozen(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        fail(f"{path} not found")
+    if path.suffix == ".pt":
+        return {"model_params": load_checkpoint_params(path), "checkpoint": True}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entry = next(n for n in archive.namelist() if n.endswith(FAKE_ENTRY))
+            return json.loads(archive.read(entry))
+    except (zipfile.BadZipFile, StopIteration) as exc:
+        fail(f"{path}: not a frozen model written by the fake dp ({exc})")
+        raise AssertionError from None
+
+
+def single_task_params(params: dict[str, Any], head: str | None) -> dict[str, Any]:
+    """One head of a (multi-task) model's params, shared_dict references resolved."""
+    if "model_dict" not in params:
+        return params
+    heads = list(params["model_dict"])
+    if head is None:
+        fail(f"AssertionError: Head must be set for multitask model! Available heads are: {heads}")
+    if head not in heads:
+        fail(f"AssertionError: Head {head} not in multitask model! Available heads are: {heads}")
+    return resolve_shared(params)["model_dict"][head]
+
+
+def resolve_shared(params: dict[str, Any]) -> dict[str, Any]:
+    """Multi-task params with every ``shared_dict`` reference ("name" or "name:level") replaced by its
+    value, as DeePMD-kit's ``preprocess_shared_params`` does before checking the input."""
+    shared = params.get("shared_dict", {})
+    model_dict = {}
+    for head, branch in params["model_dict"].items():
+        branch = dict(branch)
+        for key, value in list(branch.items()):
+            if isinstance(value, str) and value.split(":")[0] in shared:
+                branch[key] = shared[value.split(":")[0]]
+        model_dict[head] = branch
+    return {"model_dict": model_dict}
+
+
+# --- data ---
+
+
+def find_systems(root: Path) -> list[Path]:
+    if not root.exists():
+        fail(f"FileNotFoundError: {root} not found")
+    found = sorted(Path(d) for d, _, files in os.walk(root, followlinks=True) if "type.raw" in files)
+    if not found:
+        fail(f"RuntimeError: did not find valid system in {root}")
+    return found
+
+
+def load_labels(system: Path, frames: int) -> dict[str, np.ndarray]:
+    arrays: dict[str, list[np.ndarray]] = {}
+    for set_dir in sorted(system.glob("set.*")):
+        for name in ("energy", "force", "virial"):
+            if (set_dir / f"{name}.npy").exists():
+                arrays.setdefault(name, []).append(np.load(set_dir / f"{name}.npy"))
+    out = {k: np.concatenate([a.reshape(len(a), -1) for a in v]) for k, v in arrays.items()}
+    if frames:
+        out = {k: v[:frames] for k, v in out.items()}
+    return out
+
+
+# --- sub-commands ---
+
+
+def lcurve_columns(params: dict[str, Any], training: dict[str, Any]) -> list[str]:
+    if "model_dict" not in params:
+        has_val = bool(training.get("validation_data"))
+        cols = ["rmse_val", "rmse_trn", "rmse_e_val", "rmse_e_trn", "rmse_f_val", "rmse_f_trn"]
+        return ["step", *(c for c in cols if has_val or "_val" not in c), "lr"]
+    columns = ["step"]
+    for head, data in training["data_dict"].items():
+        has_val = bool(data.get("validation_data"))
+        for base in ("rmse", "rmse_e", "rmse_f"):
+            columns += [f"{base}_val_{head}"] * has_val + [f"{base}_trn_{head}"]
+    return [*columns, "lr"]
+
+
+def check_systems(training: dict[str, Any]) -> None:
+    sections = training["data_dict"].values() if "data_dict" in training else [training]
+    for section in sections:
+        for kind in ("training_data", "validation_data"):
+            for system in (section.get(kind) or {}).get("systems", []):
+                path = Path(system)
+                if not (path / "type.raw").exists() and not path.is_file():
+                    fail(f"FileNotFoundError: {system} not found")
+
+
+def train(args: Any) -> None:
+    from deepmd.utils.argcheck import normalize
+
+    config = json.loads(Path(args.INPUT).read_text())
+    start = args.finetune or args.restart or args.init_model
+    if start is not None and not Path(start).exists():
+        fail(f"FileNotFoundError: {start} not found")
+    if args.finetune is not None:
+        if str(args.finetune).endswith(".pth"):
+            fail("RuntimeError: Cannot use weights_only=True with TorchScript archives passed to torch.load")
+        base = load_checkpoint_params(Path(args.finetune))
+        if args.use_pretrain_script:
+            branch = None if args.model_branch in (None, "RANDOM") else args.model_branch
+            if "model_dict" in base and branch is None:
+                branch = next(iter(base["model_dict"]))  # descriptor is shared; any head gives it
+            model = dict(single_task_params(base, branch))
+            model["type_map"] = config["model"]["type_map"]
+            config["model"] = model
+    multi_task = "model_dict" in config["model"]
+    if multi_task:
+        config["model"] = resolve_shared(config["model"])
+    try:
+        normalized = normalize(config, multi_task=multi_task)
+    except Exception as exc:  # DeePMD-kit's own message, as dp would print it
+        fail(f"{type(exc).__name__}: {exc}")
+    training = normalized["training"]
+    check_systems(training)
+    steps = int(training["numb_steps"])
+    disp, save = int(training.get("disp_freq", 1000)), int(training.get("save_freq", 1000))
+    columns = lcurve_columns(normalized["model"], training)
+    lr0 = float(normalized["learning_rate"].get("start_lr", 1e-3))
+    rows = [f"# {' '.join(f'{c:>14s}' for c in columns)}\n"]
+    rows.append("# If there is no available reference data, rmse_*_{val,trn} will print nan\n")
+    shown = sorted({1, *range(disp, steps + 1, disp), steps})
+    for step in shown:
+        values = [f"{step:7d}"] + [f"{(1.0 + i % 3) / (1.0 + step):.2e}" for i in range(len(columns) - 2)]
+        rows.append(" ".join(values) + f" {lr0 * 0.5 ** (step / max(steps, 1)):.1e}\n")
+    Path("lcurve.out").write_text("".join(rows))
+    Path("out.json").write_text(json.dumps(normalized, indent=2))
+    for step in sorted({*range(save, steps + 1, save), steps}):
+        save_checkpoint(Path(f"model.ckpt-{step}.pt"), normalized["model"], step - 1, lr0)
+        print(f"{INFO}Saved model to model.ckpt-{step}.pt")
+    link = Path("model.ckpt.pt")
+    link.unlink(missing_ok=True)
+    link.symlink_to(f"model.ckpt-{steps}.pt")
+    Path("checkpoint").write_text(f"model.ckpt-{steps}.pt")
+    print(f"{INFO}Trained model has been saved to: model.ckpt")
+
+
+def freeze(args: Any) -> None:
+    folder = Path(args.checkpoint_folder)
+    pointer = folder / "checkpoint"
+    if not pointer.exists():
+        fail(f"FileNotFoundError: {pointer} not found")
+    params = load_checkpoint_params(folder / pointer.read_text().strip())
+    if "model_dict" in params and args.head is None:
+        fail("AssertionError: Head must be specified in multitask mode!")
+    save_frozen(Path(args.output), single_task_params(params, args.head), head=args.head)
+    print(f"{INFO}Saved frozen model to {args.output}")
+
+
+def change_bias(args: Any) -> None:
+    model = load_frozen(Path(args.INPUT))
+    systems = find_systems(Path(args.system))
+    params = single_task_params(model["model_params"], args.model_branch)
+    type_map = params.get("type_map", [])
+    print(f"{INFO}Change output bias of {type_map} from [0.0] to [-1.0] ({len(systems)} systems)")
+    save_frozen(Path(args.output), params, bias_changed_on=str(args.system), mode=args.mode)
+    print(f"{INFO}Saved model to {args.output}")
+
+
+def _errors(label: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
+    diff = pred - label
+    return float(np.mean(np.abs(diff))), float(np.sqrt(np.mean(diff**2)))
+
+
+def _write_detail(
+    path: str, system: Path, header: str, label: np.ndarray, pred: np.ndarray, mode: str
+) -> None:
+    with open(path, mode) as out:
+        np.savetxt(out, np.concatenate([label, pred], axis=1), header=f"{system}: {header}")
+
+
+def test(args: Any) -> None:
+    model = load_frozen(Path(args.model))
+    single_task_params(model["model_params"], args.head)  # a multi-task checkpoint needs --head
+    scale = 1e-3 * (1 + int(hashlib.sha256(Path(args.model).read_bytes()).hexdigest()[:4], 16) % 97)
+    totals: dict[str, list[tuple[float, float, int]]] = {}
+    for index, system in enumerate(find_systems(Path(args.system))):
+        labels = load_labels(system, args.numb_test)
+        natoms = len((system / "type.raw").read_text().split())
+        nframes = len(labels["energy"])
+        rng = np.random.default_rng(index)
+        e_label = labels["energy"].reshape(-1, 1)
+        e_pred = e_label + scale * natoms * (1 + rng.standard_normal(e_label.shape))
+        f_label = labels.get("force", np.zeros((nframes, 3 * natoms))).reshape(-1, 3)
+        f_pred = f_label + scale * 100 * rng.standard_normal(f_label.shape)
+        print(f"{INFO}# ---------------output of dp test--------------- ")
+        print(f"{INFO}# testing system : {system}")
+        print(f"{INFO}# number of test data : {nframes} ")
+        metrics = {
+            "Energy": _errors(e_label, e_pred),
+            "Energy/Natoms": _errors(e_label / natoms, e_pred / natoms),
+            "Force": _errors(f_label, f_pred),
+        }
+        v_label = labels.get("virial")
+        v_pred = (v_label if v_label is not None else np.zeros((nframes, 9))) + scale
+        if v_label is not None:
+            metrics["Virial"] = _errors(v_label, v_pred)
+            metrics["Virial/Natoms"] = _errors(v_label / natoms, v_pred / natoms)
+        for name, (mae, rmse) in metrics.items():
+            totals.setdefault(name, []).append((mae, rmse, nframes))
+        _print_block(metrics)
+        print(f"{INFO}# ----------------------------------------------- ")
+        if args.detail_file:
+            mode = "w" if index == 0 else "a"
+            d, v0 = args.detail_file, v_label if v_label is not None else np.zeros((nframes, 9))
+            _write_detail(f"{d}.e.out", system, "data_e pred_e", e_label, e_pred, mode)
+            _write_detail(
+                f"{d}.e_peratom.out", system, "data_e pred_e", e_label / natoms, e_pred / natoms, mode
+            )
+            fx = "data_fx data_fy data_fz pred_fx pred_fy pred_fz"
+            _write_detail(f"{d}.f.out", system, fx, f_label, f_pred, mode)
+            vx = " ".join(f"{k}_v{a}{b}" for k in ("data", "pred") for a in "xyz" for b in "xyz")
+            _write_detail(f"{d}.v.out", system, vx, v0, v_pred, mode)
+            _write_detail(f"{d}.v_peratom.out", system, vx, v0 / natoms, v_pred / natoms, mode)
+    print(f"{INFO}# ----------weighted average of errors----------- ")
+    print(f"{INFO}# number of systems : {len(next(iter(totals.values())))}")
+    weighted = {}
+    for name, rows in totals.items():
+        frames = sum(n for _, _, n in rows)
+        mae = sum(m * n for m, _, n in rows) / frames
+        rmse = float(np.sqrt(sum(r**2 * n for _, r, n in rows) / frames))
+        weighted[name] = (mae, rmse)
+    _print_block(weighted)
+    print(f"{INFO}# ----------------------------------------------- ")
+
+
+def _print_block(metrics: dict[str, tuple[float, float]]) -> None:
+    units = {"Energy": "eV", "Energy/Natoms": "eV", "Force": "eV/Å", "Virial": "eV", "Virial/Natoms": "eV"}
+    for name, (mae, rmse) in metrics.items():
+        base, _, per = name.partition("/")
+        label = f"{base:<6s} MAE" + (f"/{per}" if per else "")
+        print(f"{INFO}{label:<18s} : {mae:e} {units[name]}")
+        label = f"{base:<6s} RMSE" + (f"/{per}" if per else "")
+        print(f"{INFO}{label:<18s} : {rmse:e} {units[name]}")
+
+
+COMMANDS = {"train": train, "freeze": freeze, "test": test, "change-bias": change_bias}
+
+
+def main(argv: list[str]) -> None:
+    from deepmd.main import main_parser
+
+    log = os.environ.get("LAMFLOW_FAKE_DP_LOG")
+    if log:
+        with open(log, "a") as out:
+            out.write(json.dumps({"argv": argv, "cwd": os.getcwd()}) + "\n")
+    args = main_parser().parse_args(argv)  # DeePMD-kit's parser: exits 2 on an unknown flag
+    if args.backend != "pytorch":
+        fail(f"lamflow must select the PyTorch backend (--pt); got backend {args.backend!r}", 2)
+    if args.command not in COMMANDS:
+        fail(f"the fake dp does not implement {args.command!r}", 2)
+    time.sleep(float(os.environ.get("LAMFLOW_FAKE_DP_SLEEP", "0")))
+    if os.environ.get("LAMFLOW_FAKE_DP_FAIL") == args.command:
+        fail(f"RuntimeError: {args.command} failed (LAMFLOW_FAKE_DP_FAIL)")
+    print(f"{INFO}DeePMD version: fake ({args.command})")
+    COMMANDS[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.stdout = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", line_buffering=True)
+    main(sys.argv[1:])

@@ -1,0 +1,49 @@
+"""Parsing ``dp test`` output (lamflow.ops.test)."""
+
+from __future__ import annotations
+
+import pytest
+
+from lamflow.ops.test import parse_test_metrics
+
+DP_TEST_LOG = """\
+[2026-11-23 15:09:28,584] DEEPMD INFO    # ---------------output of dp test---------------
+[2026-11-23 15:09:28,584] DEEPMD INFO    # testing system : /data/gete/test/gete
+[2026-11-23 15:09:33,422] DEEPMD INFO    Energy MAE         : 9.9e+01 eV
+[2026-11-23 15:09:33,422] DEEPMD INFO    # ----------weighted average of errors-----------
+[2026-11-23 15:09:33,422] DEEPMD INFO    # number of systems : 1
+[2026-11-23 15:09:33,422] DEEPMD INFO    Energy MAE         : 4.148781e+01 eV
+[2026-11-23 15:09:33,422] DEEPMD INFO    Energy RMSE        : 4.329462e+01 eV
+[2026-11-23 15:09:33,422] DEEPMD INFO    Energy MAE/Natoms  : 1.920732e-01 eV
+[2026-11-23 15:09:33,422] DEEPMD INFO    Energy RMSE/Natoms : 2.004380e-01 eV
+[2026-11-23 15:09:33,422] DEEPMD INFO    Force  MAE         : 3.599119e-01 eV/Å
+[2026-11-23 15:09:33,422] DEEPMD INFO    Force  RMSE        : 4.653188e-01 eV/Å
+[2026-11-23 15:09:33,422] DEEPMD INFO    Virial RMSE        : 1.5e+00 eV
+[2026-11-23 15:09:33,422] DEEPMD INFO    Virial RMSE/Natoms : 7.0e-03 eV
+[2026-11-23 15:09:33,423] DEEPMD INFO    # -----------------------------------------------
+"""
+
+
+def test_parse_test_metrics_reads_the_weighted_block():
+    m = parse_test_metrics(DP_TEST_LOG)
+    assert m["energy_mae"] == pytest.approx(41.48781)  # not the per-system 99 above the block
+    assert m["energy_rmse_per_atom"] == pytest.approx(0.200438)
+    assert m["force_rmse"] == pytest.approx(0.4653188)
+    assert m["virial_rmse_per_atom"] == pytest.approx(7.0e-3)
+    assert set(m) == {
+        "energy_mae",
+        "energy_rmse",
+        "energy_mae_per_atom",
+        "energy_rmse_per_atom",
+        "force_mae",
+        "force_rmse",
+        "virial_rmse",
+        "virial_rmse_per_atom",
+    }
+
+
+def test_parse_test_metrics_rejects_output_without_results():
+    with pytest.raises(ValueError, match="weighted average"):
+        parse_test_metrics("DEEPMD INFO training...\n")
+    with pytest.raises(ValueError, match="no energy or force"):
+        parse_test_metrics("# ----------weighted average of errors-----------\n# number of systems : 0\n")

@@ -1,0 +1,64 @@
+"""Training helpers (lamflow.ops.training): lcurve parsing and filling inputs with staged systems."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from lamflow.ops.data import DatasetFormat
+from lamflow.ops.training import HeadData, fill_systems, last_lcurve_row
+from tests.conftest import DEMO_DATA
+
+
+def test_last_lcurve_row(tmp_path):
+    lcurve = tmp_path / "lcurve.out"
+    lcurve.write_text(
+        "# step    rmse_val rmse_trn   rmse_e_val rmse_e_trn  lr\n"
+        "# If there is no available reference data, rmse_*_{val,trn} will print nan\n"
+        "      1   nan  8.2  nan 0.1  1.0e-3\n"
+        "     20   nan  2.0  nan 0.05 1.0e-5\n"
+    )
+    row = last_lcurve_row(lcurve)
+    assert row == {"step": 20.0, "rmse_trn": 2.0, "rmse_e_trn": 0.05, "lr": 1e-5}
+    assert not any(math.isnan(v) for v in row.values())
+
+
+def test_fill_systems_multitask_and_single(tmp_path):
+    datasets = {
+        "w": DEMO_DATA / "water/train",
+        "v": DEMO_DATA / "water/valid",
+        "m": DEMO_DATA / "molecules/train",
+    }
+    formats = {n: DatasetFormat() for n in datasets}
+    multi = {
+        "model": {"model_dict": {}},
+        "training": {
+            "data_dict": {
+                "a": {"training_data": {"systems": []}, "validation_data": {"systems": []}},
+                "b": {"training_data": {"systems": []}, "validation_data": {"systems": []}},
+            }
+        },
+    }
+    filled = fill_systems(
+        multi,
+        {"a": HeadData(train=["w"], validation=["v"]), "b": HeadData(train=["m"])},
+        datasets,
+        formats,
+        tmp_path,
+    )
+    a, b = filled["training"]["data_dict"]["a"], filled["training"]["data_dict"]["b"]
+    assert [p.rsplit("/", 1)[1] for p in a["training_data"]["systems"]] == ["data_0", "data_2"]
+    assert a["validation_data"]["systems"][0].endswith("data_3")
+    assert "validation_data" not in b  # no validation data given -> no section
+    assert multi["training"]["data_dict"]["a"]["training_data"]["systems"] == []  # input not mutated
+    single = fill_systems(
+        {"model": {}, "training": {"training_data": {"systems": []}}},
+        {"t": HeadData(train=["m"])},
+        datasets,
+        formats,
+        tmp_path,
+    )
+    assert len(single["training"]["training_data"]["systems"]) == 2
+    with pytest.raises(KeyError, match="not staged"):
+        fill_systems(multi, {"a": HeadData(train=["zzz"])}, datasets, formats, tmp_path)

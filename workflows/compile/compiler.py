@@ -1,0 +1,25 @@
+"""Spec -> Plan: every stage, in order, adds its steps. Pure: no I/O, no dflow, no network."""
+
+from __future__ import annotations
+
+from lamflow.workflows.compile.plan import Plan
+from lamflow.workflows.spec.base import slug
+from lamflow.workflows.spec.loader import ResolvedSpec
+from lamflow.workflows.stages import all_stages
+from lamflow.workflows.stages.base import PlanContext
+
+
+def build_plan(resolved: ResolvedSpec) -> Plan:
+    spec = resolved.spec
+    ctx = PlanContext(
+        shown=resolved.source,
+        base_dir=resolved.base_dir,
+        model=spec.model,
+        type_map=resolved.type_map,
+        dataset_formats=resolved.dataset_formats,
+    )
+    for stage in all_stages():
+        stage.plan(spec.stages.section(stage.key), ctx)
+    plan = Plan(name=slug(spec.name), steps=tuple(ctx.steps), dataset_paths=dict(resolved.dataset_paths))
+    plan.check()
+    return plan

@@ -1,0 +1,57 @@
+"""The engine seam: what every engine (local now, Argo next) offers, and the records it reports with.
+
+``submit`` runs (local) or starts (Argo) a compiled plan in a run directory that already holds the spec
+and an initial summary; ``status``/``wait``/``logs``/``stop`` work on a run directory.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from lamflow.workflows.compile.plan import Plan
+from lamflow.workflows.engines.summary import RunSummary
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    """A step changed phase (what the terminal shows, one line each)."""
+
+    key: str
+    phase: str
+    elapsed_s: float  # since the run started
+    duration_s: float | None
+    summary: str
+    error: str | None = None
+
+
+Reporter = Callable[[StepEvent, TextIO], None]
+
+
+class Engine(ABC):
+    name: str
+
+    @abstractmethod
+    def submit(
+        self, plan: Plan, run_dir: Path, summary: RunSummary, report: Reporter | None = None
+    ) -> RunSummary:
+        """Run (or start) ``plan``; returns the summary (final for a blocking engine)."""
+
+    @abstractmethod
+    def status(self, run_dir: Path) -> RunSummary:
+        """The run's current summary."""
+
+    @abstractmethod
+    def wait(self, run_dir: Path, timeout_s: float | None = None) -> RunSummary:
+        """Block until the run has finished (or the timeout passed); returns the summary."""
+
+    @abstractmethod
+    def logs(self, run_dir: Path, step: str | None = None) -> str:
+        """The run's log, or one step's."""
+
+    @abstractmethod
+    def stop(self, run_dir: Path) -> None:
+        """Ask a running run to stop; its unfinished steps end as interrupted."""

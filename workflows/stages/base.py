@@ -1,0 +1,146 @@
+"""What a stage is: its spec section, its cross-reference checks and the steps it adds to the plan.
+
+Stages run in ``order``. Checking: each stage sees :class:`References` (datasets, the model references
+earlier stages provide) and registers the model references it provides. Planning: each stage adds its
+steps to a :class:`PlanContext` and registers the step outputs behind its model references. Errors are
+:class:`SpecError` naming the spec file and the YAML path.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Generic, TypeVar
+
+from lamflow.ops.data import DatasetFormat
+from lamflow.workflows.compile.plan import StepOutput, StepPlan
+from lamflow.workflows.errors import SpecError
+from lamflow.workflows.spec.base import slug
+from lamflow.workflows.spec.model import ModelSpec
+
+SectionT = TypeVar("SectionT")
+
+
+def known(names: Iterable[str]) -> str:
+    names = list(names)
+    return ", ".join(names) if names else "none"
+
+
+@dataclass
+class References:
+    """What a stage's checks may look up; stages register the model references they provide."""
+
+    shown: str  # the spec file, for messages
+    base_dir: Path
+    datasets: Mapping[str, Any]
+    models: dict[str, str] = field(default_factory=dict)  # model reference -> YAML path defining it
+
+    def error(self, path: str, message: str) -> SpecError:
+        return SpecError(self.shown, path, message)
+
+    def need_dataset(self, path: str, name: str) -> None:
+        if name not in self.datasets:
+            hint = difflib.get_close_matches(name, list(self.datasets), n=1)
+            extra = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise self.error(path, f"unknown dataset {name!r} (datasets: {known(self.datasets)}{extra})")
+
+    def need_model(self, path: str, ref: str) -> None:
+        if ref in self.models:
+            return
+        stage, _, name = ref.partition(".")
+        same_stage = [r.partition(".")[2] for r in self.models if r.startswith(f"{stage}.")]
+        if same_stage:
+            raise self.error(path, f"no {stage} model named {name!r} ({stage} models: {known(same_stage)})")
+        hint = difflib.get_close_matches(ref, list(self.models), n=1)
+        extra = f"; did you mean {hint[0]!r}?" if hint else ""
+        raise self.error(path, f"unknown model {ref!r} (models of this spec: {known(self.models)}{extra})")
+
+    def provide_model(self, path: str, ref: str) -> None:
+        if ref in self.models:
+            raise self.error(path, f"model {ref!r} is already defined at {self.models[ref]}")
+        self.models[ref] = path
+
+    def unique_slugs(self, kind: str, path: str, names: Iterable[str]) -> None:
+        """Names that become step keys must stay distinct once kebab-cased."""
+        seen: dict[str, str] = {}
+        for name in names:
+            key = slug(name)
+            if key in seen:
+                raise self.error(
+                    path, f"{kind} names {seen[key]!r} and {name!r} give the same step key {key!r}"
+                )
+            seen[key] = name
+
+    def resolve_file(self, path: Path) -> Path:
+        return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+
+@dataclass
+class PlanContext:
+    """The growing plan: what stages read (model, type map, dataset formats) and add (steps, models)."""
+
+    shown: str
+    base_dir: Path
+    model: ModelSpec
+    type_map: list[str]
+    dataset_formats: Mapping[str, DatasetFormat]
+    models: dict[str, StepOutput] = field(default_factory=dict)  # model reference -> frozen model
+    checkpoints: dict[str, StepOutput] = field(default_factory=dict)  # reference -> training checkpoint
+    steps: list[StepPlan] = field(default_factory=list)
+    origins: dict[str, str] = field(default_factory=dict)  # step key -> YAML path that asked for it
+
+    def formats(self, names: Iterable[str]) -> dict[str, DatasetFormat]:
+        return {n: self.dataset_formats[n] for n in names}
+
+    def add(self, step: StepPlan, origin: str) -> StepPlan:
+        """Add a step. The same step asked for twice (identical op, params and inputs) is kept once;
+        two different steps with one key are an error naming both YAML paths."""
+        for existing in self.steps:
+            if existing.key != step.key:
+                continue
+            same = (existing.op, existing.params, existing.artifacts) == (
+                step.op,
+                step.params,
+                step.artifacts,
+            )
+            if same:
+                return existing
+            raise SpecError(
+                self.shown,
+                origin,
+                f"gives step key {step.key!r}, which {self.origins[step.key]} already gives to a different "
+                "step; rename a dataset or model so the keys differ",
+            )
+        self.steps.append(step)
+        self.origins[step.key] = origin
+        return step
+
+    def resolve_file(self, path: Path) -> Path:
+        return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+
+class Stage(Generic[SectionT]):
+    """A stage of the spec. Subclasses set the class attributes and implement check/plan."""
+
+    key: ClassVar[str]  # spec key under `stages:`; also the stage's module, op module and step-key prefix
+    order: ClassVar[int]  # stages are checked and planned in this order (models flow forward)
+    section: ClassVar[Any]  # the section's type annotation, e.g. `list[FinetuneSpec]`
+    default: ClassVar[Any]  # the section's value when absent (None or a default factory's result)
+    description: ClassVar[str]
+
+    def is_empty(self, section: SectionT) -> bool:
+        return not section
+
+    def check(self, section: SectionT, refs: References) -> None:
+        raise NotImplementedError
+
+    def plan(self, section: SectionT, ctx: PlanContext) -> None:
+        raise NotImplementedError
+
+    def yaml_path(self, *parts: str | int) -> str:
+        out = f"stages.{self.key}"
+        for part in parts:
+            out += f"[{part}]" if isinstance(part, int) else f".{part}"
+        return out

@@ -1,0 +1,122 @@
+"""Stage ``finetune``: ``dp train --finetune`` from a pretrain head, a random fitting net or a given
+checkpoint, then ``dp freeze`` — one step per entry. Provides the model references ``finetune.<name>``."""
+
+from __future__ import annotations
+
+from lamflow.ops.dp import RANDOM_BRANCH
+from lamflow.ops.finetune import FinetuneOP, FinetuneParams
+from lamflow.ops.training import HeadData
+from lamflow.workflows.compile.deepmd_input import single_task_input
+from lamflow.workflows.compile.plan import ArtifactSource, DatasetBundle, LocalFile, StepPlan
+from lamflow.workflows.spec.base import slug
+from lamflow.workflows.spec.finetune import RANDOM_HEAD, FinetuneSpec
+from lamflow.workflows.stages.base import PlanContext, References, Stage, known
+from lamflow.workflows.stages.pretrain import CHECKPOINT_REF, pretrain_heads
+
+
+class FinetuneStage(Stage[list[FinetuneSpec]]):
+    key = "finetune"
+    order = 20
+    section = list[FinetuneSpec]
+    default = list
+    description = "Fine-tuning runs."
+
+    def check(self, section: list[FinetuneSpec], refs: References) -> None:
+        heads = pretrain_heads(refs.models)
+        names: dict[str, int] = {}
+        for i, ft in enumerate(section):
+            base = self.yaml_path(i)
+            if ft.name in names:
+                raise refs.error(
+                    f"{base}.name",
+                    f"duplicate finetune name {ft.name!r} (also stages.finetune[{names[ft.name]}])",
+                )
+            names[ft.name] = i
+            src = ft.from_
+            if src.model_file is None:
+                if not heads:
+                    raise refs.error(
+                        f"{base}.from",
+                        "no pretrain stage to start from: add stages.pretrain or give from.model_file",
+                    )
+                if src.head is None:
+                    if len(heads) > 1:
+                        raise refs.error(
+                            f"{base}.from.head",
+                            f"required for a multi-task pretrain: one of {known(heads)} or '{RANDOM_HEAD}'",
+                        )
+                elif src.head != RANDOM_HEAD and src.head not in heads:
+                    raise refs.error(
+                        f"{base}.from.head",
+                        f"no pretrain head {src.head!r} (heads: {known(heads)}, or '{RANDOM_HEAD}')",
+                    )
+            elif src.model_file.suffix != ".pt":
+                raise refs.error(
+                    f"{base}.from.model_file",
+                    f"{src.model_file}: fine-tuning needs a DeePMD-kit training checkpoint (.pt); "
+                    "frozen .pth models cannot be fine-tuned",
+                )
+            elif not refs.resolve_file(src.model_file).is_file():
+                raise refs.error(
+                    f"{base}.from.model_file", f"{refs.resolve_file(src.model_file)}: no such file"
+                )
+            for j, name in enumerate(ft.datasets):
+                refs.need_dataset(f"{base}.datasets[{j}]", name)
+            for j, name in enumerate(ft.validation):
+                refs.need_dataset(f"{base}.validation[{j}]", name)
+            refs.provide_model(base, f"finetune.{ft.name}")
+        refs.unique_slugs("finetune", self.yaml_path(), names)
+
+    def plan(self, section: list[FinetuneSpec], ctx: PlanContext) -> None:
+        multitask = len(pretrain_heads(ctx.models)) > 1
+        for i, ft in enumerate(section):
+            from_head = ft.from_.head
+            base_checkpoint: ArtifactSource
+            if ft.from_.model_file is not None:
+                base_checkpoint = LocalFile(ctx.resolve_file(ft.from_.model_file))
+                branch = RANDOM_BRANCH if from_head == RANDOM_HEAD else (from_head or "")
+                origin = ft.from_.model_file.name
+            else:
+                base_checkpoint = ctx.checkpoints[CHECKPOINT_REF]
+                if from_head == RANDOM_HEAD:
+                    branch = RANDOM_BRANCH
+                else:
+                    branch = (from_head or "") if multitask else ""
+                origin = (
+                    f"pretrain head {from_head}"
+                    if from_head and from_head != RANDOM_HEAD
+                    else "pretrain, random fitting net"
+                )
+            names = tuple(dict.fromkeys([*ft.datasets, *ft.validation]))
+            deepmd_input = single_task_input(
+                ctx.model,
+                ctx.type_map,
+                ft.training,
+                with_validation=bool(ft.validation),
+                descriptor={},
+                fitting_net={},
+            )
+            step = ctx.add(
+                StepPlan(
+                    key=f"finetune-{slug(ft.name)}",
+                    op=FinetuneOP,
+                    model_ref=f"finetune.{ft.name}",
+                    artifacts={"datasets": DatasetBundle(names), "base_checkpoint": base_checkpoint},
+                    summary=f"dp train --finetune ({origin}) on {', '.join(ft.datasets)}, "
+                    f"{ft.training.steps} steps; dp freeze",
+                    params=FinetuneParams(
+                        deepmd_input=deepmd_input,
+                        head_datasets={
+                            ft.name: HeadData(train=list(ft.datasets), validation=list(ft.validation))
+                        },
+                        dataset_formats=ctx.formats(names),
+                        model_branch=branch,
+                    ),
+                ),
+                self.yaml_path(i),
+            )
+            ctx.models[f"finetune.{ft.name}"] = step.output("model")
+            ctx.checkpoints[f"finetune.{ft.name}"] = step.output("checkpoint")
+
+
+STAGE = FinetuneStage()

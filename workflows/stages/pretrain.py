@@ -1,0 +1,105 @@
+"""Stage ``pretrain``: one ``dp train`` (multi-task with >= 2 heads), then one ``freeze`` step per head.
+
+Provides the model references ``pretrain.<head>`` (frozen heads) and the checkpoint ``pretrain``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from lamflow.ops.freeze import FreezeOP, FreezeParams
+from lamflow.ops.pretrain import PretrainOP, PretrainParams
+from lamflow.ops.training import HeadData
+from lamflow.workflows.compile.deepmd_input import deep_merge, multitask_input, single_task_input
+from lamflow.workflows.compile.plan import DatasetBundle, StepPlan
+from lamflow.workflows.spec.base import slug
+from lamflow.workflows.spec.finetune import RANDOM_HEAD
+from lamflow.workflows.spec.pretrain import PretrainSpec
+from lamflow.workflows.stages.base import PlanContext, References, Stage
+
+CHECKPOINT_REF = "pretrain"  # key of the pretraining checkpoint in PlanContext.checkpoints
+
+
+def pretrain_heads(model_refs: Iterable[str]) -> list[str]:
+    """Heads of this spec's pretraining, from the model references registered so far."""
+    return [ref.partition(".")[2] for ref in model_refs if ref.startswith("pretrain.")]
+
+
+class PretrainStage(Stage[PretrainSpec | None]):
+    key = "pretrain"
+    order = 10
+    section = PretrainSpec | None
+    default = None
+    description = "Multi-task (or single-task) pretraining."
+
+    def check(self, section: PretrainSpec | None, refs: References) -> None:
+        if section is None:
+            return
+        refs.unique_slugs("head", self.yaml_path("heads"), section.heads)
+        for head, head_spec in section.heads.items():
+            if head.lower() == RANDOM_HEAD:
+                raise refs.error(
+                    self.yaml_path("heads", head),
+                    f"{head!r} is reserved by DeePMD-kit for a random fitting net",
+                )
+            for i, name in enumerate(head_spec.datasets):
+                refs.need_dataset(f"{self.yaml_path('heads', head, 'datasets')}[{i}]", name)
+            for i, name in enumerate(head_spec.validation):
+                refs.need_dataset(f"{self.yaml_path('heads', head, 'validation')}[{i}]", name)
+            refs.provide_model(self.yaml_path("heads", head), f"pretrain.{head}")
+
+    def plan(self, section: PretrainSpec | None, ctx: PlanContext) -> None:
+        if section is None:
+            return
+        heads = section.heads
+        multitask = len(heads) > 1
+        head_datasets = {
+            h: HeadData(train=list(hs.datasets), validation=list(hs.validation)) for h, hs in heads.items()
+        }
+        names = tuple(dict.fromkeys(n for hd in head_datasets.values() for n in hd.train + hd.validation))
+        if multitask:
+            deepmd_input = multitask_input(
+                ctx.model,
+                ctx.type_map,
+                section.training,
+                {h: (hs.weight, bool(hs.validation), hs.fitting_net) for h, hs in heads.items()},
+            )
+            summary = f"dp train, multi-task ({', '.join(heads)}), {section.training.steps} steps"
+        else:
+            ((head, hs),) = heads.items()
+            deepmd_input = single_task_input(
+                ctx.model, ctx.type_map, section.training, with_validation=bool(hs.validation)
+            )
+            deepmd_input["model"]["fitting_net"] = deep_merge(
+                deepmd_input["model"]["fitting_net"], hs.fitting_net
+            )
+            summary = f"dp train, single task ({head}), {section.training.steps} steps"
+        train = ctx.add(
+            StepPlan(
+                key="pretrain",
+                op=PretrainOP,
+                summary=summary,
+                params=PretrainParams(
+                    deepmd_input=deepmd_input, head_datasets=head_datasets, dataset_formats=ctx.formats(names)
+                ),
+                artifacts={"datasets": DatasetBundle(names)},
+            ),
+            self.yaml_path(),
+        )
+        ctx.checkpoints[CHECKPOINT_REF] = train.output("checkpoint")
+        for head in heads:
+            freeze = ctx.add(
+                StepPlan(
+                    key=f"freeze-{slug(head)}",
+                    op=FreezeOP,
+                    summary=f"dp freeze --head {head}" if multitask else "dp freeze",
+                    params=FreezeParams(head=head if multitask else ""),
+                    artifacts={"checkpoint": train.output("checkpoint")},
+                    model_ref=f"pretrain.{head}",
+                ),
+                self.yaml_path("heads", head),
+            )
+            ctx.models[f"pretrain.{head}"] = freeze.output("model")
+
+
+STAGE = PretrainStage()

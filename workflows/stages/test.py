@@ -1,0 +1,82 @@
+"""Stage ``test``: every model x every dataset of a group -> ``dp test`` errors, optionally after
+``dp change-bias`` on another dataset (the zero-shot protocol).
+
+Step keys: ``change-bias-<model>-on-<dataset>`` and ``test-<model>-on-<dataset>[-change-bias-<dataset>]``,
+where ``<model>`` is ``<stage>-<name>`` of the model reference.
+"""
+
+from __future__ import annotations
+
+from lamflow.ops.change_bias import ChangeBiasOP, ChangeBiasParams
+from lamflow.ops.test import TestOP, TestParams
+from lamflow.workflows.compile.plan import DatasetBundle, Evaluation, StepPlan
+from lamflow.workflows.spec.base import slug
+from lamflow.workflows.spec.test import TestSpec
+from lamflow.workflows.stages.base import PlanContext, References, Stage
+
+
+def model_slug(ref: str) -> str:
+    stage, _, name = ref.partition(".")
+    return f"{stage}-{slug(name)}"
+
+
+class TestStage(Stage[list[TestSpec]]):
+    __test__ = False  # not a pytest class
+
+    key = "test"
+    order = 90
+    section = list[TestSpec]
+    default = list
+    description = "Test groups (models x datasets)."
+
+    def check(self, section: list[TestSpec], refs: References) -> None:
+        for i, group in enumerate(section):
+            base = self.yaml_path(i)
+            for j, ref in enumerate(group.models):
+                refs.need_model(f"{base}.models[{j}]", ref)
+            for j, name in enumerate(group.datasets):
+                refs.need_dataset(f"{base}.datasets[{j}]", name)
+            if group.change_bias_on is not None:
+                refs.need_dataset(f"{base}.change_bias_on", group.change_bias_on)
+
+    def plan(self, section: list[TestSpec], ctx: PlanContext) -> None:
+        for i, group in enumerate(section):
+            base = self.yaml_path(i)
+            for j, ref in enumerate(group.models):
+                model = ctx.models[ref]
+                suffix = ""
+                if group.change_bias_on is not None:
+                    on = group.change_bias_on
+                    bias = ctx.add(
+                        StepPlan(
+                            key=f"change-bias-{model_slug(ref)}-on-{slug(on)}",
+                            op=ChangeBiasOP,
+                            summary=f"dp change-bias {ref} -s {on} -m change",
+                            params=ChangeBiasParams(
+                                dataset=on, mode="change", dataset_formats=ctx.formats([on])
+                            ),
+                            artifacts={"model": model, "datasets": DatasetBundle((on,))},
+                        ),
+                        f"{base}.models[{j}]",
+                    )
+                    model = bias.output("model")
+                    suffix = f"-change-bias-{slug(on)}"
+                for k, dataset in enumerate(group.datasets):
+                    ctx.add(
+                        StepPlan(
+                            key=f"test-{model_slug(ref)}-on-{slug(dataset)}{suffix}",
+                            op=TestOP,
+                            summary=f"dp test {ref}"
+                            + (" (bias changed)" if group.change_bias_on else "")
+                            + f" on {dataset}",
+                            params=TestParams(
+                                dataset=dataset, frames=group.frames, dataset_formats=ctx.formats([dataset])
+                            ),
+                            artifacts={"model": model, "datasets": DatasetBundle((dataset,))},
+                            evaluation=Evaluation(ref, dataset, group.change_bias_on),
+                        ),
+                        f"{base}.datasets[{k}]",
+                    )
+
+
+STAGE = TestStage()
