@@ -163,6 +163,9 @@ def run_dp(argv: Sequence[str], *, cwd: str | Path, log_file: str | Path, echo: 
     with log_path.open("a", encoding="utf-8") as log:
         log.write(f"$ {' '.join(argv)}\n")
         log.flush()
+        if echo:
+            sys.stdout.write(f"$ {' '.join(argv)}\n")
+            sys.stdout.flush()
         proc = subprocess.Popen(
             list(argv),
             cwd=cwd,

@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
-# Set everything up (idempotent) and run the whole test suite, the slow real-DeePMD-kit tests included.
-# Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not slow"`.
+# Set everything up (idempotent), then run the test suite in two tiers:
+#   1. fast tier (-m "not slow", fake dp): must cover >= 85 % of the lines in ops/ on its own;
+#   2. slow tier (-m slow): the real DeePMD-kit end to end.
+# Extra arguments replace both with one pytest call, e.g. `bash scripts/test.sh -m "not slow" -x`.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/bootstrap.sh"
 cd "$ROOT"
-"${LAMFLOW_VENV:-$ROOT/.venv}/bin/dp" --pt -h | head -n 3
-exec "${LAMFLOW_VENV:-$ROOT/.venv}/bin/python" -m pytest "$@"
+PY="${LAMFLOW_VENV:-$ROOT/.venv}/bin/python"
+if [ $# -gt 0 ]; then
+  exec "$PY" -m pytest "$@"
+fi
+"$PY" -m pytest -m "not slow" --cov=ops --cov=workflows --cov-report=term:skip-covered
+"$PY" -m coverage report --include="$ROOT/ops/*" --fail-under=85
+"$PY" -m pytest -m slow

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,34 @@ EXAMPLES = REPO / "examples"
 DEMO_DATA = EXAMPLES / "data"
 SHARED_DATASETS = REPO.parent / "shared" / "data" / "datasets"
 LAMFLOW = Path(sys.executable).with_name("lamflow")
+FAKE_DP = Path(__file__).resolve().with_name("fake_dp.py")
+FAKE_DP_COMMAND = f"{shlex.quote(sys.executable)} {shlex.quote(str(FAKE_DP))}"
+
+
+@dataclass
+class FakeDp:
+    """The fake ``dp`` as configured for a test: its environment and the calls it received."""
+
+    log: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"LAMFLOW_DP": FAKE_DP_COMMAND, "LAMFLOW_FAKE_DP_LOG": str(self.log)}
+
+    def calls(self) -> list[list[str]]:
+        """argv (after the program) of every call so far, in order."""
+        if not self.log.exists():
+            return []
+        return [json.loads(line)["argv"] for line in self.log.read_text().splitlines()]
+
+
+@pytest.fixture
+def fake_dp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeDp:
+    """Route every ``dp`` call of this test (in-process and in subprocesses) to tests/fake_dp.py."""
+    fake = FakeDp(tmp_path / "fake-dp-calls.jsonl")
+    for key, value in fake.env.items():
+        monkeypatch.setenv(key, value)
+    return fake
 
 
 @pytest.fixture

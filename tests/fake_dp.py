@@ -7,8 +7,9 @@ Used through ``LAMFLOW_DP="<python> tests/fake_dp.py"``. It checks, with DeePMD-
 - that systems, checkpoints and models named on the command line exist, multi-task heads included.
 
 It writes what ``dp --pt`` writes, in the same formats and names (a slow test compares them with the real
-ones): ``train`` -> ``model.ckpt-<step>.pt`` (``torch.save`` of {"model": {"_extra_state": {"model_params",
-"train_infos"}}, "optimizer"}), the ``model.ckpt.pt`` link, ``checkpoint``, ``lcurve.out``, ``out.json``;
+ones): ``train`` -> ``model.ckpt-<step>.pt`` (torch's zip format holding {"model": {"_extra_state":
+{"model_params", "train_infos"}}, "optimizer"}), the ``model.ckpt.pt`` link, ``checkpoint``,
+``lcurve.out``, ``out.json``;
 ``freeze``/``change-bias`` -> a TorchScript-layout zip (``.pth``); ``test`` -> the "weighted average of
 errors" log block and ``<detail>.e.out``/``.e_peratom.out``/``.f.out``/``.v.out``/``.v_peratom.out`` with
 predictions = labels + a deterministic, model-dependent perturbation (so errors are finite, non-zero and
@@ -45,12 +46,20 @@ def fail(message: str, code: int = 1) -> None:
 
 
 def save_checkpoint(path: Path, model_params: dict[str, Any], step: int, lr: float) -> None:
-    import torch
-
+    """What ``torch.save`` writes for a checkpoint without tensors: the same zip entries, no torch import
+    (which would cost ~2 s per call); ``torch.load(..., weights_only=True)`` reads it like a real one."""
     state = {
         "model": {"_extra_state": {"model_params": model_params, "train_infos": {"lr": lr, "step": step}}}
     }
-    torch.save({**state, "optimizer": {"state": {}, "param_groups": []}}, path)
+    data = {**state, "optimizer": {"state": {}, "param_groups": []}}
+    stem = path.stem
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr(f"{stem}/data.pkl", pickle.dumps(data, protocol=2))
+        archive.writestr(f"{stem}/.format_version", "1")
+        archive.writestr(f"{stem}/.storage_alignment", "64")
+        archive.writestr(f"{stem}/byteorder", "little")
+        archive.writestr(f"{stem}/version", "3\n")
+        archive.writestr(f"{stem}/.data/serialization_id", hashlib.sha1(path.name.encode()).hexdigest())
 
 
 def load_checkpoint_params(path: Path) -> dict[str, Any]:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import sys
 
-from lamflow.ops.test import parse_test_metrics
+import pytest
+from dflow.python import FatalError
+
+from lamflow.ops.test import TestOP, parse_test_metrics
+from tests.conftest import DEMO_DATA
 
 DP_TEST_LOG = """\
 [2026-11-23 15:09:28,584] DEEPMD INFO    # ---------------output of dp test---------------
@@ -47,3 +51,24 @@ def test_parse_test_metrics_rejects_output_without_results():
         parse_test_metrics("DEEPMD INFO training...\n")
     with pytest.raises(ValueError, match="no energy or force"):
         parse_test_metrics("# ----------weighted average of errors-----------\n# number of systems : 0\n")
+
+
+def test_test_step_metrics_and_detail(demo_in_process):
+    plan, outputs, calls, root = demo_in_process
+    tests = [c for c in calls if c[1] == "test"]
+    assert len(tests) == 3
+    assert tests[-1][4:] == ["-s", str(DEMO_DATA / "gete/test"), "-n", "0", "-d", "detail/detail"]
+    out = outputs["test-finetune-gete-on-gete-test"]
+    assert out.metrics["frames"] == 12
+    assert 0 < out.metrics["energy_rmse_per_atom"] and 0 < out.metrics["force_rmse"]
+    assert {p.name for p in out.detail.iterdir()} >= {"detail.e.out", "detail.f.out", "detail.e_peratom.out"}
+    zero_shot = outputs["test-pretrain-water-on-gete-test-change-bias-gete"].metrics
+    assert zero_shot["force_rmse"] != out.metrics["force_rmse"], "models differ, so do their errors"
+
+
+def test_test_step_without_results_fails(run_op, demo_in_process, monkeypatch, tmp_path):
+    plan, outputs, calls, root = demo_in_process
+    step = plan.step("test-finetune-gete-on-gete-test")
+    monkeypatch.setenv("LAMFLOW_DP", f"{sys.executable} -c pass")  # a dp that prints nothing
+    with pytest.raises(FatalError, match="no 'weighted average of errors' block"):
+        run_op(TestOP, step.params, model=outputs["finetune-gete"].model, datasets=plan.dataset_paths)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from lamflow.ops.dp import RANDOM_BRANCH
 from lamflow.workflows.compile.compiler import build_plan
 from lamflow.workflows.compile.plan import LocalFile, StepOutput
+from lamflow.workflows.errors import SpecError
 from lamflow.workflows.spec import load_spec
 from tests.conftest import EXAMPLES, minimal_spec
 
@@ -173,3 +176,58 @@ def test_duplicate_tests_run_once_and_refits_are_shared(write_spec):
     assert len(plan.evaluations) == 5
     assert plan.step("test-pretrain-water-on-gete-test").parameters["frames"] == 2
     assert plan.step("test-pretrain-water-on-gete-test").depends == ["freeze-water"]
+
+
+def test_steps_are_checked_against_their_op_contract():
+    from lamflow.ops.freeze import FreezeOP, FreezeParams
+    from lamflow.ops.test import TestOP, TestParams
+    from lamflow.workflows.compile.plan import DatasetBundle, Plan, PlanError, StepPlan
+
+    freeze = StepPlan(
+        "freeze-a", FreezeOP, FreezeParams(head="a"), "s", {"checkpoint": StepOutput("p", "checkpoint")}
+    )
+    assert freeze.output("model") == StepOutput("freeze-a", "model")
+    with pytest.raises(PlanError, match="has no output artifact 'modle'"):
+        freeze.output("modle")
+    with pytest.raises(PlanError, match="params are FreezeParams, TestOP takes TestParams"):
+        StepPlan("t", TestOP, FreezeParams(), "s")
+    with pytest.raises(
+        PlanError, match=r"artifacts \['checkpoint'\] unknown / \['datasets', 'model'\] missing"
+    ):
+        StepPlan(
+            "t",
+            TestOP,
+            TestParams(dataset="d", dataset_formats={}),
+            "s",
+            {"checkpoint": freeze.output("model")},
+        )
+    test = StepPlan(
+        "t", TestOP, TestParams(dataset="d", dataset_formats={}), "s",
+        {"model": freeze.output("model"), "datasets": DatasetBundle(("d",))},
+    )  # fmt: skip
+    with pytest.raises(PlanError, match="no earlier step 'freeze-a'"):
+        Plan("x", (test, freeze), {"d": Path("/d")}).check()
+    alone = StepPlan(
+        "u", TestOP, TestParams(dataset="d", dataset_formats={}), "s",
+        {"model": LocalFile(Path("/m.pth")), "datasets": DatasetBundle(("d",))},
+    )  # fmt: skip
+    Plan("x", (alone,), {"d": Path("/d")}).check()
+    with pytest.raises(PlanError, match="unknown datasets"):
+        Plan("x", (alone,), {}).check()
+
+
+def test_colliding_step_keys_are_bad_input_naming_both_yaml_paths(write_spec):
+    """Heads a / a-on-b tested on datasets b-on-c / c both give test-pretrain-a-on-b-on-c."""
+    spec = minimal_spec()
+    spec["datasets"]["b-on-c"] = spec["datasets"]["gete-test"]
+    spec["datasets"]["c"] = spec["datasets"]["gete"]
+    spec["stages"]["pretrain"]["heads"] = {
+        "a": {"datasets": ["water"]},
+        "a-on-b": {"datasets": ["molecules"]},
+    }
+    spec["stages"]["finetune"][0]["from"]["head"] = "a"
+    spec["stages"]["test"] = [{"models": ["pretrain.a", "pretrain.a-on-b"], "datasets": ["b-on-c", "c"]}]
+    with pytest.raises(SpecError) as info:
+        plan_of(write_spec, spec)
+    assert info.value.path == "stages.test[0].datasets[1]"
+    assert "test-pretrain-a-on-b-on-c" in str(info.value) and "stages.test[0].datasets[0]" in str(info.value)

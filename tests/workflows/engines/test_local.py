@@ -1,0 +1,134 @@
+"""The local engine end to end through the installed CLI, with the fake dp (fast tier).
+
+A whole demo run, a failing step, `logs`, `stop` of a running run, and engine selection.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import EXAMPLES, LAMFLOW, minimal_spec, run_cli
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    from tests.conftest import FakeDp
+
+    tmp = tmp_path_factory.mktemp("local")
+    fake = FakeDp(tmp / "calls.jsonl")
+    result = run_cli("submit", str(EXAMPLES / "demo.yaml"), "--run-dir", str(tmp / "run"), env=fake.env)
+    return tmp / "run", result, fake
+
+
+def test_demo_runs_every_step(demo_run):
+    run_dir, result, fake = demo_run
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "Succeeded" and summary["engine"] == "local"
+    assert all(r["phase"] == "Succeeded" and r["duration_s"] is not None for r in summary["steps"].values())
+    assert len(fake.calls()) == 10  # 2 train, 3 freeze, 2 change-bias, 3 test
+    assert "✓ test-finetune-gete-on-gete-test" in result.stdout
+    assert "[fake-dp]" not in result.stdout, "step output belongs in engine.log"
+    assert not (run_dir / "engine.pid").exists()
+
+
+def test_demo_outputs_models_metrics_and_plan(demo_run):
+    run_dir, _, _ = demo_run
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert set(summary["models"]) == {"pretrain.water", "pretrain.molecules", "finetune.gete"}
+    assert all((run_dir / p).resolve().is_file() for p in summary["models"].values())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert [(m["model"], m["change_bias_on"]) for m in metrics] == [
+        ("pretrain.water", "gete"),
+        ("pretrain.molecules", "gete"),
+        ("finetune.gete", None),
+    ]
+    assert all(m["metrics"]["frames"] == 12 and m["metrics"]["force_rmse"] > 0 for m in metrics)
+    plan = json.loads((run_dir / "plan.json").read_text())
+    assert [s["op"] for s in plan["steps"]][:4] == ["pretrain", "freeze", "freeze", "finetune"]
+    pretrain = summary["steps"]["pretrain"]
+    assert (run_dir / pretrain["outputs"]["checkpoint"]).name == "model.ckpt.pt"
+
+
+def test_logs_of_the_run_and_of_a_step(demo_run):
+    run_dir, _, _ = demo_run
+    whole = run_cli("logs", str(run_dir))
+    assert whole.returncode == 0 and "[fake-dp]" in whole.stdout
+    step = run_cli("logs", str(run_dir), "--step", "freeze-water")
+    assert step.returncode == 0 and "--head water" in step.stdout
+    unknown = run_cli("logs", str(run_dir), "--step", "nope")
+    assert unknown.returncode == 2 and "no step 'nope'" in unknown.stderr
+    finished = run_cli("stop", str(run_dir))
+    assert finished.returncode == 2 and "not running (status Succeeded)" in finished.stderr
+
+
+def test_failing_step_fails_the_run(tmp_path, write_spec, fake_dp):
+    spec = minimal_spec()
+    out = run_cli(
+        "submit",
+        str(write_spec(spec)),
+        "--run-dir",
+        str(tmp_path / "r"),
+        env={"LAMFLOW_FAKE_DP_FAIL": "train"},
+    )
+    assert out.returncode == 1
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["steps"]["pretrain"]["phase"] == "Failed"
+    assert summary["error"].startswith("step pretrain failed: ")
+    assert "train failed (LAMFLOW_FAKE_DP_FAIL)" in summary["error"]
+    assert "✗ pretrain" in out.stdout and "train failed" in out.stdout
+    assert summary["steps"]["test-finetune-gete-on-gete-test"]["phase"] == "Skipped"
+
+
+def test_stop_interrupts_a_running_run(tmp_path, write_spec, fake_dp):
+    run_dir = tmp_path / "r"
+    env = {**os.environ, "LAMFLOW_FAKE_DP_SLEEP": "60"}
+    proc = subprocess.Popen(
+        [str(LAMFLOW), "submit", str(write_spec(minimal_spec())), "--run-dir", str(run_dir)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            summary = run_dir / "summary.json"
+            if (
+                summary.exists()
+                and json.loads(summary.read_text())["steps"]["pretrain"]["phase"] == "Running"
+            ):
+                break
+            time.sleep(0.2)
+        stopped = run_cli("stop", str(run_dir))
+        assert stopped.returncode == 0, stopped.stderr
+        assert proc.wait(timeout=30) == 130
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "Failed" and summary["error"] == "interrupted"
+    assert summary["steps"]["pretrain"]["phase"] in ("Skipped", "Failed")
+    time.sleep(0.5)
+    assert not any("fake_dp.py" in p.read_text() for p in _cmdlines()), "no dp process left behind"
+
+
+def _cmdlines():
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            path = f"/proc/{entry}/cmdline"
+            try:
+                yield type("P", (), {"read_text": lambda self, p=path: open(p).read()})()
+            except OSError:
+                continue
+
+
+def test_unknown_engine_is_bad_input(tmp_path, write_spec):
+    out = run_cli(
+        "submit", str(write_spec(minimal_spec())), "--engine", "argo", "--run-dir", str(tmp_path / "r")
+    )
+    assert out.returncode == 2 and "unknown engine" in out.stderr
+    assert not (tmp_path / "r").exists()

@@ -1,0 +1,31 @@
+"""Stages are discovered from workflows/stages/, ordered, and make up the spec's `stages:` section."""
+
+from __future__ import annotations
+
+from lamflow.workflows.spec.spec import Spec
+from lamflow.workflows.stages import all_stages, stages_model
+
+
+def test_stages_are_discovered_in_order():
+    assert [s.key for s in all_stages()] == ["pretrain", "finetune", "test"]
+    orders = [s.order for s in all_stages()]
+    assert orders == sorted(orders) and len(set(orders)) == len(orders)
+
+
+def test_spec_stages_section_has_one_field_per_stage():
+    fields = stages_model().model_fields
+    assert list(fields) == [s.key for s in all_stages()]
+    assert Spec.model_fields["stages"].annotation is stages_model()
+    for stage in all_stages():
+        assert fields[stage.key].description == stage.description
+
+
+def test_each_stage_uses_one_name_for_spec_key_module_and_op():
+    from lamflow.workflows.compile.compiler import build_plan
+    from lamflow.workflows.spec import load_spec
+    from tests.conftest import EXAMPLES
+
+    plan = build_plan(load_spec(EXAMPLES / "demo.yaml"))
+    for step in plan.steps:
+        assert step.key.startswith(step.op.name), f"{step.key} should start with its op name {step.op.name}"
+        assert step.op.__module__.endswith("." + step.op.name.replace("-", "_"))
