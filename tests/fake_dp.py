@@ -87,13 +87,17 @@ def load_checkpoint_params(path: Path) -> dict[str, Any]:
 FAKE_ENTRY = "extra/fake_dp.json"
 
 
-def save_frozen(path: Path, params: dict[str, Any], **info: Any) -> None:
+def save_frozen(path: Path, params: dict[str, Any], *, frozen_by_freeze: bool, **info: Any) -> None:
+    """``dp freeze`` adds an empty ``extra/data_modifier.pth``; ``dp change-bias`` writes none."""
     stem = path.stem
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr(f"{stem}/data.pkl", pickle.dumps({"fake": True}, protocol=2))
         archive.writestr(f"{stem}/constants.pkl", pickle.dumps((), protocol=2))
+        archive.writestr(f"{stem}/byteorder", "little")
         archive.writestr(f"{stem}/.data/version", "3\n")
-        archive.writestr(f"{stem}/extra/data_modifier.pth", b"")
+        archive.writestr(f"{stem}/.data/serialization_id", hashlib.sha1(path.name.encode()).hexdigest())
+        if frozen_by_freeze:
+            archive.writestr(f"{stem}/extra/data_modifier.pth", b"")
         archive.writestr(f"{stem}/{FAKE_ENTRY}", json.dumps({"model_params": params, **info}))
 
 
@@ -218,7 +222,7 @@ def train(args: Any) -> None:
     disp, save = int(training.get("disp_freq", 1000)), int(training.get("save_freq", 1000))
     columns = lcurve_columns(normalized["model"], training)
     lr0 = float(normalized["learning_rate"].get("start_lr", 1e-3))
-    rows = [f"# {' '.join(f'{c:>14s}' for c in columns)}\n"]
+    rows = ["# step    " + "   ".join(f"{c:<14s}" for c in columns[1:]) + "\n"]  # as DeePMD-kit lays it out
     rows.append("# If there is no available reference data, rmse_*_{val,trn} will print nan\n")
     shown = sorted({1, *range(disp, steps + 1, disp), steps})
     for step in shown:
@@ -244,7 +248,9 @@ def freeze(args: Any) -> None:
     params = load_checkpoint_params(folder / pointer.read_text().strip())
     if "model_dict" in params and args.head is None:
         fail("AssertionError: Head must be specified in multitask mode!")
-    save_frozen(Path(args.output), single_task_params(params, args.head), head=args.head)
+    save_frozen(
+        Path(args.output), single_task_params(params, args.head), frozen_by_freeze=True, head=args.head
+    )
     print(f"{INFO}Saved frozen model to {args.output}")
 
 
@@ -254,7 +260,7 @@ def change_bias(args: Any) -> None:
     params = single_task_params(model["model_params"], args.model_branch)
     type_map = params.get("type_map", [])
     print(f"{INFO}Change output bias of {type_map} from [0.0] to [-1.0] ({len(systems)} systems)")
-    save_frozen(Path(args.output), params, bias_changed_on=str(args.system), mode=args.mode)
+    save_frozen(Path(args.output), params, frozen_by_freeze=False, bias_changed_on=str(args.system))
     print(f"{INFO}Saved model to {args.output}")
 
 

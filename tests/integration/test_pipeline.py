@@ -180,3 +180,87 @@ def test_someone_elses_spec_single_task_dpa3(tmp_path, write_spec):
     lcurve = summary["steps"]["pretrain"]["parameters"]["lcurve_last"]
     assert lcurve["step"] == 6 and "rmse_e_val" in lcurve
     assert [t["metrics"]["frames"] for t in summary["tests"]] == [3, 3]
+
+
+@pytest.fixture(scope="module")
+def fake_pipeline_run(pipeline_run, tmp_path_factory):
+    """The same spec as ``pipeline_run``, run with the fake dp."""
+    from tests.conftest import FakeDp
+
+    real_dir, _ = pipeline_run
+    tmp = tmp_path_factory.mktemp("fake-pipeline")
+    fake = FakeDp(tmp / "calls.jsonl")
+    result = run_cli(
+        "submit", str(real_dir / "spec.yaml"), "--run-dir", str(tmp / "run"), cwd=tmp, env=fake.env
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return tmp / "run"
+
+
+def _work(run_dir: Path, key: str) -> Path:
+    return run_dir / "steps" / key / "workdir" / "work"
+
+
+def _lcurve_columns(path: Path) -> list[str]:
+    header = path.read_text().splitlines()[0]
+    assert header.startswith("# step "), header  # DeePMD-kit's layout, which lamflow parses
+    return header[1:].split()
+
+
+def test_fake_dp_writes_what_the_real_dp_writes(pipeline_run, fake_pipeline_run):
+    """The fast tier's fake dp must not drift from DeePMD-kit: same files, same formats, per step."""
+    import zipfile
+
+    import torch
+
+    from lamflow.ops.test import parse_test_metrics
+
+    real_dir, result = pipeline_run
+    assert result.returncode == 0
+    fake_dir = fake_pipeline_run
+    keys = json.loads((real_dir / "summary.json").read_text())["steps"]
+    for key in keys:
+        real, fake = _work(real_dir, key), _work(fake_dir, key)
+        real_files = {p.name for p in real.iterdir() if p.name != "systems"}
+        fake_files = {p.name for p in fake.iterdir() if p.name != "systems"}
+        # the real dp also writes input_v2_compat.json and stat files; lamflow reads none of them
+        assert fake_files <= real_files, (
+            f"{key}: fake writes {sorted(fake_files - real_files)} the real dp does not"
+        )
+        assert {f for f in real_files if f.endswith((".pt", ".pth", ".out", ".log"))} <= fake_files | {
+            "lcurve.out"
+        }
+    # training: lcurve columns, checkpoint pointer and structure (as DeePMD-kit loads it)
+    for key in ("pretrain", "finetune-gete"):
+        real, fake = _work(real_dir, key), _work(fake_dir, key)
+        assert _lcurve_columns(fake / "lcurve.out") == _lcurve_columns(real / "lcurve.out"), key
+        assert (fake / "checkpoint").read_text() == (real / "checkpoint").read_text()
+        assert (fake / "model.ckpt.pt").resolve().name == (real / "model.ckpt.pt").resolve().name
+        r = torch.load(real / "model.ckpt.pt", map_location="cpu", weights_only=True)
+        f = torch.load(fake / "model.ckpt.pt", map_location="cpu", weights_only=True)
+        assert set(f) == set(r) == {"model", "optimizer"}
+        r_state, f_state = r["model"]["_extra_state"], f["model"]["_extra_state"]
+        assert set(f_state) == set(r_state) and set(f_state["train_infos"]) == set(r_state["train_infos"])
+        assert f_state["train_infos"]["step"] == r_state["train_infos"]["step"]
+        assert set(f_state["model_params"]) <= set(r_state["model_params"])
+        assert ("model_dict" in f_state["model_params"]) == ("model_dict" in r_state["model_params"])
+    # frozen models: the TorchScript archive layout
+    for key in ("freeze-water", "finetune-gete", "change-bias-pretrain-water-on-gete"):
+        real_names = {
+            n.split("/", 1)[1] for n in zipfile.ZipFile(_work(real_dir, key) / "model.pth").namelist()
+        }
+        fake_names = {
+            n.split("/", 1)[1] for n in zipfile.ZipFile(_work(fake_dir, key) / "model.pth").namelist()
+        }
+        assert fake_names - {"extra/fake_dp.json"} <= real_names, key
+    # dp test: the block lamflow parses, and the detail files' names, headers and shapes
+    key = "test-finetune-gete-on-gete-test"
+    real, fake = _work(real_dir, key), _work(fake_dir, key)
+    real_metrics = parse_test_metrics((real / "test.log").read_text())
+    assert set(parse_test_metrics((fake / "test.log").read_text())) == set(real_metrics)
+    for detail in (real / "detail").iterdir():
+        fake_detail = fake / "detail" / detail.name
+        real_lines, fake_lines = detail.read_text().splitlines(), fake_detail.read_text().splitlines()
+        assert fake_lines[0].split(":", 1)[1] == real_lines[0].split(":", 1)[1], detail.name  # column names
+        assert len(fake_lines) == len(real_lines)
+        assert len(fake_lines[1].split()) == len(real_lines[1].split())

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, PlainValidator, StringConstraints, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StringConstraints, WithJsonSchema
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=48)]
@@ -28,9 +29,25 @@ ModelRef = Annotated[
 
 
 class SpecModel(BaseModel):
-    """Strict: unknown keys are errors, values are not silently coerced across types."""
+    """Strict: unknown keys are errors; no value is coerced across types (``"2"`` is not a number, ``1`` is
+    not ``true``); floats must be finite. Paths are the one exception: YAML gives them as strings."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, strict=True, allow_inf_nan=False
+    )
+
+
+# Upper bounds of numbers that have a sane one (documented in the JSON Schema and the README).
+MAX_STEPS = 10**9  # numb_steps, decay_steps, disp/save_freq: a billion steps is beyond any run
+MAX_FRAMES = 10**9
+MAX_BATCH = 10**6
+MAX_SEED = 2**32 - 1  # numpy/torch seeds
+MAX_WEIGHT = 10**6
+MAX_LR = 1.0
+MAX_PREF = 10**6  # loss prefactors
+
+# A file path as YAML gives it (a string), relative to the spec file.
+SpecPath = Annotated[Path, Field(strict=False)]
 
 
 def slug(name: str) -> str:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
-from lamflow.workflows.spec.base import SpecModel
+from lamflow.workflows.spec.base import SpecModel, SpecPath
 
 
 class DatasetSpec(SpecModel):
-    path: Path = Field(
+    path: SpecPath = Field(
         description="Directory (deepmd/npy: a system or a folder of systems, searched recursively) "
         "or file (deepmd/hdf5). Relative paths are relative to the spec file."
     )

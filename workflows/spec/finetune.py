@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import Field
 
-from lamflow.workflows.spec.base import Name, SpecModel
+from lamflow.workflows.spec.base import Name, SpecModel, SpecPath
 from lamflow.workflows.spec.training import TrainingSpec
 
 RANDOM_HEAD = "random"
@@ -18,7 +16,7 @@ class FinetuneFrom(SpecModel):
         description="Head of the pretrained (or given) multi-task model to start from; 'random' starts "
         "from the shared descriptor with a freshly initialised fitting net.",
     )
-    model_file: Path | None = Field(
+    model_file: SpecPath | None = Field(
         None,
         description="External DeePMD-kit training checkpoint (.pt) to start from instead of this spec's "
         "pretrain stage. Relative to the spec file.",

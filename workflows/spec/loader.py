@@ -152,17 +152,57 @@ def _describe(error: Any) -> str:  # a pydantic ErrorDetails
         return f"unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
     if kind == "missing":
         return "required key is missing"
-    message = error["msg"]
-    if kind == "value_error":
-        message = message.removeprefix("Value error, ")
+    message = _user_message(kind, error.get("ctx") or {}, error["msg"])
     value = error.get("input")
-    if (
-        kind not in ("model_type", "dict_type")
-        and isinstance(value, str | int | float | bool)
-        and len(str(value)) < 60
-    ):
-        message += f" (got {value!r})"
+    if kind not in ("model_type", "dict_type") and isinstance(value, str | int | float | bool):
+        shown = repr(value) if len(repr(value)) < 60 else repr(value)[:57] + "..."
+        if isinstance(value, str) and kind.endswith(("_type", "_parsing")):
+            shown += ", text"  # e.g. steps: "2" -- quoted in YAML
+        message += f" (got {shown})"
     return message
+
+
+# pydantic error types -> what a spec author needs to read (no pydantic type names, no regexes)
+_MESSAGES = {
+    "int_type": "expected a whole number",
+    "int_parsing": "expected a whole number",
+    "int_from_float": "expected a whole number",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+    "finite_number": "expected a finite number (not .inf or .nan)",
+    "string_type": "expected text",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+    "list_type": "expected a list",
+    "dict_type": "expected a mapping (key: value entries)",
+    "model_type": "expected a mapping (key: value entries)",
+    "path_type": "expected a file path",
+    "string_pattern_mismatch": "expected a name of letters, digits, '.', '_', '-' (first a letter or digit)",
+}
+
+
+def _user_message(kind: str, ctx: dict[str, Any], fallback: str) -> str:
+    if kind in _MESSAGES:
+        return _MESSAGES[kind]
+    bounds = {
+        "greater_than_equal": ("at least", "ge"),
+        "greater_than": ("greater than", "gt"),
+        "less_than_equal": ("at most", "le"),
+        "less_than": ("less than", "lt"),
+    }
+    if kind in bounds:
+        words, key = bounds[kind]
+        return f"must be {words} {ctx.get(key)}"
+    if kind == "literal_error":
+        return f"must be {ctx.get('expected')}"
+    if kind == "too_short":
+        n = ctx.get("min_length")
+        return f"needs at least {n} {'entry' if n == 1 else 'entries'}"
+    if kind == "string_too_long":
+        return f"at most {ctx.get('max_length')} characters"
+    if kind == "value_error":
+        return fallback.removeprefix("Value error, ")
+    return fallback
 
 
 def validate_data(data: dict[str, Any], shown: str) -> Spec:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, PositiveFloat
+from pydantic import Field
 
-from lamflow.workflows.spec.base import Name, SpecModel
+from lamflow.workflows.spec.base import MAX_WEIGHT, Name, SpecModel
 from lamflow.workflows.spec.training import TrainingSpec
 
 
 class HeadSpec(SpecModel):
     datasets: list[Name] = Field(min_length=1, description="Training datasets of this head.")
     validation: list[Name] = Field(default_factory=list, description="Validation datasets of this head.")
-    weight: PositiveFloat = Field(1.0, description="Sampling weight (DeePMD-kit model_prob, normalised).")
+    weight: float = Field(
+        1.0, gt=0, le=MAX_WEIGHT, description="Sampling weight (DeePMD-kit model_prob, normalised)."
+    )
     fitting_net: dict[str, Any] = Field(
         default_factory=dict, description="Fitting-net fragment for this head only."
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from lamflow.workflows.spec.base import ModelRef, Name, SpecModel
+from lamflow.workflows.spec.base import MAX_FRAMES, ModelRef, Name, SpecModel
 
 
 class TestSpec(SpecModel):
@@ -23,4 +23,4 @@ class TestSpec(SpecModel):
         description="Zero-shot protocol: before testing, re-fit each model's per-element energy bias on "
         "this dataset with `dp --pt change-bias -m change` (use training data, not the test set).",
     )
-    frames: int = Field(0, ge=0, description="Frames per system to test (0 = all).")
+    frames: int = Field(0, ge=0, le=MAX_FRAMES, description="Frames per system to test (0 = all).")

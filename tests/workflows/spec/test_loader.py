@@ -66,17 +66,17 @@ BAD_SPECS = [
     (
         lambda s: s["stages"]["pretrain"]["training"].update(steps="many"),
         "stages.pretrain.training.steps",
-        "valid integer",
+        "expected a whole number (got 'many', text)",
     ),
     (
         lambda s: s["stages"]["pretrain"]["training"].update(steps=0),
         "stages.pretrain.training.steps",
-        "greater than 0",
+        "must be at least 1 (got 0)",
     ),
     (
         lambda s: s["stages"]["pretrain"]["training"].update(batch_size="big"),
         "stages.pretrain.training.batch_size",
-        "'auto:N' (got 'big')",
+        "expected a whole number from 1 to 1000000, 'auto' or 'auto:N' (got 'big')",
     ),
     (lambda s: s.pop("name"), "name", "required key is missing"),
     (lambda s: s["model"].update(preset="dpa9"), "model.preset", "'dpa9'"),
