@@ -1,17 +1,21 @@
-"""Datasets in deepmd/npy or deepmd/hdf5: light inspection (for validation) and system lists for ``dp``.
+"""Datasets in deepmd/npy or deepmd/hdf5: pre-flight checks (for ``validate`` and ``lamflow data check``)
+and system lists for ``dp``.
 
-Inspection only checks layout and shapes (memory-mapped); reading and converting formats is dpdata's and
-DeePMD-kit's job. A deepmd/npy dataset is a directory that is a system (holds ``type.raw``) or contains
-systems at any depth.
+Checks read what a step will read: every label array (``coord``, ``energy``, ``force``, ``box``,
+``virial``, ``real_atom_types`` of mixed-type systems) must be numeric, shaped for its system's frame and
+atom counts, and finite; every system needs a frame; type indices must be in range; text files UTF-8.
+Arrays are memory-mapped and scanned in chunks. Finding systems never follows a symbolic link out of the
+dataset and stops past a limit of entries or depth, so no path can make it walk a whole file system.
+Reading and converting formats is dpdata's and DeePMD-kit's job.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -20,6 +24,19 @@ from lamflow.ops.contract import OpModel
 NPY: Literal["deepmd/npy"] = "deepmd/npy"
 HDF5: Literal["deepmd/hdf5"] = "deepmd/hdf5"
 FORMATS = (NPY, HDF5)
+MAX_ENTRIES = 200_000  # files and folders looked at while finding systems under one dataset path
+MAX_DEPTH = 16
+CHUNK = 1 << 22  # values per finiteness scan
+
+# label -> values per frame: ("atoms", k) = k per atom, ("frame", k) = k per frame
+ARRAYS: dict[str, tuple[str, int]] = {
+    "coord": ("atoms", 3),
+    "force": ("atoms", 3),
+    "energy": ("frame", 1),
+    "box": ("frame", 9),
+    "virial": ("frame", 9),
+    "real_atom_types": ("atoms", 1),
+}
 
 
 class DatasetFormat(OpModel):
@@ -31,7 +48,7 @@ class DatasetFormat(OpModel):
 
 
 class DatasetError(ValueError):
-    """A dataset is missing or not in the declared format; the message names the offending path."""
+    """A dataset is missing, malformed or not in the declared format; the message names the bad file."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +59,8 @@ class SystemInfo:
     types: tuple[int, ...]  # distinct type indices used by the atoms
     type_map: tuple[str, ...] | None  # from type_map.raw, when present
     pbc: bool
+    arrays: tuple[str, ...] = ()  # label arrays present in every set
+    energy_per_atom: tuple[float, float] | None = None  # (min, max) in eV/atom
 
     def elements(self, type_map: tuple[str, ...] | list[str] | None = None) -> tuple[str, ...]:
         """Element names present in this system (needs a type map from the file or the caller)."""
@@ -55,66 +74,152 @@ class SystemInfo:
 class DatasetInfo:
     path: str
     format: str
-    systems: tuple[SystemInfo, ...]
+    systems: tuple[SystemInfo, ...] = field(default_factory=tuple)
 
     @property
     def nframes(self) -> int:
         return sum(s.nframes for s in self.systems)
 
 
-def find_npy_systems(root: Path) -> list[Path]:
-    """Directories at or below ``root`` holding a ``type.raw`` (sorted, symlinks followed)."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames.sort()
-        if "type.raw" in filenames:
-            found.append(Path(dirpath))
-            dirnames[:] = []  # a system's set.* folders are not systems
-    return sorted(found)
+def _walk(root: Path, max_entries: int, max_depth: int) -> Iterator[tuple[Path, list[str]]]:
+    """(directory, file names) under ``root``, sorted; symbolic links are followed only when they stay
+    inside ``root`` (each directory once), and more than ``max_entries``/``max_depth`` is an error."""
+    base = root.resolve()
+    seen: set[Path] = set()
+    stack: list[tuple[Path, int]] = [(root, 0)]
+    count = 0
+    while stack:
+        directory, depth = stack.pop()
+        real = directory.resolve()
+        if real in seen:
+            continue
+        seen.add(real)
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError as exc:
+            raise DatasetError(f"{directory}: cannot list ({exc.strerror})") from None
+        count += len(entries)
+        if count > max_entries:
+            raise DatasetError(
+                f"{root}: more than {max_entries} files and folders while looking for systems; "
+                f"is this the dataset's folder? (limit: {max_entries} entries, {max_depth} folders deep)"
+            )
+        files = [e.name for e in entries if not e.is_dir()]
+        yield directory, files
+        if "type.raw" in files:
+            continue  # a system's set.* folders hold no systems
+        subdirs = []
+        for entry in entries:
+            if not entry.is_dir():
+                continue
+            target = Path(entry.path).resolve()
+            if entry.is_symlink() and not target.is_relative_to(base):
+                continue  # never follow a link out of the dataset
+            subdirs.append(Path(entry.path))
+        if subdirs and depth + 1 > max_depth:
+            raise DatasetError(
+                f"{root}: more than {max_depth} folders deep while looking for systems (at {directory}); "
+                f"is this the dataset's folder? (limit: {max_entries} entries, {max_depth} folders deep)"
+            )
+        stack.extend((d, depth + 1) for d in reversed(subdirs))
 
 
-def _read_raw(path: Path) -> list[str]:
-    return path.read_text().split()
+def find_npy_systems(root: Path, max_entries: int = MAX_ENTRIES, max_depth: int = MAX_DEPTH) -> list[Path]:
+    """Directories at or below ``root`` holding a ``type.raw`` (sorted)."""
+    return sorted(d for d, files in _walk(root, max_entries, max_depth) if "type.raw" in files)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DatasetError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise DatasetError(f"{path}: unreadable ({exc.strerror})") from None
+
+
+def _check_types(where: str, types: np.ndarray, type_map: tuple[str, ...] | None) -> None:
+    if types.size and types.min() < 0:
+        raise DatasetError(f"{where}: negative type index {int(types.min())}")
+    if type_map is not None and types.size and types.max() >= len(type_map):
+        raise DatasetError(
+            f"{where}: type index {int(types.max())} but type_map.raw names only {len(type_map)} types"
+        )
+
+
+def _check_array(where: str, array: Any, name: str, natoms: int, nframes: int | None) -> int:
+    """Check one label array; returns its frame count."""
+    dtype = np.dtype(array.dtype)
+    if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+        raise DatasetError(f"{where}: holds {dtype} values, not numbers")
+    kind, per = ARRAYS[name]
+    width = per * natoms if kind == "atoms" else per
+    frames = int(array.shape[0]) if array.ndim >= 1 else 1
+    if array.ndim == 0 or int(np.prod(array.shape)) != frames * width:
+        expected = f"({nframes if nframes is not None else 'nframes'}, {width})"
+        raise DatasetError(f"{where}: shape {tuple(array.shape)}, expected {expected} for {natoms} atoms")
+    if frames == 0:
+        raise DatasetError(f"{where}: no frames")
+    if nframes is not None and frames != nframes:
+        raise DatasetError(f"{where}: {frames} frames but coord has {nframes}")
+    if np.issubdtype(dtype, np.floating):
+        flat = np.asarray(array).reshape(-1)
+        for start in range(0, flat.size, CHUNK):
+            chunk = flat[start : start + CHUNK]
+            if not np.isfinite(chunk).all():
+                bad = start + int(np.argmin(np.isfinite(chunk)))
+                raise DatasetError(f"{where}: non-finite value {flat[bad]} (frame {bad // width})")
+    return frames
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DatasetError(f"{path}: not a readable .npy array ({str(exc).splitlines()[0][:120]})") from None
 
 
 def inspect_npy_system(path: Path) -> SystemInfo:
     try:
-        types = [int(t) for t in _read_raw(path / "type.raw")]
-    except ValueError as exc:
-        raise DatasetError(f"{path / 'type.raw'}: not a list of integers") from exc
-    if not types:
+        types = np.array([int(t) for t in _read_text(path / "type.raw").split()], dtype=np.int64)
+    except ValueError:
+        raise DatasetError(f"{path / 'type.raw'}: not a list of integers") from None
+    if not types.size:
         raise DatasetError(f"{path / 'type.raw'}: empty")
-    type_map = tuple(_read_raw(path / "type_map.raw")) if (path / "type_map.raw").exists() else None
-    if type_map is not None and max(types) >= len(type_map):
-        raise DatasetError(
-            f"{path / 'type.raw'}: type index {max(types)} but type_map.raw names only {len(type_map)} types"
-        )
+    type_map = tuple(_read_text(path / "type_map.raw").split()) if (path / "type_map.raw").exists() else None
+    _check_types(str(path / "type.raw"), types, type_map)
     pbc = not (path / "nopbc").exists()
     sets = sorted(p for p in path.glob("set.*") if p.is_dir())
     if not sets:
         raise DatasetError(f"{path}: no set.* directory (not deepmd/npy)")
     natoms = len(types)
     nframes = 0
+    used = set(types.tolist())
+    present: set[str] | None = None
+    e_range: list[float] = []
     for set_dir in sets:
         for required in ("coord.npy", "energy.npy") + (("box.npy",) if pbc else ()):
             if not (set_dir / required).exists():
                 raise DatasetError(f"{set_dir / required}: missing")
-        try:
-            coord = np.load(set_dir / "coord.npy", mmap_mode="r")
-            energy = np.load(set_dir / "energy.npy", mmap_mode="r")
-        except (ValueError, OSError) as exc:
-            raise DatasetError(f"{set_dir}: unreadable .npy file ({exc})") from exc
-        if coord.ndim != 2 or coord.shape[1] != 3 * natoms:
-            raise DatasetError(
-                f"{set_dir / 'coord.npy'}: shape {coord.shape}, "
-                f"expected (nframes, {3 * natoms}) for {natoms} atoms"
-            )
-        if energy.reshape(-1).shape[0] != coord.shape[0]:
-            raise DatasetError(
-                f"{set_dir / 'energy.npy'}: {energy.size} energies for {coord.shape[0]} frames"
-            )
-        nframes += coord.shape[0]
-    return SystemInfo(str(path), natoms, nframes, tuple(sorted(set(types))), type_map, pbc)
+        here = {n for n in ARRAYS if (set_dir / f"{n}.npy").exists()}
+        frames = _check_array(
+            str(set_dir / "coord.npy"), _load_npy(set_dir / "coord.npy"), "coord", natoms, None
+        )
+        for name in sorted(here - {"coord"}):
+            array = _load_npy(set_dir / f"{name}.npy")
+            _check_array(str(set_dir / f"{name}.npy"), array, name, natoms, frames)
+            if name == "real_atom_types":
+                real = np.asarray(array).astype(np.int64)
+                _check_types(str(set_dir / "real_atom_types.npy"), real, type_map)
+                used = set(np.unique(real).tolist())
+        energy = np.asarray(_load_npy(set_dir / "energy.npy")).reshape(-1) / natoms
+        e_range += [float(energy.min()), float(energy.max())]
+        present = here if present is None else present & here
+        nframes += frames
+    return SystemInfo(
+        str(path), natoms, nframes, tuple(sorted(used)), type_map, pbc,
+        tuple(sorted(present or ())), (min(e_range), max(e_range)),
+    )  # fmt: skip
 
 
 def inspect_hdf5(path: Path) -> list[SystemInfo]:
@@ -128,7 +233,10 @@ def inspect_hdf5(path: Path) -> list[SystemInfo]:
             for name in sorted(groups):
                 group = name[: -len("type.raw")].rstrip("/")
                 node = h5[group] if group else h5
-                types = [int(t) for t in np.asarray(node["type.raw"])]
+                where = f"{path}#/{group}"
+                types = np.asarray(node["type.raw"]).reshape(-1)
+                if not np.issubdtype(types.dtype, np.integer):
+                    raise DatasetError(f"{where}/type.raw: not integers")
                 type_map = (
                     tuple(
                         x.decode() if isinstance(x, bytes) else str(x)
@@ -137,20 +245,40 @@ def inspect_hdf5(path: Path) -> list[SystemInfo]:
                     if "type_map.raw" in node
                     else None
                 )
-                nframes = sum(int(node[k]["coord.npy"].shape[0]) for k in node if k.startswith("set."))
-                pbc = "nopbc" not in node
-                systems.append(
-                    SystemInfo(
-                        f"{path}#/{group}", len(types), nframes, tuple(sorted(set(types))), type_map, pbc
+                _check_types(f"{where}/type.raw", types, type_map)
+                natoms, nframes, pbc = len(types), 0, "nopbc" not in node
+                sets = sorted(k for k in node if k.startswith("set."))
+                if not sets:
+                    raise DatasetError(f"{where}: no set.* group")
+                present: set[str] | None = None
+                for key in sets:
+                    set_node = node[key]
+                    for required in ("coord.npy", "energy.npy") + (("box.npy",) if pbc else ()):
+                        if required not in set_node:
+                            raise DatasetError(f"{where}/{key}/{required}: missing")
+                    here = {n for n in ARRAYS if f"{n}.npy" in set_node}
+                    frames = _check_array(
+                        f"{where}/{key}/coord.npy", set_node["coord.npy"], "coord", natoms, None
                     )
+                    for label in sorted(here - {"coord"}):
+                        _check_array(
+                            f"{where}/{key}/{label}.npy", set_node[f"{label}.npy"], label, natoms, frames
+                        )
+                    present = here if present is None else present & here
+                    nframes += frames
+                used = tuple(sorted(set(types.tolist())))
+                systems.append(
+                    SystemInfo(where, natoms, nframes, used, type_map, pbc, tuple(sorted(present or ())))
                 )
     except OSError as exc:
-        raise DatasetError(f"{path}: not a readable HDF5 file ({exc})") from exc
+        raise DatasetError(f"{path}: not a readable HDF5 file ({exc})") from None
     return systems
 
 
-def inspect_dataset(path: str | Path, fmt: str = NPY) -> DatasetInfo:
-    """Check a dataset's layout; raises :class:`DatasetError` naming the first bad file."""
+def inspect_dataset(
+    path: str | Path, fmt: str = NPY, max_entries: int = MAX_ENTRIES, max_depth: int = MAX_DEPTH
+) -> DatasetInfo:
+    """Check a dataset; raises :class:`DatasetError` naming the first bad file."""
     path = Path(path)
     if fmt not in FORMATS:
         raise DatasetError(f"{path}: unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
@@ -159,7 +287,7 @@ def inspect_dataset(path: str | Path, fmt: str = NPY) -> DatasetInfo:
     if fmt == NPY:
         if not path.is_dir():
             raise DatasetError(f"{path}: not a directory (deepmd/npy datasets are directories)")
-        systems = [inspect_npy_system(p) for p in find_npy_systems(path)]
+        systems = [inspect_npy_system(p) for p in find_npy_systems(path, max_entries, max_depth)]
     else:
         if not path.is_file():
             raise DatasetError(f"{path}: not a file (deepmd/hdf5 datasets are .h5/.hdf5 files)")

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set everything up (idempotent), then run the test suite in two tiers:
+# Set everything up (idempotent), then: static checks (scripts/lint.sh: ruff, mypy) and the test suite
+# in two tiers:
 #   1. fast tier (-m "not slow", fake dp): must cover >= 85 % of the lines in ops/ on its own;
 #   2. slow tier (-m slow): the real DeePMD-kit end to end.
 # Extra arguments replace both with one pytest call, e.g. `bash scripts/test.sh -m "not slow" -x`.
@@ -11,6 +12,7 @@ PY="${LAMFLOW_VENV:-$ROOT/.venv}/bin/python"
 if [ $# -gt 0 ]; then
   exec "$PY" -m pytest "$@"
 fi
+bash "$ROOT/scripts/lint.sh"
 "$PY" -m pytest -m "not slow" --cov=ops --cov=workflows --cov-report=term:skip-covered
 "$PY" -m coverage report --include="$ROOT/ops/*" --fail-under=85
 "$PY" -m pytest -m slow

@@ -7,6 +7,7 @@ import re
 from datetime import datetime
 from pathlib import Path
 
+from lamflow.ops.data import DatasetInfo
 from lamflow.workflows.compile.compiler import build_plan
 from lamflow.workflows.compile.plan import Plan
 from lamflow.workflows.engines import get_engine
@@ -20,9 +21,14 @@ RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def validate(spec_file: str | Path) -> tuple[ResolvedSpec, Plan]:
-    """Load, validate and compile a spec (raises SpecError); nothing is written."""
+    """Load, validate and compile a spec, and check every training input with DeePMD-kit's own checker
+    (raises SpecError); nothing is written."""
+    from lamflow.workflows.compile.deepmd_check import check_deepmd_inputs
+
     resolved = load_spec(spec_file)
-    return resolved, build_plan(resolved)
+    plan = build_plan(resolved)
+    check_deepmd_inputs(plan, resolved.spec.model, resolved.type_map, resolved.source)
+    return resolved, plan
 
 
 def new_run_dir(settings: Settings, plan: Plan, run_dir: Path | None) -> Path:
@@ -95,3 +101,19 @@ def render(spec_file: str | Path, settings: Settings) -> list[dict]:
 
     _, plan = validate(spec_file)
     return render_plan(plan, settings)
+
+
+def data_check(
+    path: str | Path, fmt: str = "deepmd/npy", max_files: int | None = None, max_depth: int | None = None
+) -> tuple[DatasetInfo, float]:
+    """Check a dataset as ``validate`` does; returns its report and the seconds the check took."""
+    import time
+
+    from lamflow.ops import data
+
+    started = time.perf_counter()
+    try:
+        info = data.inspect_dataset(path, fmt, max_files or data.MAX_ENTRIES, max_depth or data.MAX_DEPTH)
+    except data.DatasetError as exc:
+        raise UsageError(str(exc)) from None
+    return info, time.perf_counter() - started

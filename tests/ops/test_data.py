@@ -64,8 +64,8 @@ def test_single_system_root_and_nesting(tmp_path):
         (lambda p: (p / "s" / "type.raw").write_text("0 x\n"), "not a list of integers"),
         (lambda p: (p / "s" / "type.raw").write_text("0 0 5\n"), "type index 5"),
         (lambda p: np.save(p / "s" / "set.000" / "coord.npy", np.zeros((2, 5))), "expected (nframes, 9)"),
-        (lambda p: np.save(p / "s" / "set.000" / "energy.npy", np.zeros(7)), "7 energies for 2 frames"),
-        (lambda p: (p / "s" / "set.000" / "coord.npy").write_text("garbage"), "unreadable"),
+        (lambda p: np.save(p / "s" / "set.000" / "energy.npy", np.zeros(7)), "7 frames but coord has 2"),
+        (lambda p: (p / "s" / "set.000" / "coord.npy").write_text("garbage"), "not a readable .npy array"),
     ],
 )
 def test_bad_datasets_name_the_file(tmp_path, breakage, message):
@@ -91,7 +91,9 @@ def test_hdf5_dataset(tmp_path):
         g = f.create_group("sys1")
         g["type.raw"] = np.array([0, 1, 1])
         g["type_map.raw"] = np.array([b"O", b"H"])
+        g["nopbc"] = True
         g.create_group("set.000")["coord.npy"] = np.zeros((4, 9))
+        g["set.000"]["energy.npy"] = np.zeros(4)
     info = inspect_dataset(tmp_path / "d.hdf5", "deepmd/hdf5")
     assert info.nframes == 4 and info.systems[0].elements() == ("O", "H")
     (tmp_path / "bad.hdf5").write_text("not hdf5")

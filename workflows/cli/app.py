@@ -146,6 +146,35 @@ def stop(run: Annotated[str, typer.Argument(help="Run directory, or run id under
     print(f"stopping {run_directory}")
 
 
+data_app = typer.Typer(no_args_is_help=True, help="Datasets: check them before training.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("check")
+def data_check(
+    path: Annotated[Path, typer.Argument(help="Dataset: a deepmd/npy folder or a deepmd/hdf5 file.")],
+    fmt: Annotated[str, typer.Option("--format", help="deepmd/npy or deepmd/hdf5.")] = "deepmd/npy",
+    max_files: Annotated[
+        int | None, typer.Option("--max-files", help="Stop looking for systems past this many entries.")
+    ] = None,
+    max_depth: Annotated[
+        int | None, typer.Option("--max-depth", help="... or this many folders deep.")
+    ] = None,
+    output: Annotated[Output, typer.Option("--output", help="Result format.")] = Output.text,
+) -> None:
+    """Check every system of a dataset (arrays, shapes, finite values, types) and print a report."""
+    from dataclasses import asdict
+
+    from lamflow.workflows import api
+    from lamflow.workflows.cli import render
+
+    info, seconds = api.data_check(path, fmt, max_files, max_depth)
+    if output is Output.json:
+        sys.stdout.write(json.dumps({**asdict(info), "seconds": round(seconds, 3)}, indent=2) + "\n")
+    else:
+        render.dataset_report(info, seconds)
+
+
 def main() -> None:
     """Console-script entry point: one-line errors, documented exit codes."""
     try:

@@ -109,3 +109,22 @@ def run_result(run_dir: Path, summary: RunSummary) -> None:
         out.print(f"Wall time {summary.wall_time_s:.1f} s; run directory {run_dir}")
     if summary.error:
         out.print(f"[red]{summary.error}[/red]")
+
+
+def dataset_report(info, seconds: float) -> None:  # info: lamflow.ops.data.DatasetInfo
+    table = Table(title=f"{info.path} ({info.format}): {len(info.systems)} systems, {info.nframes} frames")
+    for column in ("system", "frames", "atoms", "elements", "arrays", "PBC", "E/atom eV (min..max)"):
+        table.add_column(column, justify="right" if column in ("frames", "atoms") else "left")
+    for system in info.systems:
+        try:
+            elements = " ".join(system.elements())
+        except ValueError:
+            elements = "types " + " ".join(map(str, system.types)) + " (no type_map.raw)"
+        e = system.energy_per_atom
+        table.add_row(
+            system.path, str(system.nframes), str(system.natoms), elements, " ".join(system.arrays),
+            "yes" if system.pbc else "no", f"{e[0]:.4f}..{e[1]:.4f}" if e else "-",
+        )  # fmt: skip
+    out = console()
+    out.print(table)
+    out.print(f"[green]ok[/green] checked in {seconds:.2f} s")

@@ -20,6 +20,11 @@ def build_plan(resolved: ResolvedSpec) -> Plan:
     )
     for stage in all_stages():
         stage.plan(spec.stages.section(stage.key), ctx)
-    plan = Plan(name=slug(spec.name), steps=tuple(ctx.steps), dataset_paths=dict(resolved.dataset_paths))
+    plan = Plan(
+        name=slug(spec.name),
+        steps=tuple(ctx.steps),
+        dataset_paths=dict(resolved.dataset_paths),
+        origins=dict(ctx.origins),
+    )
     plan.check()
     return plan

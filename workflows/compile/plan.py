@@ -110,6 +110,7 @@ class Plan:
     name: str
     steps: tuple[StepPlan, ...]  # dependencies come first
     dataset_paths: dict[str, Path]
+    origins: dict[str, str] = field(default_factory=dict)  # step key -> YAML path of the spec entry
 
     def step(self, key: str) -> StepPlan:
         return next(s for s in self.steps if s.key == key)

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from lamflow.workflows.compile.plan import Plan
 from lamflow.workflows.errors import RunError, UsageError
@@ -46,7 +46,8 @@ class TestResult(BaseModel):
     step: str
     model: str
     dataset: str
-    change_bias_on: str | None = None
+    # runs written by lamflow 0.1 call it refit_bias_on; `lamflow status` still reads them
+    change_bias_on: str | None = Field(None, validation_alias=AliasChoices("change_bias_on", "refit_bias_on"))
     metrics: dict[str, float] = Field(default_factory=dict)
 
 

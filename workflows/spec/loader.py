@@ -210,7 +210,8 @@ def validate_data(data: dict[str, Any], shown: str) -> Spec:
         return Spec.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors()
-        first = errors[0]
+        # an unknown key first: a misspelt key also makes the key it was meant to be "missing"
+        first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
         raise SpecError(shown, yaml_path(tuple(first["loc"])), _describe(first) + more) from None
 

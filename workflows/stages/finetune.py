@@ -3,6 +3,9 @@ checkpoint, then ``dp freeze`` — one step per entry. Provides the model refere
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from lamflow.ops.checkpoint import CheckpointError, read_checkpoint
 from lamflow.ops.dp import RANDOM_BRANCH
 from lamflow.ops.finetune import FinetuneOP, FinetuneParams
 from lamflow.ops.training import HeadData
@@ -12,6 +15,30 @@ from lamflow.workflows.spec.base import slug
 from lamflow.workflows.spec.finetune import RANDOM_HEAD, FinetuneSpec
 from lamflow.workflows.stages.base import PlanContext, References, Stage, known
 from lamflow.workflows.stages.pretrain import CHECKPOINT_REF, pretrain_heads
+
+
+def check_external_checkpoint(refs: References, base: str, path: Path, head: str | None) -> None:
+    """The file is a DeePMD-kit training checkpoint, and ``from.head`` fits its heads."""
+    try:
+        info = read_checkpoint(path)
+    except CheckpointError as exc:
+        raise refs.error(f"{base}.from.model_file", str(exc)) from None
+    if head == RANDOM_HEAD:
+        return
+    if info.multitask and head is None:
+        raise refs.error(
+            f"{base}.from.head",
+            f"required: {path.name} is multi-task (heads: {known(info.heads)} or '{RANDOM_HEAD}')",
+        )
+    if info.multitask and head not in info.heads:
+        raise refs.error(
+            f"{base}.from.head", f"{path.name} has no head {head!r} (heads: {known(info.heads)})"
+        )
+    if not info.multitask and head is not None:
+        raise refs.error(
+            f"{base}.from.head",
+            f"{path.name} is a single-task checkpoint: omit from.head or use '{RANDOM_HEAD}'",
+        )
 
 
 class FinetuneStage(Stage[list[FinetuneSpec]]):
@@ -60,6 +87,8 @@ class FinetuneStage(Stage[list[FinetuneSpec]]):
                 raise refs.error(
                     f"{base}.from.model_file", f"{refs.resolve_file(src.model_file)}: no such file"
                 )
+            else:
+                check_external_checkpoint(refs, base, refs.resolve_file(src.model_file), src.head)
             for j, name in enumerate(ft.datasets):
                 refs.need_dataset(f"{base}.datasets[{j}]", name)
             for j, name in enumerate(ft.validation):

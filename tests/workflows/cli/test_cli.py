@@ -67,12 +67,7 @@ def test_bad_spec_exits_2_and_writes_nothing(tmp_path, write_spec, mutate, fragm
     spec = minimal_spec()
     mutate(spec)
     path = write_spec(spec)
-    for command in (
-        ["validate", str(path)],
-        ["submit", str(path)],
-        ["submit", str(path), "--dry-run"],
-        ["submit", str(path), "--run-dir", str(tmp_path / "myrun")],
-    ):
+    for command in (["validate", str(path)], ["submit", str(path), "--run-dir", str(tmp_path / "myrun")]):
         result = run_cli(*command, cwd=tmp_path)
         assert_one_line_error(result, *fragments)
         assert not (tmp_path / "runs").exists() and not (tmp_path / "myrun").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -98,13 +99,20 @@ def test_preset_overrides_and_training_defaults(write_spec):
 
 
 def test_finetune_from_head_random_and_file(write_spec, tmp_path):
-    (tmp_path / "ext.pt").write_bytes(b"checkpoint")
+    from tests.fake_dp import save_checkpoint
+
+    multi = {
+        "model_dict": {"Domains_Alloy": {"type_map": "tm"}, "H2O": {"type_map": "tm"}},
+        "shared_dict": {},
+    }
+    save_checkpoint(tmp_path / "ext.pt", multi, 99, 1e-3)
+    save_checkpoint(tmp_path / "single.pt", {"type_map": ["Ge", "Te"]}, 99, 1e-3)
     spec = minimal_spec()
     spec["stages"]["finetune"] = [
         {"name": "a", "from": {"head": "water"}, "datasets": ["gete"], "validation": ["gete-test"]},
         {"name": "b", "from": {"head": "random"}, "datasets": ["gete"]},
         {"name": "c", "from": {"model_file": "ext.pt", "head": "Domains_Alloy"}, "datasets": ["gete"]},
-        {"name": "d", "from": {"model_file": str(tmp_path / "ext.pt")}, "datasets": ["gete"]},
+        {"name": "d", "from": {"model_file": str(tmp_path / "single.pt")}, "datasets": ["gete"]},
     ]
     spec["stages"]["test"] = [{"models": ["finetune.a", "finetune.c"], "datasets": ["gete-test"]}]
     plan = plan_of(write_spec, spec)
@@ -115,6 +123,13 @@ def test_finetune_from_head_random_and_file(write_spec, tmp_path):
     assert b.parameters["model_branch"] == RANDOM_BRANCH
     assert c.parameters["model_branch"] == "Domains_Alloy"
     assert c.artifacts["base_checkpoint"] == LocalFile((tmp_path / "ext.pt").resolve())
+    for head, message in (
+        (None, "required: ext.pt is multi-task (heads: Domains_Alloy, H2O or 'random')"),
+        ("Alloy", "ext.pt has no head 'Alloy' (heads: Domains_Alloy, H2O)"),
+    ):
+        spec["stages"]["finetune"][2]["from"] = {"model_file": "ext.pt", **({"head": head} if head else {})}
+        with pytest.raises(SpecError, match=re.escape(message)):
+            plan_of(write_spec, spec)
     assert d.parameters["model_branch"] == "" and d.depends == []
     model = a.parameters["deepmd_input"]["model"]
     assert model == {"type_map": ["O", "H", "C", "Ge", "Te"], "descriptor": {}, "fitting_net": {}}

@@ -71,3 +71,13 @@ def test_artifact_path_follows_the_dflow_catalog(tmp_path):
     plain = tmp_path / "plain.txt"
     plain.write_text("x")
     assert resolve_output(plain) == plain.resolve()
+
+
+def test_summaries_written_by_lamflow_0_1_still_read(tmp_path):
+    from lamflow.workflows.engines.summary import RunSummary
+
+    old = {"step": "t", "model": "pretrain.water", "dataset": "d", "refit_bias_on": "gete", "metrics": {}}
+    summary = RunSummary.model_validate({"run_id": "r", "spec": "s", "spec_sha256": "x", "engine": "local",
+                                         "steps": {}, "tests": [old]})  # fmt: skip
+    assert summary.tests[0].change_bias_on == "gete"
+    assert "refit_bias_on" not in summary.model_dump_json()

@@ -1,0 +1,181 @@
+"""Write the malformed-spec corpus (tests/bad_inputs/specs/*.yaml) from the table below.
+
+Run it after editing the table: `python tests/bad_inputs/make_specs.py`. Each file starts with
+`# expect: <exit code> <yaml.path or -> | <message fragment>`; tests/bad_inputs/test_corpus.py checks that
+`validate` (and so `submit`) refuses it exactly so, and that no step starts.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "specs"
+DATA = "../../../examples/data"
+
+BASE: dict[str, Any] = {
+    "version": 1,
+    "name": "bad",
+    "datasets": {
+        "water": {"path": f"{DATA}/water/train"},
+        "molecules": {"path": f"{DATA}/molecules/train"},
+        "gete": {"path": f"{DATA}/gete/train"},
+        "gete-test": {"path": f"{DATA}/gete/test"},
+    },
+    "model": {"preset": "dpa2-tiny"},
+    "stages": {
+        "pretrain": {
+            "heads": {"water": {"datasets": ["water"]}, "molecules": {"datasets": ["molecules"]}},
+            "training": {"steps": 10},
+        },
+        "finetune": [
+            {"name": "gete", "from": {"head": "water"}, "datasets": ["gete"], "training": {"steps": 10}}
+        ],
+        "test": [
+            {"models": ["pretrain.water"], "datasets": ["gete-test"], "change_bias_on": "gete"},
+            {"models": ["finetune.gete"], "datasets": ["gete-test"]},
+        ],
+    },
+}
+
+
+def spec(change: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+    s = copy.deepcopy(BASE)
+    change(s)
+    return s
+
+
+def pre(s: dict[str, Any]) -> dict[str, Any]:
+    return s["stages"]["pretrain"]
+
+
+def ft(s: dict[str, Any]) -> dict[str, Any]:
+    return s["stages"]["finetune"][0]
+
+
+def colliding_keys(s: dict[str, Any]) -> None:
+    s["datasets"]["b-on-c"] = s["datasets"].pop("gete-test")
+    s["datasets"]["c"] = dict(s["datasets"]["gete"])
+    pre(s)["heads"] = {"a": {"datasets": ["water"]}, "a-on-b": {"datasets": ["molecules"]}}
+    ft(s)["from"]["head"] = "a"
+    s["stages"]["test"] = [{"models": ["pretrain.a", "pretrain.a-on-b"], "datasets": ["b-on-c", "c"]}]
+
+
+# (file stem, spec dict or raw text, exit code, yaml path or "-", message fragment)
+CASES: list[tuple[str, Any, int, str, str]] = [
+    ("steps-quoted", spec(lambda s: pre(s)["training"].update(steps="2")), 2,
+     "stages.pretrain.training.steps", "expected a whole number (got '2', text)"),
+    ("steps-zero", spec(lambda s: pre(s)["training"].update(steps=0)), 2,
+     "stages.pretrain.training.steps", "must be at least 1 (got 0)"),
+    ("steps-unreachable", spec(lambda s: pre(s)["training"].update(steps=10**30)), 2,
+     "stages.pretrain.training.steps", "must be at most 1000000000"),
+    ("steps-float", spec(lambda s: ft(s)["training"].update(steps=2.5)), 2,
+     "stages.finetune[0].training.steps", "expected a whole number (got 2.5)"),
+    ("weight-infinite", spec(lambda s: pre(s)["heads"]["water"].update(weight=float("inf"))), 2,
+     "stages.pretrain.heads.water.weight", "expected a finite number"),
+    ("weight-nan", spec(lambda s: pre(s)["heads"]["water"].update(weight=float("nan"))), 2,
+     "stages.pretrain.heads.water.weight", "expected a finite number"),
+    ("weight-negative", spec(lambda s: pre(s)["heads"]["water"].update(weight=-1.0)), 2,
+     "stages.pretrain.heads.water.weight", "must be greater than 0"),
+    ("lr-quoted", spec(lambda s: pre(s)["training"].update(learning_rate={"start": "1e-3"})), 2,
+     "stages.pretrain.training.learning_rate.start", "expected a number (got '1e-3', text)"),
+    ("lr-above-one", spec(lambda s: pre(s)["training"].update(learning_rate={"start": 5})), 2,
+     "stages.pretrain.training.learning_rate.start", "must be at most 1.0"),
+    ("batch-size-bool", spec(lambda s: pre(s)["training"].update(batch_size=True)), 2,
+     "stages.pretrain.training.batch_size", "expected a whole number from 1 to 1000000, 'auto' or 'auto:N'"),
+    ("batch-size-zero", spec(lambda s: pre(s)["training"].update(batch_size=0)), 2,
+     "stages.pretrain.training.batch_size", "(got 0)"),
+    ("seed-negative", spec(lambda s: pre(s)["training"].update(seed=-1)), 2,
+     "stages.pretrain.training.seed", "must be at least 0"),
+    ("loss-pref-string", spec(lambda s: pre(s)["training"].update(loss={"start_pref_f": "big"})), 2,
+     "stages.pretrain.training.loss.start_pref_f", "expected a number"),
+    ("frames-word", spec(lambda s: s["stages"]["test"][0].update(frames="all")), 2,
+     "stages.test[0].frames", "expected a whole number (got 'all', text)"),
+    ("version-2", spec(lambda s: s.update(version=2)), 2, "version", "must be 1 (got 2)"),
+    ("name-too-long", spec(lambda s: s.update(name="x" * 60)), 2, "name", "at most 48 characters"),
+    ("name-bad-characters", spec(lambda s: s.update(name="my study")), 2, "name", "expected a name of letters"),
+    ("unknown-top-key", spec(lambda s: s.update(stagse=s.pop("stages"))), 2, "stagse", "did you mean 'stages'?"),
+    ("unknown-stage", spec(lambda s: s["stages"].update(pretrian=s["stages"].pop("pretrain"))), 2,
+     "stages.pretrian", "did you mean 'pretrain'?"),
+    ("old-refit-key", spec(lambda s: s["stages"]["test"][0].update(refit_bias_on=s["stages"]["test"][0].pop("change_bias_on"))), 2,
+     "stages.test[0].refit_bias_on", "renamed to 'change_bias_on'"),
+    ("name-missing", spec(lambda s: s.pop("name")), 2, "name", "required key is missing"),
+    ("datasets-empty", spec(lambda s: s.update(datasets={})), 2, "datasets", "needs at least 1 entry"),
+    ("datasets-not-a-list", spec(lambda s: ft(s).update(datasets="gete")), 2,
+     "stages.finetune[0].datasets", "expected a list"),
+    ("stages-empty", spec(lambda s: s.update(stages={})), 2, "stages", "no stage given"),
+    ("unknown-dataset", spec(lambda s: pre(s)["heads"]["water"].update(datasets=["watr"])), 2,
+     "stages.pretrain.heads.water.datasets[0]", "unknown dataset 'watr'"),
+    ("unknown-model", spec(lambda s: s["stages"]["test"][1].update(models=["finetune.gte"])), 2,
+     "stages.test[1].models[0]", "no finetune model named 'gte' (finetune models: gete)"),
+    ("model-ref-without-stage", spec(lambda s: s["stages"]["test"][1].update(models=["gete"])), 2,
+     "stages.test[1].models[0]", "expected a model reference like pretrain.<head> or finetune.<name>"),
+    ("model-ref-unknown-stage", spec(lambda s: s["stages"]["test"][1].update(models=["distil.x"])), 2,
+     "stages.test[1].models[0]", "unknown model 'distil.x'"),
+    ("test-models-empty", spec(lambda s: s["stages"]["test"][1].update(models=[])), 2,
+     "stages.test[1].models", "needs at least 1 entry"),
+    ("change-bias-unknown-dataset", spec(lambda s: s["stages"]["test"][0].update(change_bias_on="gte")), 2,
+     "stages.test[0].change_bias_on", "unknown dataset 'gte'"),
+    ("head-named-random", spec(lambda s: pre(s)["heads"].update(random={"datasets": ["gete"]})), 2,
+     "stages.pretrain.heads.random", "reserved by DeePMD-kit"),
+    ("heads-same-step-key", spec(lambda s: pre(s)["heads"].update({"Water": {"datasets": ["gete"]}})), 2,
+     "stages.pretrain.heads", "give the same step key 'water'"),
+    ("finetune-unknown-head", spec(lambda s: ft(s)["from"].update(head="gete")), 2,
+     "stages.finetune[0].from.head", "no pretrain head 'gete'"),
+    ("finetune-no-head-multitask", spec(lambda s: ft(s).update({"from": {}})), 2,
+     "stages.finetune[0].from.head", "required for a multi-task pretrain"),
+    ("finetune-from-frozen", spec(lambda s: ft(s).update({"from": {"model_file": "model.pth"}})), 2,
+     "stages.finetune[0].from.model_file", "frozen .pth models cannot be fine-tuned"),
+    ("finetune-file-missing", spec(lambda s: ft(s).update({"from": {"model_file": "missing.pt"}})), 2,
+     "stages.finetune[0].from.model_file", "missing.pt: no such file"),
+    ("finetune-not-a-checkpoint", spec(lambda s: ft(s).update({"from": {"model_file": "not-a-checkpoint.pt"}})), 2,
+     "stages.finetune[0].from.model_file", "not a DeePMD-kit training checkpoint"),
+    ("finetune-duplicate-name", spec(lambda s: s["stages"]["finetune"].append(copy.deepcopy(ft(s)))), 2,
+     "stages.finetune[1].name", "duplicate finetune name 'gete'"),
+    ("step-keys-collide", spec(colliding_keys), 2,
+     "stages.test[0].datasets[1]", "gives step key 'test-pretrain-a-on-b-on-c', which stages.test[0].datasets[0]"),
+    ("dataset-missing", spec(lambda s: s["datasets"]["gete"].update(path="nowhere")), 2,
+     "datasets.gete.path", "nowhere: does not exist"),
+    ("dataset-is-root", spec(lambda s: s["datasets"]["gete"].update(path="/")), 2,
+     "datasets.gete.path", "/: more than "),
+    ("dataset-type-map-repeats", spec(lambda s: s["datasets"]["gete"].update(type_map=["Ge", "Ge"])), 2,
+     "datasets.gete.type_map", "repeats an element"),
+    ("model-type-map-lacks-element", spec(lambda s: s["model"].update(type_map=["O", "H", "C"])), 2,
+     "model.type_map", "lacks Ge, Te used by dataset 'gete'"),
+    ("preset-unknown", spec(lambda s: s["model"].update(preset="dpa5")), 2, "model.preset", "must be "),
+    ("descriptor-unknown-type", spec(lambda s: s["model"].update(descriptor={"type": "dpa9"})), 2,
+     "model.descriptor", "invalid choice `dpa9` for flag key `type`"),
+    ("descriptor-unknown-key", spec(lambda s: s["model"].update(descriptor={"repinit": {"nlayer": 2}})), 2,
+     "model.descriptor.repinit", "undefined key `nlayer`"),
+    ("head-fitting-unknown-key", spec(lambda s: pre(s)["heads"]["water"].update(fitting_net={"nueron": [8]})), 2,
+     "stages.pretrain.heads.water.fitting_net", "undefined key `nueron`"),
+    ("extra-unknown-key", spec(lambda s: pre(s)["training"].update(extra={"bogus": 1})), 2,
+     "stages.pretrain.training.extra", "undefined key `bogus`"),
+    ("extra-negative-steps", spec(lambda s: ft(s)["training"].update(extra={"numb_steps": -3})), 2,
+     "stages.finetune[0].training.extra.numb_steps", "must be a whole number from 1"),
+    ("duplicate-yaml-key", "name: a\nname: b\n", 2, "-", "duplicate key 'name'"),
+    ("invalid-yaml", "name: x\ndatasets: [unclosed\n", 2, "-", "invalid YAML: line"),
+    ("nested-too-deep", "name: x\ndeep: " + "[" * 1000 + "]" * 1000 + "\n", 2, "-", "nested too deeply"),
+    ("spec-is-a-list", "- name: x\n", 2, "-", "must be a YAML mapping"),
+    ("spec-empty", "", 2, "-", "must be a YAML mapping"),
+]  # fmt: skip
+
+
+def main() -> None:
+    OUT.mkdir(exist_ok=True)
+    for old in OUT.glob("*.yaml"):
+        old.unlink()
+    for stem, content, code, path, fragment in CASES:
+        text = content if isinstance(content, str) else yaml.safe_dump(content, sort_keys=False)
+        (OUT / f"{stem}.yaml").write_text(f"# expect: {code} {path} | {fragment}\n{text}")
+    (OUT / "not-a-checkpoint.pt").write_text("this is not a checkpoint\n")
+    print(f"wrote {len(CASES)} specs to {OUT}")
+
+
+if __name__ == "__main__":
+    main()
