@@ -61,6 +61,8 @@ class SystemInfo:
     pbc: bool
     arrays: tuple[str, ...] = ()  # label arrays present in every set
     energy_per_atom: tuple[float, float] | None = None  # (min, max) in eV/atom
+    type_counts: tuple[int, ...] = ()  # atoms of each type index (the system's composition)
+    other_arrays: tuple[str, ...] = ()  # other .npy files in the sets (hessian, aparam, ...): unused
 
     def elements(self, type_map: tuple[str, ...] | list[str] | None = None) -> tuple[str, ...]:
         """Element names present in this system (needs a type map from the file or the caller)."""
@@ -196,12 +198,14 @@ def inspect_npy_system(path: Path) -> SystemInfo:
     nframes = 0
     used = set(types.tolist())
     present: set[str] | None = None
+    others: set[str] = set()
     e_range: list[float] = []
     for set_dir in sets:
         for required in ("coord.npy", "energy.npy") + (("box.npy",) if pbc else ()):
             if not (set_dir / required).exists():
                 raise DatasetError(f"{set_dir / required}: missing")
         here = {n for n in ARRAYS if (set_dir / f"{n}.npy").exists()}
+        others |= {p.stem for p in set_dir.glob("*.npy")} - set(ARRAYS)
         frames = _check_array(
             str(set_dir / "coord.npy"), _load_npy(set_dir / "coord.npy"), "coord", natoms, None
         )
@@ -219,6 +223,7 @@ def inspect_npy_system(path: Path) -> SystemInfo:
     return SystemInfo(
         str(path), natoms, nframes, tuple(sorted(used)), type_map, pbc,
         tuple(sorted(present or ())), (min(e_range), max(e_range)),
+        tuple(int(c) for c in np.bincount(types)), tuple(sorted(others)),
     )  # fmt: skip
 
 
@@ -267,12 +272,27 @@ def inspect_hdf5(path: Path) -> list[SystemInfo]:
                     present = here if present is None else present & here
                     nframes += frames
                 used = tuple(sorted(set(types.tolist())))
-                systems.append(
-                    SystemInfo(where, natoms, nframes, used, type_map, pbc, tuple(sorted(present or ())))
-                )
+                counts = tuple(int(c) for c in np.bincount(types.astype(np.int64)))
+                arrays = tuple(sorted(present or ()))
+                systems.append(SystemInfo(where, natoms, nframes, used, type_map, pbc, arrays, None, counts))
     except OSError as exc:
         raise DatasetError(f"{path}: not a readable HDF5 file ({exc})") from None
     return systems
+
+
+def system_digest(system_path: str) -> str | None:
+    """SHA-256 of a deepmd/npy system's coordinates (every set's coord.npy), to spot the same frames
+    under two paths; None for hdf5 systems."""
+    import hashlib
+
+    if "#" in system_path:
+        return None
+    digest = hashlib.sha256()
+    for coord in sorted(Path(system_path).glob("set.*/coord.npy")):
+        with open(coord, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def inspect_dataset(

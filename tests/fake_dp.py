@@ -202,6 +202,13 @@ def train(args: Any) -> None:
         if str(args.finetune).endswith(".pth"):
             fail("RuntimeError: Cannot use weights_only=True with TorchScript archives passed to torch.load")
         base = load_checkpoint_params(Path(args.finetune))
+        old_map = single_task_params(base, next(iter(base["model_dict"]))) if "model_dict" in base else base
+        missing = [t for t in config["model"]["type_map"] if t not in old_map.get("type_map", [])]
+        if missing:  # deepmd/utils/finetune.py's words
+            print(
+                "[fake-dp] DEEPMD WARNING These types are not in the pretrained model and related params "
+                f"will be randomly initialized: {missing}."
+            )
         if args.use_pretrain_script:
             branch = None if args.model_branch in (None, "RANDOM") else args.model_branch
             if "model_dict" in base and branch is None:

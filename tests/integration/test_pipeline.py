@@ -264,3 +264,38 @@ def test_fake_dp_writes_what_the_real_dp_writes(pipeline_run, fake_pipeline_run)
         assert fake_lines[0].split(":", 1)[1] == real_lines[0].split(":", 1)[1], detail.name  # column names
         assert len(fake_lines) == len(real_lines)
         assert len(fake_lines[1].split()) == len(real_lines[1].split())
+
+
+def test_real_finetune_that_adds_elements_surfaces_deepmd_warning(tmp_path, write_spec):
+    """Pretrain on water (O, H), fine-tune that checkpoint on GeTe: DeePMD-kit warns that Ge and Te are
+    randomly initialised, and the warning reaches summary.json and the terminal."""
+    water = {
+        "name": "water-only",
+        "datasets": {"water": {"path": str(DEMO_DATA / "water/train")}},
+        "model": {"preset": "dpa2-tiny"},
+        "stages": {
+            "pretrain": {"heads": {"h2o": {"datasets": ["water"]}}, "training": {"steps": 2, "batch_size": 1}}
+        },
+    }
+    first = run_cli(
+        "submit", str(write_spec(water, "water.yaml")), "--run-dir", str(tmp_path / "a"), "--output", "json"
+    )
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr
+    checkpoint = tmp_path / "a" / json.loads(first.stdout)["checkpoints"]["pretrain"]
+    gete = {
+        "name": "to-gete",
+        "datasets": {"gete": {"path": str(DEMO_DATA / "gete/train")}},
+        "model": {"preset": "dpa2-tiny"},
+        "stages": {
+            "finetune": [
+                {"name": "gete", "from": {"model_file": str(checkpoint)}, "datasets": ["gete"],
+                 "training": {"steps": 2, "batch_size": 1}}
+            ]
+        },
+    }  # fmt: skip
+    second = run_cli("submit", str(write_spec(gete, "gete.yaml")), "--run-dir", str(tmp_path / "b"))
+    assert second.returncode == 0, second.stdout[-2000:] + second.stderr
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    warning = "types not in the pretrained model are randomly initialised: ['Ge', 'Te']"
+    assert summary["steps"]["finetune-gete"]["warnings"] == [warning]
+    assert warning in second.stdout

@@ -50,6 +50,7 @@ def validate(spec: Annotated[Path, typer.Argument(help="Spec YAML file.")]) -> N
     from lamflow.workflows.cli import render
 
     resolved, plan = api.validate(spec)
+    render.notices(resolved.notices)
     render.console().print(
         f"[green]ok[/green] {spec}: {len(resolved.spec.datasets)} datasets, "
         f"{len(plan.steps)} steps, type_map {resolved.type_map}"
@@ -97,7 +98,9 @@ def submit(
             render.plan_tree(plan)
         return
     reporter = None if output is Output.json else render.progress_reporter()
-    run_directory, summary = api.submit(spec, settings, run_dir, report=reporter, engine=engine)
+    run_directory, summary = api.submit(
+        spec, settings, run_dir, report=reporter, engine=engine, notify=render.notices
+    )
     if output is Output.json:
         sys.stdout.write(summary.model_dump_json(indent=2) + "\n")
     else:
@@ -186,6 +189,10 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
+    except BrokenPipeError:  # e.g. `lamflow status RUN | head`: the reader is gone, nothing went wrong
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(0)
     except (typer.Abort, KeyboardInterrupt):
         print("lamflow: interrupted", file=sys.stderr)
         sys.exit(130)

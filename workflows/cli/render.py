@@ -23,11 +23,28 @@ SYMBOL = {
 }
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """`lamflow status RUN | head`: the reader left; nothing failed (rich would exit 1)."""
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        raise SystemExit(0)
+
+
 def console(file: TextIO | None = None) -> Console:
-    out = Console(file=file, highlight=False)
+    out = _Console(file=file, highlight=False)
     if not out.is_terminal:  # logs and pipes: don't squeeze tables into 80 columns
         out.width = 160
     return out
+
+
+def notices(lines: list[str]) -> None:
+    """Things the user should know before running (on stderr, so --output json stays clean)."""
+    err = Console(stderr=True, highlight=False)
+    for line in lines:
+        err.print(f"[yellow]notice:[/yellow] {line}", soft_wrap=True)
 
 
 def plan_tree(plan: Plan) -> None:
@@ -52,6 +69,8 @@ def progress_reporter():
             line += f"  [dim]{event.summary}[/dim]"
         if event.error:
             line += f"\n          [red]{event.error}[/red]"
+        for warning in event.warnings:
+            line += f"\n          [yellow]⚠ {warning}[/yellow]"
         out.print(line)
 
     return report
@@ -64,8 +83,8 @@ def _fmt(value: float | None, scale: float = 1.0) -> str:
 
 
 def metrics_table(summary: RunSummary) -> Table:
-    table = Table(title="Test errors (energy per atom, force components)")
-    for column in (
+    with_virial = any("virial_rmse_per_atom" in t.metrics for t in summary.tests)
+    columns = [
         "model",
         "dataset",
         "change-bias on",
@@ -73,21 +92,25 @@ def metrics_table(summary: RunSummary) -> Table:
         "E MAE meV/atom",
         "F RMSE meV/Å",
         "F MAE meV/Å",
-        "frames",
-    ):
+    ]
+    columns += ["V RMSE meV/atom", "V MAE meV/atom"] if with_virial else []
+    table = Table(title="Test errors (energy and virial per atom, force components)")
+    for column in [*columns, "frames"]:
         table.add_column(column, justify="right" if "meV" in column or column == "frames" else "left")
     for test in summary.tests:
         m = test.metrics
-        table.add_row(
+        row = [
             test.model,
-            test.dataset,
+            test.dataset + (" [yellow](overlaps training data)[/yellow]" if test.overlap else ""),
             test.change_bias_on or "-",
             _fmt(m.get("energy_rmse_per_atom"), 1000),
             _fmt(m.get("energy_mae_per_atom"), 1000),
             _fmt(m.get("force_rmse"), 1000),
             _fmt(m.get("force_mae"), 1000),
-            str(int(m["frames"])) if "frames" in m else "-",
-        )
+        ]
+        if with_virial:
+            row += [_fmt(m.get("virial_rmse_per_atom"), 1000), _fmt(m.get("virial_mae_per_atom"), 1000)]
+        table.add_row(*row, str(int(m["frames"])) if "frames" in m else "-")
     return table
 
 
@@ -101,9 +124,18 @@ def run_result(run_dir: Path, summary: RunSummary) -> None:
     out.print(steps)
     if summary.tests:
         out.print(metrics_table(summary))
+    warned = [(r.key, w) for r in summary.steps.values() for w in r.warnings]
+    if warned:
+        out.print("[bold yellow]DeePMD-kit warnings[/bold yellow]")
+        for key, warning in warned:
+            out.print(f"  [yellow]⚠[/yellow] {key}: {warning}")
     if summary.models:
         out.print("[bold]Frozen models[/bold]")
         for ref, path in summary.models.items():
+            out.print(f"  {ref:24s} {run_dir / path}")
+    if summary.checkpoints:
+        out.print("[bold]Training checkpoints[/bold] (for from.model_file)")
+        for ref, path in summary.checkpoints.items():
             out.print(f"  {ref:24s} {run_dir / path}")
     if summary.wall_time_s is not None:
         out.print(f"Wall time {summary.wall_time_s:.1f} s; run directory {run_dir}")

@@ -17,6 +17,7 @@ def build_plan(resolved: ResolvedSpec) -> Plan:
         model=spec.model,
         type_map=resolved.type_map,
         dataset_formats=resolved.dataset_formats,
+        overlaps=resolved.overlaps,
     )
     for stage in all_stages():
         stage.plan(spec.stages.section(stage.key), ctx)

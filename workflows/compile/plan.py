@@ -53,6 +53,7 @@ class Evaluation:
     model: str
     dataset: str
     change_bias_on: str | None = None
+    overlap: bool = False  # the spec allowed testing on data that shares frames with the training data
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class StepPlan:
     summary: str  # one line for humans
     artifacts: dict[str, ArtifactSource] = field(default_factory=dict)
     model_ref: str | None = None  # the spec's name for the frozen model this step outputs as `model`
+    checkpoint_ref: str | None = None  # ... and for the training checkpoint it outputs as `checkpoint`
     evaluation: Evaluation | None = None
 
     def __post_init__(self) -> None:

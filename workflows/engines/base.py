@@ -26,6 +26,7 @@ class StepEvent:
     duration_s: float | None
     summary: str
     error: str | None = None
+    warnings: tuple[str, ...] = ()  # DeePMD-kit warnings found in the finished step's log
 
 
 Reporter = Callable[[StepEvent, TextIO], None]

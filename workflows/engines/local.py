@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
+from lamflow.ops.warnings import scan_warnings
 from lamflow.workflows.compile.dflow_workflow import StepRuntime, build_workflow, staging_requests
 from lamflow.workflows.compile.plan import Plan
 from lamflow.workflows.dflow_config import dflow_config, local_debug_config
@@ -88,6 +89,7 @@ class _Watcher(threading.Thread):
                     record.finished_at = now()
                     duration = round(t - self.started_mono.get(key, t), 1)
                     record.duration_s = duration
+                    record.warnings = scan_warnings(_read(self.run_dir / STEPS_DIR / key / "log.txt") or "")
                     if phase == "Failed":
                         record.error = _step_error(self.run_dir / STEPS_DIR / key)
                 self._emit(key, phase, duration)
@@ -97,11 +99,10 @@ class _Watcher(threading.Thread):
 
     def _emit(self, key: str, phase: str, duration: float | None) -> None:
         record = self.summary.steps[key]
-        self.report(
-            StepEvent(
-                key, phase, round(time.monotonic() - self.started, 1), duration, record.summary, record.error
-            )
-        )
+        elapsed = round(time.monotonic() - self.started, 1)
+        finished = phase in ("Succeeded", "Failed")
+        warnings = tuple(record.warnings) if finished else ()
+        self.report(StepEvent(key, phase, elapsed, duration, record.summary, record.error, warnings))
 
     def run(self) -> None:
         while not self.stop_event.wait(POLL_S):
@@ -160,12 +161,19 @@ def _collect_outputs(run_dir: Path, summary: RunSummary, plan: Plan, store: Loca
             link.unlink(missing_ok=True)
             link.symlink_to(os.path.relpath(run_dir / record.outputs["model"], models_dir))
             summary.models[ref] = os.path.relpath(link, run_dir)
+        if step.checkpoint_ref is not None and "checkpoint" in record.outputs:
+            models_dir.mkdir(exist_ok=True)
+            link = models_dir / f"{model_slug(step.checkpoint_ref)}.pt"
+            link.unlink(missing_ok=True)
+            link.symlink_to(os.path.relpath((run_dir / record.outputs["checkpoint"]).resolve(), models_dir))
+            summary.checkpoints[step.checkpoint_ref] = os.path.relpath(link, run_dir)
     summary.tests = [
         TestResult(
             step=s.key,
             model=s.evaluation.model,
             dataset=s.evaluation.dataset,
             change_bias_on=s.evaluation.change_bias_on,
+            overlap=s.evaluation.overlap,
             metrics=summary.steps[s.key].parameters.get("metrics", {}),
         )
         for s in plan.evaluations

@@ -37,6 +37,9 @@ class StepRecord(BaseModel):
     )
     parameters: dict[str, Any] = Field(default_factory=dict, description="Output parameters (metrics, ...).")
     error: str | None = None
+    warnings: list[str] = Field(
+        default_factory=list, description="DeePMD-kit warnings that change the meaning of the result."
+    )
 
 
 class TestResult(BaseModel):
@@ -48,6 +51,9 @@ class TestResult(BaseModel):
     dataset: str
     # runs written by lamflow 0.1 call it refit_bias_on; `lamflow status` still reads them
     change_bias_on: str | None = Field(None, validation_alias=AliasChoices("change_bias_on", "refit_bias_on"))
+    overlap: bool = Field(
+        False, description="Tested on data that shares frames with the model's training data."
+    )
     metrics: dict[str, float] = Field(default_factory=dict)
 
 
@@ -63,8 +69,13 @@ class RunSummary(BaseModel):
     finished_at: str | None = None
     wall_time_s: float | None = None
     error: str | None = None
+    notices: list[str] = Field(default_factory=list, description="What validate noticed (unused data, ...).")
     steps: dict[str, StepRecord]
     models: dict[str, str] = Field(default_factory=dict, description="Model reference -> frozen model path.")
+    checkpoints: dict[str, str] = Field(
+        default_factory=dict,
+        description="Model reference -> training checkpoint (.pt; what from.model_file needs).",
+    )
     tests: list[TestResult] = Field(default_factory=list)
 
     def write(self, run_dir: Path) -> None:
@@ -76,7 +87,9 @@ class RunSummary(BaseModel):
 
 def read_summary(run: str | Path, run_root: Path) -> tuple[Path, RunSummary]:
     """Find a run by directory path or by id under ``run_root`` and read its summary."""
-    candidates = [Path(run), run_root / str(run)]
+    candidates = [Path(run)]
+    if not Path(run).is_absolute() and Path(run).parts[:1] != run_root.parts[:1]:
+        candidates.append(run_root / str(run))  # a run id (or a path below the run root)
     for run_dir in candidates:
         file = run_dir / SUMMARY_FILE
         if file.is_file():
@@ -84,7 +97,8 @@ def read_summary(run: str | Path, run_root: Path) -> tuple[Path, RunSummary]:
                 return run_dir, RunSummary.model_validate(json.loads(file.read_text()))
             except (ValueError, OSError) as exc:
                 raise RunError(f"{file}: unreadable run summary ({exc})") from None
-    raise UsageError(f"{run}: no such run (looked for {candidates[0]} and {candidates[1]})")
+    tried = " and ".join(str(c / SUMMARY_FILE) for c in candidates)
+    raise UsageError(f"{run}: no such run (no {tried})")
 
 
 def initial_summary(plan: Plan, run_id: str, spec_file: str, spec_sha256: str, engine: str) -> RunSummary:

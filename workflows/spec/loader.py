@@ -7,7 +7,7 @@ Loading reads the file system (datasets are inspected) but writes nothing.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,8 @@ class ResolvedSpec:
     dataset_info: dict[str, DatasetInfo]
     dataset_formats: dict[str, DatasetFormat]  # how steps read each dataset
     type_map: list[str]  # the model's element list
+    overlaps: frozenset[tuple[str, str]] = frozenset()  # (model, dataset) tested on training data, allowed
+    notices: list[str] = field(default_factory=list)  # things the user should know (data left unused)
 
 
 # Keys renamed since an earlier release -> their new name (a pointed error instead of a guess).
@@ -216,15 +218,30 @@ def validate_data(data: dict[str, Any], shown: str) -> Spec:
         raise SpecError(shown, yaml_path(tuple(first["loc"])), _describe(first) + more) from None
 
 
-def check_stages(spec: Spec, shown: str, base_dir: Path) -> None:
-    """Each stage, in order, checks the names it uses and registers the models it provides."""
+def check_stages(spec: Spec, shown: str, base_dir: Path, data: Any = None) -> Any:
+    """Each stage, in order, checks the names it uses (and, given the inspected ``data``, the scientific
+    guards) and registers the models it provides; returns the References it filled."""
     from lamflow.workflows.stages import all_stages
     from lamflow.workflows.stages.base import References
 
-    refs = References(shown=shown, base_dir=base_dir, datasets=spec.datasets)
+    refs = References(shown=shown, base_dir=base_dir, datasets=spec.datasets, data=data)
     refs.unique_slugs("dataset", "datasets", spec.datasets)
     for stage in all_stages():
         stage.check(spec.stages.section(stage.key), refs)
+    return refs
+
+
+def unused_data_notices(spec: Spec, infos: dict[str, DatasetInfo], trained: set[str]) -> list[str]:
+    """One notice per training dataset holding arrays no loss reads (hessian, aparam, fparam, ...)."""
+    notices = []
+    for name in sorted(trained):
+        others = sorted({a for s in infos[name].systems for a in s.other_arrays})
+        if others:
+            notices.append(
+                f"datasets.{name}: {', '.join(others)} present but not used: DeePMD-kit's energy loss reads "
+                "energy, force and virial (use a loss and model that take them, or remove the files)"
+            )
+    return notices
 
 
 def check_datasets(
@@ -294,8 +311,13 @@ def check_datasets(
 
 
 def resolve(spec: Spec, shown: str, base_dir: Path) -> ResolvedSpec:
-    check_stages(spec, shown, base_dir)
+    from lamflow.workflows.stages._guards import Datasets
+
+    check_stages(spec, shown, base_dir)  # names first: a typo is reported before any file is read
     paths, infos, type_map = check_datasets(spec, shown, base_dir)
+    data = Datasets(paths, infos, {n: spec.datasets[n].type_map for n in spec.datasets})
+    refs = check_stages(spec, shown, base_dir, data)
+    trained = {n for sets in refs.trained_on.values() for n in sets}
     return ResolvedSpec(
         spec=spec,
         source=shown,
@@ -306,6 +328,8 @@ def resolve(spec: Spec, shown: str, base_dir: Path) -> ResolvedSpec:
             name: DatasetFormat(format=ds.format, type_map=ds.type_map) for name, ds in spec.datasets.items()
         },
         type_map=type_map,
+        overlaps=frozenset(refs.overlaps),
+        notices=unused_data_notices(spec, infos, trained),
     )
 
 

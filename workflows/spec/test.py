@@ -24,3 +24,8 @@ class TestSpec(SpecModel):
         "this dataset with `dp --pt change-bias -m change` (use training data, not the test set).",
     )
     frames: int = Field(0, ge=0, le=MAX_FRAMES, description="Frames per system to test (0 = all).")
+    allow_overlap: bool = Field(
+        False,
+        description="Test (or re-fit) on data that shares frames with a tested model's training data, on "
+        "purpose (e.g. a sanity check). Refused otherwise; allowed rows are marked in the results.",
+    )

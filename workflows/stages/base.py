@@ -19,6 +19,7 @@ from lamflow.workflows.compile.plan import StepOutput, StepPlan
 from lamflow.workflows.errors import SpecError
 from lamflow.workflows.spec.base import slug
 from lamflow.workflows.spec.model import ModelSpec
+from lamflow.workflows.stages._guards import Datasets
 
 SectionT = TypeVar("SectionT")
 
@@ -36,6 +37,11 @@ class References:
     base_dir: Path
     datasets: Mapping[str, Any]
     models: dict[str, str] = field(default_factory=dict)  # model reference -> YAML path defining it
+    data: Datasets | None = None  # the inspected datasets, for the guards (None: not inspected)
+    trained_on: dict[str, dict[str, str]] = field(default_factory=dict)  # model -> {dataset: YAML path}
+    overlaps: set[tuple[str, str]] = field(
+        default_factory=set
+    )  # (model, dataset) tested on its training data
 
     def error(self, path: str, message: str) -> SpecError:
         return SpecError(self.shown, path, message)
@@ -90,6 +96,9 @@ class PlanContext:
     checkpoints: dict[str, StepOutput] = field(default_factory=dict)  # reference -> training checkpoint
     steps: list[StepPlan] = field(default_factory=list)
     origins: dict[str, str] = field(default_factory=dict)  # step key -> YAML path that asked for it
+    overlaps: frozenset[tuple[str, str]] = (
+        frozenset()
+    )  # (model, dataset) allowed to overlap its training data
 
     def formats(self, names: Iterable[str]) -> dict[str, DatasetFormat]:
         return {n: self.dataset_formats[n] for n in names}

@@ -94,6 +94,11 @@ class FinetuneStage(Stage[list[FinetuneSpec]]):
             for j, name in enumerate(ft.validation):
                 refs.need_dataset(f"{base}.validation[{j}]", name)
             refs.provide_model(base, f"finetune.{ft.name}")
+            trained = {n: f"{base}.datasets[{j}]" for j, n in enumerate(ft.datasets)}
+            if src.model_file is None:  # also trained on what the pretraining saw
+                for ref in (r for r in refs.trained_on if r.startswith("pretrain.")):
+                    trained = {**refs.trained_on[ref], **trained}
+            refs.trained_on[f"finetune.{ft.name}"] = trained
         refs.unique_slugs("finetune", self.yaml_path(), names)
 
     def plan(self, section: list[FinetuneSpec], ctx: PlanContext) -> None:
@@ -130,6 +135,7 @@ class FinetuneStage(Stage[list[FinetuneSpec]]):
                     key=f"finetune-{slug(ft.name)}",
                     op=FinetuneOP,
                     model_ref=f"finetune.{ft.name}",
+                    checkpoint_ref=f"finetune.{ft.name}",
                     artifacts={"datasets": DatasetBundle(names), "base_checkpoint": base_checkpoint},
                     summary=f"dp train --finetune ({origin}) on {', '.join(ft.datasets)}, "
                     f"{ft.training.steps} steps; dp freeze",

@@ -47,6 +47,11 @@ class PretrainStage(Stage[PretrainSpec | None]):
             for i, name in enumerate(head_spec.validation):
                 refs.need_dataset(f"{self.yaml_path('heads', head, 'validation')}[{i}]", name)
             refs.provide_model(self.yaml_path("heads", head), f"pretrain.{head}")
+        # the shared descriptor saw every head's data: each head was trained on all of it
+        seen = {n: f"{self.yaml_path('heads', h, 'datasets')}[{i}]" for h, hs in section.heads.items()
+                for i, n in enumerate(hs.datasets)}  # fmt: skip
+        for head in section.heads:
+            refs.trained_on[f"pretrain.{head}"] = dict(seen)
 
     def plan(self, section: PretrainSpec | None, ctx: PlanContext) -> None:
         if section is None:
@@ -78,6 +83,7 @@ class PretrainStage(Stage[PretrainSpec | None]):
             StepPlan(
                 key="pretrain",
                 op=PretrainOP,
+                checkpoint_ref=CHECKPOINT_REF,
                 summary=summary,
                 params=PretrainParams(
                     deepmd_input=deepmd_input, head_datasets=head_datasets, dataset_formats=ctx.formats(names)

@@ -12,12 +12,14 @@ from lamflow.ops.test import TestOP, TestParams
 from lamflow.workflows.compile.plan import DatasetBundle, Evaluation, StepPlan
 from lamflow.workflows.spec.base import slug
 from lamflow.workflows.spec.test import TestSpec
+from lamflow.workflows.stages._guards import Datasets, undetermined_elements
 from lamflow.workflows.stages.base import PlanContext, References, Stage
 
 
 def model_slug(ref: str) -> str:
+    """``pretrain.H2O_PD`` -> ``pretrain-h2o-pd``; a bare stage (``pretrain``) stays as it is."""
     stage, _, name = ref.partition(".")
-    return f"{stage}-{slug(name)}"
+    return f"{stage}-{slug(name)}" if name else stage
 
 
 class TestStage(Stage[list[TestSpec]]):
@@ -38,6 +40,45 @@ class TestStage(Stage[list[TestSpec]]):
                 refs.need_dataset(f"{base}.datasets[{j}]", name)
             if group.change_bias_on is not None:
                 refs.need_dataset(f"{base}.change_bias_on", group.change_bias_on)
+            if refs.data is not None:
+                self._guards(group, base, refs, refs.data)
+
+    def _guards(self, group: TestSpec, base: str, refs: References, data: Datasets) -> None:
+        hint = "test on held-out frames, or set allow_overlap: true to do it on purpose"
+        for k, dataset in enumerate(group.datasets):
+            for ref in group.models:
+                for trained, where in refs.trained_on.get(ref, {}).items():
+                    reason = data.overlap(dataset, trained)
+                    if reason is None:
+                        continue
+                    if not group.allow_overlap:
+                        raise refs.error(
+                            f"{base}.datasets[{k}]",
+                            f"test data {dataset!r} shares frames with {trained!r}, training data of {ref} "
+                            f"({where}): {reason}; {hint}",
+                        )
+                    refs.overlaps.add((ref, dataset))
+            on = group.change_bias_on
+            if on is None:
+                continue
+            reason = data.overlap(on, dataset)
+            if reason is not None and not group.allow_overlap:
+                raise refs.error(
+                    f"{base}.change_bias_on",
+                    f"re-fit data {on!r} shares frames with test data {dataset!r} ({base}.datasets[{k}]): "
+                    f"{reason}; re-fit on training data",
+                )
+            refit = data.compositions(on)
+            undetermined = undetermined_elements(refit, data.compositions(dataset))
+            if undetermined:
+                distinct = len({tuple(sorted(c.items())) for c in refit})
+                raise refs.error(
+                    f"{base}.change_bias_on",
+                    f"the {distinct} composition(s) in {on!r} do not determine the energy bias of "
+                    f"{', '.join(undetermined)} for the compositions in {dataset!r} (a least-squares re-fit "
+                    "would be arbitrary there); re-fit on data with more varied compositions, or test "
+                    "without change_bias_on",
+                )
 
     def plan(self, section: list[TestSpec], ctx: PlanContext) -> None:
         for i, group in enumerate(section):
@@ -73,7 +114,9 @@ class TestStage(Stage[list[TestSpec]]):
                                 dataset=dataset, frames=group.frames, dataset_formats=ctx.formats([dataset])
                             ),
                             artifacts={"model": model, "datasets": DatasetBundle((dataset,))},
-                            evaluation=Evaluation(ref, dataset, group.change_bias_on),
+                            evaluation=Evaluation(
+                                ref, dataset, group.change_bias_on, overlap=(ref, dataset) in ctx.overlaps
+                            ),
                         ),
                         f"{base}.datasets[{k}]",
                     )

@@ -104,3 +104,23 @@ def test_bad_setting_is_bad_input(tmp_path, write_spec):
 def test_unknown_option_is_usage_error():
     result = run_cli("submit", "--frobnicate")
     assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_metrics_table_shows_virials_and_overlap_marks():
+    from rich.console import Console
+
+    from lamflow.workflows.cli.render import metrics_table
+    from lamflow.workflows.engines.summary import RunSummary
+
+    metrics = {"energy_rmse_per_atom": 1e-3, "force_rmse": 0.1, "virial_rmse_per_atom": 2e-3, "frames": 3}
+    summary = RunSummary.model_validate(
+        {
+            "run_id": "r", "spec": "s", "spec_sha256": "x", "engine": "local", "steps": {},
+            "tests": [{"step": "t", "model": "finetune.a", "dataset": "d", "overlap": True,
+                       "metrics": metrics}],
+        }
+    )  # fmt: skip
+    console = Console(record=True, width=250)
+    console.print(metrics_table(summary))
+    text = console.export_text()
+    assert "V RMSE meV/atom" in text and "2.0" in text and "overlaps training data" in text

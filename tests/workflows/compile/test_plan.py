@@ -181,6 +181,7 @@ def test_duplicate_tests_run_once_and_refits_are_shared(write_spec):
             "models": ["pretrain.water", "pretrain.molecules"],
             "datasets": ["gete-test", "gete"],
             "change_bias_on": "gete",
+            "allow_overlap": True,  # re-fit and test on gete, on purpose
         },
         {"models": ["pretrain.water"], "datasets": ["gete-test"], "change_bias_on": "gete"},
         {"models": ["pretrain.water"], "datasets": ["gete-test"], "frames": 2},

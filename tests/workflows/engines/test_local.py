@@ -132,3 +132,73 @@ def test_unknown_engine_is_bad_input(tmp_path, write_spec):
     )
     assert out.returncode == 2 and "unknown engine" in out.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_checkpoints_are_linked_for_fine_tuning(demo_run):
+    run_dir, _, _ = demo_run
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["checkpoints"] == {
+        "pretrain": "models/pretrain.pt",
+        "finetune.gete": "models/finetune-gete.pt",
+    }
+    assert (run_dir / "models/pretrain.pt").resolve().suffix == ".pt"
+    assert (run_dir / "models/finetune-gete.pt").resolve().is_file()
+    status = run_cli("status", str(run_dir))
+    assert "Training checkpoints" in status.stdout and "models/finetune-gete.pt" in status.stdout
+
+
+def test_status_into_a_closed_pipe_exits_cleanly(demo_run):
+    run_dir, _, _ = demo_run
+    out = subprocess.run(
+        ["bash", "-c", f"set -o pipefail; {LAMFLOW} status {run_dir} | head -n 1"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0 and out.stderr == "" and len(out.stdout.splitlines()) == 1
+
+
+def test_status_of_a_missing_run_names_the_paths_tried(tmp_path):
+    out = run_cli("status", "runs/nope", cwd=tmp_path)
+    assert out.returncode == 2
+    assert (
+        "runs/nope: no such run (no runs/nope/summary.json)" in out.stderr and "runs/runs" not in out.stderr
+    )
+
+
+def test_deepmd_warnings_reach_the_summary_and_the_terminal(tmp_path, write_spec, fake_dp):
+    """Fine-tuning a Ge-only checkpoint on GeTe: DeePMD-kit warns that Te is randomly initialised."""
+    from lamflow.workflows.compile.deepmd_input import architecture
+    from lamflow.workflows.spec.model import ModelSpec
+    from tests.conftest import DEMO_DATA
+    from tests.fake_dp import save_checkpoint
+
+    descriptor, fitting = architecture(ModelSpec(preset="dpa2-tiny"))
+    params = {"type_map": ["Ge"], "descriptor": descriptor, "fitting_net": fitting}
+    save_checkpoint(tmp_path / "ge-only.pt", params, 9, 1e-3)
+    spec = {
+        "name": "warn",
+        "datasets": {
+            "gete": {"path": str(DEMO_DATA / "gete/train")},
+            "gete-test": {"path": str(DEMO_DATA / "gete/test")},
+        },
+        "model": {"preset": "dpa2-tiny"},
+        "stages": {
+            "finetune": [
+                {
+                    "name": "ext",
+                    "from": {"model_file": "ge-only.pt"},
+                    "datasets": ["gete"],
+                    "training": {"steps": 4},
+                }
+            ],
+            "test": [{"models": ["finetune.ext"], "datasets": ["gete-test"]}],
+        },
+    }
+    out = run_cli("submit", str(write_spec(spec)), "--run-dir", str(tmp_path / "r"))
+    assert out.returncode == 0, out.stderr
+    warning = "types not in the pretrained model are randomly initialised: ['Te']"
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["steps"]["finetune-ext"]["warnings"] == [warning]
+    assert summary["steps"]["test-finetune-ext-on-gete-test"]["warnings"] == []
+    assert f"⚠ {warning}" in out.stdout
+    assert f"finetune-ext: {warning}" in run_cli("status", str(tmp_path / "r")).stdout

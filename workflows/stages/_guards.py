@@ -1,0 +1,90 @@
+"""Scientific guards shared by the stages that evaluate models (checked at validate time).
+
+- Overlap: a test (or bias re-fit) dataset must not share frames with the data the model was trained on:
+  the same dataset, the same folder under two names, one folder inside the other, or the same content
+  (systems whose coordinates have the same digest).
+- Bias re-fit: ``dp change-bias -m change`` fits per-element energies by least squares on the re-fit
+  data's compositions. The result is determined for a test composition only if that composition (over the
+  elements the re-fit data contain) lies in the span of the re-fit compositions; elements absent from the
+  re-fit data keep the pretrained bias (DeePMD-kit changes only the types it sees).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from lamflow.ops.data import DatasetInfo, system_digest
+
+
+class Datasets:
+    """Read-only view of the inspected datasets for the guards (paths, systems, compositions, digests)."""
+
+    def __init__(
+        self,
+        paths: Mapping[str, Path],
+        infos: Mapping[str, DatasetInfo],
+        type_maps: Mapping[str, list[str] | None],
+    ) -> None:
+        self.paths = paths
+        self.infos = infos
+        self.type_maps = type_maps
+        self._digests: dict[str, set[str]] = {}
+
+    def digests(self, name: str) -> set[str]:
+        if name not in self._digests:
+            self._digests[name] = {d for s in self.infos[name].systems if (d := system_digest(s.path))}
+        return self._digests[name]
+
+    def overlap(self, a: str, b: str) -> str | None:
+        """Why datasets ``a`` and ``b`` share frames, or None."""
+        if a == b:
+            return "the same dataset"
+        pa, pb = self.paths[a].resolve(), self.paths[b].resolve()
+        if pa == pb:
+            return f"the same folder {pa}"
+        if pa in pb.parents or pb in pa.parents:
+            return f"{pa} and {pb}: one contains the other"
+        systems_a = {str(Path(s.path).resolve()) for s in self.infos[a].systems}
+        shared = systems_a & {str(Path(s.path).resolve()) for s in self.infos[b].systems}
+        if shared:
+            return f"both hold the system {sorted(shared)[0]}"
+        if self.digests(a) & self.digests(b):
+            return "systems with identical coordinates (same content)"
+        return None
+
+    def compositions(self, name: str) -> list[dict[str, int]]:
+        """One element -> atom count mapping per system."""
+        out = []
+        override = self.type_maps.get(name)
+        for system in self.infos[name].systems:
+            names = tuple(override) if override is not None else system.type_map
+            if names is None:
+                continue
+            out.append({names[t]: c for t, c in enumerate(system.type_counts) if c})
+        return out
+
+
+def undetermined_elements(refit: list[dict[str, int]], test: list[dict[str, int]]) -> list[str]:
+    """Elements whose re-fitted energies the ``refit`` compositions leave undetermined for ``test``
+    compositions (empty when every test composition is in the span of the re-fit ones)."""
+    elements = sorted({e for c in refit for e in c})
+    if not elements:
+        return []
+    a = np.array([[c.get(e, 0) for e in elements] for c in refit], dtype=float)
+    _, sv, vt = np.linalg.svd(a)
+    rank = int((sv > 1e-8 * max(sv.max(), 1.0)).sum())
+    null = vt[rank:]  # directions of per-element energies the re-fit data do not see
+    if null.size == 0:
+        return []
+    undetermined: set[str] = set()
+    for comp in test:
+        vector = np.array([comp.get(e, 0) for e in elements], dtype=float)
+        seen = null @ vector
+        if np.abs(seen).max() > 1e-8 * max(np.abs(vector).max(), 1.0):
+            for row, weight in zip(null, seen, strict=True):
+                if abs(weight) > 1e-8:
+                    undetermined |= {elements[i] for i in np.flatnonzero(np.abs(row) > 1e-8)}
+    return sorted(undetermined)
