@@ -107,11 +107,12 @@ def test_unused_arrays_and_virials_are_noticed(write_spec, tmp_path):
     set_dir = next(data.glob("*/set.000"))
     frames = np.load(set_dir / "energy.npy").shape[0]
     np.save(set_dir / "hessian.npy", np.zeros((frames, 4)))
+    np.save(set_dir / "aparam.npy", np.zeros((frames, 2)))
     np.save(set_dir / "virial.npy", np.zeros((frames, 9)))
     spec = minimal_spec()
     spec["datasets"]["gete"] = {"path": str(data)}
     resolved, _ = validate(write_spec(spec))
-    assert any(n.startswith("datasets.gete: hessian present but not used") for n in resolved.notices)
+    assert any(n.startswith("datasets.gete: aparam, hessian present but not used") for n in resolved.notices)
     virial = [n for n in resolved.notices if "has virials" in n]
     assert virial and virial[0].startswith("stages.finetune[0]: every training system of gete has virials")
     spec["stages"]["finetune"][0]["training"]["loss"] = {"start_pref_v": 0.02, "limit_pref_v": 1.0}
