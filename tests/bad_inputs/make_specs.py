@@ -8,6 +8,7 @@ Run it after editing the table: `python tests/bad_inputs/make_specs.py`. Each fi
 from __future__ import annotations
 
 import copy
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,33 +16,16 @@ from typing import Any
 import yaml
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))  # run as a script from anywhere: `tests` must be importable
+
+from tests.conftest import DEMO_DATA, minimal_spec  # noqa: E402
+
 OUT = HERE / "specs"
 DATA = "../../../examples/data"
 
-BASE: dict[str, Any] = {
-    "version": 1,
-    "name": "bad",
-    "datasets": {
-        "water": {"path": f"{DATA}/water/train"},
-        "molecules": {"path": f"{DATA}/molecules/train"},
-        "gete": {"path": f"{DATA}/gete/train"},
-        "gete-test": {"path": f"{DATA}/gete/test"},
-    },
-    "model": {"preset": "dpa2-tiny"},
-    "stages": {
-        "pretrain": {
-            "heads": {"water": {"datasets": ["water"]}, "molecules": {"datasets": ["molecules"]}},
-            "training": {"steps": 10},
-        },
-        "finetune": [
-            {"name": "gete", "from": {"head": "water"}, "datasets": ["gete"], "training": {"steps": 10}}
-        ],
-        "test": [
-            {"models": ["pretrain.water"], "datasets": ["gete-test"], "change_bias_on": "gete"},
-            {"models": ["finetune.gete"], "datasets": ["gete-test"]},
-        ],
-    },
-}
+BASE: dict[str, Any] = {"version": 1, **minimal_spec(name="bad")}
+for _dataset in BASE["datasets"].values():  # committed files: paths relative to specs/
+    _dataset["path"] = f"{DATA}/{Path(_dataset['path']).relative_to(DEMO_DATA).as_posix()}"
 
 
 def spec(change: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
