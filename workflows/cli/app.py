@@ -189,10 +189,12 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except BrokenPipeError:  # e.g. `lamflow status RUN | head`: the reader is gone, nothing went wrong
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(0)
+    except SystemExit:
+        # typer meets a closed stdout (`lamflow logs RUN | head`) by wrapping it in click's
+        # PacifyFlushWrapper and exiting 1: the reader left, nothing failed
+        if type(sys.stdout).__name__ == "PacifyFlushWrapper":
+            sys.exit(0)
+        raise
     except (typer.Abort, KeyboardInterrupt):
         print("lamflow: interrupted", file=sys.stderr)
         sys.exit(130)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import math
+import os
 from pathlib import Path
 from typing import TextIO
 
@@ -25,12 +27,9 @@ SYMBOL = {
 
 class _Console(Console):
     def on_broken_pipe(self) -> None:
-        """`lamflow status RUN | head`: the reader left; nothing failed (rich would exit 1)."""
-        import os
-
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 1)
-        raise SystemExit(0)
+        """A closed stdout (`lamflow status RUN | head`): raise it like any other write, so the CLI's one
+        closed-pipe path handles it (rich itself would exit 1)."""
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
 
 
 def console(file: TextIO | None = None) -> Console:

@@ -155,6 +155,12 @@ def test_status_into_a_closed_pipe_exits_cleanly(demo_run):
         text=True,
     )
     assert out.returncode == 0 and out.stderr == "" and len(out.stdout.splitlines()) == 1
+    # a reader gone before anything is written: rich tables and plain writes alike
+    for command in (f"status {run_dir}", f"status {run_dir} --output json", f"logs {run_dir}", "schema"):
+        gone = subprocess.run(
+            ["bash", "-c", f"set -o pipefail; {LAMFLOW} {command} | true"], capture_output=True
+        )
+        assert (gone.returncode, gone.stderr) == (0, b""), command
 
 
 def test_status_of_a_missing_run_names_the_paths_tried(tmp_path):
