@@ -56,10 +56,6 @@ def artifact_fields(model: type[BaseModel]) -> dict[str, FieldInfo]:
     return {n: f for n, f in model.model_fields.items() if artifact_kind(f.annotation) is not None}
 
 
-def parameter_fields(model: type[BaseModel]) -> dict[str, FieldInfo]:
-    return {n: f for n, f in model.model_fields.items() if artifact_kind(f.annotation) is None}
-
-
 def required_artifacts(model: type[BaseModel]) -> set[str]:
     return {
         n

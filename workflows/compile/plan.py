@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lamflow.ops.contract import LamflowOP, OpModel, artifact_fields, parameter_fields, required_artifacts
+from lamflow.ops.contract import LamflowOP, OpModel, artifact_fields, required_artifacts
 
 
 class PlanError(ValueError):
@@ -168,7 +168,3 @@ def _source_record(source: ArtifactSource) -> dict[str, Any]:
     if isinstance(source, LocalFile):
         return {"file": str(source.path)}
     return {"datasets": list(source.names)}
-
-
-def op_parameter_names(op: type[LamflowOP]) -> list[str]:
-    return list(parameter_fields(op.Input))
