@@ -8,11 +8,10 @@ from typing import Literal
 from pydantic import Field
 
 from lamflow.ops import files
-from lamflow.ops.common import run_dp_step, work_dir
+from lamflow.ops.common import ModelOutput, run_dp_step, work_dir
 from lamflow.ops.contract import LamflowOP, OpModel
 from lamflow.ops.data import DatasetFormat, dataset_root
 from lamflow.ops.dp import change_bias_command
-from lamflow.ops.freeze import ModelOutput
 
 
 class ChangeBiasParams(OpModel):

@@ -1,4 +1,5 @@
-"""Helpers every step op uses: its work directory, running ``dp`` as a step, writing JSON."""
+"""What several step ops share: the work directory, running ``dp`` as a step, writing JSON, and the
+output of every op that writes a frozen model."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ from typing import Any
 from dflow.python import FatalError
 
 from lamflow.ops import files
+from lamflow.ops.contract import OpModel
 from lamflow.ops.dp import DpError, run_dp
+
+
+class ModelOutput(OpModel):
+    """A frozen model (TorchScript ``model.pth``) and the log of the command that wrote it."""
+
+    model: Path
+    log: Path
 
 
 def run_dp_step(argv: list[str], cwd: Path, log_file: str) -> None:

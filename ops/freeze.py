@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field
 
 from lamflow.ops import files
-from lamflow.ops.common import run_dp_step, work_dir
+from lamflow.ops.common import ModelOutput, run_dp_step, work_dir
 from lamflow.ops.contract import LamflowOP, OpModel
 from lamflow.ops.dp import freeze_command
 
@@ -18,13 +18,6 @@ class FreezeParams(OpModel):
 
 class FreezeInput(FreezeParams):
     checkpoint: Path
-
-
-class ModelOutput(OpModel):
-    """A frozen model (TorchScript ``model.pth``) and the log of the command that wrote it."""
-
-    model: Path
-    log: Path
 
 
 class FreezeOP(LamflowOP[FreezeInput, ModelOutput]):
