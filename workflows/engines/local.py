@@ -31,7 +31,7 @@ from lamflow.workflows.engines.base import Engine, Reporter, StepEvent
 from lamflow.workflows.engines.summary import RunSummary, TestResult, now, read_summary
 from lamflow.workflows.errors import UsageError
 from lamflow.workflows.settings import Settings
-from lamflow.workflows.stages.test import model_slug
+from lamflow.workflows.spec.base import model_slug
 from lamflow.workflows.store.local import STEPS_DIR, LocalStore
 
 POLL_S = 0.5
@@ -152,21 +152,24 @@ def _collect_outputs(run_dir: Path, summary: RunSummary, plan: Plan, store: Loca
             except json.JSONDecodeError:
                 record.parameters[par.name] = text
     models_dir = run_dir / "models"
+
+    def link(name: str, target: Path) -> str:
+        """models/<name> -> target (a relative link); the link's run-relative path."""
+        models_dir.mkdir(exist_ok=True)
+        path = models_dir / name
+        path.unlink(missing_ok=True)
+        path.symlink_to(os.path.relpath(target, models_dir))
+        return os.path.relpath(path, run_dir)
+
     for step in plan.steps:
-        record = summary.steps[step.key]
-        if step.model_ref is not None and "model" in record.outputs:
-            ref = step.model_ref
-            models_dir.mkdir(exist_ok=True)
-            link = models_dir / f"{model_slug(ref)}.pth"
-            link.unlink(missing_ok=True)
-            link.symlink_to(os.path.relpath(run_dir / record.outputs["model"], models_dir))
-            summary.models[ref] = os.path.relpath(link, run_dir)
-        if step.checkpoint_ref is not None and "checkpoint" in record.outputs:
-            models_dir.mkdir(exist_ok=True)
-            link = models_dir / f"{model_slug(step.checkpoint_ref)}.pt"
-            link.unlink(missing_ok=True)
-            link.symlink_to(os.path.relpath((run_dir / record.outputs["checkpoint"]).resolve(), models_dir))
-            summary.checkpoints[step.checkpoint_ref] = os.path.relpath(link, run_dir)
+        outputs = summary.steps[step.key].outputs
+        if step.model_ref is not None and "model" in outputs:
+            summary.models[step.model_ref] = link(
+                f"{model_slug(step.model_ref)}.pth", run_dir / outputs["model"]
+            )
+        if step.checkpoint_ref is not None and "checkpoint" in outputs:
+            target = (run_dir / outputs["checkpoint"]).resolve()
+            summary.checkpoints[step.checkpoint_ref] = link(f"{model_slug(step.checkpoint_ref)}.pt", target)
     summary.tests = [
         TestResult(
             step=s.key,

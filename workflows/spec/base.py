@@ -53,3 +53,9 @@ SpecPath = Annotated[Path, Field(strict=False)]
 def slug(name: str) -> str:
     """Kebab-case form of a user name, used in step keys (Argo names are lower-case DNS labels)."""
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def model_slug(ref: str) -> str:
+    """``pretrain.H2O_PD`` -> ``pretrain-h2o-pd``; a bare stage (``pretrain``) stays as it is."""
+    stage, _, name = ref.partition(".")
+    return f"{stage}-{slug(name)}" if name else stage

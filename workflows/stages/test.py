@@ -10,16 +10,10 @@ from __future__ import annotations
 from lamflow.ops.change_bias import ChangeBiasOP, ChangeBiasParams
 from lamflow.ops.test import TestOP, TestParams
 from lamflow.workflows.compile.plan import DatasetBundle, Evaluation, StepPlan
-from lamflow.workflows.spec.base import slug
+from lamflow.workflows.spec.base import model_slug, slug
 from lamflow.workflows.spec.test import TestSpec
 from lamflow.workflows.stages._guards import Datasets, undetermined_elements
 from lamflow.workflows.stages.base import PlanContext, References, Stage
-
-
-def model_slug(ref: str) -> str:
-    """``pretrain.H2O_PD`` -> ``pretrain-h2o-pd``; a bare stage (``pretrain``) stays as it is."""
-    stage, _, name = ref.partition(".")
-    return f"{stage}-{slug(name)}" if name else stage
 
 
 class TestStage(Stage[list[TestSpec]]):
