@@ -29,30 +29,7 @@ def validate(spec_file: str | Path) -> tuple[ResolvedSpec, Plan]:
     resolved = load_spec(spec_file)
     plan = build_plan(resolved)
     check_deepmd_inputs(plan, resolved.spec.model, resolved.type_map, resolved.source)
-    resolved.notices.extend(virial_notices(plan, resolved))
     return resolved, plan
-
-
-def virial_notices(plan: Plan, resolved: ResolvedSpec) -> list[str]:
-    """A notice for each training head whose every system has virials that its loss does not fit."""
-    notices = []
-    for step in plan.steps:
-        deepmd_input = step.parameters.get("deepmd_input")
-        if deepmd_input is None:
-            continue
-        for head, sets in step.parameters["head_datasets"].items():
-            loss = deepmd_input["loss_dict"][head] if "loss_dict" in deepmd_input else deepmd_input["loss"]
-            if loss.get("start_pref_v") or loss.get("limit_pref_v"):
-                continue
-            systems = [s for n in sets["train"] for s in resolved.dataset_info[n].systems]
-            if systems and all("virial" in s.arrays for s in systems):
-                where = plan.origins.get(step.key, step.key)
-                notices.append(
-                    f"{where}: every training system of {', '.join(sets['train'])} has virials, but the loss "
-                    f"of step {step.key} does not fit them (virial prefactors 0); set "
-                    f"{where}.training.loss.start_pref_v/limit_pref_v (e.g. 0.02/1) to use them"
-                )
-    return notices
 
 
 def new_run_dir(settings: Settings, plan: Plan, run_dir: Path | None) -> Path:
@@ -97,7 +74,7 @@ def submit(
     summary = initial_summary(
         plan, directory.name, str(spec_file), hashlib.sha256(spec_bytes).hexdigest(), runner.name
     )
-    summary.notices = list(resolved.notices)
+    summary.notices = list(plan.notices)
     if notify is not None:
         notify(summary.notices)
     return directory, runner.submit(plan, directory, summary, report)

@@ -50,7 +50,7 @@ def validate(spec: Annotated[Path, typer.Argument(help="Spec YAML file.")]) -> N
     from lamflow.workflows.cli import render
 
     resolved, plan = api.validate(spec)
-    render.notices(resolved.notices)
+    render.notices(list(plan.notices))
     render.console().print(
         f"[green]ok[/green] {spec}: {len(resolved.spec.datasets)} datasets, "
         f"{len(plan.steps)} steps, type_map {resolved.type_map}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lamflow.workflows.compile.notices import data_notices
 from lamflow.workflows.compile.plan import Plan
 from lamflow.workflows.spec.base import slug
 from lamflow.workflows.spec.loader import ResolvedSpec
@@ -21,11 +22,13 @@ def build_plan(resolved: ResolvedSpec) -> Plan:
     )
     for stage in all_stages():
         stage.plan(spec.stages.section(stage.key), ctx)
+    steps = tuple(ctx.steps)
     plan = Plan(
         name=slug(spec.name),
-        steps=tuple(ctx.steps),
+        steps=steps,
         dataset_paths=dict(resolved.dataset_paths),
         origins=dict(ctx.origins),
+        notices=tuple(data_notices(steps, ctx.origins, resolved.dataset_info)),
     )
     plan.check()
     return plan

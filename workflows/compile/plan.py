@@ -113,6 +113,7 @@ class Plan:
     steps: tuple[StepPlan, ...]  # dependencies come first
     dataset_paths: dict[str, Path]
     origins: dict[str, str] = field(default_factory=dict)  # step key -> YAML path of the spec entry
+    notices: tuple[str, ...] = ()  # what the plan leaves unused in its data (compile/notices.py)
 
     def step(self, key: str) -> StepPlan:
         return next(s for s in self.steps if s.key == key)

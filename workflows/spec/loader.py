@@ -7,7 +7,7 @@ Loading reads the file system (datasets are inspected) but writes nothing.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,6 @@ class ResolvedSpec:
     dataset_formats: dict[str, DatasetFormat]  # how steps read each dataset
     type_map: list[str]  # the model's element list
     overlaps: frozenset[tuple[str, str]] = frozenset()  # (model, dataset) tested on training data, allowed
-    notices: list[str] = field(default_factory=list)  # things the user should know (data left unused)
 
 
 # Keys renamed since an earlier release -> their new name (a pointed error instead of a guess).
@@ -218,30 +217,25 @@ def validate_data(data: dict[str, Any], shown: str) -> Spec:
         raise SpecError(shown, yaml_path(tuple(first["loc"])), _describe(first) + more) from None
 
 
-def check_stages(spec: Spec, shown: str, base_dir: Path, data: Any = None) -> Any:
-    """Each stage, in order, checks the names it uses (and, given the inspected ``data``, the scientific
-    guards) and registers the models it provides; returns the References it filled."""
+def check_stages(spec: Spec, shown: str, base_dir: Path) -> Any:
+    """Each stage, in order, checks the names it uses and registers the models it provides; returns the
+    References it filled (for the guards, once the datasets are inspected)."""
     from lamflow.workflows.stages import all_stages
     from lamflow.workflows.stages.base import References
 
-    refs = References(shown=shown, base_dir=base_dir, datasets=spec.datasets, data=data)
+    refs = References(shown=shown, base_dir=base_dir, datasets=spec.datasets)
     refs.unique_slugs("dataset", "datasets", spec.datasets)
     for stage in all_stages():
         stage.check(spec.stages.section(stage.key), refs)
     return refs
 
 
-def unused_data_notices(spec: Spec, infos: dict[str, DatasetInfo], trained: set[str]) -> list[str]:
-    """One notice per training dataset holding arrays no loss reads (hessian, aparam, fparam, ...)."""
-    notices = []
-    for name in sorted(trained):
-        others = sorted({a for s in infos[name].systems for a in s.other_arrays})
-        if others:
-            notices.append(
-                f"datasets.{name}: {', '.join(others)} present but not used: DeePMD-kit's energy loss reads "
-                "energy, force and virial (use a loss and model that take them, or remove the files)"
-            )
-    return notices
+def guard_stages(spec: Spec, refs: Any) -> None:
+    """Each stage's checks of the inspected data (``refs.data``): the scientific guards."""
+    from lamflow.workflows.stages import all_stages
+
+    for stage in all_stages():
+        stage.guard(spec.stages.section(stage.key), refs)
 
 
 def check_datasets(
@@ -313,11 +307,10 @@ def check_datasets(
 def resolve(spec: Spec, shown: str, base_dir: Path) -> ResolvedSpec:
     from lamflow.workflows.stages._guards import Datasets
 
-    check_stages(spec, shown, base_dir)  # names first: a typo is reported before any file is read
+    refs = check_stages(spec, shown, base_dir)  # names first: a typo is reported before any file is read
     paths, infos, type_map = check_datasets(spec, shown, base_dir)
-    data = Datasets(paths, infos, {n: spec.datasets[n].type_map for n in spec.datasets})
-    refs = check_stages(spec, shown, base_dir, data)
-    trained = {n for sets in refs.trained_on.values() for n in sets}
+    refs.data = Datasets(paths, infos, {n: spec.datasets[n].type_map for n in spec.datasets})
+    guard_stages(spec, refs)
     return ResolvedSpec(
         spec=spec,
         source=shown,
@@ -329,7 +322,6 @@ def resolve(spec: Spec, shown: str, base_dir: Path) -> ResolvedSpec:
         },
         type_map=type_map,
         overlaps=frozenset(refs.overlaps),
-        notices=unused_data_notices(spec, infos, trained),
     )
 
 

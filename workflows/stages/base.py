@@ -37,7 +37,7 @@ class References:
     base_dir: Path
     datasets: Mapping[str, Any]
     models: dict[str, str] = field(default_factory=dict)  # model reference -> YAML path defining it
-    data: Datasets | None = None  # the inspected datasets, for the guards (None: not inspected)
+    data: Datasets | None = None  # the inspected datasets, set before the stages' guards run
     trained_on: dict[str, dict[str, str]] = field(default_factory=dict)  # model -> {dataset: YAML path}
     overlaps: set[tuple[str, str]] = field(
         default_factory=set
@@ -144,6 +144,9 @@ class Stage(Generic[SectionT]):
 
     def check(self, section: SectionT, refs: References) -> None:
         raise NotImplementedError
+
+    def guard(self, section: SectionT, refs: References) -> None:
+        """Checks that need the inspected datasets (``refs.data``), run after every stage's ``check``."""
 
     def plan(self, section: SectionT, ctx: PlanContext) -> None:
         raise NotImplementedError

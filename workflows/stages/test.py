@@ -34,10 +34,13 @@ class TestStage(Stage[list[TestSpec]]):
                 refs.need_dataset(f"{base}.datasets[{j}]", name)
             if group.change_bias_on is not None:
                 refs.need_dataset(f"{base}.change_bias_on", group.change_bias_on)
-            if refs.data is not None:
-                self._guards(group, base, refs, refs.data)
 
-    def _guards(self, group: TestSpec, base: str, refs: References, data: Datasets) -> None:
+    def guard(self, section: list[TestSpec], refs: References) -> None:
+        assert refs.data is not None
+        for i, group in enumerate(section):
+            self._guard_group(group, self.yaml_path(i), refs, refs.data)
+
+    def _guard_group(self, group: TestSpec, base: str, refs: References, data: Datasets) -> None:
         hint = "test on held-out frames, or set allow_overlap: true to do it on purpose"
         for k, dataset in enumerate(group.datasets):
             for ref in group.models:

@@ -111,10 +111,10 @@ def test_unused_arrays_and_virials_are_noticed(write_spec, tmp_path):
     np.save(set_dir / "virial.npy", np.zeros((frames, 9)))
     spec = minimal_spec()
     spec["datasets"]["gete"] = {"path": str(data)}
-    resolved, _ = validate(write_spec(spec))
-    assert any(n.startswith("datasets.gete: aparam, hessian present but not used") for n in resolved.notices)
-    virial = [n for n in resolved.notices if "has virials" in n]
+    _, plan = validate(write_spec(spec))
+    assert any(n.startswith("datasets.gete: aparam, hessian present but not used") for n in plan.notices)
+    virial = [n for n in plan.notices if "has virials" in n]
     assert virial and virial[0].startswith("stages.finetune[0]: every training system of gete has virials")
     spec["stages"]["finetune"][0]["training"]["loss"] = {"start_pref_v": 0.02, "limit_pref_v": 1.0}
-    resolved, _ = validate(write_spec(spec))
-    assert not [n for n in resolved.notices if "has virials" in n]
+    _, plan = validate(write_spec(spec))
+    assert not [n for n in plan.notices if "has virials" in n]

@@ -29,3 +29,20 @@ def test_each_stage_uses_one_name_for_spec_key_module_and_op():
     for step in plan.steps:
         assert step.key.startswith(step.op.name), f"{step.key} should start with its op name {step.op.name}"
         assert step.op.__module__.endswith("." + step.op.name.replace("-", "_"))
+
+
+def test_stage_checks_run_once_per_validate(write_spec, tmp_path, monkeypatch):
+    """check() (names, external checkpoints) runs once; the guards run after the datasets are read."""
+    from lamflow.workflows.api import validate
+    from lamflow.workflows.stages import finetune
+    from tests.conftest import minimal_spec
+    from tests.fake_dp import save_checkpoint
+
+    save_checkpoint(tmp_path / "ext.pt", {"type_map": ["Ge", "Te"]}, 9, 1e-3)
+    reads = []
+    real = finetune.read_checkpoint
+    monkeypatch.setattr(finetune, "read_checkpoint", lambda path: reads.append(path) or real(path))
+    spec = minimal_spec()
+    spec["stages"]["finetune"][0]["from"] = {"model_file": str(tmp_path / "ext.pt")}
+    validate(write_spec(spec))
+    assert reads == [tmp_path / "ext.pt"]
