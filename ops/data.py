@@ -12,8 +12,9 @@ Reading and converting formats is dpdata's and DeePMD-kit's job.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -181,6 +182,60 @@ def _load_npy(path: Path) -> np.ndarray:
         raise DatasetError(f"{path}: not a readable .npy array ({str(exc).splitlines()[0][:120]})") from None
 
 
+@dataclass(frozen=True)
+class _SetReport:
+    frames: int
+    labels: frozenset[str]  # label arrays present
+    others: frozenset[str]  # other arrays (no loss reads them)
+    real_types: frozenset[int] | None  # types used per real_atom_types (mixed type), if present
+    energy_per_atom: tuple[float, float]
+
+
+def _check_set(
+    where: str,
+    arrays: Mapping[str, Callable[[], Any]],
+    natoms: int,
+    pbc: bool,
+    type_map: tuple[str, ...] | None,
+) -> _SetReport:
+    """Check one ``set.*`` (a folder of .npy files or an hdf5 group): ``arrays`` maps each array's name
+    (without ``.npy``) to a loader."""
+    for required in ("coord", "energy") + (("box",) if pbc else ()):
+        if required not in arrays:
+            raise DatasetError(f"{where}/{required}.npy: missing")
+    labels = frozenset(n for n in ARRAYS if n in arrays)
+    frames = _check_array(f"{where}/coord.npy", arrays["coord"](), "coord", natoms, None)
+    real_types: frozenset[int] | None = None
+    energy = np.empty(0)
+    for label in sorted(labels - {"coord"}):
+        array = arrays[label]()
+        _check_array(f"{where}/{label}.npy", array, label, natoms, frames)
+        if label == "real_atom_types":
+            real = np.asarray(array).astype(np.int64)
+            _check_types(f"{where}/real_atom_types.npy", real, type_map)
+            real_types = frozenset(np.unique(real).tolist())
+        elif label == "energy":
+            energy = np.asarray(array).reshape(-1) / natoms
+    others = frozenset(arrays) - frozenset(ARRAYS)
+    return _SetReport(frames, labels, others, real_types, (float(energy.min()), float(energy.max())))
+
+
+def _system_info(
+    where: str, types: np.ndarray, type_map: tuple[str, ...] | None, pbc: bool, sets: list[_SetReport]
+) -> SystemInfo:
+    used = set(types.tolist())
+    real = [r.real_types for r in sets if r.real_types is not None]
+    if real:
+        used = set().union(*real)
+    return SystemInfo(
+        where, len(types), sum(r.frames for r in sets), tuple(sorted(used)), type_map, pbc,
+        tuple(sorted(frozenset.intersection(*(r.labels for r in sets)))),
+        (min(r.energy_per_atom[0] for r in sets), max(r.energy_per_atom[1] for r in sets)),
+        tuple(int(c) for c in np.bincount(types.astype(np.int64))),
+        tuple(sorted(frozenset().union(*(r.others for r in sets)))),
+    )  # fmt: skip
+
+
 def inspect_npy_system(path: Path) -> SystemInfo:
     try:
         types = np.array([int(t) for t in _read_text(path / "type.raw").split()], dtype=np.int64)
@@ -191,40 +246,16 @@ def inspect_npy_system(path: Path) -> SystemInfo:
     type_map = tuple(_read_text(path / "type_map.raw").split()) if (path / "type_map.raw").exists() else None
     _check_types(str(path / "type.raw"), types, type_map)
     pbc = not (path / "nopbc").exists()
-    sets = sorted(p for p in path.glob("set.*") if p.is_dir())
-    if not sets:
+    set_dirs = sorted(p for p in path.glob("set.*") if p.is_dir())
+    if not set_dirs:
         raise DatasetError(f"{path}: no set.* directory (not deepmd/npy)")
-    natoms = len(types)
-    nframes = 0
-    used = set(types.tolist())
-    present: set[str] | None = None
-    others: set[str] = set()
-    e_range: list[float] = []
-    for set_dir in sets:
-        for required in ("coord.npy", "energy.npy") + (("box.npy",) if pbc else ()):
-            if not (set_dir / required).exists():
-                raise DatasetError(f"{set_dir / required}: missing")
-        here = {n for n in ARRAYS if (set_dir / f"{n}.npy").exists()}
-        others |= {p.stem for p in set_dir.glob("*.npy")} - set(ARRAYS)
-        frames = _check_array(
-            str(set_dir / "coord.npy"), _load_npy(set_dir / "coord.npy"), "coord", natoms, None
+    reports = [
+        _check_set(
+            str(d), {f.stem: partial(_load_npy, f) for f in d.glob("*.npy")}, len(types), pbc, type_map
         )
-        for name in sorted(here - {"coord"}):
-            array = _load_npy(set_dir / f"{name}.npy")
-            _check_array(str(set_dir / f"{name}.npy"), array, name, natoms, frames)
-            if name == "real_atom_types":
-                real = np.asarray(array).astype(np.int64)
-                _check_types(str(set_dir / "real_atom_types.npy"), real, type_map)
-                used = set(np.unique(real).tolist())
-        energy = np.asarray(_load_npy(set_dir / "energy.npy")).reshape(-1) / natoms
-        e_range += [float(energy.min()), float(energy.max())]
-        present = here if present is None else present & here
-        nframes += frames
-    return SystemInfo(
-        str(path), natoms, nframes, tuple(sorted(used)), type_map, pbc,
-        tuple(sorted(present or ())), (min(e_range), max(e_range)),
-        tuple(int(c) for c in np.bincount(types)), tuple(sorted(others)),
-    )  # fmt: skip
+        for d in set_dirs
+    ]
+    return _system_info(str(path), types, type_map, pbc, reports)
 
 
 def inspect_hdf5(path: Path) -> list[SystemInfo]:
@@ -251,30 +282,25 @@ def inspect_hdf5(path: Path) -> list[SystemInfo]:
                     else None
                 )
                 _check_types(f"{where}/type.raw", types, type_map)
-                natoms, nframes, pbc = len(types), 0, "nopbc" not in node
-                sets = sorted(k for k in node if k.startswith("set."))
-                if not sets:
+                pbc = "nopbc" not in node
+                keys = sorted(k for k in node if k.startswith("set."))
+                if not keys:
                     raise DatasetError(f"{where}: no set.* group")
-                present: set[str] | None = None
-                for key in sets:
-                    set_node = node[key]
-                    for required in ("coord.npy", "energy.npy") + (("box.npy",) if pbc else ()):
-                        if required not in set_node:
-                            raise DatasetError(f"{where}/{key}/{required}: missing")
-                    here = {n for n in ARRAYS if f"{n}.npy" in set_node}
-                    frames = _check_array(
-                        f"{where}/{key}/coord.npy", set_node["coord.npy"], "coord", natoms, None
-                    )
-                    for label in sorted(here - {"coord"}):
-                        _check_array(
-                            f"{where}/{key}/{label}.npy", set_node[f"{label}.npy"], label, natoms, frames
-                        )
-                    present = here if present is None else present & here
-                    nframes += frames
-                used = tuple(sorted(set(types.tolist())))
-                counts = tuple(int(c) for c in np.bincount(types.astype(np.int64)))
-                arrays = tuple(sorted(present or ()))
-                systems.append(SystemInfo(where, natoms, nframes, used, type_map, pbc, arrays, None, counts))
+                reports = [
+                    _check_set(
+                        f"{where}/{key}",
+                        {
+                            k[: -len(".npy")]: partial(node[key].__getitem__, k)
+                            for k in node[key]
+                            if k.endswith(".npy")
+                        },
+                        len(types),
+                        pbc,
+                        type_map,
+                    )  # fmt: skip
+                    for key in keys
+                ]
+                systems.append(_system_info(where, types, type_map, pbc, reports))
     except OSError as exc:
         raise DatasetError(f"{path}: not a readable HDF5 file ({exc})") from None
     return systems
