@@ -1,6 +1,7 @@
 """Names of the files a step writes; shared by ops, the compiler and the engines."""
 
 INPUT_JSON = "input.json"
+COMPLETED_INPUT = "out.json"  # what dp train writes: the input after its own completion
 LCURVE = "lcurve.out"
 TRAIN_LOG = "train.log"
 FREEZE_LOG = "freeze.log"

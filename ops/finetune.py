@@ -11,7 +11,13 @@ from lamflow.ops import files
 from lamflow.ops.common import run_dp_step, work_dir
 from lamflow.ops.contract import LamflowOP
 from lamflow.ops.dp import freeze_command, train_command
-from lamflow.ops.training import TrainOutput, TrainParams, train_output_files, write_training_input
+from lamflow.ops.training import (
+    TrainOutput,
+    TrainParams,
+    latest_checkpoint,
+    train_output_files,
+    write_training_input,
+)
 
 
 class FinetuneParams(TrainParams):
@@ -36,7 +42,8 @@ class FinetuneOP(LamflowOP[FinetuneInput, FinetuneOutput]):
     """Fine-tune from a training checkpoint (``base_checkpoint``, a .pt file) and freeze the result.
 
     The model section comes from the checkpoint (``--use-pretrain-script``); only its ``type_map`` is taken
-    from our input.
+    from our input. A rerun of a step that saved a checkpoint continues from it with ``--restart``, reading
+    ``out.json`` (the input as DeePMD-kit completed it, model section from the base checkpoint included).
     """
 
     name = "finetune"
@@ -51,12 +58,16 @@ class FinetuneOP(LamflowOP[FinetuneInput, FinetuneOutput]):
                 f"{inp.base_checkpoint.name}: fine-tuning needs a DeePMD-kit training checkpoint (.pt)"
             )
         write_training_input(inp, inp.datasets, cwd)
-        argv = train_command(
-            files.INPUT_JSON,
-            finetune=inp.base_checkpoint.resolve(),
-            model_branch=inp.model_branch or None,
-            use_pretrain_script=True,
-        )
+        restart = latest_checkpoint(cwd)
+        if restart is not None and (cwd / files.COMPLETED_INPUT).is_file():
+            argv = train_command(files.COMPLETED_INPUT, restart=restart.name)
+        else:
+            argv = train_command(
+                files.INPUT_JSON,
+                finetune=inp.base_checkpoint.resolve(),
+                model_branch=inp.model_branch or None,
+                use_pretrain_script=True,
+            )
         run_dp_step(argv, cwd, files.TRAIN_LOG)
         run_dp_step(freeze_command(files.FROZEN_MODEL), cwd, files.FREEZE_LOG)
         return FinetuneOutput(

@@ -8,7 +8,13 @@ from lamflow.ops import files
 from lamflow.ops.common import run_dp_step, work_dir
 from lamflow.ops.contract import LamflowOP
 from lamflow.ops.dp import train_command
-from lamflow.ops.training import TrainOutput, TrainParams, train_output_files, write_training_input
+from lamflow.ops.training import (
+    TrainOutput,
+    TrainParams,
+    latest_checkpoint,
+    train_output_files,
+    write_training_input,
+)
 
 
 class PretrainParams(TrainParams):
@@ -24,7 +30,8 @@ class PretrainOutput(TrainOutput):
 
 
 class PretrainOP(LamflowOP[PretrainInput, PretrainOutput]):
-    """Train from scratch on the staged datasets (``systems`` are filled in per head)."""
+    """Train from scratch on the staged datasets (``systems`` are filled in per head); a rerun of a step
+    that saved a checkpoint continues from it."""
 
     name = "pretrain"
     Params = PretrainParams
@@ -34,5 +41,6 @@ class PretrainOP(LamflowOP[PretrainInput, PretrainOutput]):
     def run(self, inp: PretrainInput) -> PretrainOutput:
         cwd = work_dir()
         write_training_input(inp, inp.datasets, cwd)
-        run_dp_step(train_command(files.INPUT_JSON), cwd, files.TRAIN_LOG)
+        restart = latest_checkpoint(cwd)
+        run_dp_step(train_command(files.INPUT_JSON, restart=restart and restart.name), cwd, files.TRAIN_LOG)
         return PretrainOutput(**train_output_files(cwd))

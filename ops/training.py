@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -100,3 +101,17 @@ def train_output_files(cwd: Path) -> dict[str, Any]:
         "log": cwd / files.TRAIN_LOG,
         "lcurve_last": last_lcurve_row(cwd / files.LCURVE),
     }
+
+
+CHECKPOINT_PATTERN = re.compile(r"model\.ckpt-(\d+)\.pt")
+
+
+def latest_checkpoint(cwd: Path) -> Path | None:
+    """The newest ``model.ckpt-<step>.pt`` in ``cwd``: a training step that was killed after saving one
+    (preempted node, ``lamflow stop``, a crash) continues from it with ``dp --pt train --restart``."""
+    found = [
+        (int(m.group(1)), path)
+        for path in cwd.glob("model.ckpt-*.pt")
+        if (m := CHECKPOINT_PATTERN.fullmatch(path.name)) and path.stat().st_size > 0
+    ]
+    return max(found)[1] if found else None

@@ -49,6 +49,39 @@ def fake_dp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeDp:
     return fake
 
 
+@pytest.fixture(autouse=True)
+def private_store(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own artifact store and dataset cache (never the user's, never another test's)."""
+    root = tmp_path_factory.mktemp("store")
+    monkeypatch.setenv("LAMFLOW_STORE", str(root / "store"))
+    monkeypatch.setenv("LAMFLOW_CACHE_DIR", str(root / "cache"))
+    return root / "store"
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """One moto S3 server per test worker."""
+    from tests.s3_server import S3Server
+
+    server = S3Server().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest):
+    """The moto server with the standard AWS variables set and a fresh bucket for this test."""
+    import re
+
+    for key, value in s3_server.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    bucket = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower())[:50].strip("-") + "-b"
+    s3_server.bucket(bucket)
+    s3_server.test_bucket = bucket
+    return s3_server
+
+
 @pytest.fixture
 def write_spec(tmp_path: Path):
     """Write a spec dict (or text) as YAML into tmp_path and return its path."""

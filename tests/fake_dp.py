@@ -16,7 +16,10 @@ predictions = labels + a deterministic, model-dependent perturbation (so errors 
 differ between models). No network weights exist: only the file formats are real.
 
 Test knobs: ``LAMFLOW_FAKE_DP_LOG`` (append one JSON line per call), ``LAMFLOW_FAKE_DP_FAIL`` (a
-sub-command that exits 1), ``LAMFLOW_FAKE_DP_SLEEP`` (seconds to sleep first, for stop/interrupt tests).
+sub-command that exits 1), ``LAMFLOW_FAKE_DP_SLEEP`` (seconds to sleep first, for stop/interrupt tests),
+``LAMFLOW_FAKE_DP_KILL_AFTER_SAVE`` (``train`` dies with SIGKILL right after its first checkpoint, as a
+preempted node would). ``train --restart CKPT`` continues from the checkpoint's step and appends to
+``lcurve.out``, as DeePMD-kit does.
 """
 
 from __future__ import annotations
@@ -60,6 +63,13 @@ def save_checkpoint(path: Path, model_params: dict[str, Any], step: int, lr: flo
         archive.writestr(f"{stem}/byteorder", "little")
         archive.writestr(f"{stem}/version", "3\n")
         archive.writestr(f"{stem}/.data/serialization_id", hashlib.sha1(path.name.encode()).hexdigest())
+
+
+def load_checkpoint_state(path: Path) -> dict[str, Any]:
+    """``_extra_state`` of a fake checkpoint ({"model_params", "train_infos"})."""
+    with zipfile.ZipFile(path) as archive:
+        pkl = next(n for n in archive.namelist() if n.endswith("/data.pkl"))
+        return pickle.loads(archive.read(pkl))["model"]["_extra_state"]
 
 
 def load_checkpoint_params(path: Path) -> dict[str, Any]:
@@ -229,17 +239,25 @@ def train(args: Any) -> None:
     disp, save = int(training.get("disp_freq", 1000)), int(training.get("save_freq", 1000))
     columns = lcurve_columns(normalized["model"], training)
     lr0 = float(normalized["learning_rate"].get("start_lr", 1e-3))
+    first = 1
     rows = ["# step    " + "   ".join(f"{c:<14s}" for c in columns[1:]) + "\n"]  # as DeePMD-kit lays it out
     rows.append("# If there is no available reference data, rmse_*_{val,trn} will print nan\n")
-    shown = sorted({1, *range(disp, steps + 1, disp), steps})
+    if args.restart is not None:  # DeePMD-kit continues at the saved step and appends to lcurve.out
+        first = int(load_checkpoint_state(Path(args.restart))["train_infos"]["step"]) + 2
+        rows = []
+        print(f"{INFO}Resuming from step {first - 1}")
+    shown = sorted(s for s in {1, *range(disp, steps + 1, disp), steps} if s >= first)
     for step in shown:
         values = [f"{step:7d}"] + [f"{(1.0 + i % 3) / (1.0 + step):.2e}" for i in range(len(columns) - 2)]
         rows.append(" ".join(values) + f" {lr0 * 0.5 ** (step / max(steps, 1)):.1e}\n")
-    Path("lcurve.out").write_text("".join(rows))
+    with open("lcurve.out", "a" if args.restart is not None else "w") as lcurve:
+        lcurve.write("".join(rows))
     Path("out.json").write_text(json.dumps(normalized, indent=2))
-    for step in sorted({*range(save, steps + 1, save), steps}):
+    for step in sorted(s for s in {*range(save, steps + 1, save), steps} if s >= first):
         save_checkpoint(Path(f"model.ckpt-{step}.pt"), normalized["model"], step - 1, lr0)
         print(f"{INFO}Saved model to model.ckpt-{step}.pt")
+        if os.environ.get("LAMFLOW_FAKE_DP_KILL_AFTER_SAVE") and step < steps:
+            os.kill(os.getpid(), 9)
     link = Path("model.ckpt.pt")
     link.unlink(missing_ok=True)
     link.symlink_to(f"model.ckpt-{steps}.pt")

@@ -21,12 +21,14 @@ from lamflow.workflows.spec import ResolvedSpec, load_spec
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-def validate(spec_file: str | Path) -> tuple[ResolvedSpec, Plan]:
+def validate(spec_file: str | Path, settings: Settings | None = None) -> tuple[ResolvedSpec, Plan]:
     """Load, validate and compile a spec, and check every training input with DeePMD-kit's own checker
-    (raises SpecError); nothing is written."""
+    (raises SpecError); nothing is written but the dataset cache (datasets named by s3:// URI)."""
     from lamflow.workflows.compile.deepmd_check import check_deepmd_inputs
+    from lamflow.workflows.store.locate import fetch_dataset
 
-    resolved = load_spec(spec_file)
+    chosen = settings or Settings()
+    resolved = load_spec(spec_file, lambda uri: fetch_dataset(uri, chosen))
     plan = build_plan(resolved)
     check_deepmd_inputs(plan, resolved.spec.model, resolved.type_map, resolved.source)
     return resolved, plan
@@ -67,7 +69,7 @@ def submit(
 ) -> tuple[Path, RunSummary]:
     """Validate, then run the spec on the chosen engine. Bad input raises before anything is written."""
     runner = get_engine(engine or settings.engine, settings)
-    resolved, plan = validate(spec_file)
+    resolved, plan = validate(spec_file, settings)
     directory = new_run_dir(settings, plan, run_dir).resolve()
     spec_bytes = Path(spec_file).read_bytes()
     (directory / "spec.yaml").write_bytes(spec_bytes)  # the bytes that were hashed
@@ -104,7 +106,7 @@ def render(spec_file: str | Path, settings: Settings) -> list[dict]:
     """The spec as Argo manifests (see :mod:`lamflow.workflows.render`); pure, no network."""
     from lamflow.workflows.render import render_plan
 
-    _, plan = validate(spec_file)
+    _, plan = validate(spec_file, settings)
     return render_plan(plan, settings)
 
 
@@ -122,3 +124,58 @@ def data_check(
     except data.DatasetError as exc:
         raise UsageError(str(exc)) from None
     return info, time.perf_counter() - started
+
+
+def data_push(
+    source: str | Path,
+    uri: str,
+    settings: Settings,
+    progress: Callable[[int], None] | None = None,
+    on_plan: Callable[[int], None] | None = None,
+):
+    """Store a dataset folder at ``uri`` (a directory or s3://); sends only the blobs the store lacks."""
+    from lamflow.workflows.store import trees
+    from lamflow.workflows.store.locate import locate
+
+    backend, name = locate(uri, settings)
+    return trees.push(Path(source), backend, name, progress, on_plan, extra={"kind": "dataset"})
+
+
+def data_pull(
+    uri: str,
+    dest: str | Path,
+    settings: Settings,
+    progress: Callable[[int], None] | None = None,
+    on_plan: Callable[[int], None] | None = None,
+):
+    """Fetch a pushed dataset into ``dest`` (new or empty), every file verified against its digest."""
+    from lamflow.workflows.store import trees
+    from lamflow.workflows.store.locate import locate
+
+    backend, name = locate(uri, settings)
+    backend.check()
+    manifest = trees.read_manifest(backend, name)
+    if on_plan is not None:
+        on_plan(sum(b["size"] for b in manifest["blobs"].values()))
+    return trees.pull(backend, Path(dest), name, progress, manifest)
+
+
+def data_ls(uri: str | None, settings: Settings) -> list[dict]:
+    """The datasets pushed at or below ``uri`` (default: the store): uri, digest, files, bytes."""
+    from lamflow.workflows.store import trees
+    from lamflow.workflows.store.locate import locate
+
+    backend, name = locate(uri or settings.store, settings)
+    found = []
+    for tree, manifest in trees.list_trees(backend, name):
+        if manifest.get("kind") != "dataset":
+            continue  # step results and models are listed by their own commands
+        found.append(
+            {
+                "uri": backend.child(tree) if tree else backend.uri,
+                "digest": manifest["digest"],
+                "files": len(manifest["files"]),
+                "bytes": sum(f["size"] for f in manifest["files"]),
+            }
+        )
+    return found

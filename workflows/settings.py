@@ -23,6 +23,16 @@ class Settings(BaseSettings):
     store_prefix: str = Field(
         "lamflow", description="Key prefix of staged inputs in rendered manifests' artifact repository."
     )
+    store: str = Field(
+        str(Path("~/.local/share/lamflow/store").expanduser()),
+        description="Artifact store shared by all runs (step cache, model registry, pushed datasets): a "
+        "directory or s3://bucket/prefix (endpoint and credentials from the standard AWS chain).",
+    )
+    cache_dir: Path = Field(
+        Path("~/.cache/lamflow").expanduser(),
+        description="This machine's copies of remote datasets, one folder per content digest.",
+    )
+    cache: bool = Field(True, description="Reuse stored results of steps with identical inputs.")
     python: str = Field(sys.executable, description="Interpreter that runs each local step.")
     local_workers: int = Field(
         1,

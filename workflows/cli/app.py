@@ -49,7 +49,7 @@ def validate(spec: Annotated[Path, typer.Argument(help="Spec YAML file.")]) -> N
     from lamflow.workflows import api
     from lamflow.workflows.cli import render
 
-    resolved, plan = api.validate(spec)
+    resolved, plan = api.validate(spec, _settings())
     render.notices(list(plan.notices))
     render.console().print(
         f"[green]ok[/green] {spec}: {len(resolved.spec.datasets)} datasets, "
@@ -91,7 +91,7 @@ def submit(
 
     settings = _settings()
     if dry_run:
-        _, plan = api.validate(spec)
+        _, plan = api.validate(spec, settings)
         if output is Output.json:
             sys.stdout.write(json.dumps(plan.record(), indent=2) + "\n")
         else:
@@ -149,7 +149,7 @@ def stop(run: Annotated[str, typer.Argument(help="Run directory, or run id under
     print(f"stopping {run_directory}")
 
 
-data_app = typer.Typer(no_args_is_help=True, help="Datasets: check them before training.")
+data_app = typer.Typer(no_args_is_help=True, help="Datasets: check them, move them to and from the store.")
 app.add_typer(data_app, name="data")
 
 
@@ -176,6 +176,62 @@ def data_check(
         sys.stdout.write(json.dumps({**asdict(info), "seconds": round(seconds, 3)}, indent=2) + "\n")
     else:
         render.dataset_report(info, seconds)
+
+
+@data_app.command("push")
+def data_push(
+    source: Annotated[Path, typer.Argument(help="Dataset folder (deepmd/npy).")],
+    uri: Annotated[str, typer.Argument(help="Where: s3://bucket/prefix/name or a directory.")],
+    output: Annotated[Output, typer.Option("--output", help="Result format.")] = Output.text,
+) -> None:
+    """Push a dataset to the store: manifest + content-addressed blobs; only missing blobs are sent."""
+    from lamflow.workflows import api
+    from lamflow.workflows.cli import render
+
+    with render.transfer_progress("push", quiet=output is Output.json) as (progress, on_plan):
+        result = api.data_push(source, uri, _settings(), progress, on_plan)
+    fields = {"uri": result.uri, "files": result.files, "bytes_total": result.bytes_total}
+    if output is Output.json:
+        sys.stdout.write(json.dumps({**fields, "bytes_sent": result.bytes_moved, "digest": result.digest}) + "\n")
+    else:
+        render.transfer_result("pushed", result, "sent")
+
+
+@data_app.command("pull")
+def data_pull(
+    uri: Annotated[str, typer.Argument(help="A pushed dataset: s3://bucket/prefix/name or a directory.")],
+    dest: Annotated[Path, typer.Argument(help="New (or empty) folder to write it to.")],
+    output: Annotated[Output, typer.Option("--output", help="Result format.")] = Output.text,
+) -> None:
+    """Pull a dataset from the store, verifying every file; the destination appears only when complete."""
+    from lamflow.workflows import api
+    from lamflow.workflows.cli import render
+
+    with render.transfer_progress("pull", quiet=output is Output.json) as (progress, on_plan):
+        result = api.data_pull(uri, dest, _settings(), progress, on_plan)
+    fields = {"uri": result.uri, "files": result.files, "bytes_total": result.bytes_total}
+    if output is Output.json:
+        sys.stdout.write(
+            json.dumps({**fields, "bytes_received": result.bytes_moved, "digest": result.digest}) + "\n"
+        )
+    else:
+        render.transfer_result("pulled", result, "received")
+
+
+@data_app.command("ls")
+def data_ls(
+    uri: Annotated[str | None, typer.Argument(help="Where to look (default: the store, LAMFLOW_STORE).")] = None,
+    output: Annotated[Output, typer.Option("--output", help="Result format.")] = Output.text,
+) -> None:
+    """List the datasets pushed at or below a location."""
+    from lamflow.workflows import api
+    from lamflow.workflows.cli import render
+
+    found = api.data_ls(uri, _settings())
+    if output is Output.json:
+        sys.stdout.write(json.dumps(found, indent=2) + "\n")
+    else:
+        render.dataset_listing(found)
 
 
 def main() -> None:

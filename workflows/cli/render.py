@@ -5,8 +5,10 @@ from __future__ import annotations
 import errno
 import math
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
@@ -159,3 +161,62 @@ def dataset_report(info, seconds: float) -> None:  # info: lamflow.ops.data.Data
     out = console()
     out.print(table)
     out.print(f"[green]ok[/green] checked in {seconds:.2f} s")
+
+
+@contextmanager
+def transfer_progress(
+    verb: str, quiet: bool = False
+) -> Iterator[tuple[Callable[[int], None] | None, Callable[[int], None] | None]]:
+    """A byte progress bar on stderr for a push or pull: (progress, on_plan) callbacks."""
+    if quiet:
+        yield None, None
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    bar = Progress(
+        TextColumn(f"{verb}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    task = bar.add_task(verb, total=None)
+    with bar:
+        yield (lambda n: bar.advance(task, n)), (lambda total: bar.update(task, total=total))
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def transfer_result(verb: str, result: Any, moved: str) -> None:
+    console().print(
+        f"[green]{verb}[/green] {result.uri}: {result.files} files, {_bytes(result.bytes_total)}; "
+        f"{_bytes(result.bytes_moved)} {moved} ({result.blobs_moved} of {result.blobs_total} blobs); "
+        f"digest {result.digest[:12]}"
+    )
+
+
+def dataset_listing(found: list[dict]) -> None:
+    if not found:
+        console().print("no datasets")
+        return
+    table = Table()
+    for column in ("dataset", "files", "size", "digest"):
+        table.add_column(column)
+    for item in found:
+        table.add_row(item["uri"], str(item["files"]), _bytes(item["bytes"]), item["digest"][:12])
+    console().print(table)

@@ -6,13 +6,15 @@ from typing import Literal
 
 from pydantic import Field
 
-from lamflow.workflows.spec.base import SpecModel, SpecPath
+from lamflow.workflows.spec.base import SpecModel
 
 
 class DatasetSpec(SpecModel):
-    path: SpecPath = Field(
+    path: str = Field(
+        min_length=1,
         description="Directory (deepmd/npy: a system or a folder of systems, searched recursively) "
-        "or file (deepmd/hdf5). Relative paths are relative to the spec file."
+        "or file (deepmd/hdf5), relative to the spec file; or the URI of a dataset pushed with "
+        "`lamflow data push` (s3://bucket/prefix/name), pulled once into this machine's cache.",
     )
     format: Literal["deepmd/npy", "deepmd/hdf5"] = Field("deepmd/npy", description="Data format.")
     type_map: list[str] | None = Field(

@@ -1,12 +1,14 @@
 """Load a spec file: strict YAML -> pydantic -> cross-references -> datasets on disk -> ResolvedSpec.
 
 Every failure is a :class:`SpecError` whose message is one line: ``<file>: <yaml.path>: <what is wrong>``.
-Loading reads the file system (datasets are inspected) but writes nothing.
+Loading reads the file system (datasets are inspected) and writes nothing, except that a dataset named by
+URI is fetched into the machine's dataset cache by the caller's ``fetch``.
 """
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,8 +17,10 @@ import yaml
 from pydantic import ValidationError
 
 from lamflow.ops.data import DatasetError, DatasetFormat, DatasetInfo, inspect_dataset
-from lamflow.workflows.errors import SpecError
+from lamflow.workflows.errors import EXIT_BAD_INPUT, LamflowError, SpecError
 from lamflow.workflows.spec.spec import Spec
+
+Fetch = Callable[[str], Path]  # dataset URI -> verified local copy
 
 
 @dataclass(frozen=True)
@@ -238,8 +242,27 @@ def guard_stages(spec: Spec, refs: Any) -> None:
         stage.guard(spec.stages.section(stage.key), refs)
 
 
+def _dataset_path(
+    location: str, shown: str, where: str, base_dir: Path, fetch: Fetch | None
+) -> Path:
+    """A dataset's folder or file on this machine; a pushed dataset's URI is fetched into the cache."""
+    if "://" not in location:
+        path = Path(location).expanduser()
+        return path if path.is_absolute() else (base_dir / path).resolve()
+    if not location.startswith("s3://"):
+        raise SpecError(shown, where, f"{location}: only s3:// URIs (or paths) name datasets")
+    if fetch is None:
+        raise SpecError(shown, where, f"{location}: a remote dataset needs a store to fetch it with")
+    try:
+        return fetch(location)
+    except LamflowError as exc:
+        if exc.exit_code == EXIT_BAD_INPUT:
+            raise SpecError(shown, where, str(exc)) from None
+        raise type(exc)(f"{shown}: {where}: {exc}") from None
+
+
 def check_datasets(
-    spec: Spec, shown: str, base_dir: Path
+    spec: Spec, shown: str, base_dir: Path, fetch: Fetch | None = None
 ) -> tuple[dict[str, Path], dict[str, DatasetInfo], list[str]]:
     """Inspect every dataset; work out the element names of each and the model's type_map."""
     paths: dict[str, Path] = {}
@@ -248,7 +271,7 @@ def check_datasets(
     elements_of: dict[str, set[str]] = {}
     for name in spec.datasets:
         ds = spec.datasets[name]
-        path = (base_dir / ds.path).resolve() if not ds.path.is_absolute() else ds.path
+        path = _dataset_path(ds.path, shown, f"datasets.{name}.path", base_dir, fetch)
         if ds.type_map is not None and ds.format != "deepmd/npy":
             raise SpecError(shown, f"datasets.{name}.type_map", "only supported for deepmd/npy datasets")
         if ds.type_map is not None and len(set(ds.type_map)) != len(ds.type_map):
@@ -304,11 +327,11 @@ def check_datasets(
     return paths, infos, type_map
 
 
-def resolve(spec: Spec, shown: str, base_dir: Path) -> ResolvedSpec:
+def resolve(spec: Spec, shown: str, base_dir: Path, fetch: Fetch | None = None) -> ResolvedSpec:
     from lamflow.workflows.stages._guards import Datasets
 
     refs = check_stages(spec, shown, base_dir)  # names first: a typo is reported before any file is read
-    paths, infos, type_map = check_datasets(spec, shown, base_dir)
+    paths, infos, type_map = check_datasets(spec, shown, base_dir, fetch)
     refs.data = Datasets(paths, infos, {n: spec.datasets[n].type_map for n in spec.datasets})
     guard_stages(spec, refs)
     return ResolvedSpec(
@@ -325,10 +348,12 @@ def resolve(spec: Spec, shown: str, base_dir: Path) -> ResolvedSpec:
     )
 
 
-def load_spec(path: str | Path) -> ResolvedSpec:
-    """Read, validate and resolve a spec file. Raises :class:`SpecError` (one line) on any problem."""
+def load_spec(path: str | Path, fetch: Fetch | None = None) -> ResolvedSpec:
+    """Read, validate and resolve a spec file. Raises :class:`SpecError` (one line) on any problem.
+
+    ``fetch`` turns a dataset URI (s3://) into a verified local copy; without it URIs are refused."""
     path = Path(path)
     shown = str(path)
     data = read_yaml(path, shown)
     spec = validate_data(data, shown)
-    return resolve(spec, shown, path.resolve().parent)
+    return resolve(spec, shown, path.resolve().parent, fetch)
