@@ -247,17 +247,21 @@ def train(args: Any) -> None:
         rows = []
         print(f"{INFO}Resuming from step {first - 1}")
     shown = sorted(s for s in {1, *range(disp, steps + 1, disp), steps} if s >= first)
+    saves = sorted(s for s in {*range(save, steps + 1, save), steps} if s >= first)
+    killed = bool(os.environ.get("LAMFLOW_FAKE_DP_KILL_AFTER_SAVE")) and saves[0] < steps
+    if killed:  # the process dies after its first save: lcurve.out stops there
+        shown, saves = [s for s in shown if s <= saves[0]], saves[:1]
     for step in shown:
         values = [f"{step:7d}"] + [f"{(1.0 + i % 3) / (1.0 + step):.2e}" for i in range(len(columns) - 2)]
         rows.append(" ".join(values) + f" {lr0 * 0.5 ** (step / max(steps, 1)):.1e}\n")
     with open("lcurve.out", "a" if args.restart is not None else "w") as lcurve:
         lcurve.write("".join(rows))
     Path("out.json").write_text(json.dumps(normalized, indent=2))
-    for step in sorted(s for s in {*range(save, steps + 1, save), steps} if s >= first):
+    for step in saves:
         save_checkpoint(Path(f"model.ckpt-{step}.pt"), normalized["model"], step - 1, lr0)
         print(f"{INFO}Saved model to model.ckpt-{step}.pt")
-        if os.environ.get("LAMFLOW_FAKE_DP_KILL_AFTER_SAVE") and step < steps:
-            os.kill(os.getpid(), 9)
+    if killed:
+        os.kill(os.getpid(), 9)
     link = Path("model.ckpt.pt")
     link.unlink(missing_ok=True)
     link.symlink_to(f"model.ckpt-{steps}.pt")

@@ -59,6 +59,18 @@ def new_run_dir(settings: Settings, plan: Plan, run_dir: Path | None) -> Path:
     raise UsageError(f"{settings.run_root}: cannot create a new run directory")
 
 
+def _step_cache(settings: Settings, use: bool | None):
+    """The step cache in the configured store, checked before any work; None when turned off."""
+    from lamflow.workflows.store.locate import store_backend
+    from lamflow.workflows.store.step_cache import StepCache
+
+    if not (settings.cache if use is None else use):
+        return None
+    backend = store_backend(settings)
+    backend.check()
+    return StepCache(backend)
+
+
 def submit(
     spec_file: str | Path,
     settings: Settings,
@@ -66,20 +78,58 @@ def submit(
     report: Reporter | None = None,
     engine: str | None = None,
     notify: Callable[[list[str]], None] | None = None,
+    cache: bool | None = None,
 ) -> tuple[Path, RunSummary]:
-    """Validate, then run the spec on the chosen engine. Bad input raises before anything is written."""
+    """Validate, then run the spec on the chosen engine. Bad input raises before anything is written.
+
+    ``cache`` (default: ``settings.cache``) reuses stored results of steps with identical inputs."""
     runner = get_engine(engine or settings.engine, settings)
     resolved, plan = validate(spec_file, settings)
+    step_cache = _step_cache(settings, cache)
     directory = new_run_dir(settings, plan, run_dir).resolve()
     spec_bytes = Path(spec_file).read_bytes()
     (directory / "spec.yaml").write_bytes(spec_bytes)  # the bytes that were hashed
     summary = initial_summary(
         plan, directory.name, str(spec_file), hashlib.sha256(spec_bytes).hexdigest(), runner.name
     )
+    summary.spec_path = str(Path(spec_file).resolve())
     summary.notices = list(plan.notices)
     if notify is not None:
         notify(summary.notices)
-    return directory, runner.submit(plan, directory, summary, report)
+    return directory, runner.submit(plan, directory, summary, report, cache=step_cache)
+
+
+def resume(
+    run: str | Path,
+    settings: Settings,
+    report: Reporter | None = None,
+    cache: bool | None = None,
+) -> tuple[Path, RunSummary]:
+    """Continue a failed or interrupted run in place: finished steps are kept, training steps restart
+    from their latest checkpoint. Refused (exit 2) if the run is running, succeeded, or its spec changed."""
+    run_dir, summary = read_summary(run, settings.run_root)
+    run_dir = run_dir.resolve()
+    runner = get_engine(summary.engine, settings)
+    if summary.status == "Succeeded":
+        raise UsageError(f"{run_dir}: already succeeded; nothing to resume")
+    if runner.running(run_dir):
+        raise UsageError(f"{run_dir}: still running (stop it first with `lamflow stop`)")
+    spec_file = Path(summary.spec_path or summary.spec)
+    try:
+        spec_bytes = spec_file.read_bytes()
+    except OSError:
+        raise UsageError(f"{run_dir}: its spec {spec_file} is gone; submit the spec as a new run") from None
+    if hashlib.sha256(spec_bytes).hexdigest() != summary.spec_sha256:
+        raise UsageError(
+            f"{run_dir}: its spec {spec_file} changed since it was submitted; submit it as a new run "
+            "(unchanged steps come from the step cache)"
+        )
+    _, plan = validate(spec_file, settings)
+    if set(plan_keys := [s.key for s in plan.steps]) != set(summary.steps):
+        raise UsageError(f"{run_dir}: the spec now compiles to other steps ({', '.join(plan_keys)})")
+    step_cache = _step_cache(settings, cache)
+    summary.attempts += 1
+    return run_dir, runner.submit(plan, run_dir, summary, report, cache=step_cache, resume=True)
 
 
 def status(run: str | Path, settings: Settings) -> tuple[Path, RunSummary]:

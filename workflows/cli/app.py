@@ -84,8 +84,11 @@ def submit(
     engine: Annotated[
         str | None, typer.Option("--engine", help="Engine to run on (default LAMFLOW_ENGINE, else local).")
     ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Run every step, even those with a stored result.")
+    ] = False,
 ) -> None:
-    """Run a spec (default engine: local, dflow debug mode)."""
+    """Run a spec (default engine: local, dflow debug mode); steps with stored results are reused."""
     from lamflow.workflows import api
     from lamflow.workflows.cli import render
 
@@ -99,14 +102,44 @@ def submit(
         return
     reporter = None if output is Output.json else render.progress_reporter()
     run_directory, summary = api.submit(
-        spec, settings, run_dir, report=reporter, engine=engine, notify=render.notices
+        spec,
+        settings,
+        run_dir,
+        report=reporter,
+        engine=engine,
+        notify=render.notices,
+        cache=False if no_cache else None,
     )
+    _finish(run_directory, summary, output)
+
+
+def _finish(run_directory: Path, summary, output: Output) -> None:
+    from lamflow.workflows.cli import render
+
     if output is Output.json:
         sys.stdout.write(summary.model_dump_json(indent=2) + "\n")
     else:
         render.run_result(run_directory, summary)
     if summary.status != "Succeeded":
         raise typer.Exit(EXIT_RUN_FAILED)
+
+
+@app.command()
+def resume(
+    run: Annotated[str, typer.Argument(help="Run directory, or run id under runs/.")],
+    output: Annotated[Output, typer.Option("--output", help="Result format.")] = Output.text,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Do not restore or store step results.")
+    ] = False,
+) -> None:
+    """Continue a failed or interrupted run in place: finished steps are kept, training continues from
+    its latest checkpoint (dp --pt train --restart)."""
+    from lamflow.workflows import api
+    from lamflow.workflows.cli import render
+
+    reporter = None if output is Output.json else render.progress_reporter()
+    run_directory, summary = api.resume(run, _settings(), reporter, cache=False if no_cache else None)
+    _finish(run_directory, summary, output)
 
 
 @app.command()
@@ -192,7 +225,9 @@ def data_push(
         result = api.data_push(source, uri, _settings(), progress, on_plan)
     fields = {"uri": result.uri, "files": result.files, "bytes_total": result.bytes_total}
     if output is Output.json:
-        sys.stdout.write(json.dumps({**fields, "bytes_sent": result.bytes_moved, "digest": result.digest}) + "\n")
+        sys.stdout.write(
+            json.dumps({**fields, "bytes_sent": result.bytes_moved, "digest": result.digest}) + "\n"
+        )
     else:
         render.transfer_result("pushed", result, "sent")
 
@@ -220,7 +255,9 @@ def data_pull(
 
 @data_app.command("ls")
 def data_ls(
-    uri: Annotated[str | None, typer.Argument(help="Where to look (default: the store, LAMFLOW_STORE).")] = None,
+    uri: Annotated[
+        str | None, typer.Argument(help="Where to look (default: the store, LAMFLOW_STORE).")
+    ] = None,
     output: Annotated[Output, typer.Option("--output", help="Result format.")] = Output.text,
 ) -> None:
     """List the datasets pushed at or below a location."""

@@ -21,6 +21,7 @@ from lamflow.workflows.engines.summary import RunSummary
 SYMBOL = {
     "Running": "[cyan]▶[/cyan]",
     "Succeeded": "[green]✓[/green]",
+    "Cached": "[green]≡[/green]",
     "Failed": "[red]✗[/red]",
     "Pending": "·",
     "Skipped": "[dim]-[/dim]",
@@ -64,6 +65,8 @@ def progress_reporter():
     def report(event: StepEvent, terminal: TextIO) -> None:
         out = consoles.setdefault(id(terminal), console(terminal))
         took = f" ({event.duration_s:.1f} s)" if event.duration_s is not None else ""
+        if event.phase == "Cached":
+            took = "  [dim]cached: inputs unchanged, outputs restored from the store[/dim]"
         symbol = SYMBOL.get(event.phase, "?")
         line = f"[dim]{event.elapsed_s:7.1f}s[/dim] {symbol} [bold]{event.key}[/bold]{took}"
         if event.phase == "Running":

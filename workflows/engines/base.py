@@ -14,6 +14,7 @@ from typing import TextIO
 
 from lamflow.workflows.compile.plan import Plan
 from lamflow.workflows.engines.summary import RunSummary
+from lamflow.workflows.store.step_cache import StepCache
 
 
 @dataclass(frozen=True)
@@ -37,9 +38,16 @@ class Engine(ABC):
 
     @abstractmethod
     def submit(
-        self, plan: Plan, run_dir: Path, summary: RunSummary, report: Reporter | None = None
+        self,
+        plan: Plan,
+        run_dir: Path,
+        summary: RunSummary,
+        report: Reporter | None = None,
+        cache: StepCache | None = None,
+        resume: bool = False,
     ) -> RunSummary:
-        """Run (or start) ``plan``; returns the summary (final for a blocking engine)."""
+        """Run (or start) ``plan``; returns the summary (final for a blocking engine). ``cache`` reuses and
+        stores step results; ``resume`` continues an earlier attempt in ``run_dir``."""
 
     @abstractmethod
     def status(self, run_dir: Path) -> RunSummary:
@@ -52,6 +60,10 @@ class Engine(ABC):
     @abstractmethod
     def logs(self, run_dir: Path, step: str | None = None) -> str:
         """The run's log, or one step's."""
+
+    @abstractmethod
+    def running(self, run_dir: Path) -> bool:
+        """Whether the run is being executed now (by any process)."""
 
     @abstractmethod
     def stop(self, run_dir: Path) -> None:

@@ -9,12 +9,18 @@ Layout of a run directory::
     <run-dir>/engine.log      everything the steps printed (DeePMD-kit logs included)
     <run-dir>/models/         links to every frozen model (<stage>-<name>.pth)
     <run-dir>/steps/<key>/    dflow's step directories (inputs/, outputs/, workdir/, log.txt)
+
+A step whose cache key has a stored result gets its ``steps/<key>/outputs/`` restored from the store and
+is marked done for dflow, which then skips it (phase ``Cached``); every step that succeeds is published
+to the store. ``resume`` reruns a run directory in place: dflow skips its finished steps and reruns the
+others in their old work directories, where training steps find their checkpoints.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -28,11 +34,12 @@ from lamflow.workflows.compile.dflow_workflow import StepRuntime, build_workflow
 from lamflow.workflows.compile.plan import Plan
 from lamflow.workflows.dflow_config import dflow_config, local_debug_config
 from lamflow.workflows.engines.base import Engine, Reporter, StepEvent
-from lamflow.workflows.engines.summary import RunSummary, TestResult, now, read_summary
-from lamflow.workflows.errors import UsageError
+from lamflow.workflows.engines.summary import DONE, RunSummary, TestResult, now, read_summary
+from lamflow.workflows.errors import LamflowError, UsageError
 from lamflow.workflows.settings import Settings
 from lamflow.workflows.spec.base import model_slug
 from lamflow.workflows.store.local import STEPS_DIR, LocalStore
+from lamflow.workflows.store.step_cache import StepCache, cache_keys
 
 POLL_S = 0.5
 PID_FILE = "engine.pid"  # the process running a local run, while it runs (for `lamflow stop`)
@@ -60,11 +67,19 @@ def _step_error(step_dir: Path) -> str:
 class _Watcher(threading.Thread):
     """Polls dflow's step phase files; records timings in the summary and reports transitions."""
 
-    def __init__(self, run_dir: Path, summary: RunSummary, report: Callable[[StepEvent], None]) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        summary: RunSummary,
+        report: Callable[[StepEvent], None],
+        on_success: Callable[[str], None] = lambda key: None,
+    ) -> None:
         super().__init__(daemon=True)
         self.run_dir = run_dir
         self.summary = summary
         self.report = report
+        self.on_success = on_success
+        self.stale: dict[str, int] = {}  # step -> mtime of a phase file left by an earlier attempt
         self.stop_event = threading.Event()
         self.started = time.monotonic()
         self.started_mono: dict[str, float] = {}
@@ -74,15 +89,20 @@ class _Watcher(threading.Thread):
         with self.lock:
             changed = False
             for key, record in self.summary.steps.items():
-                phase = _read(self.run_dir / STEPS_DIR / key / "phase")
-                if phase not in ("Running", "Succeeded", "Failed") or phase == record.phase:
+                phase_file = self.run_dir / STEPS_DIR / key / "phase"
+                if key in self.stale and _mtime(phase_file) == self.stale[key]:
+                    continue  # what an earlier attempt left; this one has not reached the step yet
+                phase = _read(phase_file)
+                if record.phase == "Cached" or phase not in ("Running", "Succeeded", "Failed"):
+                    continue
+                if phase == record.phase:
                     continue
                 t = time.monotonic()
                 if record.phase == "Pending":
                     record.started_at = now()
                     self.started_mono[key] = t
                     if phase != "Running":  # finished between two polls
-                        self._emit(key, "Running", None)
+                        self.emit(key, "Running", None)
                 record.phase = phase  # type: ignore[assignment]
                 duration = None
                 if phase in ("Succeeded", "Failed"):
@@ -92,12 +112,14 @@ class _Watcher(threading.Thread):
                     record.warnings = scan_warnings(_read(self.run_dir / STEPS_DIR / key / "log.txt") or "")
                     if phase == "Failed":
                         record.error = _step_error(self.run_dir / STEPS_DIR / key)
-                self._emit(key, phase, duration)
+                    else:
+                        self.on_success(key)
+                self.emit(key, phase, duration)
                 changed = True
             if changed:
                 self.summary.write(self.run_dir)
 
-    def _emit(self, key: str, phase: str, duration: float | None) -> None:
+    def emit(self, key: str, phase: str, duration: float | None) -> None:
         record = self.summary.steps[key]
         elapsed = round(time.monotonic() - self.started, 1)
         finished = phase in ("Succeeded", "Failed")
@@ -180,7 +202,7 @@ def _collect_outputs(run_dir: Path, summary: RunSummary, plan: Plan, store: Loca
             metrics=summary.steps[s.key].parameters.get("metrics", {}),
         )
         for s in plan.evaluations
-        if s.evaluation is not None and summary.steps[s.key].phase == "Succeeded"
+        if s.evaluation is not None and summary.steps[s.key].phase in DONE
     ]
 
 
@@ -202,6 +224,76 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def _reset_unfinished(steps_dir: Path, summary: RunSummary) -> dict[str, int]:
+    """Before a resume: steps that did not finish go back to Pending (their work directories stay).
+    Returns the phase files they left (step -> mtime), which the watcher ignores until they change."""
+    stale = {}
+    for key, record in summary.steps.items():
+        if record.phase in DONE and _read(steps_dir / key / "phase") == "Succeeded":
+            continue
+        if (mtime := _mtime(steps_dir / key / "phase")) is not None:
+            stale[key] = mtime
+        record.phase = "Pending"
+        record.started_at = record.finished_at = record.duration_s = record.error = None
+        record.warnings = []
+    return stale
+
+
+def _restore_cached(plan: Plan, steps_dir: Path, summary: RunSummary, cache: StepCache) -> list[str]:
+    """Restore the stored outputs of every step that has a cached result and no directory yet."""
+    restored = []
+    for step in plan.steps:
+        record = summary.steps[step.key]
+        step_dir = steps_dir / step.key
+        if record.cache_key is None or step_dir.exists():
+            continue
+        manifest = cache.lookup(record.cache_key)
+        if manifest is None:
+            continue
+        try:
+            cache.restore(record.cache_key, manifest, step_dir / "outputs")
+        except LamflowError as exc:
+            summary.notices.append(f"step {step.key}: cached result not used ({exc})")
+            shutil.rmtree(step_dir, ignore_errors=True)
+            continue
+        for name, text in (("type", "Pod"), ("name", step.key), ("phase", "Succeeded")):
+            (step_dir / name).write_text(text)
+        restored.append(step.key)
+    return restored
+
+
+def _publisher(run_dir: Path, summary: RunSummary, cache: StepCache | None) -> Callable[[str], None]:
+    """Store a succeeded step's outputs under its cache key; a failure to store is a notice, not an error."""
+
+    def publish(key: str) -> None:
+        record = summary.steps[key]
+        if cache is None or record.cache_key is None:
+            return
+        try:
+            if cache.lookup(record.cache_key) is None:
+                cache.publish(record.cache_key, run_dir / STEPS_DIR / key / "outputs", key)
+        except LamflowError as exc:
+            summary.notices.append(f"step {key}: result not stored in the step cache ({exc})")
+
+    return publish
+
+
+def _let_dflow_continue(steps_dir: Path) -> None:
+    """dflow's debug mode continues a workflow directory (skipping its succeeded steps) when it finds a
+    status other than Succeeded and a ``pid`` that is not alive; make sure it finds both."""
+    status = _read(steps_dir / "status")
+    if status is None or status == "Succeeded":
+        (steps_dir / "status").write_text("Pending")
+    (steps_dir / "pid").write_text(str(2**31 - 1))  # beyond Linux's pid_max: never a live process
+
+
 class LocalEngine(Engine):
     """Runs a plan on this machine with dflow's debug mode; ``submit`` blocks until the run ends."""
 
@@ -212,20 +304,50 @@ class LocalEngine(Engine):
         self.store = store or LocalStore()
 
     def submit(
-        self, plan: Plan, run_dir: Path, summary: RunSummary, report: Reporter | None = None
+        self,
+        plan: Plan,
+        run_dir: Path,
+        summary: RunSummary,
+        report: Reporter | None = None,
+        cache: StepCache | None = None,
+        resume: bool = False,
     ) -> RunSummary:
-        """Run ``plan`` to completion in ``run_dir`` (which must exist); returns the final summary."""
+        """Run ``plan`` to completion in ``run_dir`` (which must exist); returns the final summary.
+
+        With ``cache``, steps with a stored result are restored instead of run, and finished steps are
+        stored. With ``resume``, ``run_dir`` holds an earlier, unfinished attempt of the same plan."""
         started = time.monotonic()
+        keys = cache_keys(plan)
+        for key, record in summary.steps.items():
+            record.cache_key = keys[key]
+        summary.cache = cache is not None
         summary.status = "Running"
+        summary.finished_at = summary.error = None
         summary.write(run_dir)
         (run_dir / "plan.json").write_text(json.dumps(plan.record(), indent=2) + "\n")
         (run_dir / PID_FILE).write_text(f"{os.getpid()}\n")
+        steps_dir = run_dir / STEPS_DIR
+        stale = _reset_unfinished(steps_dir, summary) if resume else {}
+        publish = _publisher(run_dir, summary, cache)
+        if cache is not None:
+            for key in _restore_cached(plan, steps_dir, summary, cache):
+                summary.steps[key].phase = "Cached"
+            for key, record in summary.steps.items():
+                if record.phase == "Succeeded":  # finished by an earlier attempt, maybe not stored yet
+                    publish(key)
+            summary.write(run_dir)
+        if steps_dir.is_dir():
+            _let_dflow_continue(steps_dir)
         config = local_debug_config(str(run_dir), str(run_dir / "artifacts"), self.settings.local_workers)
         interrupted = False
         with _CapturedOutput(run_dir / ENGINE_LOG) as terminal:
             watcher = _Watcher(
-                run_dir, summary, (lambda e: report(e, terminal)) if report else (lambda e: None)
+                run_dir, summary, (lambda e: report(e, terminal)) if report else (lambda e: None), publish
             )
+            watcher.stale = stale
+            for key, record in summary.steps.items():
+                if record.phase in DONE:
+                    watcher.emit(key, record.phase, None)
             try:
                 with dflow_config(config):
                     staged = {rid: self.store.stage(rid, req) for rid, req in staging_requests(plan).items()}
@@ -308,6 +430,9 @@ class LocalEngine(Engine):
                 os.kill(target, signal.SIGINT)
             except ProcessLookupError:
                 pass
+
+    def running(self, run_dir: Path) -> bool:
+        return self._running_pid(run_dir) is not None
 
     @staticmethod
     def _running_pid(run_dir: Path) -> int | None:

@@ -14,7 +14,9 @@ from lamflow.workflows.compile.plan import Plan
 from lamflow.workflows.errors import RunError, UsageError
 
 SUMMARY_FILE = "summary.json"
-Phase = Literal["Pending", "Running", "Succeeded", "Failed", "Skipped"]
+# Cached: not run, its outputs were restored from the step cache (a result of identical inputs)
+Phase = Literal["Pending", "Running", "Succeeded", "Cached", "Failed", "Skipped"]
+DONE = ("Succeeded", "Cached")
 
 
 def now() -> str:
@@ -29,6 +31,7 @@ class StepRecord(BaseModel):
     summary: str
     depends: list[str] = Field(default_factory=list)
     phase: Phase = "Pending"
+    cache_key: str | None = Field(None, description="Hash of the step's op, inputs and tool versions.")
     started_at: str | None = None
     finished_at: str | None = None
     duration_s: float | None = None
@@ -63,6 +66,9 @@ class RunSummary(BaseModel):
     run_id: str
     spec: str
     spec_sha256: str
+    spec_path: str | None = Field(
+        None, description="The spec file, absolute (what `lamflow resume` reloads)."
+    )
     engine: str
     status: Literal["Pending", "Running", "Succeeded", "Failed"] = "Pending"
     created_at: str = Field(default_factory=now)
@@ -77,6 +83,8 @@ class RunSummary(BaseModel):
         description="Model reference -> training checkpoint (.pt; what from.model_file needs).",
     )
     tests: list[TestResult] = Field(default_factory=list)
+    cache: bool = Field(True, description="Whether the step cache was used (--no-cache turns it off).")
+    attempts: int = Field(1, description="1 + how many times `lamflow resume` continued this run.")
 
     def write(self, run_dir: Path) -> None:
         """Atomically replace ``<run_dir>/summary.json``."""

@@ -242,9 +242,7 @@ def guard_stages(spec: Spec, refs: Any) -> None:
         stage.guard(spec.stages.section(stage.key), refs)
 
 
-def _dataset_path(
-    location: str, shown: str, where: str, base_dir: Path, fetch: Fetch | None
-) -> Path:
+def _dataset_path(location: str, shown: str, where: str, base_dir: Path, fetch: Fetch | None) -> Path:
     """A dataset's folder or file on this machine; a pushed dataset's URI is fetched into the cache."""
     if "://" not in location:
         path = Path(location).expanduser()

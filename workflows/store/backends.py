@@ -59,7 +59,7 @@ class Backend(ABC):
     @abstractmethod
     def delete(self, key: str) -> None: ...
 
-    def check(self) -> None:
+    def check(self) -> None:  # noqa: B027 (optional hook: locations that need no check keep this)
         """Raise a one-line error now if the location cannot be used (before any work)."""
 
     def child(self, key: str) -> str:
@@ -102,7 +102,7 @@ class LocalBackend(Backend):
                 if key.startswith(prefix):
                     yield key
 
-    def _atomic(self, key: str, write: Callable[[Path], None]) -> None:
+    def _atomic(self, key: str, write: Callable[[Path], object]) -> None:
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
@@ -146,7 +146,7 @@ class LocalBackend(Backend):
 RETRY_CONFIG = {"mode": "standard", "max_attempts": 8}
 CONFIG_ERRORS = {
     "NoSuchBucket": "no such bucket",
-    "InvalidAccessKeyId": "the access key is not known to the service (check AWS_ACCESS_KEY_ID / AWS_PROFILE)",
+    "InvalidAccessKeyId": "unknown access key (check AWS_ACCESS_KEY_ID / AWS_PROFILE)",
     "SignatureDoesNotMatch": "the secret key is wrong (check AWS_SECRET_ACCESS_KEY / AWS_PROFILE)",
     "AccessDenied": "access denied (check the credentials' permissions on this bucket)",
     "InvalidBucketName": "not a valid bucket name",
@@ -197,14 +197,19 @@ class S3Backend(Backend):
                 raise UsageError(f"store {self.uri}: {CONFIG_ERRORS[code]}") from None
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             if status >= 500:
-                raise StoreUnreachable(f"store {self.uri}: {what}: service error {code} after retries") from None
+                raise StoreUnreachable(
+                    f"store {self.uri}: {what}: service error {code} after retries"
+                ) from None
             raise UsageError(f"store {self.uri}: {what}: {code or exc}") from None
         except NoCredentialsError:
             raise UsageError(
-                f"store {self.uri}: no AWS credentials (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE)"
+                f"store {self.uri}: no AWS credentials "
+                "(set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE)"
             ) from None
         except EndpointConnectionError as exc:
-            raise StoreUnreachable(f"store {self.uri}: cannot reach {exc.kwargs.get('endpoint_url')}") from None
+            raise StoreUnreachable(
+                f"store {self.uri}: cannot reach {exc.kwargs.get('endpoint_url')}"
+            ) from None
         except BotoCoreError as exc:
             raise StoreUnreachable(f"store {self.uri}: {what}: {exc}") from None
 
@@ -224,7 +229,9 @@ class S3Backend(Backend):
     def keys(self, prefix: str) -> Iterator[str]:
         paginator = self.client.get_paginator("list_objects_v2")
         strip = len(self._key(""))
-        pages = self._call(prefix, lambda: list(paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix))))
+        pages = self._call(
+            prefix, lambda: list(paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)))
+        )
         for page in pages:
             for item in page.get("Contents", []):
                 yield item["Key"][strip:]

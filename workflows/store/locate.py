@@ -32,7 +32,7 @@ def locate(uri: str, settings: Settings) -> tuple[Backend, str]:
 
 
 def fetch_dataset(uri: str, settings: Settings) -> Path:
-    """This machine's verified copy of a pushed dataset, pulled once into ``<cache_dir>/datasets/<digest>``."""
+    """This machine's verified copy of a pushed dataset, pulled once into <cache_dir>/datasets/<digest>."""
     backend, name = locate(uri, settings)
     manifest = trees.read_manifest(backend, name)
     dest = settings.cache_dir / "datasets" / manifest["digest"]
@@ -44,4 +44,3 @@ def fetch_dataset(uri: str, settings: Settings) -> Path:
         if not dest.is_dir():  # not another pull that finished first
             raise
     return dest
-

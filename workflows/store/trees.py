@@ -22,7 +22,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +128,9 @@ def plan_blobs(root: Path, files: list[FileEntry]) -> list[Blob]:
                 if chunk:
                     data = _pack(root, chunk)
                     blobs.append(
-                        Blob(hashlib.sha256(data).hexdigest(), len(data), "tar", [e.path for e in chunk], data)
+                        Blob(
+                            hashlib.sha256(data).hexdigest(), len(data), "tar", [e.path for e in chunk], data
+                        )
                     )
                 chunk, size = [], 0
             if entry is not None:
@@ -206,7 +208,9 @@ def push(
     manifest = {
         "format": FORMAT,
         "digest": digest,
-        "files": [{"path": f.path, "size": f.size, "sha256": f.sha256, "blob": blob_of[f.path]} for f in files],
+        "files": [
+            {"path": f.path, "size": f.size, "sha256": f.sha256, "blob": blob_of[f.path]} for f in files
+        ],
         "blobs": {b.id: {"size": b.size, "kind": b.kind} for b in blobs},
         **(extra or {}),
     }
