@@ -120,22 +120,19 @@ def plan_blobs(root: Path, files: list[FileEntry]) -> list[Blob]:
             blobs.append(Blob(entry.sha256, entry.size, "file", [entry.path], source=root / entry.path))
         else:
             groups.setdefault(entry.path.rpartition("/")[0], []).append(entry)
+    chunks: list[list[FileEntry]] = []
     for members in groups.values():
-        chunk: list[FileEntry] = []
+        chunks.append([])
         size = 0
-        for entry in [*members, None]:
-            if entry is None or (chunk and size + entry.size > PACK_LIMIT):
-                if chunk:
-                    data = _pack(root, chunk)
-                    blobs.append(
-                        Blob(
-                            hashlib.sha256(data).hexdigest(), len(data), "tar", [e.path for e in chunk], data
-                        )
-                    )
-                chunk, size = [], 0
-            if entry is not None:
-                chunk.append(entry)
-                size += entry.size
+        for entry in members:
+            if chunks[-1] and size + entry.size > PACK_LIMIT:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(entry)
+            size += entry.size
+    for chunk in chunks:
+        data = _pack(root, chunk)
+        blobs.append(Blob(hashlib.sha256(data).hexdigest(), len(data), "tar", [e.path for e in chunk], data))
     return blobs
 
 
