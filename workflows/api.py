@@ -96,7 +96,9 @@ def submit(
     summary.notices = list(plan.notices)
     if notify is not None:
         notify(summary.notices)
-    return directory, runner.submit(plan, directory, summary, report, cache=step_cache)
+    summary = runner.submit(plan, directory, summary, report, cache=step_cache)
+    register_models(resolved, plan, directory, summary, settings)
+    return directory, summary
 
 
 def resume(
@@ -124,12 +126,39 @@ def resume(
             f"{run_dir}: its spec {spec_file} changed since it was submitted; submit it as a new run "
             "(unchanged steps come from the step cache)"
         )
-    _, plan = validate(spec_file, settings)
+    resolved, plan = validate(spec_file, settings)
     if set(plan_keys := [s.key for s in plan.steps]) != set(summary.steps):
         raise UsageError(f"{run_dir}: the spec now compiles to other steps ({', '.join(plan_keys)})")
     step_cache = _step_cache(settings, cache)
     summary.attempts += 1
-    return run_dir, runner.submit(plan, run_dir, summary, report, cache=step_cache, resume=True)
+    summary = runner.submit(plan, run_dir, summary, report, cache=step_cache, resume=True)
+    register_models(resolved, plan, run_dir, summary, settings)
+    return run_dir, summary
+
+
+def register_models(
+    resolved: ResolvedSpec, plan: Plan, run_dir: Path, summary: RunSummary, settings: Settings
+) -> list[str]:
+    """Record every frozen model of a finished run in the store's registry; returns the new ids."""
+    from lamflow.workflows.errors import LamflowError
+    from lamflow.workflows.store.locate import store_backend
+    from lamflow.workflows.store.registry import Registry, run_records
+    from lamflow.workflows.store.step_cache import Digests
+
+    gate = resolved.spec.registry.promote_gate
+    registry = Registry(store_backend(settings))
+    added = []
+    try:
+        for record, model_file in run_records(
+            plan, run_dir, summary, gate.model_dump() if gate else None, Digests()
+        ):
+            if registry.register(record, model_file):
+                added.append(record.id)
+    except LamflowError as exc:
+        summary.notices.append(f"models not recorded in the registry: {exc}")
+    summary.registered = added
+    summary.write(run_dir)
+    return added
 
 
 def status(run: str | Path, settings: Settings) -> tuple[Path, RunSummary]:
@@ -229,3 +258,39 @@ def data_ls(uri: str | None, settings: Settings) -> list[dict]:
             }
         )
     return found
+
+
+def models(settings: Settings, channel: str | None = None):
+    """The registry's model records (oldest first per channel) and each channel's champion id."""
+    from lamflow.workflows.store.locate import store_backend
+    from lamflow.workflows.store.registry import Registry
+
+    registry = Registry(store_backend(settings))
+    registry.backend.check()
+    records = registry.models(channel)
+    champions = {c: registry.champion(c) for c in {r.channel for r in records}}
+    return records, champions
+
+
+def model_show(model_id: str, settings: Settings):
+    from lamflow.workflows.store.locate import store_backend
+    from lamflow.workflows.store.registry import Registry
+
+    registry = Registry(store_backend(settings))
+    record = registry.get(model_id)
+    return record, registry.champion(record.channel) == record.id
+
+
+def model_pull(model_id: str, dest: Path, settings: Settings):
+    from lamflow.workflows.store.locate import store_backend
+    from lamflow.workflows.store.registry import Registry
+
+    return Registry(store_backend(settings)).pull(model_id, dest)
+
+
+def model_promote(model_id: str, settings: Settings, force: bool = False):
+    """Make a model its channel's champion, if the spec's gate lets it (else HeldBack, exit 3)."""
+    from lamflow.workflows.store.locate import store_backend
+    from lamflow.workflows.store.registry import Registry
+
+    return Registry(store_backend(settings)).promote(model_id, force)

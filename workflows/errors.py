@@ -5,6 +5,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_RUN_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_HELD_BACK = 3  # a promotion gate kept the current champion
 
 
 class LamflowError(Exception):
@@ -31,3 +32,9 @@ class RunError(LamflowError):
 
 class UsageError(LamflowError):
     exit_code = EXIT_BAD_INPUT
+
+
+class HeldBack(LamflowError):
+    """A model was not promoted: the gate says it does not beat the champion."""
+
+    exit_code = EXIT_HELD_BACK

@@ -271,6 +271,69 @@ def data_ls(
         render.dataset_listing(found)
 
 
+models_app = typer.Typer(no_args_is_help=True, help="The model registry: frozen models with lineage.")
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+def models_list(
+    channel: Annotated[
+        str | None, typer.Option("--channel", help="Only this <spec>/<model> channel.")
+    ] = None,
+    output: Annotated[Output, typer.Option("--output", help="Result format.")] = Output.text,
+) -> None:
+    """List registered models (every frozen model of every run), champions marked."""
+    from lamflow.workflows import api
+    from lamflow.workflows.cli import render
+
+    records, champions = api.models(_settings(), channel)
+    if output is Output.json:
+        rows = [{**r.model_dump(), "champion": champions.get(r.channel) == r.id} for r in records]
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+    else:
+        render.model_listing(records, champions)
+
+
+@models_app.command("show")
+def models_show(model_id: Annotated[str, typer.Argument(help="Model id (or a unique prefix).")]) -> None:
+    """Print a model's record: lineage (spec, datasets, parents, run), metrics, versions."""
+    from lamflow.workflows import api
+
+    record, champion = api.model_show(model_id, _settings())
+    sys.stdout.write(json.dumps({**record.model_dump(), "champion": champion}, indent=2) + "\n")
+
+
+@models_app.command("pull")
+def models_pull(
+    model_id: Annotated[str, typer.Argument(help="Model id (or a unique prefix).")],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="File to write (default: ./<id>.pth).")
+    ] = None,
+) -> None:
+    """Fetch a registered model file, verified against its SHA-256."""
+    from lamflow.workflows import api
+
+    settings = _settings()
+    dest = output or Path(f"{api.model_show(model_id, settings)[0].id}.pth")
+    record = api.model_pull(model_id, dest, settings)
+    print(f"{record.id} -> {dest}")
+
+
+@models_app.command("promote")
+def models_promote(
+    model_id: Annotated[str, typer.Argument(help="Model id (or a unique prefix).")],
+    force: Annotated[bool, typer.Option("--force", help="Ignore the spec's promotion gate.")] = False,
+) -> None:
+    """Make a model the champion of its channel. Exit 3 when the spec's gate holds it back."""
+    from lamflow.workflows import api
+
+    record, previous = api.model_promote(model_id, _settings(), force)
+    if previous == record.id:
+        print(f"{record.id} is already the champion of {record.channel}")
+    else:
+        print(f"{record.id} is now the champion of {record.channel} (was {previous or 'none'})")
+
+
 def main() -> None:
     """Console-script entry point: one-line errors, documented exit codes."""
     try:

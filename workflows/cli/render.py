@@ -223,3 +223,21 @@ def dataset_listing(found: list[dict]) -> None:
     for item in found:
         table.add_row(item["uri"], str(item["files"]), _bytes(item["bytes"]), item["digest"][:12])
     console().print(table)
+
+
+def model_listing(records: list, champions: dict) -> None:
+    if not records:
+        console().print("no models registered")
+        return
+    table = Table(title="Model registry")
+    for column in ("id", "channel", "created", "run", "gate metric", "champion"):
+        table.add_column(column, no_wrap=column == "id")
+    for r in records:
+        gate = "-"
+        if r.gate:
+            value = r.metrics.get(r.gate["dataset"], {}).get(r.gate["metric"])
+            gate = f"{r.gate['metric']} {value:.4g}" if value is not None else f"{r.gate['metric']} -"
+        table.add_row(
+            r.id, r.channel, r.created_at, r.run_id, gate, "★" if champions.get(r.channel) == r.id else ""
+        )
+    console().print(table)

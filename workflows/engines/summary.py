@@ -84,6 +84,7 @@ class RunSummary(BaseModel):
     )
     tests: list[TestResult] = Field(default_factory=list)
     cache: bool = Field(True, description="Whether the step cache was used (--no-cache turns it off).")
+    registered: list[str] = Field(default_factory=list, description="Model ids added to the registry.")
     attempts: int = Field(1, description="1 + how many times `lamflow resume` continued this run.")
 
     def write(self, run_dir: Path) -> None:

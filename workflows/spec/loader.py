@@ -231,7 +231,28 @@ def check_stages(spec: Spec, shown: str, base_dir: Path) -> Any:
     refs.unique_slugs("dataset", "datasets", spec.datasets)
     for stage in all_stages():
         stage.check(spec.stages.section(stage.key), refs)
+    _check_registry(spec, shown)
     return refs
+
+
+def _check_registry(spec: Spec, shown: str) -> None:
+    """The promotion gate names a dataset that some model of the spec is tested on (no change-bias)."""
+    gate = spec.registry.promote_gate
+    if gate is None:
+        return
+    if gate.dataset not in spec.datasets:
+        raise SpecError(
+            shown,
+            "registry.promote_gate.dataset",
+            f"unknown dataset {gate.dataset!r} (datasets: {', '.join(spec.datasets)})",
+        )
+    tested = {d for t in spec.stages.section("test") or [] if t.change_bias_on is None for d in t.datasets}
+    if gate.dataset not in tested:
+        raise SpecError(
+            shown,
+            "registry.promote_gate.dataset",
+            f"no test (without change_bias_on) uses {gate.dataset!r}: no model would have the gate's metric",
+        )
 
 
 def guard_stages(spec: Spec, refs: Any) -> None:

@@ -9,6 +9,7 @@ from pydantic import Field
 from lamflow.workflows.spec.base import Name, SpecModel
 from lamflow.workflows.spec.datasets import DatasetSpec
 from lamflow.workflows.spec.model import ModelSpec
+from lamflow.workflows.spec.registry import RegistrySpec
 from lamflow.workflows.stages import StagesBase, stages_model
 
 if TYPE_CHECKING:
@@ -26,3 +27,6 @@ class Spec(SpecModel):
     datasets: dict[Name, DatasetSpec] = Field(min_length=1, description="Dataset name -> data.")
     model: ModelSpec = Field(default_factory=ModelSpec)
     stages: Stages
+    registry: RegistrySpec = Field(
+        default_factory=RegistrySpec, description="Model registry: the promotion gate of this spec's models."
+    )

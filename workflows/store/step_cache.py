@@ -53,15 +53,24 @@ def _hash(value: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def cache_keys(plan: Plan, tools: dict[str, str | None] | None = None) -> dict[str, str]:
+class Digests:
+    """Content digests of files and folders, each computed once."""
+
+    def __init__(self) -> None:
+        self.known: dict[Path, str] = {}
+
+    def __call__(self, path: Path) -> str:
+        if path not in self.known:
+            self.known[path] = content_digest(path)
+        return self.known[path]
+
+
+def cache_keys(
+    plan: Plan, tools: dict[str, str | None] | None = None, digest: Digests | None = None
+) -> dict[str, str]:
     """Step key -> cache key for every step of ``plan`` (reads the datasets and files to digest them)."""
     tools = tools if tools is not None else toolchain()
-    digests: dict[Path, str] = {}
-
-    def digest(path: Path) -> str:
-        if path not in digests:
-            digests[path] = content_digest(path)
-        return digests[path]
+    digest = digest or Digests()
 
     keys: dict[str, str] = {}
     for step in plan.steps:
