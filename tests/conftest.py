@@ -31,7 +31,12 @@ class FakeDp:
 
     @property
     def env(self) -> dict[str, str]:
-        return {"LAMFLOW_DP": FAKE_DP_COMMAND, "LAMFLOW_FAKE_DP_LOG": str(self.log)}
+        """The fake dp, and an artifact store of its own (runs sharing a FakeDp share the step cache)."""
+        return {
+            "LAMFLOW_DP": FAKE_DP_COMMAND,
+            "LAMFLOW_FAKE_DP_LOG": str(self.log),
+            "LAMFLOW_STORE": str(self.log.parent / "store"),
+        }
 
     def calls(self) -> list[list[str]]:
         """argv (after the program) of every call so far, in order."""
@@ -47,6 +52,21 @@ def fake_dp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeDp:
     for key, value in fake.env.items():
         monkeypatch.setenv(key, value)
     return fake
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_store(tmp_path_factory: pytest.TempPathFactory):
+    """Module and session fixtures run before function ones: never let them use the user's store."""
+    root = tmp_path_factory.mktemp("session-store")
+    saved = {k: os.environ.get(k) for k in ("LAMFLOW_STORE", "LAMFLOW_CACHE_DIR")}
+    os.environ["LAMFLOW_STORE"] = str(root / "store")
+    os.environ["LAMFLOW_CACHE_DIR"] = str(root / "cache")
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture(autouse=True)

@@ -171,7 +171,8 @@ def transfer_progress(
     verb: str, quiet: bool = False
 ) -> Iterator[tuple[Callable[[int], None] | None, Callable[[int], None] | None]]:
     """A byte progress bar on stderr for a push or pull: (progress, on_plan) callbacks."""
-    if quiet:
+    err = Console(stderr=True)
+    if quiet or not err.is_terminal:  # bars are for people watching; logs get the one-line result
         yield None, None
         return
     from rich.progress import (
@@ -189,7 +190,7 @@ def transfer_progress(
         DownloadColumn(),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
-        console=Console(stderr=True),
+        console=err,
         transient=True,
     )
     task = bar.add_task(verb, total=None)

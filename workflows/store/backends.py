@@ -143,7 +143,7 @@ class LocalBackend(Backend):
 
 
 # transient faults (throttling, 5xx, dropped connections) are retried by botocore itself
-RETRY_CONFIG = {"mode": "standard", "max_attempts": 8}
+MAX_ATTEMPTS = 8  # AWS_MAX_ATTEMPTS overrides it
 CONFIG_ERRORS = {
     "NoSuchBucket": "no such bucket",
     "InvalidAccessKeyId": "unknown access key (check AWS_ACCESS_KEY_ID / AWS_PROFILE)",
@@ -166,8 +166,13 @@ class S3Backend(Backend):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
-        retries = dict(RETRY_CONFIG, max_attempts=max_attempts or RETRY_CONFIG["max_attempts"])
-        config = Config(retries=retries, max_pool_connections=32, connect_timeout=5, read_timeout=60)
+        attempts = max_attempts or int(os.environ.get("AWS_MAX_ATTEMPTS") or MAX_ATTEMPTS)
+        config = Config(
+            retries={"mode": "standard", "max_attempts": attempts},
+            max_pool_connections=32,
+            connect_timeout=5,
+            read_timeout=60,
+        )
         self.client = boto3.session.Session().client("s3", config=config)
         self.transfer = TransferConfig(
             multipart_threshold=16 * 2**20, multipart_chunksize=16 * 2**20, max_concurrency=8

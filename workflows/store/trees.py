@@ -274,6 +274,12 @@ def pull(
             if data is None:
                 raise CorruptObject(f"{where}: blob {blob_id[:12]} of {paths[0]} and others is missing")
             counter(len(data))
+            if hashlib.sha256(data).hexdigest() != blob_id:
+                more = f" and {len(paths) - 1} more" if len(paths) > 1 else ""
+                raise CorruptObject(
+                    f"{where}: blob {blob_id[:12]} ({paths[0]}{more}) does not match its SHA-256 "
+                    "(corrupted object)"
+                )
             with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
                 for member in tar.getmembers():
                     if member.name not in expected or not member.isfile():

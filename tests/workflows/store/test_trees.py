@@ -1,0 +1,179 @@
+"""Trees in a store (manifest + content-addressed blobs), on a local directory and on a real S3 endpoint
+(moto_server): round trips, incremental pushes, corruption, interrupted pushes, faults."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lamflow.workflows.errors import UsageError
+from lamflow.workflows.store import trees
+from lamflow.workflows.store.backends import LocalBackend, StoreUnreachable, open_location
+from tests.conftest import DEMO_DATA, run_cli
+
+WATER = DEMO_DATA / "water" / "train"
+
+
+def _copy(tmp_path: Path) -> Path:
+    src = tmp_path / "water"
+    shutil.copytree(WATER, src)
+    return src
+
+
+def _same(a: Path, b: Path) -> bool:
+    return trees.tree_digest(trees.scan(a)) == trees.tree_digest(trees.scan(b))
+
+
+@pytest.fixture(params=["local", "s3"])
+def location(request, tmp_path):
+    if request.param == "local":
+        return str(tmp_path / "remote")
+    s3 = request.getfixturevalue("s3")
+    return f"s3://{s3.test_bucket}/datasets"
+
+
+def test_round_trip_verifies_every_file(location, tmp_path):
+    src = _copy(tmp_path)
+    (src / "big.bin").write_bytes(os.urandom(trees.SMALL_FILE + 1))  # a blob of its own
+    backend = open_location(location)
+    pushed = trees.push(src, backend, "water")
+    manifest = trees.read_manifest(backend, "water")
+    assert {f["path"] for f in manifest["files"]} == {
+        p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file()
+    }
+    kinds = {b["kind"] for b in manifest["blobs"].values()}
+    assert kinds == {"file", "tar"}
+    pulled = trees.pull(backend, tmp_path / "copy", "water")
+    assert _same(src, tmp_path / "copy") and pulled.digest == pushed.digest == manifest["digest"]
+    assert pulled.files == pushed.files and pulled.bytes_total == pushed.bytes_total
+
+
+def test_push_sends_only_missing_blobs(location, tmp_path):
+    src = _copy(tmp_path)
+    backend = open_location(location)
+    first = trees.push(src, backend, "water")
+    again = trees.push(src, backend, "water")
+    assert first.bytes_moved > 0 and again.bytes_moved == 0 and again.blobs_moved == 0
+    one_set = sorted(src.glob("*/set.*"))[0]
+    (one_set / "energy.npy").write_bytes((one_set / "energy.npy").read_bytes()[:-8] + b"\0" * 8)
+    changed = trees.push(src, backend, "water")
+    assert changed.blobs_moved == 1  # only the pack of the folder that changed
+    assert 0 < changed.bytes_moved < first.bytes_moved
+    assert changed.digest != first.digest
+
+
+def test_corrupted_blob_is_named_and_destination_untouched(location, tmp_path):
+    src = _copy(tmp_path)
+    backend = open_location(location)
+    trees.push(src, backend, "water")
+    manifest = trees.read_manifest(backend, "water")
+    blob = next(iter(manifest["blobs"]))
+    good = backend.get_bytes(f"blobs/{blob}")
+    assert good is not None
+    backend.delete(f"blobs/{blob}")
+    backend.put_bytes(f"blobs/{blob}", good[:-1] + bytes([good[-1] ^ 1]))
+    with pytest.raises(trees.CorruptObject, match="does not match its SHA-256"):
+        trees.pull(backend, tmp_path / "copy", "water")
+    assert not (tmp_path / "copy").exists()
+    assert not list(tmp_path.glob(".copy.pull-*"))
+
+
+def test_interrupted_push_publishes_nothing_and_a_retry_completes(tmp_path, monkeypatch):
+    src = _copy(tmp_path)
+    backend = LocalBackend(tmp_path / "remote")
+    real_put = LocalBackend.put_bytes
+    calls = {"n": 0}
+
+    def flaky(self, key, data):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise ConnectionError("connection reset")
+        return real_put(self, key, data)
+
+    monkeypatch.setattr(LocalBackend, "put_bytes", flaky)
+    with pytest.raises(ConnectionError):
+        trees.push(src, backend, "water")
+    assert not backend.exists(trees.manifest_key("water"))
+    monkeypatch.setattr(LocalBackend, "put_bytes", real_put)
+    retry = trees.push(src, backend, "water")
+    assert 0 < retry.blobs_moved < retry.blobs_total  # what the first attempt sent is not sent again
+    for blob in trees.read_manifest(backend, "water")["blobs"]:
+        assert backend.exists(f"blobs/{blob}")
+
+
+def test_pull_never_overwrites(tmp_path):
+    backend = LocalBackend(tmp_path / "remote")
+    trees.push(_copy(tmp_path), backend, "water")
+    (tmp_path / "dest").mkdir()
+    (tmp_path / "dest" / "mine.txt").write_text("keep me")
+    with pytest.raises(UsageError, match="not empty"):
+        trees.pull(backend, tmp_path / "dest", "water")
+    assert (tmp_path / "dest" / "mine.txt").read_text() == "keep me"
+
+
+def test_unknown_bucket_and_unreachable_endpoint(s3, tmp_path, monkeypatch):
+    with pytest.raises(UsageError, match="no such bucket"):
+        trees.push(_copy(tmp_path), open_location("s3://no-such-bucket-here/x"), "")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
+    with pytest.raises(StoreUnreachable, match="cannot reach"):
+        open_location(f"s3://{s3.test_bucket}/x", max_attempts=2).check()
+
+
+def test_cli_push_pull_ls_json(s3, tmp_path):
+    uri = f"s3://{s3.test_bucket}/datasets/water"
+    pushed = run_cli("data", "push", str(WATER), uri, "--output", "json")
+    assert pushed.returncode == 0, pushed.stderr
+    first = json.loads(pushed.stdout)
+    assert set(first) >= {"uri", "files", "bytes_total", "bytes_sent"} and first["bytes_sent"] > 0
+    again = json.loads(run_cli("data", "push", str(WATER), uri, "--output", "json").stdout)
+    assert again["bytes_sent"] == 0 and again["bytes_total"] == first["bytes_total"]
+    pulled = run_cli("data", "pull", uri, str(tmp_path / "copy"), "--output", "json")
+    assert pulled.returncode == 0, pulled.stderr
+    got = json.loads(pulled.stdout)
+    assert set(got) >= {"uri", "files", "bytes_total", "bytes_received"} and got["files"] == first["files"]
+    assert _same(WATER, tmp_path / "copy")
+    listed = json.loads(run_cli("data", "ls", f"s3://{s3.test_bucket}", "--output", "json").stdout)
+    assert [d["uri"] for d in listed] == [uri]
+    text = run_cli("data", "push", str(WATER), uri)
+    assert "0 B sent" in text.stdout
+
+
+def test_cli_errors_are_one_line(s3, tmp_path):
+    missing = run_cli("data", "push", str(WATER), "s3://no-such-bucket-here/water")
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "no such bucket" in missing.stderr
+    nothing = run_cli("data", "pull", f"s3://{s3.test_bucket}/nothing", str(tmp_path / "x"))
+    assert nothing.returncode == 2 and "push one first" in nothing.stderr
+    down = run_cli(
+        "data",
+        "ls",
+        f"s3://{s3.test_bucket}",
+        env={"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_MAX_ATTEMPTS": "2"},
+    )
+    assert down.returncode == 1 and down.stderr.count("\n") == 1 and "cannot reach" in down.stderr
+
+
+def test_server_restart_mid_push_publishes_nothing(s3, tmp_path):
+    """moto keeps objects in memory: a restart loses them, as a failed service would. The push fails with
+    one line; no manifest appears; a push after the restart completes."""
+    from lamflow.workflows.errors import LamflowError
+
+    backend = open_location(f"s3://{s3.test_bucket}/d")
+    restarted = []
+
+    def restart_once(_: int) -> None:
+        if not restarted:
+            restarted.append(True)
+            s3.stop()
+            s3.start()
+
+    with pytest.raises(LamflowError) as failure:
+        trees.push(_copy(tmp_path), backend, "water", progress=restart_once)
+    assert "\n" not in str(failure.value)
+    s3.bucket(s3.test_bucket)
+    assert not backend.exists(trees.manifest_key("water"))
+    done = trees.push(tmp_path / "water", backend, "water")
+    assert done.blobs_moved == done.blobs_total and backend.exists(trees.manifest_key("water"))
