@@ -31,7 +31,16 @@ from lamflow.workflows.api import validate  # noqa: E402
 def run_lamflow(spec: Path, work: Path) -> tuple[float, dict[str, float]]:
     lamflow = Path(sys.executable).with_name("lamflow")
     started = time.monotonic()
-    argv = [str(lamflow), "submit", str(spec), "--run-dir", str(work / "run"), "--output", "json"]
+    argv = [
+        str(lamflow),
+        "submit",
+        str(spec),
+        "--run-dir",
+        str(work / "run"),
+        "--output",
+        "json",
+        "--no-cache",
+    ]
     result = subprocess.run(argv, capture_output=True, text=True)
     wall = time.monotonic() - started
     if result.returncode != 0:
