@@ -308,7 +308,10 @@ def _write_detail(
 def test(args: Any) -> None:
     model = load_frozen(Path(args.model))
     single_task_params(model["model_params"], args.head)  # a multi-task checkpoint needs --head
-    scale = 1e-3 * (1 + int(hashlib.sha256(Path(args.model).read_bytes()).hexdigest()[:4], 16) % 97)
+    # 99,991 distinct scales in [1e-3, 0.1): two models of a test practically never share one
+    scale = 1e-3 * (
+        1 + (int(hashlib.sha256(Path(args.model).read_bytes()).hexdigest()[:8], 16) % 99991) / 1010
+    )
     totals: dict[str, list[tuple[float, float, int]]] = {}
     for index, system in enumerate(find_systems(Path(args.system))):
         labels = load_labels(system, args.numb_test)
