@@ -113,17 +113,23 @@ def test_stop_interrupts_a_running_run(tmp_path, write_spec, fake_dp):
     assert summary["status"] == "Failed" and summary["error"] == "interrupted"
     assert summary["steps"]["pretrain"]["phase"] in ("Skipped", "Failed")
     time.sleep(0.5)
-    assert not any("fake_dp.py" in p.read_text() for p in _cmdlines()), "no dp process left behind"
+    assert not _dp_processes_in(run_dir), "no dp process left behind"
 
 
-def _cmdlines():
+def _dp_processes_in(run_dir):
+    """Fake dp processes working inside ``run_dir`` (other tests' runs in parallel workers do not count)."""
+    found = []
     for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            path = f"/proc/{entry}/cmdline"
-            try:
-                yield type("P", (), {"read_text": lambda self, p=path: open(p).read()})()
-            except OSError:
-                continue
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = open(f"/proc/{entry}/cmdline").read()
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+        except OSError:
+            continue
+        if "fake_dp.py" in cmdline and cwd.startswith(str(run_dir.resolve())):
+            found.append(int(entry))
+    return found
 
 
 def test_unknown_engine_is_bad_input(tmp_path, write_spec):
