@@ -251,7 +251,7 @@ def data_ls(uri: str | None, settings: Settings) -> list[dict]:
             continue  # step results and models are listed by their own commands
         found.append(
             {
-                "uri": backend.child(tree) if tree else backend.uri,
+                "uri": backend.child(tree),
                 "digest": manifest["digest"],
                 "files": len(manifest["files"]),
                 "bytes": sum(f["size"] for f in manifest["files"]),

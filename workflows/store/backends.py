@@ -63,7 +63,8 @@ class Backend(ABC):
         """Raise a one-line error now if the location cannot be used (before any work)."""
 
     def child(self, key: str) -> str:
-        return f"{self.uri.rstrip('/')}/{key}"
+        """The URI of ``key`` (the location itself for an empty key)."""
+        return f"{self.uri.rstrip('/')}/{key}" if key else self.uri
 
 
 class LocalBackend(Backend):

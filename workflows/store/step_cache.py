@@ -106,14 +106,14 @@ class StepCache:
 
     def lookup(self, key: str) -> dict[str, Any] | None:
         """The complete stored result for ``key`` (its manifest), or None."""
-        data = self.backend.get_bytes(trees.manifest_key(entry_name(key)))
+        name = entry_name(key)
+        data = self.backend.get_bytes(trees.manifest_key(name))
         if data is None:
             return None
         try:
-            manifest = json.loads(data)
-        except ValueError:
+            return trees.parse_manifest(data, self.backend.child(name))
+        except trees.CorruptObject:  # unreadable: a miss (the step runs and stores it again)
             return None
-        return manifest if manifest.get("format") == trees.FORMAT else None
 
     def restore(self, key: str, manifest: dict[str, Any], outputs_dir: Path) -> None:
         """Write the stored outputs into ``outputs_dir`` (absent or empty), verified."""

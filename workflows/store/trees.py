@@ -213,7 +213,7 @@ def push(
     }
     backend.put_bytes(manifest_key(name), json.dumps(manifest, indent=1).encode())  # last: publishes the tree
     return Transfer(
-        backend.child(name) if name else backend.uri,
+        backend.child(name),
         digest,
         len(files),
         sum(f.size for f in files),
@@ -225,9 +225,14 @@ def push(
 
 def read_manifest(backend: Backend, name: str = "") -> dict[str, Any]:
     data = backend.get_bytes(manifest_key(name))
-    where = backend.child(name) if name else backend.uri
+    where = backend.child(name)
     if data is None:
         raise UsageError(f"{where}: no dataset or tree here (no {MANIFEST}; push one first)")
+    return parse_manifest(data, where)
+
+
+def parse_manifest(data: bytes, where: str) -> dict[str, Any]:
+    """A manifest's content, checked for its format (CorruptObject naming ``where`` otherwise)."""
     try:
         manifest = json.loads(data)
     except ValueError:
@@ -247,7 +252,7 @@ def pull(
     """Fetch tree ``name`` into ``dest`` (which must not exist, or be an empty folder), verified."""
     backend.check()
     manifest = manifest or read_manifest(backend, name)
-    where = backend.child(name) if name else backend.uri
+    where = backend.child(name)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise UsageError(f"{dest}: already exists and is not empty (a pull never overwrites)")
     dest.parent.mkdir(parents=True, exist_ok=True)
