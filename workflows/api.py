@@ -59,6 +59,16 @@ def new_run_dir(settings: Settings, plan: Plan, run_dir: Path | None) -> Path:
     raise UsageError(f"{settings.run_root}: cannot create a new run directory")
 
 
+def _set_cache_keys(plan: Plan, summary: RunSummary):
+    """Every step's cache key into the summary; returns the digests computed for them (reused later)."""
+    from lamflow.workflows.store.step_cache import Digests, cache_keys
+
+    digests = Digests()
+    for key, cache_key in cache_keys(plan, digest=digests).items():
+        summary.steps[key].cache_key = cache_key
+    return digests
+
+
 def _step_cache(settings: Settings, use: bool | None):
     """The step cache in the configured store, checked before any work; None when turned off."""
     from lamflow.workflows.store.locate import store_backend
@@ -96,8 +106,9 @@ def submit(
     summary.notices = list(plan.notices)
     if notify is not None:
         notify(summary.notices)
+    digests = _set_cache_keys(plan, summary)
     summary = runner.submit(plan, directory, summary, report, cache=step_cache)
-    register_models(resolved, plan, directory, summary, settings)
+    register_models(resolved, plan, directory, summary, settings, digests)
     return directory, summary
 
 
@@ -131,26 +142,27 @@ def resume(
         raise UsageError(f"{run_dir}: the spec now compiles to other steps ({', '.join(plan_keys)})")
     step_cache = _step_cache(settings, cache)
     summary.attempts += 1
+    digests = _set_cache_keys(plan, summary)
     summary = runner.submit(plan, run_dir, summary, report, cache=step_cache, resume=True)
-    register_models(resolved, plan, run_dir, summary, settings)
+    register_models(resolved, plan, run_dir, summary, settings, digests)
     return run_dir, summary
 
 
 def register_models(
-    resolved: ResolvedSpec, plan: Plan, run_dir: Path, summary: RunSummary, settings: Settings
+    resolved: ResolvedSpec, plan: Plan, run_dir: Path, summary: RunSummary, settings: Settings, digests
 ) -> list[str]:
-    """Record every frozen model of a finished run in the store's registry; returns the new ids."""
+    """Record every frozen model of a finished run in the store's registry; returns the new ids.
+
+    ``digests`` (a step_cache.Digests) already knows the datasets' digests from the cache keys."""
     from lamflow.workflows.errors import LamflowError
-    from lamflow.workflows.store.locate import store_backend
-    from lamflow.workflows.store.registry import Registry, run_records
-    from lamflow.workflows.store.step_cache import Digests
+    from lamflow.workflows.store.registry import run_records
 
     gate = resolved.spec.registry.promote_gate
-    registry = Registry(store_backend(settings))
+    registry = _registry(settings)
     added = []
     try:
         for record, model_file in run_records(
-            plan, run_dir, summary, gate.model_dump() if gate else None, Digests()
+            plan, run_dir, summary, gate.model_dump() if gate else None, digests
         ):
             if registry.register(record, model_file):
                 added.append(record.id)
@@ -260,12 +272,16 @@ def data_ls(uri: str | None, settings: Settings) -> list[dict]:
     return found
 
 
-def models(settings: Settings, channel: str | None = None):
-    """The registry's model records (oldest first per channel) and each channel's champion id."""
+def _registry(settings: Settings):
     from lamflow.workflows.store.locate import store_backend
     from lamflow.workflows.store.registry import Registry
 
-    registry = Registry(store_backend(settings))
+    return Registry(store_backend(settings))
+
+
+def models(settings: Settings, channel: str | None = None):
+    """The registry's model records (oldest first per channel) and each channel's champion id."""
+    registry = _registry(settings)
     registry.backend.check()
     records = registry.models(channel)
     champions = {c: registry.champion(c) for c in {r.channel for r in records}}
@@ -273,24 +289,15 @@ def models(settings: Settings, channel: str | None = None):
 
 
 def model_show(model_id: str, settings: Settings):
-    from lamflow.workflows.store.locate import store_backend
-    from lamflow.workflows.store.registry import Registry
-
-    registry = Registry(store_backend(settings))
+    registry = _registry(settings)
     record = registry.get(model_id)
     return record, registry.champion(record.channel) == record.id
 
 
 def model_pull(model_id: str, dest: Path, settings: Settings):
-    from lamflow.workflows.store.locate import store_backend
-    from lamflow.workflows.store.registry import Registry
-
-    return Registry(store_backend(settings)).pull(model_id, dest)
+    return _registry(settings).pull(model_id, dest)
 
 
 def model_promote(model_id: str, settings: Settings, force: bool = False):
     """Make a model its channel's champion, if the spec's gate lets it (else HeldBack, exit 3)."""
-    from lamflow.workflows.store.locate import store_backend
-    from lamflow.workflows.store.registry import Registry
-
-    return Registry(store_backend(settings)).promote(model_id, force)
+    return _registry(settings).promote(model_id, force)

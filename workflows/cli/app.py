@@ -223,13 +223,7 @@ def data_push(
 
     with render.transfer_progress("push", quiet=output is Output.json) as (progress, on_plan):
         result = api.data_push(source, uri, _settings(), progress, on_plan)
-    fields = {"uri": result.uri, "files": result.files, "bytes_total": result.bytes_total}
-    if output is Output.json:
-        sys.stdout.write(
-            json.dumps({**fields, "bytes_sent": result.bytes_moved, "digest": result.digest}) + "\n"
-        )
-    else:
-        render.transfer_result("pushed", result, "sent")
+    _transfer_output(result, output, "pushed", "sent")
 
 
 @data_app.command("pull")
@@ -244,13 +238,20 @@ def data_pull(
 
     with render.transfer_progress("pull", quiet=output is Output.json) as (progress, on_plan):
         result = api.data_pull(uri, dest, _settings(), progress, on_plan)
-    fields = {"uri": result.uri, "files": result.files, "bytes_total": result.bytes_total}
+    _transfer_output(result, output, "pulled", "received")
+
+
+def _transfer_output(result, output: Output, done: str, moved: str) -> None:
+    """A push's or pull's result: one line, or JSON with ``bytes_sent`` / ``bytes_received``."""
+    from lamflow.workflows.cli import render
+
     if output is Output.json:
+        fields = {"uri": result.uri, "files": result.files, "bytes_total": result.bytes_total}
         sys.stdout.write(
-            json.dumps({**fields, "bytes_received": result.bytes_moved, "digest": result.digest}) + "\n"
+            json.dumps({**fields, f"bytes_{moved}": result.bytes_moved, "digest": result.digest}) + "\n"
         )
     else:
-        render.transfer_result("pulled", result, "received")
+        render.transfer_result(done, result, moved)
 
 
 @data_app.command("ls")

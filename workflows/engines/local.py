@@ -39,7 +39,7 @@ from lamflow.workflows.errors import LamflowError, UsageError
 from lamflow.workflows.settings import Settings
 from lamflow.workflows.spec.base import model_slug
 from lamflow.workflows.store.local import STEPS_DIR, LocalStore
-from lamflow.workflows.store.step_cache import StepCache, cache_keys
+from lamflow.workflows.store.step_cache import StepCache
 
 POLL_S = 0.5
 PID_FILE = "engine.pid"  # the process running a local run, while it runs (for `lamflow stop`)
@@ -93,9 +93,11 @@ class _Watcher(threading.Thread):
                 if key in self.stale and _mtime(phase_file) == self.stale[key]:
                     continue  # what an earlier attempt left; this one has not reached the step yet
                 phase = _read(phase_file)
-                if record.phase == "Cached" or phase not in ("Running", "Succeeded", "Failed"):
-                    continue
-                if phase == record.phase:
+                if (
+                    record.phase == "Cached"
+                    or phase not in ("Running", "Succeeded", "Failed")
+                    or phase == record.phase
+                ):
                     continue
                 t = time.monotonic()
                 if record.phase == "Pending":
@@ -314,12 +316,10 @@ class LocalEngine(Engine):
     ) -> RunSummary:
         """Run ``plan`` to completion in ``run_dir`` (which must exist); returns the final summary.
 
-        With ``cache``, steps with a stored result are restored instead of run, and finished steps are
-        stored. With ``resume``, ``run_dir`` holds an earlier, unfinished attempt of the same plan."""
+        With ``cache``, steps with a stored result (by the ``cache_key`` of their summary record) are
+        restored instead of run, and finished steps are stored. With ``resume``, ``run_dir`` holds an
+        earlier, unfinished attempt of the same plan."""
         started = time.monotonic()
-        keys = cache_keys(plan)
-        for key, record in summary.steps.items():
-            record.cache_key = keys[key]
         summary.cache = cache is not None
         summary.status = "Running"
         summary.finished_at = summary.error = None
