@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lamflow.workflows.compile.groups import group_steps
 from lamflow.workflows.compile.notices import data_notices
 from lamflow.workflows.compile.plan import Plan
 from lamflow.workflows.spec.base import slug
@@ -29,6 +30,7 @@ def build_plan(resolved: ResolvedSpec) -> Plan:
         dataset_paths=dict(resolved.dataset_paths),
         origins=dict(ctx.origins),
         notices=tuple(data_notices(steps, ctx.origins, resolved.dataset_info)),
+        groups=group_steps(steps),
     )
     plan.check()
     return plan

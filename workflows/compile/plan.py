@@ -66,6 +66,10 @@ class StepPlan:
     model_ref: str | None = None  # the spec's name for the frozen model this step outputs as `model`
     checkpoint_ref: str | None = None  # ... and for the training checkpoint it outputs as `checkpoint`
     evaluation: Evaluation | None = None
+    # declared by the stage: a quick `dp` call (freeze, change-bias, test) that may share a worker process
+    # with other short steps (compile/groups.py); training steps own their process
+    short: bool = False
+    resource: str = "default"  # the kind of machine the step needs; groups never mix two kinds
 
     def __post_init__(self) -> None:
         if type(self.params) is not self.op.Params:
@@ -114,6 +118,10 @@ class Plan:
     dataset_paths: dict[str, Path]
     origins: dict[str, str] = field(default_factory=dict)  # step key -> YAML path of the spec entry
     notices: tuple[str, ...] = ()  # what the plan leaves unused in its data (compile/notices.py)
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)  # group name -> short step keys
+
+    def group_of(self, key: str) -> str | None:
+        return next((name for name, keys in self.groups.items() if key in keys), None)
 
     def step(self, key: str) -> StepPlan:
         return next(s for s in self.steps if s.key == key)
@@ -160,6 +168,7 @@ class Plan:
                 }
                 for s in self.steps
             ],
+            "groups": {name: list(keys) for name, keys in self.groups.items()},
         }
 
 

@@ -102,6 +102,7 @@ class PretrainStage(Stage[PretrainSpec | None]):
                     params=FreezeParams(head=head if multitask else ""),
                     artifacts={"checkpoint": train.output("checkpoint")},
                     model_ref=f"pretrain.{head}",
+                    short=True,
                 ),
                 self.yaml_path("heads", head),
             )

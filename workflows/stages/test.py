@@ -94,6 +94,7 @@ class TestStage(Stage[list[TestSpec]]):
                                 dataset=on, mode="change", dataset_formats=ctx.formats([on])
                             ),
                             artifacts={"model": model, "datasets": DatasetBundle((on,))},
+                            short=True,
                         ),
                         f"{base}.models[{j}]",
                     )
@@ -114,6 +115,7 @@ class TestStage(Stage[list[TestSpec]]):
                             evaluation=Evaluation(
                                 ref, dataset, group.change_bias_on, overlap=(ref, dataset) in ctx.overlaps
                             ),
+                            short=True,
                         ),
                         f"{base}.datasets[{k}]",
                     )
