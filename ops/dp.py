@@ -1,7 +1,9 @@
 """The one seam to DeePMD-kit: pure builders of ``dp --pt ...`` command lines and :func:`run_dp`.
 
-Builders return argument lists (no I/O) so they can be table-tested; :func:`run_dp` is the only place a
-``dp`` process is started. The ``dp`` executable is the one beside the running interpreter when present
+Builders return argument lists (no I/O) so they can be table-tested; :func:`run_dp` is the only place
+``dp`` runs: as a process, or — inside a step worker (:mod:`lamflow.ops.worker`) — in-process, through
+DeePMD-kit's entry point ``deepmd.main.main`` with the same argument list (a Python ``LAMFLOW_DP`` such as
+the fake runs with ``runpy``), its output captured the same way. The ``dp`` executable is the one beside the running interpreter when present
 (so an un-activated virtual environment still works), else ``dp`` from PATH; ``LAMFLOW_DP`` overrides it
 with a program path or a command line (e.g. ``python /path/to/fake_dp.py`` for the fast test tier).
 """
@@ -9,15 +11,20 @@ with a program path or a command line (e.g. ``python /path/to/fake_dp.py`` for t
 from __future__ import annotations
 
 import os
+import runpy
 import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+import threading
+import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 RANDOM_BRANCH = "RANDOM"
+IN_WORKER = False  # set by lamflow.ops.worker: run dp in-process where the program allows it
+TAIL_LINES = 40
 
 
 class DpError(RuntimeError):
@@ -149,23 +156,91 @@ class DpRun:
     log_file: Path
 
 
-def run_dp(argv: Sequence[str], *, cwd: str | Path, log_file: str | Path, echo: bool = True) -> DpRun:
-    """Run one ``dp`` command in ``cwd``, appending its output to ``log_file`` (and echoing it).
+def in_process_entry(argv: Sequence[str]) -> Callable[[], None] | None:
+    """How to run ``argv`` inside this process, or None when it must be a process of its own: outside a
+    step worker, or when ``LAMFLOW_DP`` names something other than a Python script."""
+    program = dp_program()
+    if not IN_WORKER or list(argv[: len(program)]) != program:
+        return None
+    args = list(argv[len(program) :])
+    if not os.environ.get("LAMFLOW_DP", "").strip():
 
-    Raises :class:`DpError` with the tail of the output when it exits non-zero.
-    """
-    cwd = Path(cwd)
-    log_path = Path(log_file)
-    if not log_path.is_absolute():
-        log_path = cwd / log_path
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    tail: list[str] = []
+        def deepmd_main() -> None:
+            from deepmd.main import main
+
+            main(args)
+
+        return deepmd_main
+    if len(program) == 2 and program[1].endswith(".py") and Path(program[0]).name.startswith("python"):
+
+        def python_script() -> None:
+            sys.argv[:] = [program[1], *args]
+            runpy.run_path(program[1], run_name="__main__")
+
+        return python_script
+    return None
+
+
+def exit_status(exc: SystemExit) -> int:
+    """What a process exiting with ``exc`` reports (``sys.exit("text")`` prints the text, exits 1)."""
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
+def _call(entry: Callable[[], None]) -> int:
+    """Run ``entry`` as a program: its exit status, with a traceback printed for an exception."""
+    try:
+        entry()
+        return 0
+    except SystemExit as exc:
+        return exit_status(exc)
+    except KeyboardInterrupt:
+        raise
+    except Exception:
+        traceback.print_exc()
+        return 1
+
+
+def _run_in_process(entry: Callable[[], None], log_path: Path, echo: bool, tail: list[str]) -> int:
+    """Run ``entry`` with fd 1/2 sent through a pipe to ``log_path`` (and the real stdout when ``echo``)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    read_fd, write_fd = os.pipe()
+    saved = os.dup(1), os.dup(2)
+
+    def pump() -> None:
+        with os.fdopen(read_fd, "rb") as source, log_path.open("ab") as log:
+            for line in source:
+                log.write(line)
+                log.flush()
+                if echo:
+                    os.write(saved[0], line)
+                tail.append(line.decode("utf-8", errors="replace"))
+                del tail[:-TAIL_LINES]
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    os.dup2(write_fd, 1)
+    os.dup2(write_fd, 2)
+    os.close(write_fd)
+    try:
+        return _call(entry)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)  # the pipe's last write ends close: the reader sees the end
+        os.dup2(saved[1], 2)
+        reader.join(timeout=10)
+        for fd in saved:
+            os.close(fd)
+
+
+def _run_process(argv: Sequence[str], cwd: Path, log_path: Path, echo: bool, tail: list[str]) -> int:
     with log_path.open("a", encoding="utf-8") as log:
-        log.write(f"$ {' '.join(argv)}\n")
-        log.flush()
-        if echo:
-            sys.stdout.write(f"$ {' '.join(argv)}\n")
-            sys.stdout.flush()
         proc = subprocess.Popen(
             list(argv),
             cwd=cwd,
@@ -183,8 +258,37 @@ def run_dp(argv: Sequence[str], *, cwd: str | Path, log_file: str | Path, echo: 
             if echo:
                 sys.stdout.write(line)
             tail.append(line)
-            del tail[:-40]
-        returncode = proc.wait()
+            del tail[:-TAIL_LINES]
+        return proc.wait()
+
+
+def run_dp(argv: Sequence[str], *, cwd: str | Path, log_file: str | Path, echo: bool = True) -> DpRun:
+    """Run one ``dp`` command in ``cwd``, appending its output to ``log_file`` (and echoing it).
+
+    In a step worker the command runs in-process (see :func:`in_process_entry`), in ``cwd``, with the
+    same argument list. Raises :class:`DpError` with the tail of the output when it exits non-zero.
+    """
+    cwd = Path(cwd)
+    log_path = Path(log_file)
+    if not log_path.is_absolute():
+        log_path = cwd / log_path
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("a", encoding="utf-8") as log:
+        log.write(f"$ {' '.join(argv)}\n")
+    if echo:
+        sys.stdout.write(f"$ {' '.join(argv)}\n")
+        sys.stdout.flush()
+    tail: list[str] = []
+    entry = in_process_entry(argv)
+    if entry is None:
+        returncode = _run_process(argv, cwd, log_path, echo, tail)
+    else:
+        here = os.getcwd()
+        os.chdir(cwd)
+        try:
+            returncode = _run_in_process(entry, log_path, echo, tail)
+        finally:
+            os.chdir(here)
     if returncode != 0:
         raise DpError(argv, returncode, "".join(tail), log_path)
     return DpRun(list(argv), returncode, log_path)

@@ -45,6 +45,14 @@ def fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
+def _put(archive: zipfile.ZipFile, name: str, data: str | bytes) -> None:
+    """A zip entry with a fixed time stamp: the same inputs give byte-identical files (and metrics) in
+    every run, grouped or not."""
+    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+    info.compress_type = archive.compression
+    archive.writestr(info, data)
+
+
 # --- checkpoints (.pt): torch.save format, read back without importing torch when it holds no tensors ---
 
 
@@ -57,12 +65,12 @@ def save_checkpoint(path: Path, model_params: dict[str, Any], step: int, lr: flo
     data = {**state, "optimizer": {"state": {}, "param_groups": []}}
     stem = path.stem
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
-        archive.writestr(f"{stem}/data.pkl", pickle.dumps(data, protocol=2))
-        archive.writestr(f"{stem}/.format_version", "1")
-        archive.writestr(f"{stem}/.storage_alignment", "64")
-        archive.writestr(f"{stem}/byteorder", "little")
-        archive.writestr(f"{stem}/version", "3\n")
-        archive.writestr(f"{stem}/.data/serialization_id", hashlib.sha1(path.name.encode()).hexdigest())
+        _put(archive, f"{stem}/data.pkl", pickle.dumps(data, protocol=2))
+        _put(archive, f"{stem}/.format_version", "1")
+        _put(archive, f"{stem}/.storage_alignment", "64")
+        _put(archive, f"{stem}/byteorder", "little")
+        _put(archive, f"{stem}/version", "3\n")
+        _put(archive, f"{stem}/.data/serialization_id", hashlib.sha1(path.name.encode()).hexdigest())
 
 
 def load_checkpoint_state(path: Path) -> dict[str, Any]:
@@ -70,6 +78,13 @@ def load_checkpoint_state(path: Path) -> dict[str, Any]:
     with zipfile.ZipFile(path) as archive:
         pkl = next(n for n in archive.namelist() if n.endswith("/data.pkl"))
         return pickle.loads(archive.read(pkl))["model"]["_extra_state"]
+
+
+def _train_infos(path: Path) -> dict[str, Any]:
+    try:
+        return dict(load_checkpoint_state(path)["train_infos"])
+    except Exception:  # a real checkpoint: its weights are what differ
+        return {}
 
 
 def load_checkpoint_params(path: Path) -> dict[str, Any]:
@@ -101,14 +116,14 @@ def save_frozen(path: Path, params: dict[str, Any], *, frozen_by_freeze: bool, *
     """``dp freeze`` adds an empty ``extra/data_modifier.pth``; ``dp change-bias`` writes none."""
     stem = path.stem
     with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr(f"{stem}/data.pkl", pickle.dumps({"fake": True}, protocol=2))
-        archive.writestr(f"{stem}/constants.pkl", pickle.dumps((), protocol=2))
-        archive.writestr(f"{stem}/byteorder", "little")
-        archive.writestr(f"{stem}/.data/version", "3\n")
-        archive.writestr(f"{stem}/.data/serialization_id", hashlib.sha1(path.name.encode()).hexdigest())
+        _put(archive, f"{stem}/data.pkl", pickle.dumps({"fake": True}, protocol=2))
+        _put(archive, f"{stem}/constants.pkl", pickle.dumps((), protocol=2))
+        _put(archive, f"{stem}/byteorder", "little")
+        _put(archive, f"{stem}/.data/version", "3\n")
+        _put(archive, f"{stem}/.data/serialization_id", hashlib.sha1(path.name.encode()).hexdigest())
         if frozen_by_freeze:
-            archive.writestr(f"{stem}/extra/data_modifier.pth", b"")
-        archive.writestr(f"{stem}/{FAKE_ENTRY}", json.dumps({"model_params": params, **info}))
+            _put(archive, f"{stem}/extra/data_modifier.pth", b"")
+        _put(archive, f"{stem}/{FAKE_ENTRY}", json.dumps({"model_params": params, **info}))
 
 
 def load_frozen(path: Path) -> dict[str, Any]:
@@ -274,11 +289,16 @@ def freeze(args: Any) -> None:
     pointer = folder / "checkpoint"
     if not pointer.exists():
         fail(f"FileNotFoundError: {pointer} not found")
-    params = load_checkpoint_params(folder / pointer.read_text().strip())
+    checkpoint = folder / pointer.read_text().strip()
+    params = load_checkpoint_params(checkpoint)
     if "model_dict" in params and args.head is None:
         fail("AssertionError: Head must be specified in multitask mode!")
     save_frozen(
-        Path(args.output), single_task_params(params, args.head), frozen_by_freeze=True, head=args.head
+        Path(args.output),
+        single_task_params(params, args.head),
+        frozen_by_freeze=True,
+        head=args.head,
+        trained=_train_infos(checkpoint),  # longer training, other weights
     )
     print(f"{INFO}Saved frozen model to {args.output}")
 
@@ -289,7 +309,10 @@ def change_bias(args: Any) -> None:
     params = single_task_params(model["model_params"], args.model_branch)
     type_map = params.get("type_map", [])
     print(f"{INFO}Change output bias of {type_map} from [0.0] to [-1.0] ({len(systems)} systems)")
-    save_frozen(Path(args.output), params, frozen_by_freeze=False, bias_changed_on=str(args.system))
+    parent = hashlib.sha256(Path(args.INPUT).read_bytes()).hexdigest()  # two heads' models stay distinct
+    save_frozen(
+        Path(args.output), params, frozen_by_freeze=False, bias_changed_on=Path(args.system).name, parent=parent
+    )
     print(f"{INFO}Saved model to {args.output}")
 
 
@@ -396,5 +419,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    sys.stdout = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", line_buffering=True)
+    sys.stdout.reconfigure(encoding="utf-8", line_buffering=True)  # type: ignore[union-attr]
     main(sys.argv[1:])

@@ -33,6 +33,11 @@ class Settings(BaseSettings):
         description="This machine's copies of remote datasets, one folder per content digest.",
     )
     cache: bool = Field(True, description="Reuse stored results of steps with identical inputs.")
+    group: bool = Field(
+        True,
+        description="Run short steps (freeze, change-bias, test) of a step group in one worker process; "
+        "false gives every step a process of its own (for debugging).",
+    )
     python: str = Field(sys.executable, description="Interpreter that runs each local step.")
     local_workers: int = Field(
         1,

@@ -31,16 +31,23 @@ class Output(str, Enum):
     json = "json"
 
 
-def _settings():
+NO_GROUP_HELP = (
+    "Run every short step (freeze, change-bias, test) in a process of its own instead of its step group's "
+    "worker (same as LAMFLOW_GROUP=0; for debugging)."
+)
+
+
+def _settings(no_group: bool = False):
     from pydantic import ValidationError
 
     from lamflow.workflows.settings import Settings
 
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         first = exc.errors()[0]
         raise typer.BadParameter(f"LAMFLOW_{str(first['loc'][0]).upper()}: {first['msg']}") from None
+    return settings.model_copy(update={"group": False}) if no_group else settings
 
 
 @app.command()
@@ -87,12 +94,13 @@ def submit(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Run every step, even those with a stored result.")
     ] = False,
+    no_group: Annotated[bool, typer.Option("--no-group", help=NO_GROUP_HELP)] = False,
 ) -> None:
     """Run a spec (default engine: local, dflow debug mode); steps with stored results are reused."""
     from lamflow.workflows import api
     from lamflow.workflows.cli import render
 
-    settings = _settings()
+    settings = _settings(no_group)
     if dry_run:
         _, plan = api.validate(spec, settings)
         if output is Output.json:
@@ -131,6 +139,7 @@ def resume(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Do not restore or store step results.")
     ] = False,
+    no_group: Annotated[bool, typer.Option("--no-group", help=NO_GROUP_HELP)] = False,
 ) -> None:
     """Continue a failed or interrupted run in place: finished steps are kept, training continues from
     its latest checkpoint (dp --pt train --restart)."""
@@ -138,7 +147,7 @@ def resume(
     from lamflow.workflows.cli import render
 
     reporter = None if output is Output.json else render.progress_reporter()
-    run_directory, summary = api.resume(run, _settings(), reporter, cache=False if no_cache else None)
+    run_directory, summary = api.resume(run, _settings(no_group), reporter, cache=False if no_cache else None)
     _finish(run_directory, summary, output)
 
 

@@ -8,7 +8,7 @@ artifact, and :func:`build_workflow` wires them in. Building needs no network.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +17,15 @@ from lamflow.workflows.compile.plan import DatasetBundle, LocalFile, Plan, StepO
 
 @dataclass(frozen=True)
 class StepRuntime:
-    """How each step's Python runs: ``command`` (interpreter) and, for Argo, the container ``image``."""
+    """How each step's Python runs: ``command`` (interpreter) and, for Argo, the container ``image``.
+    ``step_commands`` overrides the command of some steps (the local engine's grouped steps)."""
 
     command: tuple[str, ...] = ("python3",)
     image: str | None = None
+    step_commands: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def command_of(self, key: str) -> tuple[str, ...]:
+        return tuple(self.step_commands.get(key, self.command))
 
 
 def request_id(source: DatasetBundle | LocalFile) -> str:
@@ -48,13 +53,14 @@ def build_workflow(
     from dflow import DAG, Task, Workflow
     from dflow.python import PythonOPTemplate
 
-    templates: dict[type, Any] = {}
+    templates: dict[tuple[type, tuple[str, ...]], Any] = {}
     tasks: dict[str, Any] = {}
     dag = DAG(name=f"{plan.name}-dag")
     for step in plan.steps:
-        if step.op not in templates:
-            templates[step.op] = PythonOPTemplate(
-                step.op, image=runtime.image, command=list(runtime.command), upload_dflow=False
+        command = runtime.command_of(step.key)
+        if (step.op, command) not in templates:
+            templates[step.op, command] = PythonOPTemplate(
+                step.op, image=runtime.image, command=list(command), upload_dflow=False
             )
         artifacts: dict[str, Any] = {}
         for name, source in step.artifacts.items():
@@ -64,7 +70,7 @@ def build_workflow(
                 artifacts[name] = staged[request_id(source)]
         task = Task(
             name=step.key,
-            template=templates[step.op],
+            template=templates[step.op, command],
             parameters=step.parameters,
             artifacts=artifacts,
             key=step.key,

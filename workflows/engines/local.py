@@ -10,6 +10,9 @@ Layout of a run directory::
     <run-dir>/models/         links to every frozen model (<stage>-<name>.pth)
     <run-dir>/steps/<key>/    dflow's step directories (inputs/, outputs/, workdir/, log.txt)
 
+Short steps run in their step group's worker process (engines/workers.py; ``--no-group`` turns it off),
+each still its own dflow step with its own directory, log, phase and timing.
+
 A step whose cache key has a stored result gets its ``steps/<key>/outputs/`` restored from the store and
 is marked done for dflow, which then skips it (phase ``Cached``); every step that succeeds is published
 to the store. ``resume`` reruns a run directory in place: dflow skips its finished steps and reruns the
@@ -26,6 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
 
@@ -35,6 +39,7 @@ from lamflow.workflows.compile.plan import Plan
 from lamflow.workflows.dflow_config import dflow_config, local_debug_config
 from lamflow.workflows.engines.base import Engine, Reporter, StepEvent
 from lamflow.workflows.engines.summary import DONE, RunSummary, TestResult, now, read_summary
+from lamflow.workflows.engines.workers import StepWorkers
 from lamflow.workflows.errors import LamflowError, UsageError
 from lamflow.workflows.settings import Settings
 from lamflow.workflows.spec.base import model_slug
@@ -44,6 +49,19 @@ from lamflow.workflows.store.step_cache import StepCache
 POLL_S = 0.5
 PID_FILE = "engine.pid"  # the process running a local run, while it runs (for `lamflow stop`)
 ENGINE_LOG = "engine.log"
+
+
+def _iso(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _step_span(step_dir: Path, since_ns: int) -> tuple[int, int] | None:
+    """When a finished step's command started and ended, from the files dflow writes: ``pid`` right after
+    starting it, ``phase`` right after it ended (finer than the watcher's polling). None if unknown."""
+    start, end = _mtime(step_dir / "pid"), _mtime(step_dir / "phase")
+    if start is None or end is None or start < since_ns or end < start:
+        return None
+    return start, end
 
 
 def _read(path: Path) -> str | None:
@@ -82,6 +100,7 @@ class _Watcher(threading.Thread):
         self.stale: dict[str, int] = {}  # step -> mtime of a phase file left by an earlier attempt
         self.stop_event = threading.Event()
         self.started = time.monotonic()
+        self.started_ns = time.time_ns()
         self.started_mono: dict[str, float] = {}
         self.lock = threading.Lock()
 
@@ -110,6 +129,9 @@ class _Watcher(threading.Thread):
                 if phase in ("Succeeded", "Failed"):
                     record.finished_at = now()
                     duration = round(t - self.started_mono.get(key, t), 1)
+                    if (span := _step_span(self.run_dir / STEPS_DIR / key, self.started_ns)) is not None:
+                        record.started_at, record.finished_at = (_iso(ns) for ns in span)
+                        duration = round((span[1] - span[0]) / 1e9, 2)
                     record.duration_s = duration
                     record.warnings = scan_warnings(_read(self.run_dir / STEPS_DIR / key / "log.txt") or "")
                     if phase == "Failed":
@@ -287,6 +309,14 @@ def _publisher(run_dir: Path, summary: RunSummary, cache: StepCache | None) -> C
     return publish
 
 
+def _groups_to_run(plan: Plan, summary: RunSummary) -> dict[str, tuple[str, ...]]:
+    """The step groups with steps left to run (a worker is started for each)."""
+    left = {
+        name: tuple(k for k in keys if summary.steps[k].phase not in DONE) for name, keys in plan.groups.items()
+    }
+    return {name: keys for name, keys in left.items() if keys}
+
+
 def _let_dflow_continue(steps_dir: Path) -> None:
     """dflow's debug mode continues a workflow directory (skipping its succeeded steps) when it finds a
     status other than Succeeded and a ``pid`` that is not alive; make sure it finds both."""
@@ -338,6 +368,9 @@ class LocalEngine(Engine):
             summary.write(run_dir)
         if steps_dir.is_dir():
             _let_dflow_continue(steps_dir)
+        groups = _groups_to_run(plan, summary) if self.settings.group else {}
+        for key, record in summary.steps.items():
+            record.group = plan.group_of(key) if self.settings.group else None
         config = local_debug_config(str(run_dir), str(run_dir / "artifacts"), self.settings.local_workers)
         interrupted = False
         with _CapturedOutput(run_dir / ENGINE_LOG) as terminal:
@@ -349,11 +382,10 @@ class LocalEngine(Engine):
                 if record.phase in DONE:
                     watcher.emit(key, record.phase, None)
             try:
-                with dflow_config(config):
+                with dflow_config(config), StepWorkers(self.settings.python, groups) as workers:
                     staged = {rid: self.store.stage(rid, req) for rid, req in staging_requests(plan).items()}
-                    workflow = build_workflow(
-                        plan, staged, StepRuntime(command=(self.settings.python,)), workflow_id=STEPS_DIR
-                    )
+                    runtime = StepRuntime(command=(self.settings.python,), step_commands=workers.commands())
+                    workflow = build_workflow(plan, staged, runtime, workflow_id=STEPS_DIR)
                     watcher.start()
                     cwd = os.getcwd()
                     try:

@@ -30,6 +30,9 @@ class StepRecord(BaseModel):
     op: str
     summary: str
     depends: list[str] = Field(default_factory=list)
+    group: str | None = Field(
+        None, description="The step group whose worker process ran this step (None: a process of its own)."
+    )
     phase: Phase = "Pending"
     cache_key: str | None = Field(None, description="Hash of the step's op, inputs and tool versions.")
     started_at: str | None = None

@@ -1,0 +1,255 @@
+"""A step worker: one long-lived process that runs the short steps of a group, one after another.
+
+``python -m lamflow.ops.worker SOCKET`` binds a Unix socket, imports dflow, the ops and DeePMD-kit once
+(not DeePMD-kit when ``LAMFLOW_DP`` replaces it), then serves requests from :mod:`lamflow.ops.worker_client`: run this
+step's dflow script, in this directory, with this environment, writing to this file descriptor. Inside the
+worker, :func:`lamflow.ops.dp.run_dp` calls DeePMD-kit's entry point in-process with the argument list it
+would give the ``dp`` program, so a step pays neither an interpreter nor a torch + DeePMD-kit start-up.
+
+Each step still runs as its own unit: :class:`Isolation` puts back, after every step, what a step may
+change in a process — working directory, environment, ``sys.argv``/``sys.path``, logging handlers and
+levels, warning filters, signal handlers, dflow's config, torch's thread count, default dtype, device and
+grad mode, and the random states of torch, NumPy and ``random`` (restored to the state the worker had
+before its first step, as a fresh process would have them).
+"""
+
+from __future__ import annotations
+
+import builtins
+import copy
+import importlib
+import io
+import json
+import logging
+import os
+import random
+import signal
+import socket
+import sys
+import traceback
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lamflow.ops import dp
+from lamflow.ops.worker_client import HEADER
+
+OP_MODULES = ("change_bias", "freeze", "test", "pretrain", "finetune")
+DEEPMD_MODULES = ("deepmd.main", "deepmd.pt.entrypoints.main", "deepmd.entrypoints.main", "deepmd.pt.infer.deep_eval")
+
+
+def warm_up(deepmd: bool) -> None:
+    """Import what every step needs, so that the first step does not pay for it."""
+    importlib.import_module("dflow.python")
+    for name in OP_MODULES:
+        importlib.import_module(f"lamflow.ops.{name}")
+    if deepmd:
+        for name in DEEPMD_MODULES:
+            try:
+                importlib.import_module(name)
+            except ImportError:  # pragma: no cover - DeePMD-kit not installed: steps will say so
+                pass
+
+
+@dataclass
+class _LoggerState:
+    handlers: list[logging.Handler]
+    level: int
+    propagate: bool
+    disabled: bool
+
+
+def _loggers() -> dict[str, logging.Logger]:
+    found = {name: obj for name, obj in logging.Logger.manager.loggerDict.items() if isinstance(obj, logging.Logger)}
+    return {"": logging.getLogger(), **found}
+
+
+@dataclass
+class Isolation:
+    """The process state a step may change, captured once; :meth:`restore` puts it back."""
+
+    cwd: str
+    environ: dict[str, str]
+    argv: list[str]
+    path: list[str]
+    loggers: dict[str, _LoggerState]
+    warning_filters: list[Any]
+    showwarning: Callable[..., Any]
+    signals: dict[int, Any]
+    dflow: tuple[dict[str, Any], dict[str, Any]]
+    streams: tuple[Any, Any]
+    random_states: dict[str, Any] = field(default_factory=dict)
+    torch_settings: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def capture(cls) -> Isolation:
+        import dflow
+
+        state = cls(
+            cwd=os.getcwd(),
+            environ=dict(os.environ),
+            argv=list(sys.argv),
+            path=list(sys.path),
+            loggers={
+                name: _LoggerState(list(lg.handlers), lg.level, lg.propagate, lg.disabled)
+                for name, lg in _loggers().items()
+            },
+            warning_filters=list(warnings.filters),
+            showwarning=warnings.showwarning,
+            signals={s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)},
+            dflow=(copy.deepcopy(dflow.config), copy.deepcopy(dflow.s3_config)),
+            streams=(sys.stdout, sys.stderr),
+        )
+        state.random_states["random"] = random.getstate()
+        if "numpy" in sys.modules:
+            state.random_states["numpy"] = sys.modules["numpy"].random.get_state()
+        if "torch" in sys.modules:
+            torch = sys.modules["torch"]
+            state.random_states["torch"] = torch.random.get_rng_state()
+            state.torch_settings = {
+                "threads": torch.get_num_threads(),
+                "dtype": torch.get_default_dtype(),
+                "grad": torch.is_grad_enabled(),
+                "device": torch.get_default_device() if hasattr(torch, "get_default_device") else None,
+            }
+        return state
+
+    def restore(self) -> None:
+        import dflow
+
+        os.chdir(self.cwd)
+        os.environ.clear()
+        os.environ.update(self.environ)
+        sys.argv[:] = self.argv
+        sys.path[:] = self.path
+        sys.stdout, sys.stderr = self.streams
+        for name, lg in _loggers().items():
+            before = self.loggers.get(name) or _LoggerState([], logging.NOTSET, True, False)
+            for handler in list(lg.handlers):
+                if handler not in before.handlers:
+                    lg.removeHandler(handler)
+                    handler.close()
+            lg.handlers[:] = before.handlers
+            lg.setLevel(before.level)
+            lg.propagate, lg.disabled = before.propagate, before.disabled
+        warnings.filters[:] = self.warning_filters
+        warnings.showwarning = self.showwarning
+        for signum, handler in self.signals.items():
+            signal.signal(signum, handler)
+        for live, saved in zip((dflow.config, dflow.s3_config), self.dflow, strict=True):
+            live.clear()
+            live.update(copy.deepcopy(saved))
+        random.setstate(self.random_states["random"])
+        if "numpy" in self.random_states:
+            sys.modules["numpy"].random.set_state(self.random_states["numpy"])
+        if "torch" in sys.modules and self.torch_settings:
+            torch = sys.modules["torch"]
+            torch.random.set_rng_state(self.random_states["torch"])
+            torch.set_num_threads(self.torch_settings["threads"])
+            torch.set_default_dtype(self.torch_settings["dtype"])
+            torch.set_grad_enabled(self.torch_settings["grad"])
+            if self.torch_settings["device"] is not None:
+                torch.set_default_device(self.torch_settings["device"])
+
+
+def run_script(script: str) -> int:
+    """Run a step's dflow script as ``python SCRIPT`` would in a fresh process; returns its exit status."""
+    try:
+        with open(script, encoding="utf-8") as f:
+            code = compile(f.read(), script, "exec")
+        exec(code, {"__name__": "__main__", "__file__": script, "__builtins__": builtins})
+        return 0
+    except SystemExit as exc:
+        return dp.exit_status(exc)
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
+        traceback.print_exc()
+        return 1
+
+
+def _receive(conn: socket.socket) -> tuple[dict[str, Any], int]:
+    header, fds, _, _ = socket.recv_fds(conn, HEADER.size, 1)
+    if len(header) != HEADER.size or len(fds) != 1:
+        raise ConnectionError("malformed request")
+    size = HEADER.unpack(header)[0]
+    body = bytearray()
+    while len(body) < size:
+        chunk = conn.recv(min(1 << 20, size - len(body)))
+        if not chunk:
+            raise ConnectionError("request cut short")
+        body += chunk
+    return json.loads(body), fds[0]
+
+
+def serve_one(conn: socket.socket, baseline: Isolation) -> None:
+    """One step: output to the client's descriptor, answers (pid, then exit status) on the connection."""
+    request, out_fd = _receive(conn)
+    conn.sendall((json.dumps({"pid": os.getpid()}) + "\n").encode())
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    os.dup2(out_fd, 1)
+    os.dup2(out_fd, 2)
+    os.close(out_fd)
+    try:
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        sys.argv[:] = [request["script"]]
+        status = run_script(request["script"])
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+        baseline.restore()
+    conn.sendall((json.dumps({"exit": status}) + "\n").encode())
+
+
+def serve(socket_path: str) -> None:
+    """Bind first (clients may connect while the imports run), warm up, then serve steps forever."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(socket_path)
+    listener.listen(64)
+    dp.IN_WORKER = True
+    warm_up(deepmd=not os.environ.get("LAMFLOW_DP", "").strip())
+    baseline = Isolation.capture()
+    while True:
+        conn, _ = listener.accept()
+        with conn:
+            try:
+                serve_one(conn, baseline)
+            except (ConnectionError, OSError) as exc:
+                print(f"lamflow worker: request dropped ({exc})", file=sys.stderr, flush=True)
+
+
+class _StreamFd(io.FileIO):
+    """fd 1 or 2 of a worker, which point at a different pipe or file in every step: never seekable, so
+    that a step's ``sys.stdout.reconfigure(...)`` or ``TextIOWrapper(sys.stdout.buffer)`` cannot trip over
+    a position cached from the file the worker started with."""
+
+    def seekable(self) -> bool:
+        return False
+
+
+def _stream(fd: int) -> io.TextIOWrapper:
+    raw = _StreamFd(fd, "w", closefd=False)
+    return io.TextIOWrapper(io.BufferedWriter(raw), encoding="utf-8", errors="replace", line_buffering=True)
+
+
+def main(argv: list[str]) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m lamflow.ops.worker", description=__doc__.splitlines()[0])
+    parser.add_argument("socket")
+    args = parser.parse_args(argv)
+    sys.stdout, sys.stderr = _stream(1), _stream(2)
+    serve(args.socket)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
