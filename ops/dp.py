@@ -3,13 +3,16 @@
 Builders return argument lists (no I/O) so they can be table-tested; :func:`run_dp` is the only place
 ``dp`` runs: as a process, or — inside a step worker (:mod:`lamflow.ops.worker`) — in-process, through
 DeePMD-kit's entry point ``deepmd.main.main`` with the same argument list (a Python ``LAMFLOW_DP`` such as
-the fake runs with ``runpy``), its output captured the same way. The ``dp`` executable is the one beside the running interpreter when present
-(so an un-activated virtual environment still works), else ``dp`` from PATH; ``LAMFLOW_DP`` overrides it
-with a program path or a command line (e.g. ``python /path/to/fake_dp.py`` for the fast test tier).
+the fake runs with ``runpy``), its output captured the same way.
+
+The ``dp`` executable is the one beside the running interpreter when present (so an un-activated virtual
+environment still works), else ``dp`` from PATH; ``LAMFLOW_DP`` overrides it with a program path or a
+command line (e.g. ``python /path/to/fake_dp.py`` for the fast test tier).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import runpy
 import shlex
@@ -25,6 +28,11 @@ from pathlib import Path
 RANDOM_BRANCH = "RANDOM"
 IN_WORKER = False  # set by lamflow.ops.worker: run dp in-process where the program allows it
 TAIL_LINES = 40
+TAIL_BYTES = 1 << 16
+FOLLOW_S = 0.05
+# set by a step worker while it serves a step: told the log file (and its size) before each in-process dp
+# call, so that the step can show the file's last lines if the worker dies during the call
+announce_log: Callable[[Path, int], None] | None = None
 
 
 class DpError(RuntimeError):
@@ -205,38 +213,72 @@ def _call(entry: Callable[[], None]) -> int:
         return 1
 
 
+class _StreamFd(io.FileIO):
+    """fd 1 or 2 of a worker, which point at a different pipe or file in every step: never seekable, so
+    that a step's ``sys.stdout.reconfigure(...)`` or ``TextIOWrapper(sys.stdout.buffer)`` cannot trip over
+    a position cached from the file the descriptor pointed at before."""
+
+    def seekable(self) -> bool:
+        return False
+
+
+def fd_stream(fd: int) -> io.TextIOWrapper:
+    raw = _StreamFd(fd, "w", closefd=False)
+    return io.TextIOWrapper(io.BufferedWriter(raw), encoding="utf-8", errors="replace", line_buffering=True)
+
+
 def _run_in_process(entry: Callable[[], None], log_path: Path, echo: bool, tail: list[str]) -> int:
-    """Run ``entry`` with fd 1/2 sent through a pipe to ``log_path`` (and the real stdout when ``echo``)."""
+    """Run ``entry`` with fd 1/2 appending to ``log_path``; a thread follows the file to echo it to the
+    real stdout (when ``echo``) and keep its tail. Writing the log directly, not through a pipe, keeps
+    every line a crash would otherwise lose with the process."""
     sys.stdout.flush()
     sys.stderr.flush()
-    read_fd, write_fd = os.pipe()
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    start = os.fstat(log_fd).st_size
     saved = os.dup(1), os.dup(2)
+    if announce_log is not None:
+        announce_log(log_path, start)
+    done = threading.Event()
+    seen = bytearray()
 
-    def pump() -> None:
-        with os.fdopen(read_fd, "rb") as source, log_path.open("ab") as log:
-            for line in source:
-                log.write(line)
-                log.flush()
-                if echo:
-                    os.write(saved[0], line)
-                tail.append(line.decode("utf-8", errors="replace"))
-                del tail[:-TAIL_LINES]
+    def follow() -> None:
+        with log_path.open("rb") as source:
+            source.seek(start)
+            while True:
+                finished = done.is_set()
+                chunk = source.read()
+                if chunk:
+                    if echo:
+                        os.write(saved[0], chunk)
+                    seen.extend(chunk)
+                    del seen[: max(0, len(seen) - TAIL_BYTES)]
+                if finished:
+                    return
+                done.wait(FOLLOW_S)
 
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    os.dup2(write_fd, 1)
-    os.dup2(write_fd, 2)
-    os.close(write_fd)
+    follower = threading.Thread(target=follow, daemon=True)
+    follower.start()
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = fd_stream(1), fd_stream(2)  # whatever they were (a test's capture, ...)
     try:
         return _call(entry)
     finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(saved[0], 1)  # the pipe's last write ends close: the reader sees the end
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        sys.stdout, sys.stderr = streams
+        os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
-        reader.join(timeout=10)
+        done.set()
+        follower.join()
         for fd in saved:
             os.close(fd)
+        tail.extend(seen.decode("utf-8", errors="replace").splitlines(keepends=True)[-TAIL_LINES:])
 
 
 def _run_process(argv: Sequence[str], cwd: Path, log_path: Path, echo: bool, tail: list[str]) -> int:

@@ -1,8 +1,9 @@
 """A step worker: one long-lived process that runs the short steps of a group, one after another.
 
 ``python -m lamflow.ops.worker SOCKET`` binds a Unix socket, imports dflow, the ops and DeePMD-kit once
-(not DeePMD-kit when ``LAMFLOW_DP`` replaces it), then serves requests from :mod:`lamflow.ops.worker_client`: run this
-step's dflow script, in this directory, with this environment, writing to this file descriptor. Inside the
+(not DeePMD-kit when ``LAMFLOW_DP`` replaces it), then serves requests from
+:mod:`lamflow.ops.worker_client`: run this step's dflow script, in this directory, with this
+environment, writing to this file descriptor. Inside the
 worker, :func:`lamflow.ops.dp.run_dp` calls DeePMD-kit's entry point in-process with the argument list it
 would give the ``dp`` program, so a step pays neither an interpreter nor a torch + DeePMD-kit start-up.
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 import builtins
 import copy
 import importlib
-import io
 import json
 import logging
 import os
@@ -36,7 +36,12 @@ from lamflow.ops import dp
 from lamflow.ops.worker_client import HEADER
 
 OP_MODULES = ("change_bias", "freeze", "test", "pretrain", "finetune")
-DEEPMD_MODULES = ("deepmd.main", "deepmd.pt.entrypoints.main", "deepmd.entrypoints.main", "deepmd.pt.infer.deep_eval")
+DEEPMD_MODULES = (
+    "deepmd.main",
+    "deepmd.pt.entrypoints.main",
+    "deepmd.entrypoints.main",
+    "deepmd.pt.infer.deep_eval",
+)
 
 
 def warm_up(deepmd: bool) -> None:
@@ -61,7 +66,11 @@ class _LoggerState:
 
 
 def _loggers() -> dict[str, logging.Logger]:
-    found = {name: obj for name, obj in logging.Logger.manager.loggerDict.items() if isinstance(obj, logging.Logger)}
+    found = {
+        name: obj
+        for name, obj in logging.Logger.manager.loggerDict.items()
+        if isinstance(obj, logging.Logger)
+    }
     return {"": logging.getLogger(), **found}
 
 
@@ -133,7 +142,7 @@ class Isolation:
             lg.handlers[:] = before.handlers
             lg.setLevel(before.level)
             lg.propagate, lg.disabled = before.propagate, before.disabled
-        warnings.filters[:] = self.warning_filters
+        warnings.filters[:] = self.warning_filters  # type: ignore[index]
         warnings.showwarning = self.showwarning
         for signum, handler in self.signals.items():
             signal.signal(signum, handler)
@@ -193,6 +202,9 @@ def serve_one(conn: socket.socket, baseline: Isolation) -> None:
     os.dup2(out_fd, 1)
     os.dup2(out_fd, 2)
     os.close(out_fd)
+    dp.announce_log = lambda path, offset: conn.sendall(
+        (json.dumps({"log": str(path), "offset": offset}) + "\n").encode()
+    )
     try:
         os.chdir(request["cwd"])
         os.environ.clear()
@@ -200,6 +212,7 @@ def serve_one(conn: socket.socket, baseline: Isolation) -> None:
         sys.argv[:] = [request["script"]]
         status = run_script(request["script"])
     finally:
+        dp.announce_log = None
         sys.stdout.flush()
         sys.stderr.flush()
         os.dup2(saved[0], 1)
@@ -227,27 +240,13 @@ def serve(socket_path: str) -> None:
                 print(f"lamflow worker: request dropped ({exc})", file=sys.stderr, flush=True)
 
 
-class _StreamFd(io.FileIO):
-    """fd 1 or 2 of a worker, which point at a different pipe or file in every step: never seekable, so
-    that a step's ``sys.stdout.reconfigure(...)`` or ``TextIOWrapper(sys.stdout.buffer)`` cannot trip over
-    a position cached from the file the worker started with."""
-
-    def seekable(self) -> bool:
-        return False
-
-
-def _stream(fd: int) -> io.TextIOWrapper:
-    raw = _StreamFd(fd, "w", closefd=False)
-    return io.TextIOWrapper(io.BufferedWriter(raw), encoding="utf-8", errors="replace", line_buffering=True)
-
-
 def main(argv: list[str]) -> None:
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m lamflow.ops.worker", description=__doc__.splitlines()[0])
     parser.add_argument("socket")
     args = parser.parse_args(argv)
-    sys.stdout, sys.stderr = _stream(1), _stream(2)
+    sys.stdout, sys.stderr = dp.fd_stream(1), dp.fd_stream(2)
     serve(args.socket)
 
 

@@ -96,13 +96,31 @@ def main(argv: list[str]) -> int:
         sock.sendall(request)
         answers = sock.makefile("r", encoding="utf-8")
         pid = 0
+        log: dict[str, object] = {}
         for line in answers:
             message = json.loads(line)
             if "pid" in message:
                 pid = message["pid"]
+            if "log" in message:
+                log = message
             if "exit" in message:
                 return int(message["exit"])
+    if log:
+        _show_tail(str(log["log"]), int(str(log["offset"])))
     return _worker_died(socket_path, pid)
+
+
+def _show_tail(path: str, offset: int, lines: int = 40) -> None:
+    """The last lines the dp call wrote to its log before the worker died (some may not have been
+    echoed yet)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return
+    print(f"--- last lines of {path} ---", flush=True)
+    print("".join(text.splitlines(keepends=True)[-lines:]).rstrip("\n"), flush=True)
 
 
 if __name__ == "__main__":

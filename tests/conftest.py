@@ -44,6 +44,12 @@ class FakeDp:
             return []
         return [json.loads(line)["argv"] for line in self.log.read_text().splitlines()]
 
+    def records(self) -> list[dict[str, Any]]:
+        """Every call so far: {"argv", "cwd", "pid"} (the pid of the process that ran it)."""
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text().splitlines()]
+
 
 @pytest.fixture
 def fake_dp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeDp:

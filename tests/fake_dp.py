@@ -15,8 +15,10 @@ errors" log block and ``<detail>.e.out``/``.e_peratom.out``/``.f.out``/``.v.out`
 predictions = labels + a deterministic, model-dependent perturbation (so errors are finite, non-zero and
 differ between models). No network weights exist: only the file formats are real.
 
-Test knobs: ``LAMFLOW_FAKE_DP_LOG`` (append one JSON line per call), ``LAMFLOW_FAKE_DP_FAIL`` (a
-sub-command that exits 1), ``LAMFLOW_FAKE_DP_SLEEP`` (seconds to sleep first, for stop/interrupt tests),
+Test knobs: ``LAMFLOW_FAKE_DP_LOG`` (append one JSON line per call: argv, cwd, pid),
+``LAMFLOW_FAKE_DP_FAIL`` (a sub-command that exits 1), ``LAMFLOW_FAKE_DP_SLEEP`` (seconds to sleep
+first, or ``COMMAND:SECONDS`` for one sub-command; for stop/interrupt tests), ``LAMFLOW_FAKE_DP_CRASH``
+(a sub-command that dies with SIGKILL, as an out-of-memory process would),
 ``LAMFLOW_FAKE_DP_KILL_AFTER_SAVE`` (``train`` dies with SIGKILL right after its first checkpoint, as a
 preempted node would). ``train --restart CKPT`` continues from the checkpoint's step and appends to
 ``lcurve.out``, as DeePMD-kit does.
@@ -25,10 +27,10 @@ preempted node would). ``train --restart CKPT`` continues from the checkpoint's 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import pickle
+import signal
 import sys
 import time
 import zipfile
@@ -311,7 +313,11 @@ def change_bias(args: Any) -> None:
     print(f"{INFO}Change output bias of {type_map} from [0.0] to [-1.0] ({len(systems)} systems)")
     parent = hashlib.sha256(Path(args.INPUT).read_bytes()).hexdigest()  # two heads' models stay distinct
     save_frozen(
-        Path(args.output), params, frozen_by_freeze=False, bias_changed_on=Path(args.system).name, parent=parent
+        Path(args.output),
+        params,
+        frozen_by_freeze=False,
+        bias_changed_on=Path(args.system).name,
+        parent=parent,
     )
     print(f"{INFO}Saved model to {args.output}")
 
@@ -405,16 +411,20 @@ def main(argv: list[str]) -> None:
     log = os.environ.get("LAMFLOW_FAKE_DP_LOG")
     if log:
         with open(log, "a") as out:
-            out.write(json.dumps({"argv": argv, "cwd": os.getcwd()}) + "\n")
+            out.write(json.dumps({"argv": argv, "cwd": os.getcwd(), "pid": os.getpid()}) + "\n")
     args = main_parser().parse_args(argv)  # DeePMD-kit's parser: exits 2 on an unknown flag
     if args.backend != "pytorch":
         fail(f"lamflow must select the PyTorch backend (--pt); got backend {args.backend!r}", 2)
     if args.command not in COMMANDS:
         fail(f"the fake dp does not implement {args.command!r}", 2)
-    time.sleep(float(os.environ.get("LAMFLOW_FAKE_DP_SLEEP", "0")))
+    only, _, seconds = os.environ.get("LAMFLOW_FAKE_DP_SLEEP", "0").rpartition(":")
+    if only in ("", args.command):
+        time.sleep(float(seconds))
+    print(f"{INFO}DeePMD version: fake ({args.command})")
     if os.environ.get("LAMFLOW_FAKE_DP_FAIL") == args.command:
         fail(f"RuntimeError: {args.command} failed (LAMFLOW_FAKE_DP_FAIL)")
-    print(f"{INFO}DeePMD version: fake ({args.command})")
+    if os.environ.get("LAMFLOW_FAKE_DP_CRASH") == args.command:
+        os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's OOM killer would (in a worker: the worker)
     COMMANDS[args.command](args)
 
 

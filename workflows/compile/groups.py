@@ -20,7 +20,9 @@ from lamflow.workflows.compile.plan import StepPlan
 MAX_NAME = 50  # room for suffixes in Argo template names (63 characters at most)
 
 
-def _long_upstream(step: StepPlan, by_key: dict[str, StepPlan], memo: dict[str, frozenset[str]]) -> frozenset[str]:
+def _long_upstream(
+    step: StepPlan, by_key: dict[str, StepPlan], memo: dict[str, frozenset[str]]
+) -> frozenset[str]:
     """The long steps ``step`` waits for, looking through short steps."""
     if step.key not in memo:
         found: set[str] = set()
@@ -46,5 +48,7 @@ def group_steps(steps: Sequence[StepPlan]) -> dict[str, tuple[str, ...]]:
     groups: dict[str, list[str]] = {}
     for step in steps:
         if step.short:
-            groups.setdefault(group_name(_long_upstream(step, by_key, memo), step.resource), []).append(step.key)
+            groups.setdefault(group_name(_long_upstream(step, by_key, memo), step.resource), []).append(
+                step.key
+            )
     return {name: tuple(keys) for name, keys in groups.items()}

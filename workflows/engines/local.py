@@ -312,7 +312,8 @@ def _publisher(run_dir: Path, summary: RunSummary, cache: StepCache | None) -> C
 def _groups_to_run(plan: Plan, summary: RunSummary) -> dict[str, tuple[str, ...]]:
     """The step groups with steps left to run (a worker is started for each)."""
     left = {
-        name: tuple(k for k in keys if summary.steps[k].phase not in DONE) for name, keys in plan.groups.items()
+        name: tuple(k for k in keys if summary.steps[k].phase not in DONE)
+        for name, keys in plan.groups.items()
     }
     return {name: keys for name, keys in left.items() if keys}
 
