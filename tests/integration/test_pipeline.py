@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,14 @@ def pipeline_run(tmp_path_factory):
     import yaml
 
     spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
-    result = run_cli("submit", str(spec_file), "--run-dir", str(tmp / "run"), cwd=tmp)
+    result = run_cli(
+        "submit",
+        str(spec_file),
+        "--run-dir",
+        str(tmp / "run"),
+        cwd=tmp,
+        env={"LAMFLOW_STORE": str(tmp / "store")},
+    )
     return tmp / "run", result
 
 
@@ -84,6 +92,34 @@ def test_frozen_models_and_finite_metrics(pipeline_run):
         assert m["metrics"]["frames"] == 12
         for key in ("energy_rmse_per_atom", "energy_mae_per_atom", "force_rmse", "force_mae"):
             assert math.isfinite(m["metrics"][key]) and m["metrics"][key] > 0
+
+
+def test_grouped_short_steps_match_separate_processes_bit_for_bit(pipeline_run):
+    """The fixture's run ran its short steps in step groups. The same spec again with --no-group, on the
+    same store with the short steps' stored results evicted: training comes from the step cache (the very
+    same checkpoints), every freeze, change-bias and test is a dp process of its own, and every metric is
+    identical to the last bit."""
+    run_dir, _ = pipeline_run
+    grouped = json.loads((run_dir / "summary.json").read_text())
+    assert grouped["steps"]["freeze-water"]["group"] == "after-pretrain"
+    assert grouped["steps"]["test-finetune-gete-on-gete-test"]["group"] == "after-finetune-gete"
+    store = run_dir.parent / "store"
+    short = [k for k, r in grouped["steps"].items() if r["group"]]
+    for key in short:
+        shutil.rmtree(store / "steps" / grouped["steps"][key]["cache_key"])
+    alone_dir = run_dir.parent / "alone"
+    out = run_cli(
+        "submit", str(run_dir / "spec.yaml"), "--run-dir", str(alone_dir), "--no-group",
+        env={"LAMFLOW_STORE": str(store)},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    alone = json.loads((alone_dir / "summary.json").read_text())
+    phases = {k: r["phase"] for k, r in alone["steps"].items()}
+    assert phases == {k: "Succeeded" if k in short else "Cached" for k in grouped["steps"]}
+    assert all(r["group"] is None for r in alone["steps"].values())
+    assert alone["tests"] and [t["metrics"] for t in alone["tests"]] == [
+        t["metrics"] for t in grouped["tests"]
+    ]
 
 
 def test_status_command(pipeline_run):

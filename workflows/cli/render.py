@@ -56,6 +56,8 @@ def plan_tree(plan: Plan) -> None:
         data = f"  [dim]data: {', '.join(step.datasets)}[/dim]" if step.datasets else ""
         tree.add(f"[bold]{step.key}[/bold]  {step.summary}{data}{after}")
     console().print(tree)
+    for name, keys in plan.groups.items():
+        console().print(f"[dim]step group {name} (one worker process): {', '.join(keys)}[/dim]")
 
 
 def progress_reporter():
@@ -121,10 +123,12 @@ def metrics_table(summary: RunSummary) -> Table:
 def run_result(run_dir: Path, summary: RunSummary) -> None:
     out = console()
     steps = Table(title=f"Run {summary.run_id}: {summary.status}")
-    for column in ("step", "phase", "time s"):
+    grouped = any(r.group for r in summary.steps.values())
+    for column in ("step", "phase", "time s", *(("worker",) if grouped else ())):
         steps.add_column(column, justify="right" if column == "time s" else "left", no_wrap=column == "step")
     for record in summary.steps.values():
-        steps.add_row(record.key, f"{SYMBOL.get(record.phase, '')} {record.phase}", _fmt(record.duration_s))
+        row = [record.key, f"{SYMBOL.get(record.phase, '')} {record.phase}", _fmt(record.duration_s)]
+        steps.add_row(*row, *((record.group or "own process",) if grouped else ()))
     out.print(steps)
     if summary.tests:
         out.print(metrics_table(summary))
