@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
-from tests.conftest import FakeDp, minimal_spec, run_cli
+import psutil
+
+from tests.conftest import LAMFLOW, FakeDp, minimal_spec, run_cli
+from tests.workflows.engines.test_local import _dp_processes_in
 
 AFTER_PRETRAIN = ("freeze-water", "freeze-molecules", "change-bias-pretrain-water-on-gete")
 
@@ -101,3 +108,40 @@ def test_failing_and_crashing_grouped_steps_fail_alone_and_resume_finishes(tmp_p
     assert again.returncode == 0, again.stdout + again.stderr
     assert {r["phase"] for r in _summary(run_dir)["steps"].values()} == {"Succeeded"}
     assert _step_pids(fake, run_dir)[bias_key] != crashed_pid
+
+
+def test_stop_interrupts_a_group_and_leaves_no_worker(tmp_path, write_spec):
+    fake = FakeDp(tmp_path / "calls.jsonl")
+    run_dir = tmp_path / "r"
+    proc = subprocess.Popen(
+        [str(LAMFLOW), "submit", str(write_spec(minimal_spec())), "--run-dir", str(run_dir), "--no-cache"],
+        env={**os.environ, **fake.env, "LAMFLOW_FAKE_DP_SLEEP": "change-bias:60"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    workers: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 60
+        key = "change-bias-pretrain-water-on-gete"
+        while time.monotonic() < deadline:
+            if (run_dir / "summary.json").exists() and _summary(run_dir)["steps"][key]["phase"] == "Running":
+                break
+            time.sleep(0.2)
+        workers = [
+            p
+            for p in psutil.Process(proc.pid).children(recursive=True)
+            if "lamflow.ops.worker" in p.cmdline()
+        ]
+        assert workers, "the run has step workers"
+        stopped = run_cli("stop", str(run_dir))
+        assert stopped.returncode == 0, stopped.stderr
+        assert proc.wait(timeout=30) == 130
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+    summary = _summary(run_dir)
+    assert summary["status"] == "Failed" and summary["error"] == "interrupted"
+    assert summary["steps"][key]["phase"] == "Skipped" and "interrupted" in summary["steps"][key]["error"]
+    assert summary["steps"]["freeze-water"]["phase"] == "Succeeded"
+    gone = psutil.wait_procs(workers, timeout=10)[1]
+    assert not gone, f"workers left running: {gone}"
+    assert not _dp_processes_in(run_dir), "no dp process left behind"

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import time
 
-import psutil
 import pytest
 
 from tests.conftest import EXAMPLES, LAMFLOW, minimal_spec, run_cli
@@ -87,33 +86,23 @@ def test_failing_step_fails_the_run(tmp_path, write_spec, fake_dp):
     assert summary["steps"]["test-finetune-gete-on-gete-test"]["phase"] == "Skipped"
 
 
-@pytest.mark.parametrize(
-    ("sleeping", "key"),
-    [("train", "pretrain"), ("change-bias", "change-bias-pretrain-water-on-gete")],
-    ids=["training-step", "grouped-step"],
-)
-def test_stop_interrupts_a_running_run(tmp_path, write_spec, fake_dp, sleeping, key):
-    """`lamflow stop` during a training step (a dp process) or a grouped step (inside its group's worker):
-    exit 130, the step ends as interrupted, and no dp process or step worker is left."""
+def test_stop_interrupts_a_running_run(tmp_path, write_spec, fake_dp):
     run_dir = tmp_path / "r"
+    env = {**os.environ, "LAMFLOW_FAKE_DP_SLEEP": "60"}
     proc = subprocess.Popen(
-        [str(LAMFLOW), "submit", str(write_spec(minimal_spec())), "--run-dir", str(run_dir), "--no-cache"],
-        env={**os.environ, "LAMFLOW_FAKE_DP_SLEEP": f"{sleeping}:60"},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [str(LAMFLOW), "submit", str(write_spec(minimal_spec())), "--run-dir", str(run_dir)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             summary = run_dir / "summary.json"
-            if summary.exists() and json.loads(summary.read_text())["steps"][key]["phase"] == "Running":
+            if (
+                summary.exists()
+                and json.loads(summary.read_text())["steps"]["pretrain"]["phase"] == "Running"
+            ):
                 break
             time.sleep(0.2)
-        workers = [
-            p
-            for p in psutil.Process(proc.pid).children(recursive=True)
-            if "lamflow.ops.worker" in p.cmdline()
-        ]
-        assert workers, "the run has step workers"
         stopped = run_cli("stop", str(run_dir))
         assert stopped.returncode == 0, stopped.stderr
         assert proc.wait(timeout=30) == 130
@@ -122,11 +111,7 @@ def test_stop_interrupts_a_running_run(tmp_path, write_spec, fake_dp, sleeping, 
             proc.send_signal(signal.SIGKILL)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "Failed" and summary["error"] == "interrupted"
-    assert summary["steps"][key]["phase"] in ("Skipped", "Failed")
-    assert "interrupted" in (summary["steps"][key]["error"] or "interrupted")
-    if sleeping == "change-bias":
-        assert summary["steps"]["freeze-water"]["phase"] == "Succeeded"
-    assert not psutil.wait_procs(workers, timeout=10)[1], "no step worker left running"
+    assert summary["steps"]["pretrain"]["phase"] in ("Skipped", "Failed")
     time.sleep(0.5)
     assert not _dp_processes_in(run_dir), "no dp process left behind"
 
