@@ -247,7 +247,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("socket")
     args = parser.parse_args(argv)
     sys.stdout, sys.stderr = dp.fd_stream(1), dp.fd_stream(2)
-    serve(args.socket)
+    try:
+        serve(args.socket)
+    except KeyboardInterrupt:  # Ctrl-C or `lamflow stop`: the run is ending
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ temporary directory (Unix socket paths are limited to about 100 bytes; run direc
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -98,7 +99,8 @@ class StepWorkers:
             flush=True,
         )
         with self.lock:
-            if self.stopping.is_set() or worker.restarts >= MAX_RESTARTS:
+            interrupted = status in (130, -signal.SIGINT, -signal.SIGTERM)  # the run is being stopped
+            if self.stopping.is_set() or interrupted or worker.restarts >= MAX_RESTARTS:
                 return
             worker.restarts += 1
             self._start(worker)
