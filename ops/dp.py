@@ -21,7 +21,8 @@ import subprocess
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -227,21 +228,48 @@ def fd_stream(fd: int) -> io.TextIOWrapper:
     return io.TextIOWrapper(io.BufferedWriter(raw), encoding="utf-8", errors="replace", line_buffering=True)
 
 
+def _flush_std() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+@contextmanager
+def output_to(fd: int) -> Iterator[int]:
+    """Inside the block fd 1 and 2 write to ``fd`` (which the caller may close once inside), and
+    ``sys.stdout``/``sys.stderr`` are streams on them, whatever they were (a test's capture, ...). Yields
+    a duplicate of the previous fd 1, valid until the block ends; everything is put back afterwards."""
+    _flush_std()
+    saved = os.dup(1), os.dup(2)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = fd_stream(1), fd_stream(2)
+    try:
+        yield saved[0]
+    finally:
+        _flush_std()
+        sys.stdout, sys.stderr = streams
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd_ in saved:
+            os.close(fd_)
+
+
 def _run_in_process(entry: Callable[[], None], log_path: Path, echo: bool, tail: list[str]) -> int:
     """Run ``entry`` with fd 1/2 appending to ``log_path``; a thread follows the file to echo it to the
     real stdout (when ``echo``) and keep its tail. Writing the log directly, not through a pipe, keeps
     every line a crash would otherwise lose with the process."""
-    sys.stdout.flush()
-    sys.stderr.flush()
     log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     start = os.fstat(log_fd).st_size
-    saved = os.dup(1), os.dup(2)
     if announce_log is not None:
         announce_log(log_path, start)
     done = threading.Event()
     seen = bytearray()
 
-    def follow() -> None:
+    def follow(echo_fd: int) -> None:
         with log_path.open("rb") as source:
             source.seek(start)
             while True:
@@ -249,36 +277,24 @@ def _run_in_process(entry: Callable[[], None], log_path: Path, echo: bool, tail:
                 chunk = source.read()
                 if chunk:
                     if echo:
-                        os.write(saved[0], chunk)
+                        os.write(echo_fd, chunk)
                     seen.extend(chunk)
                     del seen[: max(0, len(seen) - TAIL_BYTES)]
                 if finished:
                     return
                 done.wait(FOLLOW_S)
 
-    follower = threading.Thread(target=follow, daemon=True)
-    follower.start()
-    os.dup2(log_fd, 1)
-    os.dup2(log_fd, 2)
-    os.close(log_fd)
-    streams = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = fd_stream(1), fd_stream(2)  # whatever they were (a test's capture, ...)
-    try:
-        return _call(entry)
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-        sys.stdout, sys.stderr = streams
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        done.set()
-        follower.join()
-        for fd in saved:
-            os.close(fd)
-        tail.extend(seen.decode("utf-8", errors="replace").splitlines(keepends=True)[-TAIL_LINES:])
+    with output_to(log_fd) as stdout_fd:
+        os.close(log_fd)
+        follower = threading.Thread(target=follow, args=(stdout_fd,), daemon=True)
+        follower.start()
+        try:
+            return _call(entry)
+        finally:
+            _flush_std()
+            done.set()
+            follower.join()
+            tail.extend(seen.decode("utf-8", errors="replace").splitlines(keepends=True)[-TAIL_LINES:])
 
 
 def _run_process(argv: Sequence[str], cwd: Path, log_path: Path, echo: bool, tail: list[str]) -> int:

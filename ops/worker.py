@@ -196,29 +196,19 @@ def serve_one(conn: socket.socket, baseline: Isolation) -> None:
     """One step: output to the client's descriptor, answers (pid, then exit status) on the connection."""
     request, out_fd = _receive(conn)
     conn.sendall((json.dumps({"pid": os.getpid()}) + "\n").encode())
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    os.dup2(out_fd, 1)
-    os.dup2(out_fd, 2)
-    os.close(out_fd)
     dp.announce_log = lambda path, offset: conn.sendall(
         (json.dumps({"log": str(path), "offset": offset}) + "\n").encode()
     )
     try:
-        os.chdir(request["cwd"])
-        os.environ.clear()
-        os.environ.update(request["env"])
-        sys.argv[:] = [request["script"]]
-        status = run_script(request["script"])
+        with dp.output_to(out_fd):
+            os.close(out_fd)
+            os.chdir(request["cwd"])
+            os.environ.clear()
+            os.environ.update(request["env"])
+            sys.argv[:] = [request["script"]]
+            status = run_script(request["script"])
     finally:
         dp.announce_log = None
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in saved:
-            os.close(fd)
         baseline.restore()
     conn.sendall((json.dumps({"exit": status}) + "\n").encode())
 

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from lamflow.ops import worker_client
@@ -32,8 +32,6 @@ class _Worker:
     socket: str
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
-    reaper: threading.Thread | None = None
-    deaths: list[int] = field(default_factory=list)  # exit statuses of workers that died during the run
 
 
 class StepWorkers:
@@ -84,15 +82,13 @@ class StepWorkers:
         argv = [self.python, "-m", "lamflow.ops.worker", worker.socket]
         # stdout/stderr: the engine's (its log file); a worker's own messages land there
         worker.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
-        worker.reaper = threading.Thread(target=self._reap, args=(worker, worker.proc), daemon=True)
-        worker.reaper.start()
+        threading.Thread(target=self._reap, args=(worker, worker.proc), daemon=True).start()
 
     def _reap(self, worker: _Worker, proc: subprocess.Popen[bytes]) -> None:
         status = proc.wait()
         if self.stopping.is_set():
             return
         Path(worker_client.death_note(worker.socket, proc.pid)).write_text(f"{status}\n")
-        worker.deaths.append(status)
         print(
             f"lamflow: the worker of step group {worker.group} (pid {proc.pid}) ended with status {status}",
             file=sys.stderr,

@@ -6,15 +6,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import psutil
 
-from tests.conftest import LAMFLOW, FakeDp, minimal_spec, run_cli
-from tests.workflows.engines.test_local import _dp_processes_in
+from tests.conftest import FakeDp, minimal_spec, run_cli
+from tests.workflows.engines.test_local import _dp_processes_in, stop_while_running
 
 AFTER_PRETRAIN = ("freeze-water", "freeze-molecules", "change-bias-pretrain-water-on-gete")
 
@@ -113,32 +110,15 @@ def test_failing_and_crashing_grouped_steps_fail_alone_and_resume_finishes(tmp_p
 def test_stop_interrupts_a_group_and_leaves_no_worker(tmp_path, write_spec):
     fake = FakeDp(tmp_path / "calls.jsonl")
     run_dir = tmp_path / "r"
-    proc = subprocess.Popen(
-        [str(LAMFLOW), "submit", str(write_spec(minimal_spec())), "--run-dir", str(run_dir), "--no-cache"],
-        env={**os.environ, **fake.env, "LAMFLOW_FAKE_DP_SLEEP": "change-bias:60"},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    workers: list[psutil.Process] = []
-    try:
-        deadline = time.monotonic() + 60
-        key = "change-bias-pretrain-water-on-gete"
-        while time.monotonic() < deadline:
-            if (run_dir / "summary.json").exists() and _summary(run_dir)["steps"][key]["phase"] == "Running":
-                break
-            time.sleep(0.2)
-        workers = [
-            p
-            for p in psutil.Process(proc.pid).children(recursive=True)
-            if "lamflow.ops.worker" in p.cmdline()
-        ]
-        assert workers, "the run has step workers"
-        stopped = run_cli("stop", str(run_dir))
-        assert stopped.returncode == 0, stopped.stderr
-        assert proc.wait(timeout=30) == 130
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-    summary = _summary(run_dir)
+    key = "change-bias-pretrain-water-on-gete"
+    summary, workers = stop_while_running(
+        [str(write_spec(minimal_spec())), "--no-cache"],
+        {**os.environ, **fake.env, "LAMFLOW_FAKE_DP_SLEEP": "change-bias:60"},
+        run_dir,
+        key,
+        60,
+    )
+    assert workers, "the run has step workers"
     assert summary["status"] == "Failed" and summary["error"] == "interrupted"
     assert summary["steps"][key]["phase"] == "Skipped" and "interrupted" in summary["steps"][key]["error"]
     assert summary["steps"]["freeze-water"]["phase"] == "Succeeded"

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 
+import psutil
 import pytest
 
 from tests.conftest import EXAMPLES, LAMFLOW, minimal_spec, run_cli
@@ -86,30 +87,38 @@ def test_failing_step_fails_the_run(tmp_path, write_spec, fake_dp):
     assert summary["steps"]["test-finetune-gete-on-gete-test"]["phase"] == "Skipped"
 
 
-def test_stop_interrupts_a_running_run(tmp_path, write_spec, fake_dp):
-    run_dir = tmp_path / "r"
-    env = {**os.environ, "LAMFLOW_FAKE_DP_SLEEP": "60"}
+def stop_while_running(
+    args: list[str], env: dict[str, str], run_dir, key: str, wait_s: float
+) -> tuple[dict, list[psutil.Process]]:
+    """`lamflow submit ARGS` in the background, `lamflow stop` once step ``key`` runs (waiting at most
+    ``wait_s``); asserts the stop worked and the run exited 130. Returns the final summary and the run's
+    step workers as they were before the stop."""
     proc = subprocess.Popen(
-        [str(LAMFLOW), "submit", str(write_spec(minimal_spec())), "--run-dir", str(run_dir)],
+        [str(LAMFLOW), "submit", *args, "--run-dir", str(run_dir)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             summary = run_dir / "summary.json"
-            if (
-                summary.exists()
-                and json.loads(summary.read_text())["steps"]["pretrain"]["phase"] == "Running"
-            ):
+            if summary.exists() and json.loads(summary.read_text())["steps"][key]["phase"] == "Running":
                 break
             time.sleep(0.2)
+        family = psutil.Process(proc.pid).children(recursive=True)
+        workers = [p for p in family if "lamflow.ops.worker" in p.cmdline()]
         stopped = run_cli("stop", str(run_dir))
         assert stopped.returncode == 0, stopped.stderr
         assert proc.wait(timeout=30) == 130
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
-    summary = json.loads((run_dir / "summary.json").read_text())
+    return json.loads((run_dir / "summary.json").read_text()), workers
+
+
+def test_stop_interrupts_a_running_run(tmp_path, write_spec, fake_dp):
+    run_dir = tmp_path / "r"
+    env = {**os.environ, "LAMFLOW_FAKE_DP_SLEEP": "60"}
+    summary, _ = stop_while_running([str(write_spec(minimal_spec()))], env, run_dir, "pretrain", 30)
     assert summary["status"] == "Failed" and summary["error"] == "interrupted"
     assert summary["steps"]["pretrain"]["phase"] in ("Skipped", "Failed")
     time.sleep(0.5)
