@@ -64,6 +64,20 @@ def _dp(sub: str) -> list[str]:
     return [*dp_program(), "--pt", sub]
 
 
+NPROC_ENV = "LAMFLOW_NPROC_PER_NODE"  # set by the Argo renderer on pods with more than one GPU
+
+
+def launcher() -> list[str]:
+    """What training runs under: ``torchrun --nproc_per_node=N --no-python`` when the step's pod has N > 1
+    GPUs (``LAMFLOW_NPROC_PER_NODE``), nothing otherwise (DeePMD-kit's documented multi-GPU launch)."""
+    text = os.environ.get(NPROC_ENV, "").strip()
+    if not text:
+        return []
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{NPROC_ENV}={text!r}: expected a positive whole number of processes")
+    return [] if int(text) == 1 else ["torchrun", f"--nproc_per_node={int(text)}", "--no-python"]
+
+
 def train_command(
     input_json: str | Path,
     *,
@@ -84,7 +98,7 @@ def train_command(
         raise ValueError("use_pretrain_script needs finetune or init_frz_model")
     if finetune is not None and str(finetune).endswith(".pth"):
         raise ValueError(f"cannot fine-tune from frozen model {finetune}: --finetune needs a .pt checkpoint")
-    argv = [*_dp("train"), str(input_json)]
+    argv = [*launcher(), *_dp("train"), str(input_json)]
     if finetune is not None:
         argv += ["--finetune", str(finetune)]
         if model_branch is not None:

@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from lamflow.ops.data import DatasetInfo
 from lamflow.workflows.compile.compiler import build_plan
@@ -17,6 +18,9 @@ from lamflow.workflows.engines.summary import RunSummary, initial_summary, read_
 from lamflow.workflows.errors import UsageError
 from lamflow.workflows.settings import Settings
 from lamflow.workflows.spec import ResolvedSpec, load_spec
+
+if TYPE_CHECKING:
+    from lamflow.workflows.argo.render import RenderOptions
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -193,12 +197,18 @@ def wait(run: str | Path, settings: Settings, timeout_s: float | None = None) ->
     return run_dir, get_engine(summary.engine, settings).wait(run_dir, timeout_s)
 
 
-def render(spec_file: str | Path, settings: Settings) -> list[dict]:
-    """The spec as Argo manifests (see :mod:`lamflow.workflows.render`); pure, no network."""
-    from lamflow.workflows.render import render_plan
+def render(spec_file: str | Path, settings: Settings, options: RenderOptions | None = None) -> dict[str, Any]:
+    """The spec as an Argo manifest (see :mod:`lamflow.workflows.argo.render`); pure, no network."""
+    from lamflow.workflows.argo.render import SpecIdentity
+    from lamflow.workflows.argo.render import render as render_manifest
 
-    _, plan = validate(spec_file, settings)
-    return render_plan(plan, settings)
+    resolved, plan = validate(spec_file, settings)
+    identity = SpecIdentity(
+        name=resolved.spec.name,
+        description=resolved.spec.description,
+        sha256=hashlib.sha256(Path(spec_file).read_bytes()).hexdigest(),
+    )
+    return render_manifest(plan, resolved.spec.resources, settings, identity, options)
 
 
 def data_check(

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -17,8 +18,23 @@ class Settings(BaseSettings):
 
     run_root: Path = Field(Path("runs"), description="Runs are created as <run_root>/<run-id>/.")
     engine: str = Field("local", description="Execution engine: local (dflow debug mode, the default).")
-    image: str = Field(
-        "lamflow-ops:latest", description="Container image of the steps in rendered (Argo) manifests."
+    image: str | None = Field(
+        None,
+        description="Container image of the steps on Argo (images/: lamflow-ops:<version>-cuda or -cpu); "
+        "required by --engine argo; `render` writes lamflow-ops:<version>-cuda (or -cpu) without it.",
+    )
+    cluster_profile: Literal["gpu", "cpu"] = Field(
+        "gpu",
+        description="The nodes Argo steps run on: gpu (each step asks for 1 nvidia.com/gpu unless the spec's "
+        "resources: say otherwise) or cpu (no GPUs; a spec asking for one is refused).",
+    )
+    argo_server: str | None = Field(None, description="Argo Server URL, e.g. https://argo.example.org:2746.")
+    argo_namespace: str = Field("argo", description="Kubernetes namespace the workflows run in.")
+    argo_token: SecretStr | None = Field(
+        None, description="Bearer token for the Argo Server (sent only in the Authorization header)."
+    )
+    argo_service_account: str = Field(
+        "lamflow-workflow", description="ServiceAccount of the workflow pods (deploy/ creates it)."
     )
     store_prefix: str = Field(
         "lamflow", description="Key prefix of staged inputs in rendered manifests' artifact repository."

@@ -160,3 +160,19 @@ def test_run_dp_raises_with_tail(tmp_path):
     assert info.value.returncode == 3
     assert "something went wrong" in str(info.value)
     assert info.value.log_file == tmp_path / "logs" / "t.log"
+
+
+def test_training_on_several_gpus_runs_under_torchrun(monkeypatch):
+    """The Argo renderer sets LAMFLOW_NPROC_PER_NODE on pods with N > 1 GPUs; only `dp train` is launched
+    with torchrun (DeePMD-kit's documented multi-GPU launch); freeze/test are single-process."""
+    monkeypatch.setenv("LAMFLOW_DP", "dp")
+    monkeypatch.setenv(dp.NPROC_ENV, "4")
+    assert dp.train_command("input.json") == [
+        "torchrun", "--nproc_per_node=4", "--no-python", "dp", "--pt", "train", "input.json"
+    ]  # fmt: skip
+    assert dp.freeze_command("m.pth")[:3] == ["dp", "--pt", "freeze"]
+    monkeypatch.setenv(dp.NPROC_ENV, "1")
+    assert dp.train_command("input.json")[0] == "dp"
+    monkeypatch.setenv(dp.NPROC_ENV, "four")
+    with pytest.raises(ValueError, match="LAMFLOW_NPROC_PER_NODE='four': expected a positive whole number"):
+        dp.train_command("input.json")

@@ -78,6 +78,49 @@ def schema(
         output.write_text(text)
 
 
+class Kind(str, Enum):
+    workflow = "workflow"
+    workflowtemplate = "workflowtemplate"
+    cronworkflow = "cronworkflow"
+
+
+@app.command("render")
+def render_command(
+    spec: Annotated[Path, typer.Argument(help="Spec YAML file.")],
+    output_dir: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write DIR/<spec name>.<kind>.yaml (default: stdout)."),
+    ] = None,
+    kind: Annotated[Kind, typer.Option(help="Argo document to write.")] = Kind.workflow,
+    schedule: Annotated[
+        str | None, typer.Option(help="Cron schedule of a cronworkflow, e.g. '0 3 * * 1' or @daily.")
+    ] = None,
+    timezone: Annotated[str, typer.Option(help="IANA time zone of the schedule.")] = "UTC",
+    image: Annotated[str | None, typer.Option(help="Step image (default: LAMFLOW_IMAGE).")] = None,
+) -> None:
+    """Write the spec as an Argo Workflow, WorkflowTemplate or CronWorkflow (no cluster needed)."""
+    import yaml
+
+    from lamflow.workflows import api
+    from lamflow.workflows.argo.render import RenderOptions
+
+    settings = _settings()
+    if image:
+        settings = settings.model_copy(update={"image": image})
+    manifest = api.render(
+        spec, settings, RenderOptions(kind=kind.value, schedule=schedule, timezone=timezone)
+    )
+    text = yaml.safe_dump(manifest, sort_keys=False, width=120)
+    if output_dir is None:
+        sys.stdout.write(text)
+        return
+    output_dir.mkdir(parents=True, exist_ok=True)
+    metadata = manifest["metadata"]
+    target = output_dir / f"{metadata.get('name') or metadata['generateName'].rstrip('-')}.{kind.value}.yaml"
+    target.write_text(text)
+    typer.echo(f"wrote {target}")
+
+
 @app.command()
 def submit(
     spec: Annotated[Path, typer.Argument(help="Spec YAML file.")],

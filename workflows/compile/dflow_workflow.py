@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lamflow.workflows.compile.plan import DatasetBundle, LocalFile, Plan, StepOutput
+from lamflow.workflows.compile.plan import DatasetBundle, LocalFile, Plan, StepOutput, StepPlan
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,17 @@ def staging_requests(plan: Plan) -> dict[str, Path | dict[str, Path]]:
     return requests
 
 
+def template_name(step: StepPlan, taken: set[str]) -> str:
+    """A stable template name (dflow would append a random suffix): the op's name, with the step's
+    resource class when that differs, and a number when the same op runs under another command."""
+    base = step.op.name if step.resource in ("default", step.op.name) else f"{step.op.name}-{step.resource}"
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
 def build_workflow(
     plan: Plan, staged: Mapping[str, Any], runtime: StepRuntime, workflow_id: str | None = None
 ):
@@ -53,15 +64,17 @@ def build_workflow(
     from dflow import DAG, Task, Workflow
     from dflow.python import PythonOPTemplate
 
-    templates: dict[tuple[type, tuple[str, ...]], Any] = {}
+    templates: dict[tuple[type, tuple[str, ...], str], Any] = {}
     tasks: dict[str, Any] = {}
     dag = DAG(name=f"{plan.name}-dag")
     for step in plan.steps:
         command = runtime.command_of(step.key)
-        if (step.op, command) not in templates:
-            templates[step.op, command] = PythonOPTemplate(
+        if (step.op, command, step.resource) not in templates:
+            template = PythonOPTemplate(
                 step.op, image=runtime.image, command=list(command), upload_dflow=False
             )
+            template.name = template_name(step, {t.name for t in templates.values()})
+            templates[step.op, command, step.resource] = template
         artifacts: dict[str, Any] = {}
         for name, source in step.artifacts.items():
             if isinstance(source, StepOutput):
@@ -70,7 +83,7 @@ def build_workflow(
                 artifacts[name] = staged[request_id(source)]
         task = Task(
             name=step.key,
-            template=templates[step.op, command],
+            template=templates[step.op, command, step.resource],
             parameters=step.parameters,
             artifacts=artifacts,
             key=step.key,

@@ -10,6 +10,7 @@ from lamflow.workflows.spec.base import Name, SpecModel
 from lamflow.workflows.spec.datasets import DatasetSpec
 from lamflow.workflows.spec.model import ModelSpec
 from lamflow.workflows.spec.registry import RegistrySpec
+from lamflow.workflows.spec.resources import ResourcesSpec
 from lamflow.workflows.stages import StagesBase, stages_model
 
 if TYPE_CHECKING:
@@ -29,4 +30,9 @@ class Spec(SpecModel):
     stages: Stages
     registry: RegistrySpec = Field(
         default_factory=RegistrySpec, description="Model registry: the promotion gate of this spec's models."
+    )
+    resources: ResourcesSpec = Field(
+        default_factory=ResourcesSpec,
+        description="What each kind of step asks of a Kubernetes node on Argo (GPUs, CPU, memory, node "
+        "selection, retries); the local engine ignores it.",
     )

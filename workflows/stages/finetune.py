@@ -134,6 +134,7 @@ class FinetuneStage(Stage[list[FinetuneSpec]]):
                 StepPlan(
                     key=f"finetune-{slug(ft.name)}",
                     op=FinetuneOP,
+                    resource="finetune",
                     model_ref=f"finetune.{ft.name}",
                     checkpoint_ref=f"finetune.{ft.name}",
                     artifacts={"datasets": DatasetBundle(names), "base_checkpoint": base_checkpoint},

@@ -83,6 +83,7 @@ class PretrainStage(Stage[PretrainSpec | None]):
             StepPlan(
                 key="pretrain",
                 op=PretrainOP,
+                resource="pretrain",
                 checkpoint_ref=CHECKPOINT_REF,
                 summary=summary,
                 params=PretrainParams(

@@ -1,0 +1,224 @@
+"""render(plan) -> Argo Workflow / WorkflowTemplate / CronWorkflow: schema-valid, stable, resources per step
+class, workflow parameters, no credentials. Built without network."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from lamflow.workflows import api
+from lamflow.workflows.argo.render import RenderOptions, version, workflow_parameter
+from lamflow.workflows.errors import UsageError
+from lamflow.workflows.settings import Settings
+from tests.argo_schema import argo_available, schema_errors, unknown_keys
+from tests.conftest import DEMO_DATA, EXAMPLES, minimal_spec, run_cli
+
+KINDS = {
+    "workflow": "io.argoproj.workflow.v1alpha1.Workflow",
+    "workflowtemplate": "io.argoproj.workflow.v1alpha1.WorkflowTemplate",
+    "cronworkflow": "io.argoproj.workflow.v1alpha1.CronWorkflow",
+}
+SPECS = sorted(EXAMPLES.glob("*.yaml"))
+
+
+def settings(**changes) -> Settings:
+    base = {"image": "lamflow-ops:test", "store_prefix": "lab", "cluster_profile": "gpu"}
+    return Settings(**{**base, **changes})
+
+
+def render(spec=EXAMPLES / "demo.yaml", kind="workflow", schedule=None, **changes) -> dict:
+    return api.render(spec, settings(**changes), RenderOptions(kind=kind, schedule=schedule))
+
+
+def templates(manifest: dict) -> dict[str, dict]:
+    spec = manifest["spec"].get("workflowSpec", manifest["spec"])
+    return {t["name"]: t for t in spec["templates"]}
+
+
+def dag_tasks(manifest: dict) -> dict[str, dict]:
+    dag = next(t for t in templates(manifest).values() if t.get("dag"))
+    return {t["name"]: t for t in dag["dag"]["tasks"]}
+
+
+@pytest.mark.skipif(not argo_available(), reason="../shared/data/argo not present")
+@pytest.mark.parametrize("version", ["3.7.18", "4.1.2"])
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.name)
+def test_every_example_renders_schema_valid_documents_of_every_kind(spec, kind, version):
+    manifest = render(spec, kind, "0 3 * * 1" if kind == "cronworkflow" else None)
+    assert manifest["kind"] == KINDS[kind].rsplit(".", 1)[1]
+    assert schema_errors(manifest, version, KINDS[kind]) == []
+    assert unknown_keys(manifest, version, KINDS[kind]) == []
+
+
+def test_schema_check_catches_what_it_should():
+    """The validator the tests rely on refuses a wrong type and reports an unknown key."""
+    manifest = render()
+    broken = json.loads(json.dumps(manifest))
+    broken["spec"]["templates"][1]["script"]["imagee"] = "typo"
+    broken["spec"]["podGC"] = "never"
+    assert unknown_keys(broken, "4.1.2") == ["/spec/templates[1]/script/imagee"]
+    assert any(e.startswith("spec/podGC") for e in schema_errors(broken, "4.1.2"))
+
+
+def test_dag_tasks_are_the_plan_steps_and_templates_have_stable_names():
+    manifest = render()
+    tasks = dag_tasks(manifest)
+    _, plan = api.validate(EXAMPLES / "demo.yaml")
+    assert list(tasks) == [s.key for s in plan.steps]
+    assert tasks["finetune-gete"]["depends"] == "(pretrain.Succeeded)"
+    assert set(templates(manifest)) == {"demo-dag", "pretrain", "freeze", "finetune", "change-bias", "test"}
+    assert {t["template"] for t in tasks.values()} == set(templates(manifest)) - {"demo-dag"}
+    pods = [t for t in templates(manifest).values() if t.get("script")]
+    assert {p["script"]["image"] for p in pods} == {"lamflow-ops:test"}
+    assert all("from lamflow.ops." in p["script"]["source"] for p in pods), "steps import installed ops"
+    assert render() == manifest
+
+
+def test_labels_and_annotations_name_the_spec_and_lamflow_version():
+    manifest = render()
+    labels, annotations = manifest["metadata"]["labels"], manifest["metadata"]["annotations"]
+    digest = annotations["lamflow.io/spec-sha256"]
+    assert len(digest) == 64 and labels["lamflow.io/spec-sha256"] == digest[:16]
+    assert labels["lamflow.io/spec"] == "demo" and annotations["lamflow.io/version"] == version()
+    assert annotations["workflows.argoproj.io/title"] == "demo"
+    assert manifest["metadata"]["generateName"] == "demo-"
+    assert all(
+        t["metadata"]["labels"]["lamflow.io/op"] == n for n, t in templates(manifest).items() if "script" in t
+    )
+    template = render(kind="workflowtemplate")
+    assert template["metadata"]["name"] == "demo" and template["spec"]["workflowMetadata"]["labels"] == labels
+
+
+def test_step_counts_inputs_and_spec_digest_are_workflow_parameters():
+    """What a user may change from the Argo UI before a run: the parameter defaults reproduce the spec."""
+    manifest = render(kind="workflowtemplate")
+    parameters = {p["name"]: p["value"] for p in manifest["spec"]["arguments"]["parameters"]}
+    assert parameters["pretrain-steps"] == "200" and parameters["finetune-gete-steps"] == "100"
+    assert parameters["input-datasets-gete"] == "lab/inputs/datasets-gete"
+    assert len(parameters["spec-sha256"]) == 64
+    tasks = dag_tasks(manifest)
+    (datasets,) = [a for a in tasks["finetune-gete"]["arguments"]["artifacts"] if a["name"] == "datasets"]
+    assert datasets["s3"] == {"key": "{{workflow.parameters.input-datasets-gete}}"}
+    _, plan = api.validate(EXAMPLES / "demo.yaml")
+    for key in ("pretrain", "finetune-gete"):
+        (value,) = [p["value"] for p in tasks[key]["arguments"]["parameters"] if p["name"] == "deepmd_input"]
+        assert workflow_parameter(f"{key}-steps") in value
+        substituted = value.replace(workflow_parameter(f"{key}-steps"), parameters[f"{key}-steps"])
+        assert json.loads(substituted) == plan.step(key).parameters["deepmd_input"]
+
+
+def test_gpu_profile_defaults_and_spec_resources():
+    demo = templates(render())
+    assert demo["pretrain"]["script"]["resources"] == {
+        "requests": {"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": "1"},
+        "limits": {"memory": "32Gi", "nvidia.com/gpu": "1"},
+    }
+    assert demo["pretrain"]["retryStrategy"] == {
+        "limit": "3",
+        "retryPolicy": "OnError",  # a lost pod, never a step that failed on its input
+        "backoff": {"duration": "1m", "factor": "2", "maxDuration": "1h"},
+    }
+    gpu = templates(render(EXAMPLES / "argo-gpu.yaml"))
+    pretrain = gpu["pretrain"]
+    assert pretrain["script"]["resources"]["requests"] == {
+        "cpu": "32",
+        "memory": "128Gi",
+        "nvidia.com/gpu": "4",
+    }
+    assert {"name": "LAMFLOW_NPROC_PER_NODE", "value": "4"} in pretrain["script"]["env"]
+    assert pretrain["nodeSelector"] == {"lamflow.io/pool": "gpu"}
+    assert pretrain["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+    assert pretrain["priorityClassName"] == "lamflow-training"
+    assert pretrain["activeDeadlineSeconds"] == "172800" and pretrain["retryStrategy"]["limit"] == "5"
+    assert "LAMFLOW_NPROC_PER_NODE" not in json.dumps(gpu["finetune"])  # one GPU: no torchrun
+    assert gpu["test"]["script"]["resources"]["limits"] == {"memory": "24Gi", "nvidia.com/gpu": "1"}
+
+
+def test_cpu_profile_asks_for_no_gpu_and_refuses_a_spec_that_does():
+    cpu = templates(render(cluster_profile="cpu", image=None))
+    assert "nvidia.com/gpu" not in json.dumps(cpu)
+    assert cpu["pretrain"]["script"]["image"] == f"lamflow-ops:{version()}-cpu"
+    with pytest.raises(UsageError, match=r"^resources.pretrain.gpus: 4 GPU\(s\) asked for, but the cluster"):
+        render(EXAMPLES / "argo-gpu.yaml", cluster_profile="cpu")
+
+
+def test_cron_workflow_schedule_timezone_and_policy():
+    manifest = api.render(
+        EXAMPLES / "demo.yaml",
+        settings(),
+        RenderOptions(kind="cronworkflow", schedule="30  2 * * 1-5", timezone="Asia/Shanghai"),
+    )
+    spec = manifest["spec"]
+    assert spec["schedules"] == ["30 2 * * 1-5"] and spec["timezone"] == "Asia/Shanghai"
+    assert spec["concurrencyPolicy"] == "Forbid"
+    assert spec["workflowSpec"]["entrypoint"] == "demo-dag"
+    for schedule in ("@daily", "@every 6h", "0 0 1 */3 *"):
+        render(kind="cronworkflow", schedule=schedule)
+
+
+@pytest.mark.parametrize(
+    ("kind", "schedule", "timezone", "message"),
+    [
+        ("cronworkflow", None, "UTC", "--schedule: required with --kind cronworkflow"),
+        ("cronworkflow", "0 3 * *", "UTC", "--schedule '0 3 * *': not a cron schedule"),
+        ("cronworkflow", "61 * * * *", "UTC", "--schedule '61 * * * *': not a cron schedule"),
+        ("cronworkflow", "@sometimes", "UTC", "--schedule '@sometimes': not a cron schedule"),
+        ("cronworkflow", "@daily", "Mars/Olympus", "--timezone 'Mars/Olympus': not an IANA time zone"),
+        ("workflow", "@daily", "UTC", "--schedule: only for --kind cronworkflow"),
+        ("deployment", None, "UTC", "--kind deployment: expected one of"),
+    ],
+)
+def test_bad_render_options_are_refused_naming_the_option(kind, schedule, timezone, message):
+    with pytest.raises(UsageError) as refused:
+        api.render(EXAMPLES / "demo.yaml", settings(), RenderOptions(kind, schedule, timezone))
+    assert str(refused.value).startswith(message)
+
+
+def test_no_credentials_or_local_paths_in_any_document(monkeypatch):
+    """Credentials set everywhere a careless renderer could pick them up: the AWS chain, the Argo token,
+    and dflow's own global S3 config (which dflow serialises into every PythonOP script)."""
+    import dflow
+
+    secrets = {
+        "AWS_ACCESS_KEY_ID": "AKIAEXAMPLEKEY123456",
+        "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMIexampleSECRETkey0000000000",
+        "AWS_SESSION_TOKEN": "sessionTOKENexample987",
+        "LAMFLOW_ARGO_TOKEN": "argoBEARERtokenEXAMPLE555",
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setitem(dflow.s3_config, "access_key", "dflowACCESSexample")
+    monkeypatch.setitem(dflow.s3_config, "secret_key", "dflowSECRETexample")
+    monkeypatch.setitem(dflow.config, "token", "dflowTOKENexample")
+    for spec in SPECS:
+        for kind in KINDS:
+            manifest = api.render(
+                spec,
+                Settings(image="img:1"),
+                RenderOptions(kind, "@daily" if kind == "cronworkflow" else None),
+            )
+            text = yaml.safe_dump(manifest)
+            for value in [*secrets.values(), "dflowACCESSexample", "dflowSECRETexample", "dflowTOKENexample"]:
+                assert value not in text, f"{spec.name} {kind}: a credential leaked"
+            assert "s3_config" not in text and "jsonpickle.loads" not in text, "dflow's config was serialised"
+            assert str(DEMO_DATA) not in text and str(EXAMPLES) not in text, "a local path leaked"
+
+
+def test_render_cli_writes_documents_and_refuses_bad_options_in_one_line(tmp_path, write_spec):
+    out = tmp_path / "manifests"
+    ok = run_cli("render", str(EXAMPLES / "demo.yaml"), "--kind", "workflowtemplate", "-o", str(out))
+    assert ok.returncode == 0, ok.stderr
+    written = yaml.safe_load((out / "demo.workflowtemplate.yaml").read_text())
+    assert written["kind"] == "WorkflowTemplate"
+    bad = run_cli("render", str(EXAMPLES / "demo.yaml"), "--kind", "cronworkflow", "--schedule", "every day")
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.strip().count("\n") == 0 and "--schedule 'every day': not a cron schedule" in bad.stderr
+    spec = write_spec({**minimal_spec(), "resources": {"pretrain": {"gpus": 2}}})
+    cpu = run_cli("render", str(spec), env={**__import__("os").environ, "LAMFLOW_CLUSTER_PROFILE": "cpu"})
+    assert cpu.returncode == 2 and "resources.pretrain.gpus: 2 GPU(s) asked for" in cpu.stderr
+    assert "Traceback" not in cpu.stderr
