@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import re
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -107,11 +108,16 @@ CHECKPOINT_PATTERN = re.compile(r"model\.ckpt-(\d+)\.pt")
 
 
 def latest_checkpoint(cwd: Path) -> Path | None:
-    """The newest ``model.ckpt-<step>.pt`` in ``cwd``: a training step that was killed after saving one
-    (preempted node, ``lamflow stop``, a crash) continues from it with ``dp --pt train --restart``."""
-    found = [
-        (int(m.group(1)), path)
-        for path in cwd.glob("model.ckpt-*.pt")
-        if (m := CHECKPOINT_PATTERN.fullmatch(path.name)) and path.stat().st_size > 0
-    ]
-    return max(found)[1] if found else None
+    """The newest complete ``model.ckpt-<step>.pt`` in ``cwd``: a training step that was killed after saving
+    one (preempted node, ``lamflow stop``, a crash) continues from it with ``dp --pt train --restart``. A
+    checkpoint cut short by the kill (torch writes a zip archive; its central directory comes last) is
+    passed over for the one before it."""
+    found = sorted(
+        (
+            (int(m.group(1)), path)
+            for path in cwd.glob("model.ckpt-*.pt")
+            if (m := CHECKPOINT_PATTERN.fullmatch(path.name))
+        ),
+        reverse=True,
+    )
+    return next((path for _, path in found if zipfile.is_zipfile(path)), None)

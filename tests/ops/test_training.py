@@ -7,7 +7,7 @@ import math
 import pytest
 
 from lamflow.ops.data import DatasetFormat
-from lamflow.ops.training import HeadData, fill_systems, last_lcurve_row
+from lamflow.ops.training import HeadData, fill_systems, last_lcurve_row, latest_checkpoint
 from tests.conftest import DEMO_DATA
 
 
@@ -62,3 +62,23 @@ def test_fill_systems_multitask_and_single(tmp_path):
     assert len(single["training"]["training_data"]["systems"]) == 2
     with pytest.raises(KeyError, match="not staged"):
         fill_systems(multi, {"a": HeadData(train=["zzz"])}, datasets, formats, tmp_path)
+
+
+def test_latest_checkpoint_passes_over_one_cut_short_by_a_kill(tmp_path):
+    """A run killed while torch wrote model.ckpt-40.pt resumes from model.ckpt-20.pt (found by the slow
+    resume test: restarting from the torn file failed with 'failed finding central directory')."""
+    import zipfile
+
+    def save(step: int) -> bytes:
+        with zipfile.ZipFile(tmp_path / f"model.ckpt-{step}.pt", "w") as z:
+            z.writestr("archive/data.pkl", b"x" * 1000)
+        return (tmp_path / f"model.ckpt-{step}.pt").read_bytes()
+
+    assert latest_checkpoint(tmp_path) is None
+    save(20)
+    whole = save(40)
+    assert latest_checkpoint(tmp_path) == tmp_path / "model.ckpt-40.pt"
+    (tmp_path / "model.ckpt-40.pt").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "model.ckpt-60.pt").write_bytes(b"")
+    (tmp_path / "model.ckpt.pt").write_bytes(whole)  # DeePMD-kit's latest-link name is not a step
+    assert latest_checkpoint(tmp_path) == tmp_path / "model.ckpt-20.pt"

@@ -169,7 +169,7 @@ def _dflow_document(plan: Plan, image: str, prefix: str) -> dict[str, Any]:
 
         staged = {rid: S3Artifact(key=input_key(prefix, rid)) for rid in staging_requests(plan)}
         workflow = build_workflow(plan, staged, StepRuntime(image=image))
-        return yaml.safe_load(workflow.to_yaml())
+        return workflow.to_dict()
 
 
 def _workflow_spec(
