@@ -5,8 +5,9 @@
 The spec is the demo pipeline (pretrain, fine-tune) plus a test group of the fine-tuned model on N test
 sets (N copies of the bundled GeTe test frames under N names): N + 5 DAG tasks. Timed, in this process
 after one warm-up: `validate` (load, dataset checks, compile, DeePMD-kit input check), `render` of the
-compiled plan to the Workflow, and the YAML dump; the manifest's size is measured on the YAML. The
-baseline in the same run is the demo spec (9 tasks): the ratio per task shows how rendering scales.
+compiled plan to the Workflow, and the YAML dump (what `lamflow render` writes); the manifest's
+size is measured on the YAML. The baseline in the same run is the demo spec (9 tasks): the ratio per
+task shows how rendering scales.
 Goal (issue 10): < 2 s for N = 1,000 and a manifest < 1 MiB (Argo's request limit is 3 MiB, etcd's
 object limit ~1.5 MB). Results go to bench/results/render_fanout.json.
 """
@@ -25,7 +26,7 @@ from pathlib import Path
 import yaml
 
 from lamflow.workflows import api
-from lamflow.workflows.argo.render import SpecIdentity, render
+from lamflow.workflows.argo.render import SpecIdentity, render, to_yaml
 from lamflow.workflows.settings import Settings
 
 HERE = Path(__file__).resolve().parent
@@ -35,7 +36,7 @@ DATA = REPO / "examples" / "data"
 
 def fanout_spec(root: Path, n: int) -> Path:
     spec = yaml.safe_load((REPO / "examples" / "demo.yaml").read_text())
-    for name, entry in spec["datasets"].items():
+    for entry in spec["datasets"].values():
         entry["path"] = str(DATA / Path(entry["path"]).relative_to("data"))
     names = [f"t{i:04d}" for i in range(n)]
     for name in names:
@@ -58,7 +59,7 @@ def measure(spec: Path, settings: Settings, rounds: int) -> dict[str, float]:
         t1 = time.perf_counter()
         manifest = render(plan, resolved.spec.resources, settings, identity)
         t2 = time.perf_counter()
-        text = yaml.safe_dump(manifest, sort_keys=False, width=120)
+        text = to_yaml(manifest)
         t3 = time.perf_counter()
         if i == 0:  # warm-up (imports, DeePMD-kit's argument checker)
             continue

@@ -175,9 +175,14 @@ def _check_array(where: str, array: Any, name: str, natoms: int, nframes: int | 
     return frames
 
 
+MMAP_BYTES = 1 << 22  # larger arrays are memory-mapped; smaller ones are read (a map costs more)
+
+
 def _load_npy(path: Path) -> np.ndarray:
     try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
+        if path.stat().st_size > MMAP_BYTES:
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise DatasetError(f"{path}: not a readable .npy array ({str(exc).splitlines()[0][:120]})") from None
 

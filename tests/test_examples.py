@@ -52,15 +52,13 @@ KINDS = ("workflow", "workflowtemplate", "cronworkflow")
 
 def render_example(spec, kind: str) -> str:
     """The example as a manifest, with the volatile lamflow version replaced by VERSION."""
-    import yaml
-
     from lamflow.workflows.api import render
-    from lamflow.workflows.argo.render import RenderOptions, version
+    from lamflow.workflows.argo.render import RenderOptions, to_yaml, version
     from lamflow.workflows.settings import Settings
 
     settings = Settings(image="lamflow-ops:golden", store_prefix="lamflow", cluster_profile="gpu")
     options = RenderOptions(kind=kind, schedule="0 3 * * 1" if kind == "cronworkflow" else None)
-    text = yaml.safe_dump(render(spec, settings, options), sort_keys=False, width=120)
+    text = to_yaml(render(spec, settings, options))
     return text.replace(version(), "VERSION")
 
 

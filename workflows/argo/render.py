@@ -22,17 +22,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
 from lamflow.workflows.argo.cron import check_schedule, check_timezone
 from lamflow.workflows.argo.resources import pod_fields, resolve
-from lamflow.workflows.compile.dflow_workflow import (
-    StepRuntime,
-    build_workflow,
-    request_id,
-    staging_requests,
-)
-from lamflow.workflows.compile.plan import DatasetBundle, LocalFile, Plan
+from lamflow.workflows.compile.dflow_workflow import request_id, staging_requests, template_name
+from lamflow.workflows.compile.plan import Plan, StepOutput
 from lamflow.workflows.dflow_config import dflow_config
 from lamflow.workflows.errors import UsageError
 from lamflow.workflows.settings import Settings
@@ -65,6 +58,14 @@ class RenderOptions:
     schedule: str | None = None  # cronworkflow only
     timezone: str = "UTC"
     run_id: str | None = None  # set by `submit`: the local run directory's id
+
+
+def to_yaml(manifest: dict[str, Any]) -> str:
+    """The manifest as YAML in the order it was built (libyaml's emitter where PyYAML has it)."""
+    import yaml
+
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return yaml.dump(manifest, Dumper=dumper, sort_keys=False, width=120, allow_unicode=True)
 
 
 def version() -> str:
@@ -163,54 +164,85 @@ def _labels(identity: SpecIdentity, run_id: str | None) -> dict[str, str]:
     return labels
 
 
-def _dflow_document(plan: Plan, image: str, prefix: str) -> dict[str, Any]:
+def _step_templates(plan: Plan, image: str) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    """Step key -> template name, and the step templates: dflow's PythonOP templates, one per op and
+    resource class, named as the local engine's workflow names them (``template_name``)."""
     with dflow_config({"mode": "default"}, {"access_key": "", "secret_key": ""}):
-        from dflow import S3Artifact
+        from argo.workflows.client import ApiClient
+        from dflow.python import PythonOPTemplate
 
-        staged = {rid: S3Artifact(key=input_key(prefix, rid)) for rid in staging_requests(plan)}
-        workflow = build_workflow(plan, staged, StepRuntime(image=image))
-        return workflow.to_dict()
+        client = ApiClient()
+        names: dict[tuple[type, str], str] = {}
+        of_step: dict[str, str] = {}
+        documents = []
+        for step in plan.steps:
+            if (step.op, step.resource) not in names:
+                template = PythonOPTemplate(step.op, image=image, command=["python3"], upload_dflow=False)
+                template.name = template_name(step, set(names.values()))
+                names[step.op, step.resource] = template.name
+                documents.append(client.sanitize_for_serialization(template.convert_to_argo()))
+            of_step[step.key] = names[step.op, step.resource]
+        return of_step, documents
+
+
+def dag_tasks(plan: Plan, of_step: dict[str, str], inputs: dict[str, str]) -> list[dict[str, Any]]:
+    """The DAG's tasks, one per step, as dflow's Workflow would write them (tests/workflows/argo check that
+    they are), built directly: dflow copies every template into every task, which for a 1,000-task
+    fan-out costs seconds. ``inputs`` maps staging request ids to workflow parameter names."""
+    from dflow.io import convert_value_to_str
+
+    tasks = []
+    for step in plan.steps:
+        artifacts: list[dict[str, Any]] = []
+        for name, source in step.artifacts.items():
+            if isinstance(source, StepOutput):
+                reference = "{{tasks.%s.outputs.artifacts.%s}}" % (source.step, source.name)  # noqa: UP031
+                artifacts.append({"name": name, "from": reference})
+            else:
+                key = workflow_parameter(inputs[request_id(source)])
+                artifacts.append({"name": name, "s3": {"key": key}})
+        parameters = [{"name": k, "value": convert_value_to_str(v)} for k, v in step.parameters.items()]
+        parameters.append({"name": "dflow_key", "value": step.key})
+        task: dict[str, Any] = {
+            "name": step.key,
+            "template": of_step[step.key],
+            "arguments": {"parameters": parameters, "artifacts": artifacts},
+        }
+        if step.depends:
+            task["depends"] = " && ".join(f"({dep}.Succeeded)" for dep in step.depends)
+        tasks.append(task)
+    return tasks
 
 
 def _workflow_spec(
     plan: Plan, settings: Settings, identity: SpecIdentity, pods: dict[str, Any]
 ) -> dict[str, Any]:
     image = settings.image or default_image(settings.cluster_profile)
-    document = _dflow_document(plan, image, settings.store_prefix)
-    spec = document["spec"]
-    dag = next(t for t in spec["templates"] if t.get("dag"))
+    of_step, step_templates = _step_templates(plan, image)
     by_key = {step.key: step for step in plan.steps}
-    template_class = {task["template"]: by_key[task["name"]].resource for task in dag["dag"]["tasks"]}
+    template_class = {of_step[key]: step.resource for key, step in by_key.items()}
 
     parameters = [{"name": "spec-sha256", "value": identity.sha256, "description": "sha256 of the spec file"}]
-    keys: dict[str, str] = {}
-    for step in plan.steps:
-        for source in step.artifacts.values():
-            if isinstance(source, DatasetBundle | LocalFile):
-                rid = request_id(source)
-                keys[input_key(settings.store_prefix, rid)] = input_parameter(rid)
-    for key, parameter in sorted(keys.items(), key=lambda kv: kv[1]):
+    inputs = {rid: input_parameter(rid) for rid in staging_requests(plan)}
+    for rid, parameter in sorted(inputs.items(), key=lambda kv: kv[1]):
         parameters.append(
-            {"name": parameter, "value": key, "description": "artifact repository key of a staged input"}
+            {
+                "name": parameter,
+                "value": input_key(settings.store_prefix, rid),
+                "description": "artifact repository key of a staged input",
+            }
         )
-    for task in dag["dag"]["tasks"]:
-        for artifact in task.get("arguments", {}).get("artifacts", []):
-            s3 = artifact.get("s3")
-            if s3 and s3.get("key") in keys:
-                s3["key"] = workflow_parameter(keys[s3["key"]])
+    tasks = dag_tasks(plan, of_step, inputs)
+    for task in tasks:
         steps = _expose_steps(task)
         if steps is not None:
             parameters.append(
                 {"name": f"{task['name']}-steps", "value": str(steps), "description": "dp train numb_steps"}
             )
-
-    templates = []
-    for template in spec["templates"]:
-        if "script" in template:
-            template = _step_template(template, pods[template_class[template["name"]]])
-        templates.append(template)
+    dag = {"name": f"{plan.name}-dag", "dag": {"tasks": tasks}}
+    templates = [dag] + [_step_template(t, pods[template_class[t["name"]]]) for t in step_templates]
     return {
-        "entrypoint": spec["entrypoint"],
+        "entrypoint": dag["name"],
         "serviceAccountName": settings.argo_service_account,
         "arguments": {"parameters": parameters},
         # pods of a failed run stay for `kubectl logs`; the artifact repository keeps every step's log

@@ -99,10 +99,8 @@ def render_command(
     image: Annotated[str | None, typer.Option(help="Step image (default: LAMFLOW_IMAGE).")] = None,
 ) -> None:
     """Write the spec as an Argo Workflow, WorkflowTemplate or CronWorkflow (no cluster needed)."""
-    import yaml
-
     from lamflow.workflows import api
-    from lamflow.workflows.argo.render import RenderOptions
+    from lamflow.workflows.argo.render import RenderOptions, to_yaml
 
     settings = _settings()
     if image:
@@ -110,7 +108,7 @@ def render_command(
     manifest = api.render(
         spec, settings, RenderOptions(kind=kind.value, schedule=schedule, timezone=timezone)
     )
-    text = yaml.safe_dump(manifest, sort_keys=False, width=120)
+    text = to_yaml(manifest)
     if output_dir is None:
         sys.stdout.write(text)
         return

@@ -42,8 +42,9 @@ RENAMED_KEYS = {"refit_bias_on": "change_bias_on"}
 MAX_DEPTH = 64  # no spec needs more; deeper documents are refused before pydantic recurses into them
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate mapping keys (PyYAML silently keeps the last one)."""
+class _StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """SafeLoader (libyaml's parser where PyYAML has it: 1,000-dataset specs) that rejects duplicate
+    mapping keys (PyYAML silently keeps the last one)."""
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -81,6 +82,10 @@ def read_yaml(path: Path, shown: str) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        if "maximum nesting depth" in problem:  # libyaml's own limit (1,000 levels)
+            raise SpecError(
+                shown, None, f"invalid YAML: nested too deeply (more than {MAX_DEPTH} levels)"
+            ) from None
         raise SpecError(shown, None, f"invalid YAML: {where}{problem}") from None
     if not isinstance(data, dict):
         raise SpecError(shown, None, "the spec must be a YAML mapping (name:, datasets:, stages: ...)")

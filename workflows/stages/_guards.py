@@ -32,6 +32,18 @@ class Datasets:
         self.infos = infos
         self.type_maps = type_maps
         self._digests: dict[str, set[str]] = {}
+        self._resolved: dict[str, Path] = {}
+        self._systems: dict[str, set[str]] = {}
+
+    def _path(self, name: str) -> Path:
+        if name not in self._resolved:
+            self._resolved[name] = self.paths[name].resolve()
+        return self._resolved[name]
+
+    def _system_paths(self, name: str) -> set[str]:
+        if name not in self._systems:
+            self._systems[name] = {str(Path(s.path).resolve()) for s in self.infos[name].systems}
+        return self._systems[name]
 
     def digests(self, name: str) -> set[str]:
         if name not in self._digests:
@@ -42,13 +54,12 @@ class Datasets:
         """Why datasets ``a`` and ``b`` share frames, or None."""
         if a == b:
             return "the same dataset"
-        pa, pb = self.paths[a].resolve(), self.paths[b].resolve()
+        pa, pb = self._path(a), self._path(b)
         if pa == pb:
             return f"the same folder {pa}"
         if pa in pb.parents or pb in pa.parents:
             return f"{pa} and {pb}: one contains the other"
-        systems_a = {str(Path(s.path).resolve()) for s in self.infos[a].systems}
-        shared = systems_a & {str(Path(s.path).resolve()) for s in self.infos[b].systems}
+        shared = self._system_paths(a) & self._system_paths(b)
         if shared:
             return f"both hold the system {sorted(shared)[0]}"
         if self.digests(a) & self.digests(b):
