@@ -15,5 +15,6 @@ def get_engine(name: str, settings: Settings) -> Engine:
 
         return LocalEngine(settings)
     raise UsageError(
-        f"--engine {name}: unknown engine (available: {', '.join(ENGINES)}; the Argo engine is not built yet)"
+        f"--engine {name}: unknown engine (available: {', '.join(ENGINES)}; submitting to Argo is not built "
+        "yet: `lamflow render SPEC` writes the manifest)"
     )
