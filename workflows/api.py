@@ -93,12 +93,17 @@ def submit(
     engine: str | None = None,
     notify: Callable[[list[str]], None] | None = None,
     cache: bool | None = None,
+    wait: bool = True,
 ) -> tuple[Path, RunSummary]:
     """Validate, then run the spec on the chosen engine. Bad input raises before anything is written.
 
-    ``cache`` (default: ``settings.cache``) reuses stored results of steps with identical inputs."""
+    ``cache`` (default: ``settings.cache``) reuses stored results of steps with identical inputs;
+    ``wait=False`` returns once a remote engine (Argo) has accepted the run."""
     runner = get_engine(engine or settings.engine, settings)
     resolved, plan = validate(spec_file, settings)
+    check = getattr(runner, "check", None)
+    if check is not None:
+        check()  # engine settings (image, store, server) before a run directory is made
     step_cache = _step_cache(settings, cache)
     directory = new_run_dir(settings, plan, run_dir).resolve()
     spec_bytes = Path(spec_file).read_bytes()
@@ -111,7 +116,7 @@ def submit(
     if notify is not None:
         notify(summary.notices)
     digests = _set_cache_keys(plan, summary)
-    summary = runner.submit(plan, directory, summary, report, cache=step_cache)
+    summary = runner.submit(plan, directory, summary, report, cache=step_cache, wait=wait)
     register_models(resolved, plan, directory, summary, settings, digests)
     return directory, summary
 
@@ -178,7 +183,9 @@ def register_models(
 
 
 def status(run: str | Path, settings: Settings) -> tuple[Path, RunSummary]:
-    return read_summary(run, settings.run_root)
+    """The run's summary, brought up to date by its engine (an Argo run asks the server)."""
+    run_dir, summary = read_summary(run, settings.run_root)
+    return run_dir, get_engine(summary.engine, settings).status(run_dir)
 
 
 def logs(run: str | Path, settings: Settings, step: str | None = None) -> str:
@@ -190,6 +197,54 @@ def stop(run: str | Path, settings: Settings) -> Path:
     run_dir, summary = read_summary(run, settings.run_root)
     get_engine(summary.engine, settings).stop(run_dir)
     return run_dir
+
+
+def watch(run: str | Path, settings: Settings, report: Reporter) -> tuple[Path, RunSummary]:
+    """Follow a run (local or Argo) until it ends, reporting each step transition as it is seen."""
+    import sys
+    import time
+
+    from lamflow.workflows.engines.base import StepEvent
+
+    run_dir, summary = read_summary(run, settings.run_root)
+    engine = get_engine(summary.engine, settings)
+    seen = {key: "Pending" for key in summary.steps}
+    started = time.monotonic()
+
+    def update() -> RunSummary:
+        current = engine.status(run_dir)
+        for key, record in current.steps.items():
+            if record.phase != seen.get(key):
+                seen[key] = record.phase
+                event = StepEvent(
+                    key,
+                    record.phase,
+                    time.monotonic() - started,
+                    record.duration_s,
+                    record.summary,
+                    record.error,
+                )
+                report(event, sys.stdout)
+        return current
+
+    while True:
+        summary = update()
+        if summary.status in ("Succeeded", "Failed"):
+            return run_dir, summary
+        if not engine.running(run_dir):  # ended between the two reads: one last look
+            return run_dir, update()
+        time.sleep(settings.argo_poll_s if summary.engine == "argo" else 0.5)
+
+
+def resubmit(run: str | Path, settings: Settings) -> tuple[Path, RunSummary]:
+    """An Argo run again, as a new workflow (``lamflow resume`` continues a local run instead)."""
+    from lamflow.workflows.engines.argo import ArgoEngine
+
+    run_dir, summary = read_summary(run, settings.run_root)
+    engine = get_engine(summary.engine, settings)
+    if not isinstance(engine, ArgoEngine):
+        raise UsageError(f"{run_dir}: a {summary.engine} run; continue it with `lamflow resume`")
+    return run_dir, engine.resubmit(run_dir)
 
 
 def wait(run: str | Path, settings: Settings, timeout_s: float | None = None) -> tuple[Path, RunSummary]:

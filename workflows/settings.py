@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     argo_token: SecretStr | None = Field(
         None, description="Bearer token for the Argo Server (sent only in the Authorization header)."
     )
+    argo_poll_s: float = Field(
+        5.0, gt=0, description="Seconds between two reads of a followed Argo workflow."
+    )
     argo_service_account: str = Field(
         "lamflow-workflow", description="ServiceAccount of the workflow pods (deploy/ creates it)."
     )

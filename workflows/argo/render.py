@@ -19,7 +19,8 @@ from __future__ import annotations
 import copy
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from lamflow.workflows.argo.cron import check_schedule, check_timezone
@@ -58,6 +59,9 @@ class RenderOptions:
     schedule: str | None = None  # cronworkflow only
     timezone: str = "UTC"
     run_id: str | None = None  # set by `submit`: the local run directory's id
+    # set by `submit`: staging request id -> bucket key of the uploaded input (default: under
+    # <store_prefix>/inputs/<request>, for a user who stages the inputs themselves)
+    input_keys: Mapping[str, str] = field(default_factory=dict)
 
 
 def to_yaml(manifest: dict[str, Any]) -> str:
@@ -122,7 +126,7 @@ def render(
         raise UsageError(f"--schedule: only for --kind cronworkflow (not {options.kind})")
     classes = dict.fromkeys(step.resource for step in plan.steps)  # plan order: errors name the first
     pods = {c: resolve(c, resources, settings.cluster_profile) for c in classes}
-    spec = _workflow_spec(plan, settings, identity, pods)
+    spec = _workflow_spec(plan, settings, identity, pods, options.input_keys)
     labels = _labels(identity, options.run_id)
     annotations = {
         "workflows.argoproj.io/title": identity.name,
@@ -215,7 +219,11 @@ def dag_tasks(plan: Plan, of_step: dict[str, str], inputs: dict[str, str]) -> li
 
 
 def _workflow_spec(
-    plan: Plan, settings: Settings, identity: SpecIdentity, pods: dict[str, Any]
+    plan: Plan,
+    settings: Settings,
+    identity: SpecIdentity,
+    pods: dict[str, Any],
+    input_keys: Mapping[str, str],
 ) -> dict[str, Any]:
     image = settings.image or default_image(settings.cluster_profile)
     of_step, step_templates = _step_templates(plan, image)
@@ -228,7 +236,7 @@ def _workflow_spec(
         parameters.append(
             {
                 "name": parameter,
-                "value": input_key(settings.store_prefix, rid),
+                "value": input_keys.get(rid) or input_key(settings.store_prefix, rid),
                 "description": "artifact repository key of a staged input",
             }
         )

@@ -136,6 +136,12 @@ def submit(
         bool, typer.Option("--no-cache", help="Run every step, even those with a stored result.")
     ] = False,
     no_group: Annotated[bool, typer.Option("--no-group", help=NO_GROUP_HELP)] = False,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait", help="--engine argo: follow the workflow to its end (exit 0/1 like a local run)."
+        ),
+    ] = False,
 ) -> None:
     """Run a spec (default engine: local, dflow debug mode); steps with stored results are reused."""
     from lamflow.workflows import api
@@ -158,7 +164,15 @@ def submit(
         engine=engine,
         notify=render.notices,
         cache=False if no_cache else None,
+        wait=wait,
     )
+    if summary.argo is not None and summary.status not in ("Succeeded", "Failed"):
+        if output is Output.json:
+            sys.stdout.write(summary.model_dump_json(indent=2) + "\n")
+        else:
+            typer.echo(f"submitted {summary.argo.name} ({summary.argo.namespace}); {summary.argo.ui}")
+            typer.echo(f"follow it with `lamflow watch {run_directory}` or `lamflow status {run_directory}`")
+        return
     _finish(run_directory, summary, output)
 
 
@@ -208,6 +222,26 @@ def status(
         render.run_result(run_directory, summary)
     if summary.status == "Failed":
         raise typer.Exit(EXIT_RUN_FAILED)
+
+
+@app.command()
+def watch(run: Annotated[str, typer.Argument(help="Run directory, or run id under runs/.")]) -> None:
+    """Follow a running run (local or Argo) to its end, one line per step transition; exit 0/1."""
+    from lamflow.workflows import api
+    from lamflow.workflows.cli import render
+
+    run_directory, summary = api.watch(run, _settings(), render.progress_reporter())
+    _finish(run_directory, summary, Output.text)
+
+
+@app.command()
+def resubmit(run: Annotated[str, typer.Argument(help="Run directory, or run id under runs/.")]) -> None:
+    """Run an Argo run again as a new workflow (Argo's resubmit); the run directory follows the new one."""
+    from lamflow.workflows import api
+
+    run_directory, summary = api.resubmit(run, _settings())
+    assert summary.argo is not None
+    typer.echo(f"resubmitted as {summary.argo.name} ({summary.argo.namespace}); {summary.argo.ui}")
 
 
 @app.command()

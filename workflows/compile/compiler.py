@@ -31,6 +31,7 @@ def build_plan(resolved: ResolvedSpec) -> Plan:
         origins=dict(ctx.origins),
         notices=tuple(data_notices(steps, ctx.origins, resolved.dataset_info)),
         groups=group_steps(steps),
+        resources=spec.resources,
     )
     plan.check()
     return plan

@@ -119,6 +119,8 @@ class Plan:
     origins: dict[str, str] = field(default_factory=dict)  # step key -> YAML path of the spec entry
     notices: tuple[str, ...] = ()  # what the plan leaves unused in its data (compile/notices.py)
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)  # group name -> short step keys
+    # the spec's `resources:` (a ResourcesSpec): what each step class asks of a Kubernetes node on Argo
+    resources: Any = None
 
     def group_of(self, key: str) -> str | None:
         return next((name for name, keys in self.groups.items() if key in keys), None)

@@ -1,4 +1,5 @@
-"""Engines run compiled plans: ``local`` (dflow debug mode, default). Chosen by --engine / LAMFLOW_ENGINE."""
+"""Engines run compiled plans: ``local`` (dflow debug mode, default) and ``argo`` (an Argo Workflow on a
+Kubernetes cluster). Chosen by --engine / LAMFLOW_ENGINE."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from lamflow.workflows.engines.base import Engine
 from lamflow.workflows.errors import UsageError
 from lamflow.workflows.settings import Settings
 
-ENGINES = ("local",)
+ENGINES = ("local", "argo")
 
 
 def get_engine(name: str, settings: Settings) -> Engine:
@@ -14,7 +15,8 @@ def get_engine(name: str, settings: Settings) -> Engine:
         from lamflow.workflows.engines.local import LocalEngine
 
         return LocalEngine(settings)
-    raise UsageError(
-        f"--engine {name}: unknown engine (available: {', '.join(ENGINES)}; submitting to Argo is not built "
-        "yet: `lamflow render SPEC` writes the manifest)"
-    )
+    if name == "argo":
+        from lamflow.workflows.engines.argo import ArgoEngine
+
+        return ArgoEngine(settings)
+    raise UsageError(f"--engine {name}: unknown engine (available: {', '.join(ENGINES)})")

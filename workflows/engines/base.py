@@ -1,4 +1,4 @@
-"""The engine seam: what every engine (local now, Argo next) offers, and the records it reports with.
+"""The engine seam: what every engine (local, Argo) offers, and the records it reports with.
 
 ``submit`` runs (local) or starts (Argo) a compiled plan in a run directory that already holds the spec
 and an initial summary; ``status``/``wait``/``logs``/``stop`` work on a run directory.
@@ -45,9 +45,11 @@ class Engine(ABC):
         report: Reporter | None = None,
         cache: StepCache | None = None,
         resume: bool = False,
+        wait: bool = True,
     ) -> RunSummary:
         """Run (or start) ``plan``; returns the summary (final for a blocking engine). ``cache`` reuses and
-        stores step results; ``resume`` continues an earlier attempt in ``run_dir``."""
+        stores step results; ``resume`` continues an earlier attempt in ``run_dir``; ``wait=False`` returns
+        once a remote engine has accepted the run (the local engine always runs it to the end)."""
 
     @abstractmethod
     def status(self, run_dir: Path) -> RunSummary:

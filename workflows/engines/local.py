@@ -344,6 +344,7 @@ class LocalEngine(Engine):
         report: Reporter | None = None,
         cache: StepCache | None = None,
         resume: bool = False,
+        wait: bool = True,  # a local run always runs to its end
     ) -> RunSummary:
         """Run ``plan`` to completion in ``run_dir`` (which must exist); returns the final summary.
 

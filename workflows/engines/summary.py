@@ -63,6 +63,18 @@ class TestResult(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
 
 
+class ArgoRun(BaseModel):
+    """Where an Argo run lives (the server and namespace it was created in, and its generated name)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    server: str
+    namespace: str
+    name: str
+    ui: str = Field(description="The workflow in the Argo UI.")
+    phase: str | None = Field(None, description="The workflow's phase as Argo last reported it.")
+
+
 class RunSummary(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -89,6 +101,7 @@ class RunSummary(BaseModel):
     cache: bool = Field(True, description="Whether the step cache was used (--no-cache turns it off).")
     registered: list[str] = Field(default_factory=list, description="Model ids added to the registry.")
     attempts: int = Field(1, description="1 + how many times `lamflow resume` continued this run.")
+    argo: ArgoRun | None = Field(None, description="The Argo workflow of a run on --engine argo.")
 
     def write(self, run_dir: Path) -> None:
         """Atomically replace ``<run_dir>/summary.json``."""

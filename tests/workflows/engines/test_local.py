@@ -143,9 +143,9 @@ def _dp_processes_in(run_dir):
 
 def test_unknown_engine_is_bad_input(tmp_path, write_spec):
     out = run_cli(
-        "submit", str(write_spec(minimal_spec())), "--engine", "argo", "--run-dir", str(tmp_path / "r")
+        "submit", str(write_spec(minimal_spec())), "--engine", "slurm", "--run-dir", str(tmp_path / "r")
     )
-    assert out.returncode == 2 and "unknown engine" in out.stderr
+    assert out.returncode == 2 and "--engine slurm: unknown engine (available: local, argo)" in out.stderr
     assert not (tmp_path / "r").exists()
 
 

@@ -1,0 +1,207 @@
+"""`lamflow submit --engine argo` end to end against an HTTP double of the Argo Server (tests/argo_double.py:
+not Argo; it validates every created workflow against Argo's JSON schema) and a real S3 endpoint (moto):
+inputs uploaded to the store's bucket, the workflow created with the bearer token in the header only,
+followed to its end, status/logs/watch/stop, and the bad-configuration refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import pytest
+
+from tests.argo_double import ArgoDouble
+from tests.conftest import EXAMPLES, run_cli
+
+TOKEN = "argo-double-token-5b1e"
+
+
+@pytest.fixture
+def argo():
+    double = ArgoDouble(token=TOKEN).start()
+    yield double
+    double.stop()
+
+
+@pytest.fixture
+def argo_env(s3, argo, tmp_path):
+    """Settings of a user who submits to the double with an S3 store (no lamflow credential variables)."""
+    return {
+        **os.environ,
+        "LAMFLOW_STORE": f"s3://{s3.test_bucket}/lab",
+        "LAMFLOW_IMAGE": "registry.example.org/lamflow-ops:test-cuda",
+        "LAMFLOW_ARGO_SERVER": argo.url,
+        "LAMFLOW_ARGO_TOKEN": TOKEN,
+        "LAMFLOW_ARGO_NAMESPACE": "lab",
+        "LAMFLOW_ARGO_POLL_S": "0.02",
+        "LAMFLOW_RUN_ROOT": str(tmp_path / "runs"),
+    }
+
+
+def submit(env, *extra, run_dir):
+    return run_cli(
+        "submit", str(EXAMPLES / "demo.yaml"), "--engine", "argo", "--run-dir", str(run_dir), *extra, env=env
+    )
+
+
+def created(argo) -> list[dict]:
+    return [json.loads(r.body)["workflow"] for r in argo.requests if r.method == "POST"]
+
+
+def test_submit_wait_uploads_inputs_creates_a_valid_workflow_and_follows_it(argo, argo_env, s3, tmp_path):
+    argo.outputs["test-finetune-gete-on-gete-test"] = [{"name": "metrics", "value": '{"force_rmse": 0.42}'}]
+    run_dir = tmp_path / "r1"
+    out = submit(argo_env, "--wait", run_dir=run_dir)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert argo.invalid == [], "the double refused the workflow as schema-invalid"
+    (workflow,) = created(argo)
+    name = next(iter(argo.workflows))
+    # every staged input is in the store's bucket, under the key the workflow parameter names
+    parameters = {p["name"]: p["value"] for p in workflow["spec"]["arguments"]["parameters"]}
+    objects = {o["Key"] for o in s3.client().list_objects_v2(Bucket=s3.test_bucket)["Contents"]}
+    for parameter in (
+        "input-datasets-gete",
+        "input-datasets-gete-test",
+        "input-datasets-water-water-valid-molecules",
+    ):
+        key = parameters[parameter]
+        assert key.startswith("lab/inputs/") and f"{key}.complete" in objects
+        assert any(o.startswith(key + "/") and o.endswith("coord.npy") for o in objects)
+    assert workflow["metadata"]["labels"]["lamflow.io/run-id"] == "r1"
+    assert {t["script"]["image"] for t in workflow["spec"]["templates"] if "script" in t} == {
+        "registry.example.org/lamflow-ops:test-cuda"
+    }
+    # followed to the end: every step, with Argo's times, in a summary shaped like a local run's
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["engine"] == "argo" and summary["status"] == "Succeeded"
+    assert summary["argo"]["name"] == name and summary["argo"]["ui"] == f"{argo.url}/workflows/lab/{name}"
+    assert {s["phase"] for s in summary["steps"].values()} == {"Succeeded"}
+    assert all(s["duration_s"] > 0 for s in summary["steps"].values())
+    assert summary["steps"]["test-finetune-gete-on-gete-test"]["parameters"] == {
+        "metrics": {"force_rmse": 0.42}
+    }
+    assert "✓ finetune-gete" in out.stdout and "▶ pretrain" in out.stdout
+    assert (run_dir / "workflow.yaml").exists()
+
+
+def test_credentials_never_leave_this_machine_except_the_token_in_its_header(argo, argo_env, tmp_path):
+    env = {**argo_env, "AWS_SESSION_TOKEN": "session-secret-99"}
+    assert submit(env, run_dir=tmp_path / "r").returncode == 0
+    secrets = [TOKEN, env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"], "session-secret-99"]
+    for request in argo.requests:
+        assert request.headers.get("Authorization") == f"Bearer {TOKEN}"
+        for secret in secrets:
+            assert secret not in request.body and secret not in request.path
+    text = (tmp_path / "r" / "workflow.yaml").read_text() + (tmp_path / "r" / "summary.json").read_text()
+    assert not any(secret in text for secret in secrets)
+
+
+def test_without_wait_submit_prints_the_name_and_link_then_status_watch_logs_follow(argo, argo_env, tmp_path):
+    run_dir = tmp_path / "r"
+    out = submit(argo_env, run_dir=run_dir)
+    assert out.returncode == 0, out.stderr
+    name = next(iter(argo.workflows))
+    assert f"submitted {name} (lab); {argo.url}/workflows/lab/{name}" in out.stdout
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "Running"
+    status = run_cli("status", str(run_dir), "--output", "json", env=argo_env)
+    assert status.returncode == 0 and json.loads(status.stdout)["argo"]["phase"] == "Running"
+    watched = run_cli("watch", str(run_dir), env=argo_env)
+    assert watched.returncode == 0, watched.stdout + watched.stderr
+    assert "✓ test-finetune-gete-on-gete-test" in watched.stdout
+    logs = run_cli("logs", str(run_dir), "--step", "pretrain", env=argo_env)
+    assert logs.returncode == 0 and logs.stdout.strip() == f"{name}-pretrain-1: running pretrain"
+
+
+def test_a_failing_step_fails_the_run_with_its_message_and_skips_what_depends_on_it(argo, argo_env, tmp_path):
+    argo.fail.add("finetune-gete")
+    out = submit(argo_env, "--wait", run_dir=tmp_path / "r")
+    assert out.returncode == 1
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["status"] == "Failed" and summary["steps"]["finetune-gete"]["phase"] == "Failed"
+    assert summary["steps"]["finetune-gete"]["error"] == "Error (exit code 1)"
+    assert summary["steps"]["test-finetune-gete-on-gete-test"]["phase"] == "Skipped"
+    assert summary["steps"]["freeze-water"]["phase"] == "Succeeded"
+
+
+def test_stop_stops_the_workflow(argo, argo_env, tmp_path):
+    run_dir = tmp_path / "r"
+    assert submit(argo_env, run_dir=run_dir).returncode == 0
+    stopped = run_cli("stop", str(run_dir), env=argo_env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert [r.path for r in argo.requests if r.method == "PUT"] == [
+        f"/api/v1/workflows/lab/{next(iter(argo.workflows))}/stop"
+    ]
+    status = run_cli("status", str(run_dir), "--output", "json", env=argo_env)
+    assert status.returncode == 1 and json.loads(status.stdout)["status"] == "Failed"
+
+
+def test_resubmit_runs_a_finished_workflow_again_and_refuses_a_local_run(argo, argo_env, tmp_path):
+    argo.fail.add("finetune-gete")
+    run_dir = tmp_path / "r"
+    assert submit(argo_env, "--wait", run_dir=run_dir).returncode == 1
+    argo.fail.clear()
+    again = run_cli("resubmit", str(run_dir), env=argo_env)
+    assert again.returncode == 0, again.stderr
+    first, second = list(argo.workflows)
+    assert f"resubmitted as {second} (lab)" in again.stdout
+    watched = run_cli("watch", str(run_dir), env=argo_env)
+    assert watched.returncode == 0, watched.stdout + watched.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["argo"]["name"] == second and summary["status"] == "Succeeded" and summary["attempts"] == 2
+    from lamflow.workflows.api import validate
+    from lamflow.workflows.engines.summary import initial_summary
+
+    local = tmp_path / "local"
+    local.mkdir()
+    _, plan = validate(EXAMPLES / "demo.yaml")
+    initial_summary(plan, "local", "demo.yaml", "0" * 64, "local").write(local)
+    refused = run_cli("resubmit", str(local), env=argo_env)
+    assert refused.returncode == 2 and "a local run; continue it with `lamflow resume`" in refused.stderr
+
+
+def test_second_submit_of_the_same_data_uploads_nothing(argo, argo_env, s3, tmp_path):
+    assert submit(argo_env, run_dir=tmp_path / "a").returncode == 0
+    before = {
+        o["Key"]: o["LastModified"] for o in s3.client().list_objects_v2(Bucket=s3.test_bucket)["Contents"]
+    }
+    assert submit(argo_env, run_dir=tmp_path / "b").returncode == 0
+    after = {
+        o["Key"]: o["LastModified"] for o in s3.client().list_objects_v2(Bucket=s3.test_bucket)["Contents"]
+    }
+    inputs = {k: v for k, v in after.items() if k.startswith("lab/inputs/")}
+    assert inputs == {k: v for k, v in before.items() if k.startswith("lab/inputs/")}
+    first, second = created(argo)
+    assert first["spec"]["arguments"] == second["spec"]["arguments"]
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("change", "code", "message"),
+    [
+        ({"LAMFLOW_ARGO_TOKEN": "wrong"}, 2, "LAMFLOW_ARGO_TOKEN: the Argo server at"),
+        ({"LAMFLOW_ARGO_SERVER": "http://127.0.0.1:{port}"}, 1, "LAMFLOW_ARGO_SERVER=http://127.0.0.1:"),
+        ({"LAMFLOW_IMAGE": None}, 2, "LAMFLOW_IMAGE: not set"),
+        ({"LAMFLOW_ARGO_SERVER": None}, 2, "LAMFLOW_ARGO_SERVER: not set"),
+        ({"LAMFLOW_STORE": "{tmp}/store"}, 2, "the Argo engine needs an s3://bucket/prefix store"),
+    ],
+)
+def test_bad_configuration_is_one_line_and_nothing_is_submitted_or_uploaded(
+    argo, argo_env, s3, tmp_path, change, code, message
+):
+    env = dict(argo_env)
+    for key, value in change.items():
+        if value is None:
+            env.pop(key)
+        else:
+            env[key] = value.format(port=_closed_port(), tmp=tmp_path)
+    out = submit(env, run_dir=tmp_path / "r")
+    assert out.returncode == code, out.stdout + out.stderr
+    assert message in out.stderr and out.stderr.strip().count("\n") == 0 and "Traceback" not in out.stderr
+    assert argo.workflows == {}
+    assert "Contents" not in s3.client().list_objects_v2(Bucket=s3.test_bucket)

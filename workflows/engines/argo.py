@@ -1,0 +1,267 @@
+"""The Argo engine: a run is an Argo Workflow on a Kubernetes cluster, created through the Argo Server.
+
+``submit`` checks the settings (``LAMFLOW_ARGO_SERVER``, ``LAMFLOW_IMAGE``, an ``s3://`` ``LAMFLOW_STORE``)
+and that the server accepts the token, uploads the staged inputs into the store's bucket
+(:mod:`lamflow.workflows.argo.staging`), renders the Workflow with those keys and the run id, creates it,
+and records the workflow in ``summary.json`` (``argo``). With ``wait`` it follows the workflow and reports
+step transitions like the local engine; ``status``/``wait``/``logs``/``stop`` read the workflow from the
+server and keep ``summary.json`` in the shape a local run has (steps, phases, times, output parameters).
+
+Not built yet: the step cache (every step runs), ``resume`` (Argo's resubmit), downloading outputs.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from lamflow.workflows.argo.client import ArgoClient
+from lamflow.workflows.compile.plan import Plan
+from lamflow.workflows.engines.base import Engine, Reporter, StepEvent
+from lamflow.workflows.engines.summary import ArgoRun, RunSummary, now, read_summary
+from lamflow.workflows.errors import UsageError
+from lamflow.workflows.settings import Settings
+from lamflow.workflows.store.step_cache import StepCache
+
+# Argo node phase -> lamflow step phase
+PHASES = {
+    "Pending": "Pending",
+    "Running": "Running",
+    "Succeeded": "Succeeded",
+    "Failed": "Failed",
+    "Error": "Failed",
+    "Skipped": "Skipped",
+    "Omitted": "Skipped",
+}
+FINISHED = ("Succeeded", "Failed", "Error")
+
+
+class ArgoEngine(Engine):
+    name = "argo"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def _client(self, summary: RunSummary | None = None) -> ArgoClient:
+        token = self.settings.argo_token.get_secret_value() if self.settings.argo_token else None
+        if summary is not None and summary.argo is not None:
+            return ArgoClient(summary.argo.server, summary.argo.namespace, token)
+        if not self.settings.argo_server:
+            raise UsageError(
+                "LAMFLOW_ARGO_SERVER: not set (the Argo Server URL, e.g. https://argo.example.org:2746)"
+            )
+        return ArgoClient(self.settings.argo_server, self.settings.argo_namespace, token)
+
+    def check(self) -> None:
+        """Refuse bad settings before anything is uploaded or written (exit 2, naming the setting)."""
+        if not self.settings.image:
+            raise UsageError(
+                "LAMFLOW_IMAGE: not set (the step image pods run, e.g. registry/lamflow-ops:0.1.0-cuda)"
+            )
+        if not self.settings.store.startswith("s3://"):
+            raise UsageError(
+                f"LAMFLOW_STORE={self.settings.store}: the Argo engine needs an s3://bucket/prefix store "
+                "(pods read their inputs from it)"
+            )
+        self._client()
+
+    def submit(
+        self,
+        plan: Plan,
+        run_dir: Path,
+        summary: RunSummary,
+        report: Reporter | None = None,
+        cache: StepCache | None = None,
+        resume: bool = False,
+        wait: bool = True,
+    ) -> RunSummary:
+        from lamflow.workflows.argo.render import RenderOptions, SpecIdentity, render
+        from lamflow.workflows.argo.staging import stage_inputs
+        from lamflow.workflows.store.backends import S3Backend
+        from lamflow.workflows.store.locate import store_backend
+
+        if resume:
+            raise UsageError(
+                f"{run_dir}: resuming an Argo run is not built yet (resubmit it from the Argo UI)"
+            )
+        self.check()
+        client = self._client()
+        client.check()  # the token and the server, before anything is uploaded
+        backend = store_backend(self.settings)
+        assert isinstance(backend, S3Backend)
+        keys = stage_inputs(plan, backend)
+        identity = SpecIdentity(plan.name, "", summary.spec_sha256)
+        options = RenderOptions(run_id=summary.run_id, input_keys=keys)
+        manifest = render(plan, plan.resources, self.settings, identity, options)
+        created = client.create(manifest)
+        name = created["metadata"]["name"]
+        summary.argo = ArgoRun(
+            server=client.server, namespace=client.namespace, name=name, ui=client.ui_link(name)
+        )
+        summary.status = "Running"
+        summary.write(run_dir)
+        (run_dir / "workflow.yaml").write_text(_yaml(manifest))
+        if not wait:
+            return summary
+        return self._follow(run_dir, summary, client, report)
+
+    def _follow(
+        self,
+        run_dir: Path,
+        summary: RunSummary,
+        client: ArgoClient,
+        report: Reporter | None,
+        timeout_s: float | None = None,
+    ) -> RunSummary:
+        started = time.monotonic()
+        while True:
+            before = {k: r.phase for k, r in summary.steps.items()}
+            summary = self._refresh(run_dir, summary, client)
+            if report is not None:
+                for key, record in summary.steps.items():
+                    if record.phase != before[key]:
+                        event = StepEvent(
+                            key, record.phase, time.monotonic() - started, record.duration_s,
+                            record.summary, record.error,
+                        )  # fmt: skip
+                        report(event, sys.stdout)
+            if summary.status in ("Succeeded", "Failed"):
+                return summary
+            if timeout_s is not None and time.monotonic() - started >= timeout_s:
+                return summary
+            time.sleep(self.settings.argo_poll_s)
+
+    def _refresh(self, run_dir: Path, summary: RunSummary, client: ArgoClient) -> RunSummary:
+        """Read the workflow from the server into the summary (and write it)."""
+        assert summary.argo is not None
+        workflow = client.get(summary.argo.name)
+        status = workflow.get("status") or {}
+        phase = status.get("phase")
+        summary.argo.phase = phase
+        by_step: dict[str, dict[str, Any]] = {}
+        for node in (status.get("nodes") or {}).values():
+            key = node.get("displayName")
+            if key in summary.steps and node.get("type") in ("Pod", "Retry"):
+                # a retried step has a Retry node over its attempts: it speaks for the step
+                if key not in by_step or node.get("type") == "Retry":
+                    by_step[key] = node
+        for key, node in by_step.items():
+            record = summary.steps[key]
+            record.phase = PHASES.get(node.get("phase", ""), record.phase)  # type: ignore[assignment]
+            record.started_at = node.get("startedAt") or record.started_at
+            record.finished_at = node.get("finishedAt") or record.finished_at
+            if record.started_at and record.finished_at:
+                record.duration_s = round(_seconds(record.finished_at) - _seconds(record.started_at), 2)
+            if record.phase == "Failed":
+                record.error = node.get("message") or record.error or f"Argo node {node.get('phase')}"
+            for parameter in (node.get("outputs") or {}).get("parameters") or []:
+                record.parameters[parameter["name"]] = _value(parameter.get("value"))
+        if phase in FINISHED:
+            summary.status = "Succeeded" if phase == "Succeeded" else "Failed"
+            summary.finished_at = status.get("finishedAt") or now()
+            if phase != "Succeeded":
+                summary.error = status.get("message") or f"workflow {summary.argo.name} {phase}"
+            for record in summary.steps.values():
+                if record.phase in ("Pending", "Running"):
+                    record.phase = "Skipped"
+            if status.get("startedAt") and status.get("finishedAt"):
+                summary.wall_time_s = round(_seconds(status["finishedAt"]) - _seconds(status["startedAt"]), 1)
+        elif phase:
+            summary.status = "Running"
+        summary.write(run_dir)
+        return summary
+
+    def _argo_summary(self, run_dir: Path) -> tuple[RunSummary, ArgoClient]:
+        summary = read_summary(run_dir, self.settings.run_root)[1]
+        if summary.argo is None:
+            raise UsageError(f"{run_dir}: the Argo workflow was never created (status {summary.status})")
+        return summary, self._client(summary)
+
+    def status(self, run_dir: Path) -> RunSummary:
+        summary, client = self._argo_summary(run_dir)
+        if summary.status in ("Succeeded", "Failed"):
+            return summary
+        return self._refresh(run_dir, summary, client)
+
+    def wait(self, run_dir: Path, timeout_s: float | None = None) -> RunSummary:
+        summary, client = self._argo_summary(run_dir)
+        return self._follow(run_dir, summary, client, None, timeout_s)
+
+    def logs(self, run_dir: Path, step: str | None = None) -> str:
+        summary, client = self._argo_summary(run_dir)
+        assert summary.argo is not None
+        if step is None:
+            return client.logs(summary.argo.name)
+        if step not in summary.steps:
+            raise UsageError(f"{run_dir}: no step {step!r} (steps: {', '.join(summary.steps)})")
+        workflow = client.get(summary.argo.name)
+        pods = [
+            pod_name(summary.argo.name, node)
+            for node in ((workflow.get("status") or {}).get("nodes") or {}).values()
+            if node.get("type") == "Pod" and str(node.get("displayName", "")).split("(")[0] == step
+        ]
+        if not pods:
+            raise UsageError(f"{run_dir}: step {step!r} has no pod yet (phase {summary.steps[step].phase})")
+        return "\n".join(client.logs(summary.argo.name, pod) for pod in pods)
+
+    def resubmit(self, run_dir: Path) -> RunSummary:
+        """Run the workflow again as a new Argo workflow (Argo's resubmit); the run directory follows it."""
+        summary, client = self._argo_summary(run_dir)
+        if summary.status in ("Pending", "Running"):
+            raise UsageError(f"{run_dir}: still running (stop it first with `lamflow stop`)")
+        assert summary.argo is not None
+        name = client.resubmit(summary.argo.name)["metadata"]["name"]
+        summary.argo = ArgoRun(
+            server=client.server, namespace=client.namespace, name=name, ui=client.ui_link(name)
+        )
+        summary.status, summary.error, summary.finished_at, summary.wall_time_s = "Running", None, None, None
+        summary.attempts += 1
+        for record in summary.steps.values():
+            record.phase, record.error, record.started_at, record.finished_at = "Pending", None, None, None
+            record.duration_s = None
+            record.parameters = {}
+        summary.write(run_dir)
+        return summary
+
+    def running(self, run_dir: Path) -> bool:
+        return self.status(run_dir).status in ("Pending", "Running")
+
+    def stop(self, run_dir: Path) -> None:
+        summary, client = self._argo_summary(run_dir)
+        if summary.status not in ("Pending", "Running"):
+            raise UsageError(f"{run_dir}: not running (status {summary.status})")
+        assert summary.argo is not None
+        client.stop(summary.argo.name)
+
+
+def pod_name(workflow: str, node: dict[str, Any]) -> str:
+    """A step's pod (Argo >= 3.4 names pods ``<workflow>-<template>-<node id suffix>``)."""
+    node_id = str(node.get("id", ""))
+    template = node.get("templateName")
+    if not template or not node_id.startswith(f"{workflow}-"):
+        return node_id
+    return f"{workflow}-{template}-{node_id.rsplit('-', 1)[1]}"
+
+
+def _seconds(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def _value(text: Any) -> Any:
+    import json
+
+    if not isinstance(text, str):
+        return text
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _yaml(manifest: dict[str, Any]) -> str:
+    from lamflow.workflows.argo.render import to_yaml
+
+    return to_yaml(manifest)
