@@ -35,6 +35,7 @@ class ArgoDouble:
     token: str
     fail: set[str] = field(default_factory=set)  # task names that fail when they run
     outputs: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # task -> output parameters
+    artifacts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # task -> output artifacts
     workflows: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
     invalid: list[str] = field(default_factory=list)  # schema errors of refused creates
@@ -168,8 +169,12 @@ class ArgoDouble:
                 node.update(phase="Failed" if failed else "Succeeded", finishedAt=self._now())
                 if failed:
                     node["message"] = "Error (exit code 1)"
-                elif task["name"] in self.outputs:
-                    node["outputs"] = {"parameters": self.outputs[task["name"]]}
+                else:
+                    outputs = {
+                        "parameters": self.outputs.get(task["name"]),
+                        "artifacts": self.artifacts.get(task["name"]),
+                    }
+                    node["outputs"] = {k: v for k, v in outputs.items() if v}
         by_task = {n["displayName"]: n for n in nodes.values()}
         for task in self.tasks(workflow):
             if task["name"] in by_task:

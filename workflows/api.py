@@ -117,6 +117,14 @@ def submit(
         notify(summary.notices)
     digests = _set_cache_keys(plan, summary)
     summary = runner.submit(plan, directory, summary, report, cache=step_cache, wait=wait)
+    if (
+        summary.argo is not None
+    ):  # a remote run: its metrics came as output parameters, its models stay remote
+        from lamflow.workflows.engines.outputs import test_results
+
+        summary.tests = test_results(summary, plan)
+        summary.write(directory)
+        return directory, summary
     register_models(resolved, plan, directory, summary, settings, digests)
     return directory, summary
 
@@ -234,6 +242,29 @@ def watch(run: str | Path, settings: Settings, report: Reporter) -> tuple[Path, 
         if not engine.running(run_dir):  # ended between the two reads: one last look
             return run_dir, update()
         time.sleep(settings.argo_poll_s if summary.engine == "argo" else 0.5)
+
+
+def download(
+    run: str | Path, settings: Settings, step: str | None = None, out_dir: Path | None = None
+) -> tuple[Path, list[Path]]:
+    """A remote run's outputs into the local run layout; into the run directory, its frozen models are
+    also linked under models/ and recorded in the model registry, as a local run's are."""
+    from lamflow.workflows.engines.argo import ArgoEngine
+    from lamflow.workflows.engines.outputs import link_models
+
+    run_dir, summary = read_summary(run, settings.run_root)
+    engine = get_engine(summary.engine, settings)
+    if not isinstance(engine, ArgoEngine):
+        raise UsageError(f"{run_dir}: a {summary.engine} run; its outputs are already in the run directory")
+    written = engine.download(run_dir, step, out_dir)
+    if out_dir is None or out_dir.resolve() == run_dir.resolve():
+        summary = read_summary(run_dir, settings.run_root)[1]
+        resolved, plan = validate(Path(summary.spec_path or summary.spec), settings)
+        link_models(run_dir, summary, plan)
+        summary.write(run_dir)
+        if summary.status == "Succeeded":
+            register_models(resolved, plan, run_dir, summary, settings, _set_cache_keys(plan, summary))
+    return run_dir, written
 
 
 def resubmit(run: str | Path, settings: Settings) -> tuple[Path, RunSummary]:

@@ -245,6 +245,21 @@ def resubmit(run: Annotated[str, typer.Argument(help="Run directory, or run id u
 
 
 @app.command()
+def download(
+    run: Annotated[str, typer.Argument(help="Run directory, or run id under runs/.")],
+    step: Annotated[str | None, typer.Option("--step", help="Only this step's outputs.")] = None,
+    output_dir: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of the run directory.")
+    ] = None,
+) -> None:
+    """Bring an Argo run's outputs (frozen models, checkpoints, metrics, logs) into the local run layout."""
+    from lamflow.workflows import api
+
+    run_directory, written = api.download(run, _settings(), step, output_dir)
+    typer.echo(f"{len(written)} artifacts into {output_dir or run_directory}")
+
+
+@app.command()
 def logs(
     run: Annotated[str, typer.Argument(help="Run directory, or run id under runs/.")],
     step: Annotated[

@@ -7,11 +7,13 @@ and records the workflow in ``summary.json`` (``argo``). With ``wait`` it follow
 step transitions like the local engine; ``status``/``wait``/``logs``/``stop`` read the workflow from the
 server and keep ``summary.json`` in the shape a local run has (steps, phases, times, output parameters).
 
-Not built yet: the step cache (every step runs), ``resume`` (Argo's resubmit), downloading outputs.
+``download`` brings the steps' outputs into the run directory. Not built yet: the step cache (every step
+runs) and ``resume`` (``resubmit`` runs the workflow again instead).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from datetime import datetime
@@ -24,6 +26,7 @@ from lamflow.workflows.engines.base import Engine, Reporter, StepEvent
 from lamflow.workflows.engines.summary import ArgoRun, RunSummary, now, read_summary
 from lamflow.workflows.errors import UsageError
 from lamflow.workflows.settings import Settings
+from lamflow.workflows.store.local import resolve_output
 from lamflow.workflows.store.step_cache import StepCache
 
 # Argo node phase -> lamflow step phase
@@ -226,6 +229,47 @@ class ArgoEngine(Engine):
         summary.write(run_dir)
         return summary
 
+    def download(self, run_dir: Path, step: str | None = None, out_dir: Path | None = None) -> list[Path]:
+        """Fetch finished steps' output artifacts from the artifact repository (the store's bucket) into
+        ``<out_dir or run_dir>/steps/<key>/outputs/artifacts/<name>``, the layout of a local run; into the
+        run directory, the steps' ``outputs`` are recorded too. Returns what was written."""
+        from lamflow.workflows.store.locate import store_backend
+
+        summary, client = self._argo_summary(run_dir)
+        assert summary.argo is not None
+        if step is not None and step not in summary.steps:
+            raise UsageError(f"{run_dir}: no step {step!r} (steps: {', '.join(summary.steps)})")
+        from lamflow.workflows.store.backends import S3Backend
+
+        backend = store_backend(self.settings)
+        if not isinstance(backend, S3Backend):
+            raise UsageError(f"LAMFLOW_STORE={self.settings.store}: Argo outputs are in an s3:// store")
+        target = out_dir or run_dir
+        workflow = client.get(summary.argo.name)
+        written: list[Path] = []
+        for node in ((workflow.get("status") or {}).get("nodes") or {}).values():
+            key = str(node.get("displayName", "")).split("(")[0]
+            if node.get("type") != "Pod" or node.get("phase") != "Succeeded" or key not in summary.steps:
+                continue
+            if step is not None and key != step:
+                continue
+            for artifact in (node.get("outputs") or {}).get("artifacts") or []:
+                s3 = artifact.get("s3") or {}
+                if not s3.get("key") or artifact["name"] == "main-logs":
+                    continue
+                artifacts = target / "steps" / key / "outputs" / "artifacts"
+                written.append(
+                    _fetch(
+                        backend, s3.get("bucket") or backend.bucket, s3["key"], artifacts, artifact["name"]
+                    )
+                )
+                if target == run_dir:
+                    found = resolve_output(artifacts / artifact["name"])
+                    summary.steps[key].outputs[artifact["name"]] = os.path.relpath(found, run_dir)
+        if target == run_dir:
+            summary.write(run_dir)
+        return written
+
     def running(self, run_dir: Path) -> bool:
         return self.status(run_dir).status in ("Pending", "Running")
 
@@ -235,6 +279,29 @@ class ArgoEngine(Engine):
             raise UsageError(f"{run_dir}: not running (status {summary.status})")
         assert summary.argo is not None
         client.stop(summary.argo.name)
+
+
+def _fetch(backend: Any, bucket: str, key: str, artifacts: Path, name: str) -> Path:
+    """One output artifact: a .tgz (Argo's default archive) is unpacked to ``artifacts/<name>``."""
+    import tarfile
+    import tempfile
+
+    artifacts.mkdir(parents=True, exist_ok=True)
+    destination = artifacts / name
+    if not key.endswith((".tgz", ".tar.gz")):
+        destination.mkdir(exist_ok=True)
+        path = destination / key.rsplit("/", 1)[-1]
+        backend.client.download_file(bucket, key, str(path))
+        return path
+    with tempfile.NamedTemporaryFile(suffix=".tgz") as archive:
+        backend.client.download_file(bucket, key, archive.name)
+        with tarfile.open(archive.name) as tar:
+            members = tar.getmembers()
+            top = {m.name.split("/", 1)[0] for m in members}
+            # Argo archives a folder under its own name; anything else goes into a folder of that name
+            into = artifacts if top == {name} else destination
+            tar.extractall(into, filter="data")
+    return destination
 
 
 def pod_name(workflow: str, node: dict[str, Any]) -> str:

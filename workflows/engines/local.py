@@ -38,11 +38,11 @@ from lamflow.workflows.compile.dflow_workflow import StepRuntime, build_workflow
 from lamflow.workflows.compile.plan import Plan
 from lamflow.workflows.dflow_config import dflow_config, local_debug_config
 from lamflow.workflows.engines.base import Engine, Reporter, StepEvent
-from lamflow.workflows.engines.summary import DONE, RunSummary, TestResult, now, read_summary
+from lamflow.workflows.engines.outputs import link_models
+from lamflow.workflows.engines.summary import DONE, RunSummary, now, read_summary
 from lamflow.workflows.engines.workers import StepWorkers
 from lamflow.workflows.errors import LamflowError, UsageError
 from lamflow.workflows.settings import Settings
-from lamflow.workflows.spec.base import model_slug
 from lamflow.workflows.store.local import STEPS_DIR, LocalStore
 from lamflow.workflows.store.step_cache import StepCache
 
@@ -197,37 +197,7 @@ def _collect_outputs(run_dir: Path, summary: RunSummary, plan: Plan, store: Loca
                 record.parameters[par.name] = json.loads(text)
             except json.JSONDecodeError:
                 record.parameters[par.name] = text
-    models_dir = run_dir / "models"
-
-    def link(name: str, target: Path) -> str:
-        """models/<name> -> target (a relative link); the link's run-relative path."""
-        models_dir.mkdir(exist_ok=True)
-        path = models_dir / name
-        path.unlink(missing_ok=True)
-        path.symlink_to(os.path.relpath(target, models_dir))
-        return os.path.relpath(path, run_dir)
-
-    for step in plan.steps:
-        outputs = summary.steps[step.key].outputs
-        if step.model_ref is not None and "model" in outputs:
-            summary.models[step.model_ref] = link(
-                f"{model_slug(step.model_ref)}.pth", run_dir / outputs["model"]
-            )
-        if step.checkpoint_ref is not None and "checkpoint" in outputs:
-            target = (run_dir / outputs["checkpoint"]).resolve()
-            summary.checkpoints[step.checkpoint_ref] = link(f"{model_slug(step.checkpoint_ref)}.pt", target)
-    summary.tests = [
-        TestResult(
-            step=s.key,
-            model=s.evaluation.model,
-            dataset=s.evaluation.dataset,
-            change_bias_on=s.evaluation.change_bias_on,
-            overlap=s.evaluation.overlap,
-            metrics=summary.steps[s.key].parameters.get("metrics", {}),
-        )
-        for s in plan.evaluations
-        if s.evaluation is not None and summary.steps[s.key].phase in DONE
-    ]
+    link_models(run_dir, summary, plan)
 
 
 def _descendants(pid: int) -> list[int]:

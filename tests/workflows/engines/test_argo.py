@@ -160,6 +160,65 @@ def test_resubmit_runs_a_finished_workflow_again_and_refuses_a_local_run(argo, a
     assert refused.returncode == 2 and "a local run; continue it with `lamflow resume`" in refused.stderr
 
 
+def _artifact_tgz(name: str, files: dict[str, bytes]) -> bytes:
+    """An output artifact as Argo archives it (a .tgz of the folder dflow filled in the pod: the files
+    at their paths under the step's directory, and dflow's .dflow catalog naming them)."""
+    import io
+    import tarfile
+
+    catalog = {"path_list": [{"dflow_list_item": path, "order": i} for i, path in enumerate(files)]}
+    members = {f"{name}/.dflow/catalog": json.dumps(catalog).encode()}
+    members.update({f"{name}/{path}": data for path, data in files.items()})
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for path, data in members.items():
+            info = tarfile.TarInfo(path)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_download_brings_outputs_into_the_local_layout_and_the_registry(argo, argo_env, s3, tmp_path):
+    model = b"frozen model bytes"
+    s3.client().put_object(
+        Bucket=s3.test_bucket,
+        Key="runs/demo/freeze-water/model.tgz",
+        Body=_artifact_tgz("model", {"work/pretrain-water.pth": model}),
+    )
+    argo.artifacts["freeze-water"] = [
+        {
+            "name": "model",
+            "path": "/tmp/outputs/artifacts/model",
+            "s3": {"key": "runs/demo/freeze-water/model.tgz"},
+        }
+    ]
+    argo.outputs["test-finetune-gete-on-gete-test"] = [{"name": "metrics", "value": '{"force_rmse": 0.42}'}]
+    run_dir = tmp_path / "r"
+    assert submit(argo_env, "--wait", run_dir=run_dir).returncode == 0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["models"] == {}, "models stay remote until downloaded"
+    assert [t["metrics"] for t in summary["tests"] if t["step"] == "test-finetune-gete-on-gete-test"] == [
+        {"force_rmse": 0.42}
+    ]
+    elsewhere = run_cli(
+        "download", str(run_dir), "--step", "freeze-water", "-o", str(tmp_path / "copy"), env=argo_env
+    )
+    assert elsewhere.returncode == 0, elsewhere.stderr
+    copied = tmp_path / "copy" / "steps" / "freeze-water" / "outputs" / "artifacts" / "model" / "work"
+    assert (copied / "pretrain-water.pth").read_bytes() == model
+    out = run_cli("download", str(run_dir), env=argo_env)
+    assert out.returncode == 0, out.stderr
+    assert "1 artifacts into" in out.stdout
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert (run_dir / summary["models"]["pretrain.water"]).read_bytes() == model
+    assert summary["steps"]["freeze-water"]["outputs"]["model"].endswith("model/work/pretrain-water.pth")
+    (row,) = [t for t in summary["tests"] if t["step"] == "test-finetune-gete-on-gete-test"]
+    assert row["metrics"] == {"force_rmse": 0.42} and row["model"] == "finetune.gete"
+    assert summary["registered"], "the downloaded model is in the registry"
+    models = run_cli("models", "list", "--output", "json", env=argo_env)
+    assert models.returncode == 0 and "pretrain.water" in models.stdout
+
+
 def test_second_submit_of_the_same_data_uploads_nothing(argo, argo_env, s3, tmp_path):
     assert submit(argo_env, run_dir=tmp_path / "a").returncode == 0
     before = {
