@@ -247,7 +247,7 @@ def _workflow_spec(
             parameters.append(
                 {"name": f"{task['name']}-steps", "value": str(steps), "description": "dp train numb_steps"}
             )
-    dag = {"name": f"{plan.name}-dag", "dag": {"tasks": tasks}}
+    dag = {"name": f"{plan.name}-dag", "dag": {"tasks": tasks}, "outputs": _dag_outputs(plan)}
     templates = [dag] + [_step_template(t, pods[template_class[t["name"]]]) for t in step_templates]
     return {
         "entrypoint": dag["name"],
@@ -257,6 +257,38 @@ def _workflow_spec(
         "podGC": {"strategy": "OnWorkflowSuccess"},
         "templates": templates,
     }
+
+
+def _dag_outputs(plan: Plan) -> dict[str, Any]:
+    """What the Argo UI shows on the workflow's root node: every test's metrics (one parameter per test
+    step, described as "<model> on <dataset>") and every frozen model and training checkpoint as a named
+    artifact that can be downloaded from there."""
+    from lamflow.workflows.spec.base import model_slug
+
+    parameters = []
+    for step in plan.evaluations:
+        assert step.evaluation is not None
+        what = f"{step.evaluation.model} on {step.evaluation.dataset}"
+        if step.evaluation.change_bias_on:
+            what += f" (energy bias re-fitted on {step.evaluation.change_bias_on})"
+        source = "{{tasks.%s.outputs.parameters.metrics}}" % step.key  # noqa: UP031
+        parameters.append(
+            {
+                "name": f"metrics-{step.key}",
+                "description": what,
+                "valueFrom": {"parameter": source, "default": "{}"},
+            }
+        )
+    artifacts = []
+    for step in plan.steps:
+        for ref, output, suffix in (
+            (step.model_ref, "model", "pth"),
+            (step.checkpoint_ref, "checkpoint", "pt"),
+        ):
+            if ref is not None:
+                source = "{{tasks.%s.outputs.artifacts.%s}}" % (step.key, output)  # noqa: UP031
+                artifacts.append({"name": f"{model_slug(ref)}-{suffix}", "from": source, "optional": True})
+    return {"parameters": parameters, "artifacts": artifacts}
 
 
 def _expose_steps(task: dict[str, Any]) -> int | None:

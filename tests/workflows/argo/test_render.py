@@ -266,3 +266,22 @@ def test_dag_tasks_are_what_dflow_writes_for_the_same_plan(spec):
     of_step, _ = _step_templates(plan, "x")
     ours = [normal(t) for t in dag_tasks(plan, of_step, inputs)]
     assert ours == [normal(t) for t in dag["dag"]["tasks"]]
+
+
+def test_root_node_outputs_show_every_tests_metrics_and_every_model_in_the_ui():
+    dag = next(t for t in templates(render()).values() if t.get("dag"))
+    parameters = {p["name"]: p for p in dag["outputs"]["parameters"]}
+    _, plan = api.validate(EXAMPLES / "demo.yaml")
+    assert set(parameters) == {f"metrics-{s.key}" for s in plan.evaluations}
+    finetuned = parameters["metrics-test-finetune-gete-on-gete-test"]
+    assert finetuned["description"] == "finetune.gete on gete-test"
+    assert finetuned["valueFrom"] == {
+        "parameter": "{{tasks.test-finetune-gete-on-gete-test.outputs.parameters.metrics}}",
+        "default": "{}",  # a failed test leaves "{}", not an unresolvable output that hides the failure
+    }
+    zero_shot = parameters["metrics-test-pretrain-water-on-gete-test-change-bias-gete"]["description"]
+    assert zero_shot == "pretrain.water on gete-test (energy bias re-fitted on gete)"
+    artifacts = {a["name"]: a["from"] for a in dag["outputs"]["artifacts"]}
+    assert artifacts["pretrain-water-pth"] == "{{tasks.freeze-water.outputs.artifacts.model}}"
+    assert artifacts["finetune-gete-pt"] == "{{tasks.finetune-gete.outputs.artifacts.checkpoint}}"
+    assert all(a["optional"] for a in dag["outputs"]["artifacts"])
