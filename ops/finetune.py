@@ -7,7 +7,7 @@ from pathlib import Path
 from dflow.python import FatalError
 from pydantic import Field
 
-from lamflow.ops import files
+from lamflow.ops import checkpoint_sync, files
 from lamflow.ops.common import run_dp_step, work_dir
 from lamflow.ops.contract import LamflowOP
 from lamflow.ops.dp import freeze_command, train_command
@@ -58,6 +58,7 @@ class FinetuneOP(LamflowOP[FinetuneInput, FinetuneOutput]):
                 f"{inp.base_checkpoint.name}: fine-tuning needs a DeePMD-kit training checkpoint (.pt)"
             )
         write_training_input(inp, inp.datasets, cwd)
+        checkpoint_sync.restore(cwd)  # a retried pod on Argo: the lost pod's newest checkpoint
         restart = latest_checkpoint(cwd)
         if restart is not None and (cwd / files.COMPLETED_INPUT).is_file():
             argv = train_command(files.COMPLETED_INPUT, restart=restart.name)
@@ -68,7 +69,8 @@ class FinetuneOP(LamflowOP[FinetuneInput, FinetuneOutput]):
                 model_branch=inp.model_branch or None,
                 use_pretrain_script=True,
             )
-        run_dp_step(argv, cwd, files.TRAIN_LOG)
+        with checkpoint_sync.Uploader(cwd):
+            run_dp_step(argv, cwd, files.TRAIN_LOG)
         run_dp_step(freeze_command(files.FROZEN_MODEL), cwd, files.FREEZE_LOG)
         return FinetuneOutput(
             **train_output_files(cwd), model=cwd / files.FROZEN_MODEL, freeze_log=cwd / files.FREEZE_LOG

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lamflow.ops import files
+from lamflow.ops import checkpoint_sync, files
 from lamflow.ops.common import run_dp_step, work_dir
 from lamflow.ops.contract import LamflowOP
 from lamflow.ops.dp import train_command
@@ -41,6 +41,10 @@ class PretrainOP(LamflowOP[PretrainInput, PretrainOutput]):
     def run(self, inp: PretrainInput) -> PretrainOutput:
         cwd = work_dir()
         write_training_input(inp, inp.datasets, cwd)
+        checkpoint_sync.restore(cwd)  # a retried pod on Argo: the lost pod's newest checkpoint
         restart = latest_checkpoint(cwd)
-        run_dp_step(train_command(files.INPUT_JSON, restart=restart and restart.name), cwd, files.TRAIN_LOG)
+        with checkpoint_sync.Uploader(cwd):
+            run_dp_step(
+                train_command(files.INPUT_JSON, restart=restart and restart.name), cwd, files.TRAIN_LOG
+            )
         return PretrainOutput(**train_output_files(cwd))

@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     argo_token: SecretStr | None = Field(
         None, description="Bearer token for the Argo Server (sent only in the Authorization header)."
     )
+    argo_s3_endpoint: str | None = Field(
+        None,
+        description="The S3 endpoint as pods reach it, when it differs from AWS's (a lab MinIO: "
+        "http://minio.argo.svc:9000); training pods upload their checkpoints there.",
+    )
     argo_poll_s: float = Field(
         5.0, gt=0, description="Seconds between two reads of a followed Argo workflow."
     )

@@ -101,6 +101,9 @@ def test_argo_configuration_is_valid_against_argo_schema(version):
             schema_errors(repository, version, kind) == [] and unknown_keys(repository, version, kind) == []
         ), path
         s3 = repository["s3"]
+        from lamflow.workflows.argo.render import S3_SECRET
+
+        assert S3_SECRET == "lamflow-s3", "training pods read the same Secret for their checkpoints"
         assert s3["accessKeySecret"] == {"name": "lamflow-s3", "key": "accessKey"}
         assert s3["secretKeySecret"] == {"name": "lamflow-s3", "key": "secretKey"}
     controller = yaml.safe_load((DEPLOY / "argo" / "workflow-controller-configmap.yaml").read_text())

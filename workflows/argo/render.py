@@ -35,6 +35,7 @@ from lamflow.workflows.spec.resources import ResourcesSpec
 API_VERSION = "argoproj.io/v1alpha1"
 KINDS = {"workflow": "Workflow", "workflowtemplate": "WorkflowTemplate", "cronworkflow": "CronWorkflow"}
 LABEL = "lamflow.io"
+S3_SECRET = "lamflow-s3"  # the Kubernetes Secret with the store's keys (deploy/): accessKey, secretKey
 # the lines of a dflow PythonOP script that load dflow's config and S3 config (endpoint and keys)
 _DFLOW_CONFIG = re.compile(
     r"^(from dflow import config, jsonpickle, s3_config"
@@ -248,7 +249,11 @@ def _workflow_spec(
                 {"name": f"{task['name']}-steps", "value": str(steps), "description": "dp train numb_steps"}
             )
     dag = {"name": f"{plan.name}-dag", "dag": {"tasks": tasks}, "outputs": _dag_outputs(plan)}
-    templates = [dag] + [_step_template(t, pods[template_class[t["name"]]]) for t in step_templates]
+    carry = _checkpoint_env(settings)
+    templates: list[dict[str, Any]] = [dag]
+    for template in step_templates:
+        pod = pods[template_class[template["name"]]]
+        templates.append(_step_template(template, pod, carry if pod.training else []))
     return {
         "entrypoint": dag["name"],
         "serviceAccountName": settings.argo_service_account,
@@ -309,7 +314,27 @@ def _expose_steps(task: dict[str, Any]) -> int | None:
     return None
 
 
-def _step_template(template: dict[str, Any], pod: Any) -> dict[str, Any]:
+def _checkpoint_env(settings: Settings) -> list[dict[str, Any]]:
+    """Environment of training pods that carries their checkpoints to a retried pod (ops/checkpoint_sync):
+    one S3 prefix per workflow and step, the keys from the cluster's Secret. Empty without an s3:// store
+    (a retried training step then starts again from step 0)."""
+    if not settings.store.startswith("s3://"):
+        return []
+    uri = settings.store.rstrip("/") + "/checkpoints/{{workflow.uid}}/{{inputs.parameters.dflow_key}}"
+    env: list[dict[str, Any]] = [
+        {"name": "LAMFLOW_CHECKPOINT_URI", "value": uri},
+        {"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {"name": S3_SECRET, "key": "accessKey"}}},
+        {
+            "name": "AWS_SECRET_ACCESS_KEY",
+            "valueFrom": {"secretKeyRef": {"name": S3_SECRET, "key": "secretKey"}},
+        },
+    ]
+    if settings.argo_s3_endpoint:
+        env.append({"name": "AWS_ENDPOINT_URL", "value": settings.argo_s3_endpoint})
+    return env
+
+
+def _step_template(template: dict[str, Any], pod: Any, extra_env: list[dict[str, Any]]) -> dict[str, Any]:
     template = copy.deepcopy(template)
     script = template["script"]
     source, removed = _DFLOW_CONFIG.subn("", script["source"])
@@ -321,6 +346,7 @@ def _step_template(template: dict[str, Any], pod: Any) -> dict[str, Any]:
     if not script.get("volumeMounts"):
         script.pop("volumeMounts", None)
     container, fields = pod_fields(pod)
+    container["env"] = [*container["env"], *extra_env]
     script.update(container)
     template.update(fields)
     for key in ("initContainers", "sidecars", "volumes", "tolerations"):

@@ -285,3 +285,24 @@ def test_root_node_outputs_show_every_tests_metrics_and_every_model_in_the_ui():
     assert artifacts["pretrain-water-pth"] == "{{tasks.freeze-water.outputs.artifacts.model}}"
     assert artifacts["finetune-gete-pt"] == "{{tasks.finetune-gete.outputs.artifacts.checkpoint}}"
     assert all(a["optional"] for a in dag["outputs"]["artifacts"])
+
+
+def test_training_pods_carry_checkpoints_through_the_store_with_keys_from_the_cluster_secret():
+    pods = templates(render(store="s3://lamflow/lab", argo_s3_endpoint="http://minio.argo.svc:9000"))
+    env = {e["name"]: e for e in pods["pretrain"]["script"]["env"]}
+    assert env["LAMFLOW_CHECKPOINT_URI"]["value"] == (
+        "s3://lamflow/lab/checkpoints/{{workflow.uid}}/{{inputs.parameters.dflow_key}}"
+    )
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"] == {
+        "secretKeyRef": {"name": "lamflow-s3", "key": "accessKey"}
+    }
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"] == {
+        "secretKeyRef": {"name": "lamflow-s3", "key": "secretKey"}
+    }
+    assert env["AWS_ENDPOINT_URL"]["value"] == "http://minio.argo.svc:9000"
+    assert "LAMFLOW_CHECKPOINT_URI" in json.dumps(pods["finetune"])
+    assert "LAMFLOW_CHECKPOINT_URI" not in json.dumps(pods["test"]) and "AWS_" not in json.dumps(pods["test"])
+    local = templates(render(store="/data/store"))
+    assert "LAMFLOW_CHECKPOINT_URI" not in json.dumps(local), (
+        "no s3:// store: nothing to carry checkpoints in"
+    )

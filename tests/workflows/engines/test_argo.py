@@ -69,6 +69,11 @@ def test_submit_wait_uploads_inputs_creates_a_valid_workflow_and_follows_it(argo
         assert key.startswith("lab/inputs/") and f"{key}.complete" in objects
         assert any(o.startswith(key + "/") and o.endswith("coord.npy") for o in objects)
     assert workflow["metadata"]["labels"]["lamflow.io/run-id"] == "r1"
+    (pretrain,) = [t for t in workflow["spec"]["templates"] if t["name"] == "pretrain"]
+    carry = {e["name"]: e.get("value") for e in pretrain["script"]["env"]}
+    assert carry["LAMFLOW_CHECKPOINT_URI"].startswith(
+        f"s3://{s3.test_bucket}/lab/checkpoints/{{{{workflow.uid}}}}/"
+    )
     assert {t["script"]["image"] for t in workflow["spec"]["templates"] if "script" in t} == {
         "registry.example.org/lamflow-ops:test-cuda"
     }
