@@ -255,7 +255,7 @@ class ArgoEngine(Engine):
                 continue
             for artifact in (node.get("outputs") or {}).get("artifacts") or []:
                 s3 = artifact.get("s3") or {}
-                if not s3.get("key") or artifact["name"] == "main-logs":
+                if not s3.get("key"):
                     continue
                 artifacts = target / "steps" / key / "outputs" / "artifacts"
                 written.append(
@@ -263,6 +263,13 @@ class ArgoEngine(Engine):
                         backend, s3.get("bucket") or backend.bucket, s3["key"], artifacts, artifact["name"]
                     )
                 )
+                if artifact["name"] == "main-logs":  # archived pod log (archiveLogs): the step's log.txt
+                    logs = sorted(p for p in (artifacts / "main-logs").rglob("*") if p.is_file())
+                    if logs:
+                        (target / "steps" / key / "log.txt").write_bytes(
+                            b"".join(p.read_bytes() for p in logs)
+                        )
+                    continue
                 if target == run_dir:
                     found = resolve_output(artifacts / artifact["name"])
                     summary.steps[key].outputs[artifact["name"]] = os.path.relpath(found, run_dir)

@@ -190,12 +190,14 @@ def test_download_brings_outputs_into_the_local_layout_and_the_registry(argo, ar
         Key="runs/demo/freeze-water/model.tgz",
         Body=_artifact_tgz("model", {"work/pretrain-water.pth": model}),
     )
+    s3.client().put_object(Bucket=s3.test_bucket, Key="runs/demo/freeze-water/main.log", Body=b"freeze log\n")
     argo.artifacts["freeze-water"] = [
         {
             "name": "model",
             "path": "/tmp/outputs/artifacts/model",
             "s3": {"key": "runs/demo/freeze-water/model.tgz"},
-        }
+        },
+        {"name": "main-logs", "s3": {"key": "runs/demo/freeze-water/main.log"}},  # archiveLogs: true
     ]
     argo.outputs["test-finetune-gete-on-gete-test"] = [{"name": "metrics", "value": '{"force_rmse": 0.42}'}]
     run_dir = tmp_path / "r"
@@ -213,7 +215,8 @@ def test_download_brings_outputs_into_the_local_layout_and_the_registry(argo, ar
     assert (copied / "pretrain-water.pth").read_bytes() == model
     out = run_cli("download", str(run_dir), env=argo_env)
     assert out.returncode == 0, out.stderr
-    assert "1 artifacts into" in out.stdout
+    assert "2 artifacts into" in out.stdout
+    assert (run_dir / "steps" / "freeze-water" / "log.txt").read_text() == "freeze log\n"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert (run_dir / summary["models"]["pretrain.water"]).read_bytes() == model
     assert summary["steps"]["freeze-water"]["outputs"]["model"].endswith("model/work/pretrain-water.pth")
