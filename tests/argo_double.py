@@ -182,30 +182,24 @@ class ArgoDouble:
             deps = _DEPENDS.findall(task.get("depends") or "")
             phases = [by_task[d]["phase"] if d in by_task else None for d in deps]
             if any(p in ("Failed", "Omitted") for p in phases):
-                node_id = f"{name}-{len(nodes) + 1}"
-                nodes[node_id] = {
-                    "id": node_id,
-                    "name": f"{name}.{task['name']}",
-                    "displayName": task["name"],
-                    "type": "Skipped",
-                    "templateName": task["template"],
-                    "phase": "Omitted",
-                }
+                self._add_node(nodes, name, task, type="Skipped", phase="Omitted")
             elif all(p == "Succeeded" for p in phases):
-                node_id = f"{name}-{len(nodes) + 1}"
-                nodes[node_id] = {
-                    "id": node_id,
-                    "name": f"{name}.{task['name']}",
-                    "displayName": task["name"],
-                    "type": "Pod",
-                    "templateName": task["template"],
-                    "phase": "Running",
-                    "startedAt": self._now(),
-                }
+                self._add_node(nodes, name, task, type="Pod", phase="Running", startedAt=self._now())
         phases = {n["phase"] for n in nodes.values()}
         if len(nodes) == len(self.tasks(workflow)) and "Running" not in phases:
             failed = "Failed" in phases
             self.finish(workflow, "Failed" if failed else "Succeeded", "child failed" if failed else None)
+
+    @staticmethod
+    def _add_node(nodes: dict[str, Any], workflow: str, task: dict[str, Any], **fields: Any) -> None:
+        node_id = f"{workflow}-{len(nodes) + 1}"
+        nodes[node_id] = {
+            "id": node_id,
+            "name": f"{workflow}.{task['name']}",
+            "displayName": task["name"],
+            "templateName": task["template"],
+            **fields,
+        }
 
     def finish(self, workflow: dict[str, Any], phase: str, message: str | None) -> None:
         status = workflow["status"]
