@@ -222,7 +222,15 @@ class S3Backend(Backend):
     def check(self) -> None:
         with self._lock:
             if not self._checked:
-                self._call("bucket", self.client.head_bucket, Bucket=self.bucket)
+                try:
+                    self._call("bucket", self.client.head_bucket, Bucket=self.bucket)
+                except UsageError as refused:
+                    if CONFIG_ERRORS["403"] not in str(refused):
+                        raise
+                    # a HEAD answer has no body, so no error code: ask once more in a way that says which
+                    # credential is wrong (unknown key id, wrong secret, or no permission)
+                    self._call("bucket", self.client.list_objects_v2, Bucket=self.bucket, MaxKeys=1)
+                    raise
                 self._checked = True
 
     def exists(self, key: str) -> bool:
