@@ -46,8 +46,13 @@ def authenticating_s3():
         }
         iam.put_user_policy(UserName="lab", PolicyName="s3", PolicyDocument=json.dumps(policy))
         key = iam.create_access_key(UserName="lab")["AccessKey"]
-        s3 = boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1",
-                          aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"])  # fmt: skip
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=server.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=key["AccessKeyId"],
+            aws_secret_access_key=key["SecretAccessKey"],
+        )
         s3.create_bucket(Bucket="lab")
         yield server, key["AccessKeyId"], key["SecretAccessKey"], "lab"
     finally:
