@@ -290,6 +290,7 @@ class ArgoEngine(Engine):
 
 def _fetch(backend: Any, bucket: str, key: str, artifacts: Path, name: str) -> Path:
     """One output artifact: a .tgz (Argo's default archive) is unpacked to ``artifacts/<name>``."""
+    import shutil
     import tarfile
     import tempfile
 
@@ -307,7 +308,20 @@ def _fetch(backend: Any, bucket: str, key: str, artifacts: Path, name: str) -> P
             top = {m.name.split("/", 1)[0] for m in members}
             # Argo archives a folder under its own name; anything else goes into a folder of that name
             into = artifacts if top == {name} else destination
-            tar.extractall(into, filter="data")
+            for member in members:  # regular files and folders inside the destination only
+                parts = Path(member.name).parts
+                if member.name.startswith("/") or ".." in parts or not (member.isfile() or member.isdir()):
+                    raise UsageError(f"s3://{bucket}/{key}: refusing archive member {member.name!r}")
+            for member in members:
+                target = into / member.name
+                if member.isdir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                source = tar.extractfile(member)
+                assert source is not None
+                with source, target.open("wb") as sink:
+                    shutil.copyfileobj(source, sink)
     return destination
 
 

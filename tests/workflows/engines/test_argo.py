@@ -272,3 +272,23 @@ def test_bad_configuration_is_one_line_and_nothing_is_submitted_or_uploaded(
     assert message in out.stderr and out.stderr.strip().count("\n") == 0 and "Traceback" not in out.stderr
     assert argo.workflows == {}
     assert "Contents" not in s3.client().list_objects_v2(Bucket=s3.test_bucket)
+
+
+def test_download_refuses_an_archive_that_would_write_outside_the_run(argo, argo_env, s3, tmp_path):
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        info = tarfile.TarInfo("../../escaped.txt")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"bad"))
+    s3.client().put_object(
+        Bucket=s3.test_bucket, Key="runs/demo/freeze-water/model.tgz", Body=buffer.getvalue()
+    )
+    argo.artifacts["freeze-water"] = [{"name": "model", "s3": {"key": "runs/demo/freeze-water/model.tgz"}}]
+    run_dir = tmp_path / "r"
+    assert submit(argo_env, "--wait", run_dir=run_dir).returncode == 0
+    out = run_cli("download", str(run_dir), env=argo_env)
+    assert out.returncode == 2 and "refusing archive member '../../escaped.txt'" in out.stderr
+    assert not list(tmp_path.rglob("escaped.txt"))
