@@ -139,6 +139,8 @@ def resume(
     from their latest checkpoint. Refused (exit 2) if the run is running, succeeded, or its spec changed."""
     run_dir, summary = read_summary(run, settings.run_root)
     run_dir = run_dir.resolve()
+    if summary.engine == "argo":
+        raise UsageError(f"{run_dir}: an Argo run; run it again with `lamflow resubmit {run_dir}`")
     runner = get_engine(summary.engine, settings)
     if summary.status == "Succeeded":
         raise UsageError(f"{run_dir}: already succeeded; nothing to resume")

@@ -87,9 +87,7 @@ class ArgoEngine(Engine):
         from lamflow.workflows.store.locate import store_backend
 
         if resume:
-            raise UsageError(
-                f"{run_dir}: resuming an Argo run is not built yet (resubmit it from the Argo UI)"
-            )
+            raise UsageError(f"{run_dir}: an Argo run; run it again with `lamflow resubmit {run_dir}`")
         self.check()
         client = self._client()
         client.check()  # the token and the server, before anything is uploaded

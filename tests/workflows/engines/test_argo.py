@@ -161,6 +161,8 @@ def test_resubmit_runs_a_finished_workflow_again_and_refuses_a_local_run(argo, a
     local.mkdir()
     _, plan = validate(EXAMPLES / "demo.yaml")
     initial_summary(plan, "local", "demo.yaml", "0" * 64, "local").write(local)
+    resumed = run_cli("resume", str(run_dir), env=argo_env)
+    assert resumed.returncode == 2 and "an Argo run; run it again with `lamflow resubmit" in resumed.stderr
     refused = run_cli("resubmit", str(local), env=argo_env)
     assert refused.returncode == 2 and "a local run; continue it with `lamflow resume`" in refused.stderr
 
