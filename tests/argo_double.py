@@ -169,11 +169,11 @@ class ArgoDouble:
                 node.update(phase="Failed" if failed else "Succeeded", finishedAt=self._now())
                 if failed:
                     node["message"] = "Error (exit code 1)"
-                else:
-                    outputs = {
-                        "parameters": self.outputs.get(task["name"]),
-                        "artifacts": self.artifacts.get(task["name"]),
-                    }
+                outputs = {  # Argo saves the outputs of a failed pod too
+                    "parameters": self.outputs.get(task["name"]),
+                    "artifacts": self.artifacts.get(task["name"]),
+                }
+                if any(outputs.values()):
                     node["outputs"] = {k: v for k, v in outputs.items() if v}
         by_task = {n["displayName"]: n for n in nodes.values()}
         for task in self.tasks(workflow):

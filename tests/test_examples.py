@@ -57,7 +57,11 @@ def render_example(spec, kind: str) -> str:
     from lamflow.workflows.settings import Settings
 
     settings = Settings(
-        image="lamflow-ops:golden", store_prefix="lamflow", cluster_profile="gpu", store="s3://lamflow/lab"
+        image="lamflow-ops:golden",
+        store_prefix="lamflow",
+        cluster_profile="gpu",
+        store="s3://lamflow/lab",
+        group=True,
     )
     options = RenderOptions(kind=kind, schedule="0 3 * * 1" if kind == "cronworkflow" else None)
     text = to_yaml(render(spec, settings, options))

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lamflow.workflows.argo.cron import check_schedule, check_timezone
+from lamflow.workflows.argo.groups import group_tasks, group_template, rewrite
 from lamflow.workflows.argo.resources import pod_fields, resolve
 from lamflow.workflows.compile.dflow_workflow import request_id, staging_requests, template_name
 from lamflow.workflows.compile.plan import Plan, StepOutput
@@ -248,12 +249,27 @@ def _workflow_spec(
             parameters.append(
                 {"name": f"{task['name']}-steps", "value": str(steps), "description": "dp train numb_steps"}
             )
-    dag = {"name": f"{plan.name}-dag", "dag": {"tasks": tasks}, "outputs": _dag_outputs(plan)}
+    outputs = _dag_outputs(plan)
+    group_templates = []
+    if settings.group and plan.groups:  # a step group is one pod (its steps run one after another in it)
+        tasks, interfaces = group_tasks(plan, tasks)
+        task_of = {key: group for group, keys in plan.groups.items() for key in keys}
+        for parameter in outputs["parameters"]:
+            parameter["valueFrom"]["parameter"] = rewrite(parameter["valueFrom"]["parameter"], task_of)
+        for artifact in outputs["artifacts"]:
+            artifact["from"] = rewrite(artifact["from"], task_of)
+        used = {task["template"] for task in tasks}
+        step_templates = [t for t in step_templates if t["name"] in used]
+        for group, interface in interfaces.items():
+            pod = pods[by_key[plan.groups[group][0]].resource]
+            group_templates.append(_pod_template(group_template(group, interface, image), pod, [], "group"))
+    dag = {"name": f"{plan.name}-dag", "dag": {"tasks": tasks}, "outputs": outputs}
     carry = _checkpoint_env(settings)
     templates: list[dict[str, Any]] = [dag]
     for template in step_templates:
         pod = pods[template_class[template["name"]]]
         templates.append(_step_template(template, pod, carry if pod.training else []))
+    templates += group_templates
     return {
         "entrypoint": dag["name"],
         "serviceAccountName": settings.argo_service_account,
@@ -335,6 +351,7 @@ def _checkpoint_env(settings: Settings) -> list[dict[str, Any]]:
 
 
 def _step_template(template: dict[str, Any], pod: Any, extra_env: list[dict[str, Any]]) -> dict[str, Any]:
+    """A dflow PythonOP template, cluster-ready: dflow's serialised config removed, resources added."""
     template = copy.deepcopy(template)
     script = template["script"]
     source, removed = _DFLOW_CONFIG.subn("", script["source"])
@@ -345,6 +362,14 @@ def _step_template(template: dict[str, Any], pod: Any, extra_env: list[dict[str,
     script["source"] = re.sub(r"\n{3,}", "\n\n", source).lstrip("\n")
     if not script.get("volumeMounts"):
         script.pop("volumeMounts", None)
+    return _pod_template(template, pod, extra_env, template["name"])
+
+
+def _pod_template(
+    template: dict[str, Any], pod: Any, extra_env: list[dict[str, Any]], op: str
+) -> dict[str, Any]:
+    """Resources, environment, retries and labels of one pod's template."""
+    script = template["script"]
     container, fields = pod_fields(pod)
     container["env"] = [*container["env"], *extra_env]
     script.update(container)
@@ -355,5 +380,5 @@ def _step_template(template: dict[str, Any], pod: Any, extra_env: list[dict[str,
     if not template.get("nodeSelector"):
         template.pop("nodeSelector", None)
     metadata = template.setdefault("metadata", {})
-    metadata["labels"] = {**(metadata.get("labels") or {}), f"{LABEL}/op": template["name"]}
+    metadata["labels"] = {**(metadata.get("labels") or {}), f"{LABEL}/op": op}
     return template

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from lamflow.ops.files import bundle_catalog
 from lamflow.workflows.compile.dflow_workflow import staging_requests
 from lamflow.workflows.compile.plan import Plan
 from lamflow.workflows.errors import UsageError
@@ -54,6 +55,8 @@ def stage_inputs(
                 backend.put_file(path, f"{folder}/{relative}")
                 if on_upload is not None:
                     on_upload(relative, path.stat().st_size)
+            if not isinstance(request, Path):  # a {name: folder} bundle: dflow's catalog of its names
+                backend.put_bytes(f"{folder}/.dflow/lamflow-inputs", bundle_catalog(sorted(request)).encode())
             backend.put_bytes(f"{folder}.complete", b"")
         full = backend._key(folder)
         keys[request_id] = f"{full}/{pairs[0][0]}" if isinstance(request, Path) else full

@@ -97,12 +97,13 @@ def render_command(
     ] = None,
     timezone: Annotated[str, typer.Option(help="IANA time zone of the schedule.")] = "UTC",
     image: Annotated[str | None, typer.Option(help="Step image (default: LAMFLOW_IMAGE).")] = None,
+    no_group: Annotated[bool, typer.Option("--no-group", help="One pod per step, no step groups.")] = False,
 ) -> None:
     """Write the spec as an Argo Workflow, WorkflowTemplate or CronWorkflow (no cluster needed)."""
     from lamflow.workflows import api
     from lamflow.workflows.argo.render import RenderOptions, to_yaml
 
-    settings = _settings()
+    settings = _settings(no_group)
     if image:
         settings = settings.model_copy(update={"image": image})
     manifest = api.render(

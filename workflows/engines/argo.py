@@ -20,13 +20,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from lamflow.ops.files import resolve_output
 from lamflow.workflows.argo.client import ArgoClient
 from lamflow.workflows.compile.plan import Plan
 from lamflow.workflows.engines.base import Engine, Reporter, StepEvent
 from lamflow.workflows.engines.summary import ArgoRun, RunSummary, now, read_summary
 from lamflow.workflows.errors import UsageError
 from lamflow.workflows.settings import Settings
-from lamflow.workflows.store.local import resolve_output
 from lamflow.workflows.store.step_cache import StepCache
 
 # Argo node phase -> lamflow step phase
@@ -97,6 +97,10 @@ class ArgoEngine(Engine):
         identity = SpecIdentity(plan.name, "", summary.spec_sha256)
         options = RenderOptions(run_id=summary.run_id, input_keys=keys)
         manifest = render(plan, plan.resources, self.settings, identity, options)
+        if self.settings.group:
+            for group, members in plan.groups.items():
+                for key in members:
+                    summary.steps[key].group = group
         created = client.create(manifest)
         name = created["metadata"]["name"]
         summary.argo = ArgoRun(
@@ -149,6 +153,11 @@ class ArgoEngine(Engine):
                 # a retried step has a Retry node over its attempts: it speaks for the step
                 if key not in by_step or node.get("type") == "Retry":
                     by_step[key] = node
+        members = _groups(summary)
+        for node in (status.get("nodes") or {}).values():
+            group = node.get("displayName")
+            if group in members and node.get("type") in ("Pod", "Retry"):
+                _apply_group(summary, members[group], node)
         for key, node in by_step.items():
             record = summary.steps[key]
             record.phase = PHASES.get(node.get("phase", ""), record.phase)  # type: ignore[assignment]
@@ -245,34 +254,55 @@ class ArgoEngine(Engine):
         target = out_dir or run_dir
         workflow = client.get(summary.argo.name)
         written: list[Path] = []
+        groups = _groups(summary)
         for node in ((workflow.get("status") or {}).get("nodes") or {}).values():
-            key = str(node.get("displayName", "")).split("(")[0]
-            if node.get("type") != "Pod" or node.get("phase") != "Succeeded" or key not in summary.steps:
+            name = str(node.get("displayName", "")).split("(")[0]
+            grouped = name in groups
+            if node.get("type") != "Pod" or not (grouped or name in summary.steps):
                 continue
-            if step is not None and key != step:
+            if not grouped and node.get("phase") != "Succeeded":
                 continue
+            members = groups[name] if grouped else [name]
             for artifact in (node.get("outputs") or {}).get("artifacts") or []:
                 s3 = artifact.get("s3") or {}
                 if not s3.get("key"):
                     continue
-                artifacts = target / "steps" / key / "outputs" / "artifacts"
-                written.append(
-                    _fetch(
-                        backend, s3.get("bucket") or backend.bucket, s3["key"], artifacts, artifact["name"]
-                    )
-                )
-                if artifact["name"] == "main-logs":  # archived pod log (archiveLogs): the step's log.txt
-                    logs = sorted(p for p in (artifacts / "main-logs").rglob("*") if p.is_file())
-                    if logs:
-                        (target / "steps" / key / "log.txt").write_bytes(
-                            b"".join(p.read_bytes() for p in logs)
-                        )
+                if artifact["name"] == "main-logs":  # archived pod log (archiveLogs): the steps' log.txt
+                    keys = [k for k in members if step in (None, k)]
+                    if keys:
+                        written += self._logs_into(backend, s3, target, keys)
                     continue
+                # a group's outputs are named <step>--<output>
+                key, output = artifact["name"].split("--", 1) if grouped else (name, artifact["name"])
+                if key not in members or step not in (None, key):
+                    continue
+                artifacts = target / "steps" / key / "outputs" / "artifacts"
+                bucket = s3.get("bucket") or backend.bucket
+                written.append(_fetch(backend, bucket, s3["key"], artifacts, output))
                 if target == run_dir:
-                    found = resolve_output(artifacts / artifact["name"])
-                    summary.steps[key].outputs[artifact["name"]] = os.path.relpath(found, run_dir)
+                    found = resolve_output(artifacts / output)
+                    summary.steps[key].outputs[output] = os.path.relpath(found, run_dir)
         if target == run_dir:
             summary.write(run_dir)
+        return written
+
+    @staticmethod
+    def _logs_into(backend: Any, s3: dict[str, Any], target: Path, keys: list[str]) -> list[Path]:
+        """An archived pod log as the ``log.txt`` of each of the pod's steps."""
+        import shutil
+
+        folder = target / "steps" / keys[0] / "outputs" / "artifacts"
+        fetched = _fetch(backend, s3.get("bucket") or backend.bucket, s3["key"], folder, "main-logs")
+        logs = sorted(p for p in ([fetched] if fetched.is_file() else fetched.rglob("*")) if p.is_file())
+        written = []
+        for key in keys:
+            log = target / "steps" / key / "log.txt"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with log.open("wb") as sink:
+                for part in logs:
+                    with part.open("rb") as source:
+                        shutil.copyfileobj(source, sink)
+            written.append(log)
         return written
 
     def running(self, run_dir: Path) -> bool:
@@ -284,6 +314,41 @@ class ArgoEngine(Engine):
             raise UsageError(f"{run_dir}: not running (status {summary.status})")
         assert summary.argo is not None
         client.stop(summary.argo.name)
+
+
+def _groups(summary: RunSummary) -> dict[str, list[str]]:
+    """Group name -> its steps (a grouped Argo run runs each group in one pod)."""
+    found: dict[str, list[str]] = {}
+    for key, record in summary.steps.items():
+        if record.group:
+            found.setdefault(record.group, []).append(key)
+    return found
+
+
+def _apply_group(summary: RunSummary, keys: list[str], node: dict[str, Any]) -> None:
+    """A group's pod into its steps' records: each step's own phase and error (the ``phases`` output),
+    its metrics (``<step>--metrics``), and the pod's times."""
+    outputs = {p["name"]: p.get("value") for p in (node.get("outputs") or {}).get("parameters") or []}
+    phases = _value(outputs.get("phases")) or {}
+    for key in keys:
+        record = summary.steps[key]
+        own = phases.get(key) if isinstance(phases, dict) else None
+        if own:
+            record.phase = PHASES.get(own.get("phase", ""), record.phase)  # type: ignore[assignment]
+            record.error = own.get("error") or record.error
+        elif node.get("phase") in ("Pending", "Running"):
+            record.phase = PHASES[node["phase"]]  # type: ignore[assignment]
+        elif node.get("phase") in ("Failed", "Error"):
+            record.phase, record.error = "Failed", node.get("message") or f"step group {node.get('phase')}"
+        elif node.get("phase") == "Succeeded":
+            record.phase = "Succeeded"
+        record.started_at = node.get("startedAt") or record.started_at
+        record.finished_at = node.get("finishedAt") or record.finished_at
+        if record.started_at and record.finished_at:
+            record.duration_s = round(_seconds(record.finished_at) - _seconds(record.started_at), 2)
+        metrics = outputs.get(f"{key}--metrics")
+        if metrics not in (None, "", "{}"):
+            record.parameters["metrics"] = _value(metrics)
 
 
 def _fetch(backend: Any, bucket: str, key: str, artifacts: Path, name: str) -> Path:
@@ -304,14 +369,15 @@ def _fetch(backend: Any, bucket: str, key: str, artifacts: Path, name: str) -> P
         with tarfile.open(archive.name) as tar:
             members = tar.getmembers()
             top = {m.name.split("/", 1)[0] for m in members}
-            # Argo archives a folder under its own name; anything else goes into a folder of that name
-            into = artifacts if top == {name} else destination
+            # Argo archives a folder under its own (artifact) name: its content goes to artifacts/<name>
+            strip = len(top) == 1 and all("/" in m.name or m.isdir() for m in members)
             for member in members:  # regular files and folders inside the destination only
                 parts = Path(member.name).parts
                 if member.name.startswith("/") or ".." in parts or not (member.isfile() or member.isdir()):
                     raise UsageError(f"s3://{bucket}/{key}: refusing archive member {member.name!r}")
             for member in members:
-                target = into / member.name
+                relative = Path(*Path(member.name).parts[1:]) if strip else Path(member.name)
+                target = destination / relative
                 if member.isdir():
                     target.mkdir(parents=True, exist_ok=True)
                     continue

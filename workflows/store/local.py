@@ -3,33 +3,14 @@ run directory where dflow's debug mode wrote them."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lamflow.ops.files import resolve_output
 from lamflow.workflows.store.base import ArtifactStore
 
 STEPS_DIR = "steps"  # dflow's workflow id in a local run, hence the folder of step directories
-
-
-def resolve_output(artifact: Path) -> Path:
-    """The file or folder a step returned for an output artifact.
-
-    dflow stores an output as a folder holding the returned path (relative to the step's directory)
-    plus a ``.dflow/`` catalog naming it; a single cataloged item is resolved to that item.
-    """
-    target = artifact.resolve()
-    catalog = target / ".dflow"
-    if not catalog.is_dir():
-        return target
-    items = []
-    for entry in sorted(catalog.iterdir()):
-        try:
-            items += [i["dflow_list_item"] for i in json.loads(entry.read_text()).get("path_list", [])]
-        except (ValueError, KeyError, TypeError):
-            return target
-    return target / items[0] if len(items) == 1 and (target / items[0]).exists() else target
 
 
 class LocalStore(ArtifactStore):

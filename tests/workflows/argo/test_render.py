@@ -24,7 +24,7 @@ SPECS = sorted(EXAMPLES.glob("*.yaml"))
 
 
 def settings(**changes) -> Settings:
-    base = {"image": "lamflow-ops:test", "store_prefix": "lab", "cluster_profile": "gpu"}
+    base = {"image": "lamflow-ops:test", "store_prefix": "lab", "cluster_profile": "gpu", "group": False}
     return Settings(**{**base, **changes})
 
 
@@ -45,9 +45,10 @@ def dag_tasks(manifest: dict) -> dict[str, dict]:
 @pytest.mark.skipif(not argo_available(), reason="../shared/data/argo not present")
 @pytest.mark.parametrize("version", ["3.7.18", "4.1.2"])
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("group", [True, False], ids=["grouped", "ungrouped"])
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.name)
-def test_every_example_renders_schema_valid_documents_of_every_kind(spec, kind, version):
-    manifest = render(spec, kind, "0 3 * * 1" if kind == "cronworkflow" else None)
+def test_every_example_renders_schema_valid_documents_of_every_kind(spec, group, kind, version):
+    manifest = render(spec, kind, "0 3 * * 1" if kind == "cronworkflow" else None, group=group)
     assert manifest["kind"] == KINDS[kind].rsplit(".", 1)[1]
     assert schema_errors(manifest, version, KINDS[kind]) == []
     assert unknown_keys(manifest, version, KINDS[kind]) == []
@@ -215,6 +216,9 @@ def test_render_cli_writes_documents_and_refuses_bad_options_in_one_line(tmp_pat
     assert ok.returncode == 0, ok.stderr
     written = yaml.safe_load((out / "demo.workflowtemplate.yaml").read_text())
     assert written["kind"] == "WorkflowTemplate"
+    assert "group-after-pretrain" in {t["name"] for t in written["spec"]["templates"]}
+    ungrouped = yaml.safe_load(run_cli("render", str(EXAMPLES / "demo.yaml"), "--no-group").stdout)
+    assert "group-after-pretrain" not in {t["name"] for t in ungrouped["spec"]["templates"]}
     bad = run_cli("render", str(EXAMPLES / "demo.yaml"), "--kind", "cronworkflow", "--schedule", "every day")
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.strip().count("\n") == 0 and "--schedule 'every day': not a cron schedule" in bad.stderr
@@ -306,3 +310,44 @@ def test_training_pods_carry_checkpoints_through_the_store_with_keys_from_the_cl
     assert "LAMFLOW_CHECKPOINT_URI" not in json.dumps(local), (
         "no s3:// store: nothing to carry checkpoints in"
     )
+
+
+def test_a_step_group_is_one_pod_whose_steps_keep_their_own_outputs():
+    """`after-pretrain` (freezes, change-bias, zero-shot tests) and `after-finetune-gete` (its test) are one
+    task each; the group's outputs are named by step; what other tasks and the UI read is rewritten."""
+    manifest = render(group=True)
+    tasks = dag_tasks(manifest)
+    _, plan = api.validate(EXAMPLES / "demo.yaml")
+    assert list(tasks) == ["pretrain", "after-pretrain", "finetune-gete", "after-finetune-gete"]
+    assert tasks["after-pretrain"]["depends"] == "(pretrain.Succeeded)"
+    assert tasks["after-finetune-gete"]["depends"] == "(finetune-gete.Succeeded)"
+    steps = json.loads(tasks["after-pretrain"]["arguments"]["parameters"][0]["value"])
+    assert [s["key"] for s in steps] == list(plan.groups["after-pretrain"])
+    freeze = steps[0]
+    assert freeze["op"] == "lamflow.ops.freeze:FreezeOP" and freeze["artifacts"] == {
+        "checkpoint": {"input": "in-0"}
+    }
+    change_bias, zero_shot = steps[2], steps[3]
+    assert change_bias["artifacts"]["model"] == {"step": "freeze-water", "output": "model"}
+    assert zero_shot["artifacts"]["model"] == {"step": change_bias["key"], "output": "model"}
+    assert freeze["params"] == plan.step("freeze-water").parameters
+    inputs = {a["name"]: a for a in tasks["after-pretrain"]["arguments"]["artifacts"]}
+    assert inputs["in-0"]["from"] == "{{tasks.pretrain.outputs.artifacts.checkpoint}}"
+    group = templates(manifest)["group-after-pretrain"]
+    outputs = {a["name"] for a in group["outputs"]["artifacts"]}
+    assert {"freeze-water--model", "freeze-water--log", f"{zero_shot['key']}--detail"} <= outputs
+    parameters = {p["name"] for p in group["outputs"]["parameters"]}
+    assert {"phases", f"{zero_shot['key']}--metrics"} <= parameters
+    assert group["script"]["source"].startswith("from lamflow.ops.group import main")
+    assert group["metadata"]["labels"]["lamflow.io/op"] == "group" and "retryStrategy" in group
+    assert set(templates(manifest)) == {
+        "demo-dag", "pretrain", "finetune", "group-after-pretrain", "group-after-finetune-gete"
+    }  # fmt: skip
+    dag = templates(manifest)["demo-dag"]
+    metrics = {p["name"]: p["valueFrom"]["parameter"] for p in dag["outputs"]["parameters"]}
+    assert metrics["metrics-test-finetune-gete-on-gete-test"] == (
+        "{{tasks.after-finetune-gete.outputs.parameters.test-finetune-gete-on-gete-test--metrics}}"
+    )
+    models = {a["name"]: a["from"] for a in dag["outputs"]["artifacts"]}
+    assert models["pretrain-water-pth"] == "{{tasks.after-pretrain.outputs.artifacts.freeze-water--model}}"
+    assert models["finetune-gete-pth"] == "{{tasks.finetune-gete.outputs.artifacts.model}}"

@@ -49,8 +49,20 @@ def created(argo) -> list[dict]:
     return [json.loads(r.body)["workflow"] for r in argo.requests if r.method == "POST"]
 
 
+TEST_FT = "test-finetune-gete-on-gete-test"
+
+
+def group_outputs(metrics: dict | None = None, failed: dict | None = None) -> list[dict]:
+    """The output parameters the in-pod runner (ops/group.py) gives the after-finetune-gete group."""
+    phases = {TEST_FT: {"phase": "Failed", "error": failed[TEST_FT]} if failed else {"phase": "Succeeded"}}
+    outputs = [{"name": "phases", "value": json.dumps(phases)}]
+    if metrics is not None:
+        outputs.append({"name": f"{TEST_FT}--metrics", "value": json.dumps(metrics)})
+    return outputs
+
+
 def test_submit_wait_uploads_inputs_creates_a_valid_workflow_and_follows_it(argo, argo_env, s3, tmp_path):
-    argo.outputs["test-finetune-gete-on-gete-test"] = [{"name": "metrics", "value": '{"force_rmse": 0.42}'}]
+    argo.outputs["after-finetune-gete"] = group_outputs({"force_rmse": 0.42})
     run_dir = tmp_path / "r1"
     out = submit(argo_env, "--wait", run_dir=run_dir)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -68,6 +80,9 @@ def test_submit_wait_uploads_inputs_creates_a_valid_workflow_and_follows_it(argo
         key = parameters[parameter]
         assert key.startswith("lab/inputs/") and f"{key}.complete" in objects
         assert any(o.startswith(key + "/") and o.endswith("coord.npy") for o in objects)
+        catalog = s3.client().get_object(Bucket=s3.test_bucket, Key=f"{key}/.dflow/lamflow-inputs")["Body"]
+        orders = [item["order"] for item in json.loads(catalog.read())["path_list"]]  # dflow: {name: folder}
+        assert orders and all(any(o.startswith(f"{key}/{name}/") for o in objects) for name in orders)
     assert workflow["metadata"]["labels"]["lamflow.io/run-id"] == "r1"
     (pretrain,) = [t for t in workflow["spec"]["templates"] if t["name"] == "pretrain"]
     carry = {e["name"]: e.get("value") for e in pretrain["script"]["env"]}
@@ -127,6 +142,29 @@ def test_a_failing_step_fails_the_run_with_its_message_and_skips_what_depends_on
     assert summary["steps"]["finetune-gete"]["error"] == "Error (exit code 1)"
     assert summary["steps"]["test-finetune-gete-on-gete-test"]["phase"] == "Skipped"
     assert summary["steps"]["freeze-water"]["phase"] == "Succeeded"
+
+
+def test_a_failing_step_in_a_group_pod_fails_alone(argo, argo_env, tmp_path):
+    argo.fail.add("after-finetune-gete")
+    argo.outputs["after-finetune-gete"] = group_outputs(failed={TEST_FT: "DpError: dp test exited with 1"})
+    out = submit(argo_env, "--wait", run_dir=tmp_path / "r")
+    assert out.returncode == 1
+    steps = json.loads((tmp_path / "r" / "summary.json").read_text())["steps"]
+    assert steps[TEST_FT]["phase"] == "Failed" and steps[TEST_FT]["error"] == "DpError: dp test exited with 1"
+    assert steps["finetune-gete"]["phase"] == "Succeeded" and steps["freeze-water"]["phase"] == "Succeeded"
+
+
+def test_without_groups_every_step_is_a_pod(argo, argo_env, tmp_path):
+    assert submit({**argo_env, "LAMFLOW_GROUP": "0"}, "--wait", run_dir=tmp_path / "r").returncode == 0
+    (workflow,) = created(argo)
+    _, plan = __import__("lamflow.workflows.api", fromlist=["validate"]).validate(EXAMPLES / "demo.yaml")
+    assert [t["name"] for t in workflow["spec"]["templates"][0]["dag"]["tasks"]] == [
+        s.key for s in plan.steps
+    ]
+    steps = json.loads((tmp_path / "r" / "summary.json").read_text())["steps"]
+    assert {s["phase"] for s in steps.values()} == {"Succeeded"} and all(
+        s["group"] is None for s in steps.values()
+    )
 
 
 def test_stop_stops_the_workflow(argo, argo_env, tmp_path):
@@ -190,18 +228,18 @@ def test_download_brings_outputs_into_the_local_layout_and_the_registry(argo, ar
     s3.client().put_object(
         Bucket=s3.test_bucket,
         Key="runs/demo/freeze-water/model.tgz",
-        Body=_artifact_tgz("model", {"work/pretrain-water.pth": model}),
+        Body=_artifact_tgz("freeze-water--model", {"pretrain-water.pth": model}),
     )
     s3.client().put_object(Bucket=s3.test_bucket, Key="runs/demo/freeze-water/main.log", Body=b"freeze log\n")
-    argo.artifacts["freeze-water"] = [
+    argo.artifacts["after-pretrain"] = [  # the group pod's outputs are named <step>--<output>
         {
-            "name": "model",
-            "path": "/tmp/outputs/artifacts/model",
+            "name": "freeze-water--model",
+            "path": "/tmp/outputs/artifacts/freeze-water--model",
             "s3": {"key": "runs/demo/freeze-water/model.tgz"},
         },
         {"name": "main-logs", "s3": {"key": "runs/demo/freeze-water/main.log"}},  # archiveLogs: true
     ]
-    argo.outputs["test-finetune-gete-on-gete-test"] = [{"name": "metrics", "value": '{"force_rmse": 0.42}'}]
+    argo.outputs["after-finetune-gete"] = group_outputs({"force_rmse": 0.42})
     run_dir = tmp_path / "r"
     assert submit(argo_env, "--wait", run_dir=run_dir).returncode == 0
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -213,15 +251,17 @@ def test_download_brings_outputs_into_the_local_layout_and_the_registry(argo, ar
         "download", str(run_dir), "--step", "freeze-water", "-o", str(tmp_path / "copy"), env=argo_env
     )
     assert elsewhere.returncode == 0, elsewhere.stderr
-    copied = tmp_path / "copy" / "steps" / "freeze-water" / "outputs" / "artifacts" / "model" / "work"
+    copied = tmp_path / "copy" / "steps" / "freeze-water" / "outputs" / "artifacts" / "model"
     assert (copied / "pretrain-water.pth").read_bytes() == model
     out = run_cli("download", str(run_dir), env=argo_env)
     assert out.returncode == 0, out.stderr
-    assert "2 artifacts into" in out.stdout
+    members = 6  # the after-pretrain pod's log is each of its steps' log.txt
+    assert f"{1 + members} artifacts into" in out.stdout
     assert (run_dir / "steps" / "freeze-water" / "log.txt").read_text() == "freeze log\n"
+    assert (run_dir / "steps" / "freeze-molecules" / "log.txt").read_text() == "freeze log\n"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert (run_dir / summary["models"]["pretrain.water"]).read_bytes() == model
-    assert summary["steps"]["freeze-water"]["outputs"]["model"].endswith("model/work/pretrain-water.pth")
+    assert summary["steps"]["freeze-water"]["outputs"]["model"].endswith("model/pretrain-water.pth")
     (row,) = [t for t in summary["tests"] if t["step"] == "test-finetune-gete-on-gete-test"]
     assert row["metrics"] == {"force_rmse": 0.42} and row["model"] == "finetune.gete"
     assert summary["registered"], "the downloaded model is in the registry"
@@ -288,7 +328,9 @@ def test_download_refuses_an_archive_that_would_write_outside_the_run(argo, argo
     s3.client().put_object(
         Bucket=s3.test_bucket, Key="runs/demo/freeze-water/model.tgz", Body=buffer.getvalue()
     )
-    argo.artifacts["freeze-water"] = [{"name": "model", "s3": {"key": "runs/demo/freeze-water/model.tgz"}}]
+    argo.artifacts["after-pretrain"] = [
+        {"name": "freeze-water--model", "s3": {"key": "runs/demo/freeze-water/model.tgz"}}
+    ]
     run_dir = tmp_path / "r"
     assert submit(argo_env, "--wait", run_dir=run_dir).returncode == 0
     out = run_cli("download", str(run_dir), env=argo_env)

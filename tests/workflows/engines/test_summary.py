@@ -6,11 +6,11 @@ import json
 
 import pytest
 
+from lamflow.ops.files import resolve_output
 from lamflow.workflows.compile.compiler import build_plan
 from lamflow.workflows.engines.summary import RunSummary, initial_summary, read_summary
 from lamflow.workflows.errors import RunError, UsageError
 from lamflow.workflows.spec import load_spec
-from lamflow.workflows.store.local import resolve_output
 from tests.conftest import EXAMPLES, run_cli
 
 
