@@ -18,6 +18,9 @@ from lamflow.ops.contract import artifact_fields
 from lamflow.ops.group import output_name
 from lamflow.workflows.compile.plan import Plan
 
+# a group above this many steps runs as parallel pods instead: on a cluster a large fan-out (1,000 tests)
+# gains more from parallel pods than from saved pod start-ups, and its outputs would swell the manifest
+MAX_POD_STEPS = 64
 _REFERENCE = re.compile(r"\{\{tasks\.([a-z0-9-]+)\.outputs\.(artifacts|parameters)\.([A-Za-z0-9_-]+)\}\}")
 TEMPLATE_PREFIX = "group-"
 
@@ -34,17 +37,23 @@ def rewrite(text: str, task_of: dict[str, str]) -> str:
     return _REFERENCE.sub(swap, text)
 
 
+def pod_groups(plan: Plan) -> dict[str, tuple[str, ...]]:
+    """The step groups that run as one pod each (at most MAX_POD_STEPS steps)."""
+    return {group: keys for group, keys in plan.groups.items() if len(keys) <= MAX_POD_STEPS}
+
+
 def group_tasks(
     plan: Plan, tasks: list[dict[str, Any]]
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
-    """(the DAG's tasks with each group's tasks replaced by one, group name -> its template's interface:
-    ``{"inputs": [...], "outputs": [...], "metrics": [...]}``)."""
-    task_of = {key: group for group, keys in plan.groups.items() for key in keys}
+    """(the DAG's tasks with each pod group's tasks replaced by one, group name -> its template's
+    interface: ``{"inputs": [...], "outputs": [...], "metrics": [...]}``)."""
+    groups = pod_groups(plan)
+    task_of = {key: group for group, keys in groups.items() for key in keys}
     by_key = {task["name"]: task for task in tasks}
     steps = {step.key: step for step in plan.steps}
     interfaces: dict[str, dict[str, Any]] = {}
     grouped: dict[str, dict[str, Any]] = {}
-    for group, keys in plan.groups.items():
+    for group, keys in groups.items():
         sources: dict[str, str] = {}  # outside source (as written in the task) -> group input name
         arguments: list[dict[str, Any]] = []
         described = []
@@ -103,7 +112,7 @@ def group_tasks(
                 argument["from"] = rewrite(argument["from"], task_of)
         result.append(task)
     for task in result:  # dependencies: on tasks, a group standing for each of its steps
-        members = plan.groups.get(task["name"], (task["name"],))
+        members = groups.get(task["name"], (task["name"],))
         upstream = {task_of.get(d, d) for key in members for d in steps[key].depends} - {task["name"]}
         if upstream:
             task["depends"] = " && ".join(f"({name}.Succeeded)" for name in sorted(upstream))

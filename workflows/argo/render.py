@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lamflow.workflows.argo.cron import check_schedule, check_timezone
-from lamflow.workflows.argo.groups import group_tasks, group_template, rewrite
+from lamflow.workflows.argo.groups import group_tasks, group_template, pod_groups, rewrite
 from lamflow.workflows.argo.resources import pod_fields, resolve
 from lamflow.workflows.compile.dflow_workflow import request_id, staging_requests, template_name
 from lamflow.workflows.compile.plan import Plan, StepOutput
@@ -44,6 +44,9 @@ _DFLOW_CONFIG = re.compile(
     re.M,
 )
 _STEPS_PLACEHOLDER = "__lamflow_numb_steps__"
+# the root node lists every test's metrics up to this many tests (a 1,000-test fan-out would add ~230 KB
+# to the manifest for a list nobody reads in the UI: `lamflow status`/`download` show them)
+MAX_UI_METRICS = 100
 
 
 @dataclass(frozen=True)
@@ -251,9 +254,9 @@ def _workflow_spec(
             )
     outputs = _dag_outputs(plan)
     group_templates = []
-    if settings.group and plan.groups:  # a step group is one pod (its steps run one after another in it)
+    if settings.group and pod_groups(plan):  # a step group is one pod (its steps run one after another)
         tasks, interfaces = group_tasks(plan, tasks)
-        task_of = {key: group for group, keys in plan.groups.items() for key in keys}
+        task_of = {key: group for group, keys in pod_groups(plan).items() for key in keys}
         for parameter in outputs["parameters"]:
             parameter["valueFrom"]["parameter"] = rewrite(parameter["valueFrom"]["parameter"], task_of)
         for artifact in outputs["artifacts"]:
@@ -287,7 +290,7 @@ def _dag_outputs(plan: Plan) -> dict[str, Any]:
     from lamflow.workflows.spec.base import model_slug
 
     parameters = []
-    for step in plan.evaluations:
+    for step in plan.evaluations if len(plan.evaluations) <= MAX_UI_METRICS else ():
         assert step.evaluation is not None
         what = f"{step.evaluation.model} on {step.evaluation.dataset}"
         if step.evaluation.change_bias_on:

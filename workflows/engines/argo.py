@@ -98,7 +98,9 @@ class ArgoEngine(Engine):
         options = RenderOptions(run_id=summary.run_id, input_keys=keys)
         manifest = render(plan, plan.resources, self.settings, identity, options)
         if self.settings.group:
-            for group, members in plan.groups.items():
+            from lamflow.workflows.argo.groups import pod_groups
+
+            for group, members in pod_groups(plan).items():
                 for key in members:
                     summary.steps[key].group = group
         created = client.create(manifest)

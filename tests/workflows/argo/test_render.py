@@ -351,3 +351,17 @@ def test_a_step_group_is_one_pod_whose_steps_keep_their_own_outputs():
     models = {a["name"]: a["from"] for a in dag["outputs"]["artifacts"]}
     assert models["pretrain-water-pth"] == "{{tasks.after-pretrain.outputs.artifacts.freeze-water--model}}"
     assert models["finetune-gete-pth"] == "{{tasks.finetune-gete.outputs.artifacts.model}}"
+
+
+def test_large_groups_run_as_parallel_pods_and_large_test_sets_stay_out_of_the_root_outputs(monkeypatch):
+    """A 1,000-test fan-out gains more from parallel pods than from saved start-ups, and listing every
+    test on the root node would swell the manifest (bench/render_fanout.py)."""
+    from lamflow.workflows.argo import groups
+    from lamflow.workflows.argo import render as render_module
+
+    monkeypatch.setattr(groups, "MAX_POD_STEPS", 2)  # after-pretrain has 6 steps, after-finetune-gete 1
+    tasks = dag_tasks(render(group=True))
+    assert "after-pretrain" not in tasks and "freeze-water" in tasks and "after-finetune-gete" in tasks
+    monkeypatch.setattr(render_module, "MAX_UI_METRICS", 2)  # the demo has 3 tests
+    dag = next(t for t in templates(render(group=True)).values() if t.get("dag"))
+    assert dag["outputs"]["parameters"] == [] and dag["outputs"]["artifacts"]
