@@ -7,13 +7,11 @@ is redone). Credentials come from the standard AWS chain on this machine, never 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from lamflow.ops.files import bundle_catalog
 from lamflow.workflows.compile.dflow_workflow import staging_requests
 from lamflow.workflows.compile.plan import Plan
-from lamflow.workflows.errors import UsageError
 from lamflow.workflows.store.backends import S3Backend
 from lamflow.workflows.store.trees import FileEntry, scan, sha256_file, tree_digest
 
@@ -37,15 +35,9 @@ def _files(request: Path | dict[str, Path]) -> tuple[list[tuple[str, Path]], str
     return pairs, tree_digest(entries)
 
 
-def stage_inputs(
-    plan: Plan, backend: S3Backend, on_upload: Callable[[str, int], None] | None = None
-) -> dict[str, str]:
+def stage_inputs(plan: Plan, backend: S3Backend) -> dict[str, str]:
     """Upload what the plan's steps read from outside the workflow; returns staging request id -> the
     bucket key a pod's artifact names (a folder for dataset bundles, the file for a checkpoint)."""
-    if not isinstance(backend, S3Backend):
-        raise UsageError(
-            "LAMFLOW_STORE: the Argo engine needs an s3://bucket/prefix store (pods read inputs from it)"
-        )
     keys: dict[str, str] = {}
     for request_id, request in staging_requests(plan).items():
         pairs, digest = _files(request)
@@ -53,8 +45,6 @@ def stage_inputs(
         if not backend.exists(f"{folder}.complete"):
             for relative, path in pairs:
                 backend.put_file(path, f"{folder}/{relative}")
-                if on_upload is not None:
-                    on_upload(relative, path.stat().st_size)
             if not isinstance(request, Path):  # a {name: folder} bundle: dflow's catalog of its names
                 backend.put_bytes(f"{folder}/.dflow/lamflow-inputs", bundle_catalog(sorted(request)).encode())
             backend.put_bytes(f"{folder}.complete", b"")

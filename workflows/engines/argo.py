@@ -83,17 +83,14 @@ class ArgoEngine(Engine):
     ) -> RunSummary:
         from lamflow.workflows.argo.render import RenderOptions, SpecIdentity, render
         from lamflow.workflows.argo.staging import stage_inputs
-        from lamflow.workflows.store.backends import S3Backend
-        from lamflow.workflows.store.locate import store_backend
+        from lamflow.workflows.store.locate import s3_store
 
         if resume:
             raise UsageError(f"{run_dir}: an Argo run; run it again with `lamflow resubmit {run_dir}`")
         self.check()
         client = self._client()
         client.check()  # the token and the server, before anything is uploaded
-        backend = store_backend(self.settings)
-        assert isinstance(backend, S3Backend)
-        keys = stage_inputs(plan, backend)
+        keys = stage_inputs(plan, s3_store(self.settings, "the Argo engine"))
         identity = SpecIdentity(plan.name, "", summary.spec_sha256)
         options = RenderOptions(run_id=summary.run_id, input_keys=keys)
         manifest = render(plan, plan.resources, self.settings, identity, options)
@@ -242,17 +239,13 @@ class ArgoEngine(Engine):
         """Fetch finished steps' output artifacts from the artifact repository (the store's bucket) into
         ``<out_dir or run_dir>/steps/<key>/outputs/artifacts/<name>``, the layout of a local run; into the
         run directory, the steps' ``outputs`` are recorded too. Returns what was written."""
-        from lamflow.workflows.store.locate import store_backend
+        from lamflow.workflows.store.locate import s3_store
 
         summary, client = self._argo_summary(run_dir)
         assert summary.argo is not None
         if step is not None and step not in summary.steps:
             raise UsageError(f"{run_dir}: no step {step!r} (steps: {', '.join(summary.steps)})")
-        from lamflow.workflows.store.backends import S3Backend
-
-        backend = store_backend(self.settings)
-        if not isinstance(backend, S3Backend):
-            raise UsageError(f"LAMFLOW_STORE={self.settings.store}: Argo outputs are in an s3:// store")
+        backend = s3_store(self.settings, "downloading Argo outputs")
         target = out_dir or run_dir
         workflow = client.get(summary.argo.name)
         written: list[Path] = []

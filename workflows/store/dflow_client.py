@@ -15,7 +15,6 @@ from typing import Any
 
 from dflow.utils import StorageClient
 
-from lamflow.workflows.errors import UsageError
 from lamflow.workflows.settings import Settings
 from lamflow.workflows.store.backends import S3Backend
 
@@ -63,11 +62,9 @@ def use_store_with_dflow(settings: Settings) -> Iterator[StoreStorageClient]:
     """Inside the block dflow's S3 calls use the configured ``s3://`` store (its bucket as dflow's bucket)."""
     from dflow import s3_config
 
-    from lamflow.workflows.store.locate import store_backend
+    from lamflow.workflows.store.locate import s3_store
 
-    backend = store_backend(settings)
-    if not isinstance(backend, S3Backend):
-        raise UsageError(f"LAMFLOW_STORE={settings.store}: dflow's storage needs an s3://bucket/prefix store")
+    backend = s3_store(settings, "dflow's storage")
     client = StoreStorageClient(backend)
     saved = {k: s3_config[k] for k in ("storage_client", "bucket_name", "repo_type")}
     s3_config.update(storage_client=client, bucket_name=backend.bucket, repo_type="s3")

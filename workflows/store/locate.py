@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lamflow.workflows.errors import UsageError
 from lamflow.workflows.settings import Settings
 from lamflow.workflows.store import trees
-from lamflow.workflows.store.backends import Backend, open_location
+from lamflow.workflows.store.backends import Backend, S3Backend, open_location
 
 
 def _normal(uri: str) -> str:
@@ -21,6 +22,14 @@ def _normal(uri: str) -> str:
 
 def store_backend(settings: Settings) -> Backend:
     return open_location(settings.store)
+
+
+def s3_store(settings: Settings, user: str) -> S3Backend:
+    """The store, which ``user`` (what needs it, for the message) can only use on S3."""
+    backend = store_backend(settings)
+    if not isinstance(backend, S3Backend):
+        raise UsageError(f"LAMFLOW_STORE={settings.store}: {user} needs an s3://bucket/prefix store")
+    return backend
 
 
 def locate(uri: str, settings: Settings) -> tuple[Backend, str]:
