@@ -21,6 +21,7 @@ from lamflow.workflows.spec import ResolvedSpec, load_spec
 
 if TYPE_CHECKING:
     from lamflow.workflows.argo.render import RenderOptions
+    from lamflow.workflows.engines.argo import ArgoEngine
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -211,10 +212,9 @@ def stop(run: str | Path, settings: Settings) -> Path:
 
 def watch(run: str | Path, settings: Settings, report: Reporter) -> tuple[Path, RunSummary]:
     """Follow a run (local or Argo) until it ends, reporting each step transition as it is seen."""
-    import sys
     import time
 
-    from lamflow.workflows.engines.base import StepEvent
+    from lamflow.workflows.engines.base import report_transitions
 
     run_dir, summary = read_summary(run, settings.run_root)
     engine = get_engine(summary.engine, settings)
@@ -223,18 +223,7 @@ def watch(run: str | Path, settings: Settings, report: Reporter) -> tuple[Path, 
 
     def update() -> RunSummary:
         current = engine.status(run_dir)
-        for key, record in current.steps.items():
-            if record.phase != seen.get(key):
-                seen[key] = record.phase
-                event = StepEvent(
-                    key,
-                    record.phase,
-                    time.monotonic() - started,
-                    record.duration_s,
-                    record.summary,
-                    record.error,
-                )
-                report(event, sys.stdout)
+        report_transitions(current, seen, started, report)
         return current
 
     while True:
@@ -246,18 +235,25 @@ def watch(run: str | Path, settings: Settings, report: Reporter) -> tuple[Path, 
         time.sleep(settings.argo_poll_s if summary.engine == "argo" else 0.5)
 
 
+def _argo_run(run: str | Path, settings: Settings, otherwise: str) -> tuple[Path, ArgoEngine]:
+    """A run of the Argo engine and that engine; any other run is refused with ``otherwise``."""
+    from lamflow.workflows.engines.argo import ArgoEngine
+
+    run_dir, summary = read_summary(run, settings.run_root)
+    engine = get_engine(summary.engine, settings)
+    if not isinstance(engine, ArgoEngine):
+        raise UsageError(f"{run_dir}: a {summary.engine} run; {otherwise}")
+    return run_dir, engine
+
+
 def download(
     run: str | Path, settings: Settings, step: str | None = None, out_dir: Path | None = None
 ) -> tuple[Path, list[Path]]:
     """A remote run's outputs into the local run layout; into the run directory, its frozen models are
     also linked under models/ and recorded in the model registry, as a local run's are."""
-    from lamflow.workflows.engines.argo import ArgoEngine
     from lamflow.workflows.engines.outputs import link_models
 
-    run_dir, summary = read_summary(run, settings.run_root)
-    engine = get_engine(summary.engine, settings)
-    if not isinstance(engine, ArgoEngine):
-        raise UsageError(f"{run_dir}: a {summary.engine} run; its outputs are already in the run directory")
+    run_dir, engine = _argo_run(run, settings, "its outputs are already in the run directory")
     written = engine.download(run_dir, step, out_dir)
     if out_dir is None or out_dir.resolve() == run_dir.resolve():
         summary = read_summary(run_dir, settings.run_root)[1]
@@ -271,12 +267,7 @@ def download(
 
 def resubmit(run: str | Path, settings: Settings) -> tuple[Path, RunSummary]:
     """An Argo run again, as a new workflow (``lamflow resume`` continues a local run instead)."""
-    from lamflow.workflows.engines.argo import ArgoEngine
-
-    run_dir, summary = read_summary(run, settings.run_root)
-    engine = get_engine(summary.engine, settings)
-    if not isinstance(engine, ArgoEngine):
-        raise UsageError(f"{run_dir}: a {summary.engine} run; continue it with `lamflow resume`")
+    run_dir, engine = _argo_run(run, settings, "continue it with `lamflow resume`")
     return run_dir, engine.resubmit(run_dir)
 
 

@@ -14,7 +14,6 @@ runs) and ``resume`` (``resubmit`` runs the workflow again instead).
 from __future__ import annotations
 
 import os
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 from lamflow.ops.files import resolve_output
 from lamflow.workflows.argo.client import ArgoClient
 from lamflow.workflows.compile.plan import Plan
-from lamflow.workflows.engines.base import Engine, Reporter, StepEvent
+from lamflow.workflows.engines.base import Engine, Reporter, report_transitions
 from lamflow.workflows.engines.summary import ArgoRun, RunSummary, now, read_summary
 from lamflow.workflows.errors import UsageError
 from lamflow.workflows.settings import Settings
@@ -101,10 +100,7 @@ class ArgoEngine(Engine):
                 for key in members:
                     summary.steps[key].group = group
         created = client.create(manifest)
-        name = created["metadata"]["name"]
-        summary.argo = ArgoRun(
-            server=client.server, namespace=client.namespace, name=name, ui=client.ui_link(name)
-        )
+        summary.argo = _run_ref(client, created["metadata"]["name"])
         summary.status = "Running"
         summary.write(run_dir)
         (run_dir / "workflow.yaml").write_text(_yaml(manifest))
@@ -121,17 +117,11 @@ class ArgoEngine(Engine):
         timeout_s: float | None = None,
     ) -> RunSummary:
         started = time.monotonic()
+        seen: dict[str, str] = {key: record.phase for key, record in summary.steps.items()}
         while True:
-            before = {k: r.phase for k, r in summary.steps.items()}
             summary = self._refresh(run_dir, summary, client)
             if report is not None:
-                for key, record in summary.steps.items():
-                    if record.phase != before[key]:
-                        event = StepEvent(
-                            key, record.phase, time.monotonic() - started, record.duration_s,
-                            record.summary, record.error,
-                        )  # fmt: skip
-                        report(event, sys.stdout)
+                report_transitions(summary, seen, started, report)
             if summary.status in ("Succeeded", "Failed"):
                 return summary
             if timeout_s is not None and time.monotonic() - started >= timeout_s:
@@ -145,25 +135,22 @@ class ArgoEngine(Engine):
         status = workflow.get("status") or {}
         phase = status.get("phase")
         summary.argo.phase = phase
-        by_step: dict[str, dict[str, Any]] = {}
-        for node in (status.get("nodes") or {}).values():
-            key = node.get("displayName")
-            if key in summary.steps and node.get("type") in ("Pod", "Retry"):
-                # a retried step has a Retry node over its attempts: it speaks for the step
-                if key not in by_step or node.get("type") == "Retry":
-                    by_step[key] = node
-        members = _groups(summary)
-        for node in (status.get("nodes") or {}).values():
-            group = node.get("displayName")
-            if group in members and node.get("type") in ("Pod", "Retry"):
-                _apply_group(summary, members[group], node)
-        for key, node in by_step.items():
+        by_task: dict[str, dict[str, Any]] = {}  # a step's or a step group's node
+        for node in _nodes(workflow):
+            name = str(node.get("displayName", ""))
+            if node.get("type") in ("Pod", "Retry"):
+                # a retried task has a Retry node over its attempts: it speaks for the task
+                if name not in by_task or node.get("type") == "Retry":
+                    by_task[name] = node
+        for group, keys in _groups(summary).items():
+            if group in by_task:
+                _apply_group(summary, keys, by_task[group])
+        for key, node in by_task.items():
+            if key not in summary.steps:
+                continue
             record = summary.steps[key]
             record.phase = PHASES.get(node.get("phase", ""), record.phase)  # type: ignore[assignment]
-            record.started_at = node.get("startedAt") or record.started_at
-            record.finished_at = node.get("finishedAt") or record.finished_at
-            if record.started_at and record.finished_at:
-                record.duration_s = round(_seconds(record.finished_at) - _seconds(record.started_at), 2)
+            _take_times(record, node)
             if record.phase == "Failed":
                 record.error = node.get("message") or record.error or f"Argo node {node.get('phase')}"
             for parameter in (node.get("outputs") or {}).get("parameters") or []:
@@ -209,7 +196,7 @@ class ArgoEngine(Engine):
         workflow = client.get(summary.argo.name)
         pods = [
             pod_name(summary.argo.name, node)
-            for node in ((workflow.get("status") or {}).get("nodes") or {}).values()
+            for node in _nodes(workflow)
             if node.get("type") == "Pod" and str(node.get("displayName", "")).split("(")[0] == step
         ]
         if not pods:
@@ -222,10 +209,7 @@ class ArgoEngine(Engine):
         if summary.status in ("Pending", "Running"):
             raise UsageError(f"{run_dir}: still running (stop it first with `lamflow stop`)")
         assert summary.argo is not None
-        name = client.resubmit(summary.argo.name)["metadata"]["name"]
-        summary.argo = ArgoRun(
-            server=client.server, namespace=client.namespace, name=name, ui=client.ui_link(name)
-        )
+        summary.argo = _run_ref(client, client.resubmit(summary.argo.name)["metadata"]["name"])
         summary.status, summary.error, summary.finished_at, summary.wall_time_s = "Running", None, None, None
         summary.attempts += 1
         for record in summary.steps.values():
@@ -247,10 +231,11 @@ class ArgoEngine(Engine):
             raise UsageError(f"{run_dir}: no step {step!r} (steps: {', '.join(summary.steps)})")
         backend = s3_store(self.settings, "downloading Argo outputs")
         target = out_dir or run_dir
+        into_run = target.resolve() == run_dir.resolve()  # record outputs only where the run lives
         workflow = client.get(summary.argo.name)
         written: list[Path] = []
         groups = _groups(summary)
-        for node in ((workflow.get("status") or {}).get("nodes") or {}).values():
+        for node in _nodes(workflow):
             name = str(node.get("displayName", "")).split("(")[0]
             grouped = name in groups
             if node.get("type") != "Pod" or not (grouped or name in summary.steps):
@@ -274,10 +259,10 @@ class ArgoEngine(Engine):
                 artifacts = target / "steps" / key / "outputs" / "artifacts"
                 bucket = s3.get("bucket") or backend.bucket
                 written.append(_fetch(backend, bucket, s3["key"], artifacts, output))
-                if target == run_dir:
+                if into_run:
                     found = resolve_output(artifacts / output)
                     summary.steps[key].outputs[output] = os.path.relpath(found, run_dir)
-        if target == run_dir:
+        if into_run:
             summary.write(run_dir)
         return written
 
@@ -311,6 +296,23 @@ class ArgoEngine(Engine):
         client.stop(summary.argo.name)
 
 
+def _run_ref(client: ArgoClient, name: str) -> ArgoRun:
+    return ArgoRun(server=client.server, namespace=client.namespace, name=name, ui=client.ui_link(name))
+
+
+def _nodes(workflow: dict[str, Any]) -> list[dict[str, Any]]:
+    """The workflow's node records (one per task attempt, retry and DAG)."""
+    return list(((workflow.get("status") or {}).get("nodes") or {}).values())
+
+
+def _take_times(record: Any, node: dict[str, Any]) -> None:
+    """A node's start and end into a step record, and the duration between them."""
+    record.started_at = node.get("startedAt") or record.started_at
+    record.finished_at = node.get("finishedAt") or record.finished_at
+    if record.started_at and record.finished_at:
+        record.duration_s = round(_seconds(record.finished_at) - _seconds(record.started_at), 2)
+
+
 def _groups(summary: RunSummary) -> dict[str, list[str]]:
     """Group name -> its steps (a grouped Argo run runs each group in one pod)."""
     found: dict[str, list[str]] = {}
@@ -337,10 +339,7 @@ def _apply_group(summary: RunSummary, keys: list[str], node: dict[str, Any]) -> 
             record.phase, record.error = "Failed", node.get("message") or f"step group {node.get('phase')}"
         elif node.get("phase") == "Succeeded":
             record.phase = "Succeeded"
-        record.started_at = node.get("startedAt") or record.started_at
-        record.finished_at = node.get("finishedAt") or record.finished_at
-        if record.started_at and record.finished_at:
-            record.duration_s = round(_seconds(record.finished_at) - _seconds(record.started_at), 2)
+        _take_times(record, node)
         metrics = outputs.get(f"{key}--metrics")
         if metrics not in (None, "", "{}"):
             record.parameters["metrics"] = _value(metrics)

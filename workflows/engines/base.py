@@ -6,6 +6,8 @@ and an initial summary; ``status``/``wait``/``logs``/``stop`` work on a run dire
 
 from __future__ import annotations
 
+import sys
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +33,17 @@ class StepEvent:
 
 
 Reporter = Callable[[StepEvent, TextIO], None]
+
+
+def report_transitions(summary: RunSummary, seen: dict[str, str], started: float, report: Reporter) -> None:
+    """Report every step whose phase differs from ``seen`` (updated), timed from ``started`` (monotonic):
+    how a run followed from outside its engine (``lamflow watch``, an Argo run) shows its progress."""
+    for key, record in summary.steps.items():
+        if record.phase != seen.get(key):
+            seen[key] = record.phase
+            elapsed = time.monotonic() - started
+            event = StepEvent(key, record.phase, elapsed, record.duration_s, record.summary, record.error)
+            report(event, sys.stdout)
 
 
 class Engine(ABC):
