@@ -28,13 +28,13 @@ def check_schedule(schedule: str) -> str:
 
 
 def check_timezone(name: str) -> str:
+    """``name`` if it is an IANA zone (ZoneInfo alone would also take a file path below its search path)."""
     try:
         ZoneInfo(name)
+        known = name == "UTC" or name in available_timezones()
     except (ZoneInfoNotFoundError, ValueError):
-        raise UsageError(
-            f"--timezone {name!r}: not an IANA time zone (e.g. UTC, Europe/Berlin, Asia/Shanghai)"
-        ) from None
-    if name not in available_timezones() and name != "UTC":
+        known = False
+    if not known:
         raise UsageError(
             f"--timezone {name!r}: not an IANA time zone (e.g. UTC, Europe/Berlin, Asia/Shanghai)"
         )

@@ -25,6 +25,12 @@ _REFERENCE = re.compile(r"\{\{tasks\.([a-z0-9-]+)\.outputs\.(artifacts|parameter
 TEMPLATE_PREFIX = "group-"
 
 
+def task_output(task: str, kind: str, name: str) -> str:
+    """An Argo reference to an output of a DAG task (``kind``: artifacts or parameters); :data:`_REFERENCE`
+    reads it back."""
+    return "{{tasks." + task + ".outputs." + kind + "." + name + "}}"
+
+
 def rewrite(text: str, task_of: dict[str, str]) -> str:
     """``{{tasks.<step>.outputs.X.<name>}}`` of a grouped step -> the same output of its group."""
 
@@ -32,7 +38,7 @@ def rewrite(text: str, task_of: dict[str, str]) -> str:
         step, kind, name = match.groups()
         if step not in task_of:
             return match.group(0)
-        return "{{tasks.%s.outputs.%s.%s}}" % (task_of[step], kind, output_name(step, name))  # noqa: UP031
+        return task_output(task_of[step], kind, output_name(step, name))
 
     return _REFERENCE.sub(swap, text)
 
@@ -43,11 +49,10 @@ def pod_groups(plan: Plan) -> dict[str, tuple[str, ...]]:
 
 
 def group_tasks(
-    plan: Plan, tasks: list[dict[str, Any]]
+    plan: Plan, tasks: list[dict[str, Any]], groups: dict[str, tuple[str, ...]]
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
-    """(the DAG's tasks with each pod group's tasks replaced by one, group name -> its template's
-    interface: ``{"inputs": [...], "outputs": [...], "metrics": [...]}``)."""
-    groups = pod_groups(plan)
+    """(the DAG's tasks with the tasks of each of ``groups`` (:func:`pod_groups`) replaced by one, group
+    name -> its template's interface: ``{"inputs": [...], "outputs": [...], "metrics": [...]}``)."""
     task_of = {key: group for group, keys in groups.items() for key in keys}
     by_key = {task["name"]: task for task in tasks}
     steps = {step.key: step for step in plan.steps}

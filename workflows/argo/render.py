@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lamflow.workflows.argo.cron import check_schedule, check_timezone
-from lamflow.workflows.argo.groups import group_tasks, group_template, pod_groups, rewrite
+from lamflow.workflows.argo.groups import group_tasks, group_template, pod_groups, rewrite, task_output
 from lamflow.workflows.argo.resources import pod_fields, resolve
 from lamflow.workflows.compile.dflow_workflow import request_id, staging_requests, template_name
 from lamflow.workflows.compile.plan import Plan, StepOutput
@@ -205,8 +205,7 @@ def dag_tasks(plan: Plan, of_step: dict[str, str], inputs: dict[str, str]) -> li
         artifacts: list[dict[str, Any]] = []
         for name, source in step.artifacts.items():
             if isinstance(source, StepOutput):
-                reference = "{{tasks.%s.outputs.artifacts.%s}}" % (source.step, source.name)  # noqa: UP031
-                artifacts.append({"name": name, "from": reference})
+                artifacts.append({"name": name, "from": task_output(source.step, "artifacts", source.name)})
             else:
                 key = workflow_parameter(inputs[request_id(source)])
                 artifacts.append({"name": name, "s3": {"key": key}})
@@ -254,9 +253,10 @@ def _workflow_spec(
             )
     outputs = _dag_outputs(plan)
     group_templates = []
-    if settings.group and pod_groups(plan):  # a step group is one pod (its steps run one after another)
-        tasks, interfaces = group_tasks(plan, tasks)
-        task_of = {key: group for group, keys in pod_groups(plan).items() for key in keys}
+    groups = pod_groups(plan) if settings.group else {}
+    if groups:  # a step group is one pod (its steps run one after another in it)
+        tasks, interfaces = group_tasks(plan, tasks, groups)
+        task_of = {key: group for group, keys in groups.items() for key in keys}
         for parameter in outputs["parameters"]:
             parameter["valueFrom"]["parameter"] = rewrite(parameter["valueFrom"]["parameter"], task_of)
         for artifact in outputs["artifacts"]:
@@ -295,7 +295,7 @@ def _dag_outputs(plan: Plan) -> dict[str, Any]:
         what = f"{step.evaluation.model} on {step.evaluation.dataset}"
         if step.evaluation.change_bias_on:
             what += f" (energy bias re-fitted on {step.evaluation.change_bias_on})"
-        source = "{{tasks.%s.outputs.parameters.metrics}}" % step.key  # noqa: UP031
+        source = task_output(step.key, "parameters", "metrics")
         parameters.append(
             {
                 "name": f"metrics-{step.key}",
@@ -310,7 +310,7 @@ def _dag_outputs(plan: Plan) -> dict[str, Any]:
             (step.checkpoint_ref, "checkpoint", "pt"),
         ):
             if ref is not None:
-                source = "{{tasks.%s.outputs.artifacts.%s}}" % (step.key, output)  # noqa: UP031
+                source = task_output(step.key, "artifacts", output)
                 artifacts.append({"name": f"{model_slug(ref)}-{suffix}", "from": source, "optional": True})
     return {"parameters": parameters, "artifacts": artifacts}
 
@@ -377,11 +377,9 @@ def _pod_template(
     container["env"] = [*container["env"], *extra_env]
     script.update(container)
     template.update(fields)
-    for key in ("initContainers", "sidecars", "volumes", "tolerations"):
+    for key in ("initContainers", "sidecars", "volumes", "tolerations", "nodeSelector"):
         if not template.get(key):
             template.pop(key, None)
-    if not template.get("nodeSelector"):
-        template.pop("nodeSelector", None)
     metadata = template.setdefault("metadata", {})
     metadata["labels"] = {**(metadata.get("labels") or {}), f"{LABEL}/op": op}
     return template
