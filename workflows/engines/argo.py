@@ -80,7 +80,7 @@ class ArgoEngine(Engine):
         resume: bool = False,
         wait: bool = True,
     ) -> RunSummary:
-        from lamflow.workflows.argo.render import RenderOptions, SpecIdentity, render
+        from lamflow.workflows.argo.render import RenderOptions, SpecIdentity, render, to_yaml
         from lamflow.workflows.argo.staging import stage_inputs
         from lamflow.workflows.store.locate import s3_store
 
@@ -103,7 +103,7 @@ class ArgoEngine(Engine):
         summary.argo = _run_ref(client, created["metadata"]["name"])
         summary.status = "Running"
         summary.write(run_dir)
-        (run_dir / "workflow.yaml").write_text(_yaml(manifest))
+        (run_dir / "workflow.yaml").write_text(to_yaml(manifest))
         if not wait:
             return summary
         return self._follow(run_dir, summary, client, report)
@@ -405,9 +405,3 @@ def _value(text: Any) -> Any:
         return json.loads(text)
     except ValueError:
         return text
-
-
-def _yaml(manifest: dict[str, Any]) -> str:
-    from lamflow.workflows.argo.render import to_yaml
-
-    return to_yaml(manifest)
