@@ -74,6 +74,7 @@ def test_example_manifests_match_golden(spec, kind):
     """The rendered Argo documents are committed too (tests/golden/argo/); two renders are identical."""
     rendered = render_example(spec, kind)
     assert rendered == render_example(spec, kind), "rendering is not deterministic"
+    assert "&id" not in rendered, "shared parts are written out, not as YAML anchors"
     golden = GOLDEN / "argo" / f"{spec.stem}.{kind}.yaml"
     if REGENERATE:
         golden.parent.mkdir(exist_ok=True)

@@ -70,11 +70,16 @@ class RenderOptions:
 
 
 def to_yaml(manifest: dict[str, Any]) -> str:
-    """The manifest as YAML in the order it was built (libyaml's emitter where PyYAML has it)."""
+    """The manifest as YAML in the order it was built (libyaml's emitter where PyYAML has it). Parts
+    shared between templates (the training pods' environment) are written out in full, not as YAML
+    anchors and aliases, which readers of a manifest (and some tools) do not expect."""
     import yaml
 
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    return yaml.dump(manifest, Dumper=dumper, sort_keys=False, width=120, allow_unicode=True)
+    class Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+        def ignore_aliases(self, data: Any) -> bool:
+            return True
+
+    return yaml.dump(manifest, Dumper=Dumper, sort_keys=False, width=120, allow_unicode=True)
 
 
 def version() -> str:
