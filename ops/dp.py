@@ -12,8 +12,11 @@ command line (e.g. ``python /path/to/fake_dp.py`` for the fast test tier).
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import io
 import os
+import re
 import runpy
 import shlex
 import shutil
@@ -21,10 +24,12 @@ import subprocess
 import sys
 import threading
 import traceback
+import types
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 RANDOM_BRANCH = "RANDOM"
 IN_WORKER = False  # set by lamflow.ops.worker: run dp in-process where the program allows it
@@ -170,6 +175,106 @@ def change_bias_command(
     if model_branch is not None:
         argv += ["--model-branch", model_branch]
     return argv
+
+
+def compress_command(
+    model: str | Path,
+    output: str | Path,
+    *,
+    step: float = 0.01,
+    extrapolate: int = 5,
+    frequency: int = -1,
+) -> list[str]:
+    """``dp --pt compress``: tabulate the embedding nets of a frozen model (fifth-order polynomials with
+    stride ``step`` up to ``extrapolate`` times the data range; ``frequency`` -1 = no overflow check)."""
+    if step <= 0 or extrapolate <= 0:
+        raise ValueError("step and extrapolate must be positive")
+    return [
+        *_dp("compress"),
+        "-i",
+        str(model),
+        "-o",
+        str(output),
+        "-s",
+        repr(float(step)),
+        "-e",
+        str(int(extrapolate)),
+        "-f",
+        str(frequency),
+    ]
+
+
+def show_command(model: str | Path, *attributes: str) -> list[str]:
+    """``dp --pt show MODEL ATTR...`` (type-map, descriptor, fitting-net, size, ...)."""
+    if not attributes:
+        raise ValueError("name at least one attribute to show")
+    return [*_dp("show"), str(model), *attributes]
+
+
+_TYPE_MAP_LINE = re.compile(r"The type_map is (\[.*\])")
+
+
+def parse_type_map(show_output: str) -> list[str]:
+    """The type map ``dp --pt show MODEL type-map`` printed."""
+    match = _TYPE_MAP_LINE.search(show_output)
+    if match is None:
+        raise ValueError("dp show printed no type_map")
+    value = ast.literal_eval(match.group(1))
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        raise ValueError(f"dp show printed an unreadable type_map: {match.group(1)}")
+    return value
+
+
+def model_type_map(model: str | Path) -> list[str]:
+    """A frozen model's element list, as ``dp --pt show`` prints it. Raises :class:`DpError`/ValueError."""
+    argv = show_command(model, "type-map")
+    proc = subprocess.run(argv, capture_output=True, text=True, encoding="utf-8", errors="replace")
+    output = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        raise DpError(argv, proc.returncode, output, None)
+    return parse_type_map(output)
+
+
+# --- in-process evaluation (model deviation, MD, labels): DeePMD-kit's DeepPot and ASE calculator ---
+
+_SCRIPT_MODULES: dict[str, types.ModuleType] = {}
+
+
+def inference_module() -> Any:
+    """Where ``DeepPot`` (batched evaluation) and ``DP`` (the ASE calculator) come from: DeePMD-kit, or the
+    Python script ``LAMFLOW_DP`` names (the fast tier's fake, which defines both), so that every use of
+    DeePMD-kit — command or in-process — goes through this module and the same override."""
+    program = dp_program()
+    if (
+        os.environ.get("LAMFLOW_DP", "").strip()
+        and len(program) == 2
+        and program[1].endswith(".py")
+        and Path(program[0]).name.startswith("python")
+    ):
+        script = str(Path(program[1]).resolve())
+        if script not in _SCRIPT_MODULES:
+            spec = importlib.util.spec_from_file_location("lamflow_dp_override", script)
+            if spec is None or spec.loader is None:
+                raise ImportError(f"LAMFLOW_DP: cannot load {script}")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            _SCRIPT_MODULES[script] = module
+        return _SCRIPT_MODULES[script]
+    from deepmd.calculator import DP
+    from deepmd.infer import DeepPot
+
+    return types.SimpleNamespace(DeepPot=DeepPot, DP=DP)
+
+
+def deep_potential(model: str | Path) -> Any:
+    """A frozen model loaded for batched evaluation: ``eval(coords, cells, atom_types)`` -> (energy,
+    force, virial); ``get_type_map()``."""
+    return inference_module().DeepPot(str(model))
+
+
+def ase_calculator(model: str | Path) -> Any:
+    """DeePMD-kit's ASE calculator on a frozen model (energy, forces, stress)."""
+    return inference_module().DP(model=str(model))
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,7 @@ def metrics_table(summary: RunSummary) -> Table:
     for test in summary.tests:
         m = test.metrics
         row = [
-            test.model,
+            test.model + (f" ({test.role})" if test.role else ""),
             test.dataset + (" [yellow](overlaps training data)[/yellow]" if test.overlap else ""),
             test.change_bias_on or "-",
             _fmt(m.get("energy_rmse_per_atom"), 1000),
@@ -117,6 +117,38 @@ def metrics_table(summary: RunSummary) -> Table:
         if with_virial:
             row += [_fmt(m.get("virial_rmse_per_atom"), 1000), _fmt(m.get("virial_mae_per_atom"), 1000)]
         table.add_row(*row, str(int(m["frames"])) if "frames" in m else "-")
+    return table
+
+
+def comparison_table(summary: RunSummary) -> Table:
+    """Teacher, student and compressed student side by side: agreement with the teacher, speed, NVE."""
+    table = Table(title="Distillation: vs teacher, speed (same frames and threads), NVE stability")
+    columns = ["step", "role", "model", "E vs teacher meV/atom", "F vs teacher meV/Å", "µs/atom", "speed-up",
+               "NVE drift meV/atom/ps", "NVE"]  # fmt: skip
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("step", "role", "model", "NVE") else "right")
+    for test in summary.tests:
+        if test.role is None:
+            continue
+        m = test.metrics
+        if "nve_stable" not in m:
+            nve = "-"
+        elif m.get("nve_exploded"):
+            nve = f"[red]exploded ({int(m['nve_exploded'])}/{int(m.get('nve_runs', 0))})[/red]"
+        else:
+            nve = "stable" if m["nve_stable"] else "[yellow]drifts[/yellow]"
+        speedup = m.get("speedup_vs_teacher")
+        table.add_row(
+            test.step,
+            test.role,
+            test.model,
+            _fmt(m.get("energy_rmse_per_atom_vs_teacher"), 1000),
+            _fmt(m.get("force_rmse_vs_teacher"), 1000),
+            _fmt(m.get("us_per_atom")),
+            "-" if speedup is None else f"{speedup:.2f}×",
+            _fmt(m.get("nve_drift"), 1000),
+            nve,
+        )
     return table
 
 
@@ -132,6 +164,8 @@ def run_result(run_dir: Path, summary: RunSummary) -> None:
     out.print(steps)
     if summary.tests:
         out.print(metrics_table(summary))
+    if any(t.role for t in summary.tests):
+        out.print(comparison_table(summary))
     warned = [(r.key, w) for r in summary.steps.values() for w in r.warnings]
     if warned:
         out.print("[bold yellow]DeePMD-kit warnings[/bold yellow]")

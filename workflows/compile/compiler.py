@@ -20,6 +20,7 @@ def build_plan(resolved: ResolvedSpec) -> Plan:
         type_map=resolved.type_map,
         dataset_formats=resolved.dataset_formats,
         overlaps=resolved.overlaps,
+        dataset_info=resolved.dataset_info,
     )
     for stage in all_stages():
         stage.plan(spec.stages.section(stage.key), ctx)
@@ -29,7 +30,7 @@ def build_plan(resolved: ResolvedSpec) -> Plan:
         steps=steps,
         dataset_paths=dict(resolved.dataset_paths),
         origins=dict(ctx.origins),
-        notices=tuple(data_notices(steps, ctx.origins, resolved.dataset_info)),
+        notices=(*resolved.notices, *data_notices(steps, ctx.origins, resolved.dataset_info)),
         groups=group_steps(steps),
         resources=spec.resources,
     )

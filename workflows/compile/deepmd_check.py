@@ -44,9 +44,10 @@ def yaml_path_of(location: str, origin: str, multitask: bool) -> str:
             head, rest = rest[1], rest[2:]
             if rest and rest[0] == "fitting_net":
                 return ".".join([f"{origin}.heads.{head}.fitting_net", *rest[1:]])
+        root = origin if origin.endswith(".student") else "model"  # a distillation's student has its own
         if rest and rest[0] in ("descriptor", "fitting_net"):
-            return ".".join(["model", *rest])
-        return "model"
+            return ".".join([root, *rest])
+        return root
     if section == "training":
         return ".".join([f"{origin}.training.extra", *rest])
     if section in ("loss", "loss_dict"):

@@ -7,12 +7,25 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from lamflow.ops import files
 from lamflow.workflows.presets import preset
-from lamflow.workflows.spec.model import ModelSpec
 from lamflow.workflows.spec.training import TrainingSpec
+
+
+class Architecture(Protocol):
+    """A preset plus descriptor/fitting-net fragments: the spec's ``model:`` or a distillation's student."""
+
+    @property
+    def preset(self) -> str | None: ...
+
+    @property
+    def descriptor(self) -> dict[str, Any]: ...
+
+    @property
+    def fitting_net(self) -> dict[str, Any]: ...
+
 
 SHARED_TYPE_MAP = "type_map_all"
 SHARED_DESCRIPTOR = "shared_descriptor"
@@ -29,7 +42,7 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return merged
 
 
-def _defaults(model: ModelSpec) -> dict[str, Any]:
+def _defaults(model: Architecture) -> dict[str, Any]:
     if model.preset is None:
         return {
             "descriptor": {},
@@ -40,7 +53,7 @@ def _defaults(model: ModelSpec) -> dict[str, Any]:
     return preset(model.preset)
 
 
-def architecture(model: ModelSpec) -> tuple[dict[str, Any], dict[str, Any]]:
+def architecture(model: Architecture) -> tuple[dict[str, Any], dict[str, Any]]:
     """(descriptor, fitting_net) of the model: preset deep-merged with the spec's fragments."""
     base = _defaults(model)
     return deep_merge(base["descriptor"], model.descriptor), deep_merge(
@@ -48,7 +61,7 @@ def architecture(model: ModelSpec) -> tuple[dict[str, Any], dict[str, Any]]:
     )
 
 
-def learning_rate_section(model: ModelSpec, training: TrainingSpec) -> dict[str, Any]:
+def learning_rate_section(model: Architecture, training: TrainingSpec) -> dict[str, Any]:
     base = _defaults(model)["learning_rate"]
     lr = training.learning_rate
     return {
@@ -61,7 +74,7 @@ def learning_rate_section(model: ModelSpec, training: TrainingSpec) -> dict[str,
     }
 
 
-def loss_section(model: ModelSpec, training: TrainingSpec) -> dict[str, Any]:
+def loss_section(model: Architecture, training: TrainingSpec) -> dict[str, Any]:
     prefs = dict(_defaults(model)["loss"])
     prefs.update({k: v for k, v in training.loss.model_dump().items() if v is not None})
     return {"type": "ener", **prefs}
@@ -85,7 +98,7 @@ def _training_section(training: TrainingSpec) -> dict[str, Any]:
 
 
 def single_task_input(
-    model: ModelSpec,
+    model: Architecture,
     type_map: list[str],
     training: TrainingSpec,
     *,
@@ -109,7 +122,7 @@ def single_task_input(
 
 
 def multitask_input(
-    model: ModelSpec,
+    model: Architecture,
     type_map: list[str],
     training: TrainingSpec,
     heads: Mapping[str, tuple[float, bool, Mapping[str, Any]]],

@@ -15,7 +15,7 @@ from lamflow.workflows.compile.plan import StepPlan
 def _training_heads(steps: tuple[StepPlan, ...]) -> Iterator[tuple[StepPlan, str, list[str]]]:
     """(step, head, training datasets) of every training step's heads, in plan order."""
     for step in steps:
-        if "deepmd_input" in step.parameters:
+        if "head_datasets" in step.parameters:  # a student trains on labels, not on spec datasets
             for head, sets in step.parameters["head_datasets"].items():
                 yield step, head, sets["train"]
 

@@ -57,6 +57,15 @@ class Evaluation:
 
 
 @dataclass(frozen=True)
+class Comparison:
+    """What a step measures side by side: models by role (teacher, student, compressed) on one dataset;
+    its output ``comparison`` holds {model reference: figures}."""
+
+    dataset: str
+    roles: tuple[tuple[str, str], ...]  # (role, model reference), in display order
+
+
+@dataclass(frozen=True)
 class StepPlan:
     key: str
     op: type[LamflowOP]
@@ -66,6 +75,7 @@ class StepPlan:
     model_ref: str | None = None  # the spec's name for the frozen model this step outputs as `model`
     checkpoint_ref: str | None = None  # ... and for the training checkpoint it outputs as `checkpoint`
     evaluation: Evaluation | None = None
+    comparison: Comparison | None = None
     # declared by the stage: a quick `dp` call (freeze, change-bias, test) that may share a worker process
     # with other short steps (compile/groups.py); training steps own their process
     short: bool = False

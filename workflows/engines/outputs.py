@@ -36,16 +36,31 @@ def link_models(run_dir: Path, summary: RunSummary, plan: Plan) -> None:
 
 
 def test_results(summary: RunSummary, plan: Plan) -> list[TestResult]:
-    """One row per finished test step: the model, the dataset and the step's ``metrics`` output."""
-    return [
-        TestResult(
-            step=s.key,
-            model=s.evaluation.model,
-            dataset=s.evaluation.dataset,
-            change_bias_on=s.evaluation.change_bias_on,
-            overlap=s.evaluation.overlap,
-            metrics=summary.steps[s.key].parameters.get("metrics", {}),
-        )
-        for s in plan.evaluations
-        if s.evaluation is not None and summary.steps[s.key].phase in DONE
-    ]
+    """One row per finished test step (the model, the dataset and the step's ``metrics`` output), and one
+    per model of a finished comparison step (its role and its figures in the ``comparison`` output)."""
+    rows = []
+    for s in plan.steps:
+        record = summary.steps[s.key]
+        if record.phase not in DONE:
+            continue
+        if s.evaluation is not None:
+            rows.append(
+                TestResult(
+                    step=s.key,
+                    model=s.evaluation.model,
+                    dataset=s.evaluation.dataset,
+                    change_bias_on=s.evaluation.change_bias_on,
+                    overlap=s.evaluation.overlap,
+                    metrics=record.parameters.get("metrics", {}),
+                )
+            )
+        if s.comparison is not None:
+            figures = record.parameters.get("comparison", {})
+            rows += [
+                TestResult(
+                    step=s.key, model=model, dataset=s.comparison.dataset, role=role, metrics=figures[model]
+                )
+                for role, model in s.comparison.roles
+                if model in figures
+            ]
+    return rows

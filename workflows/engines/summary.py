@@ -60,6 +60,9 @@ class TestResult(BaseModel):
     overlap: bool = Field(
         False, description="Tested on data that shares frames with the model's training data."
     )
+    role: str | None = Field(
+        None, description="In a distillation's evaluation: teacher, student or compressed (same step)."
+    )
     metrics: dict[str, float] = Field(default_factory=dict)
 
 

@@ -35,6 +35,7 @@ class ResolvedSpec:
     dataset_formats: dict[str, DatasetFormat]  # how steps read each dataset
     type_map: list[str]  # the model's element list
     overlaps: frozenset[tuple[str, str]] = frozenset()  # (model, dataset) tested on training data, allowed
+    notices: tuple[str, ...] = ()  # what the stages' checks tell the user (not errors)
 
 
 # Keys renamed since an earlier release -> their new name (a pointed error instead of a guess).
@@ -232,7 +233,7 @@ def check_stages(spec: Spec, shown: str, base_dir: Path) -> Any:
     from lamflow.workflows.stages import all_stages
     from lamflow.workflows.stages.base import References
 
-    refs = References(shown=shown, base_dir=base_dir, datasets=spec.datasets)
+    refs = References(shown=shown, base_dir=base_dir, datasets=spec.datasets, model=spec.model)
     refs.unique_slugs("dataset", "datasets", spec.datasets)
     for stage in all_stages():
         stage.check(spec.stages.section(stage.key), refs)
@@ -369,6 +370,7 @@ def resolve(spec: Spec, shown: str, base_dir: Path, fetch: Fetch | None = None) 
         },
         type_map=type_map,
         overlaps=frozenset(refs.overlaps),
+        notices=tuple(refs.notices),
     )
 
 

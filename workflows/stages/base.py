@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
-from lamflow.ops.data import DatasetFormat
-from lamflow.workflows.compile.plan import StepOutput, StepPlan
+from lamflow.ops.data import DatasetFormat, DatasetInfo
+from lamflow.workflows.compile.plan import ArtifactSource, StepOutput, StepPlan
 from lamflow.workflows.errors import SpecError
 from lamflow.workflows.spec.base import slug
 from lamflow.workflows.spec.model import ModelSpec
@@ -42,6 +42,11 @@ class References:
     overlaps: set[tuple[str, str]] = field(
         default_factory=set
     )  # (model, dataset) tested on its training data
+    model: ModelSpec | None = None  # the spec's architecture (the descriptor of its trained models)
+    descriptors: dict[str, dict[str, Any] | None] = field(
+        default_factory=dict
+    )  # model reference -> its DeePMD-kit descriptor (None: not known before the run)
+    notices: list[str] = field(default_factory=list)  # what validate tells the user (not errors)
 
     def error(self, path: str, message: str) -> SpecError:
         return SpecError(self.shown, path, message)
@@ -63,10 +68,17 @@ class References:
         extra = f"; did you mean {hint[0]!r}?" if hint else ""
         raise self.error(path, f"unknown model {ref!r} (models of this spec: {known(self.models)}{extra})")
 
-    def provide_model(self, path: str, ref: str) -> None:
+    def provide_model(self, path: str, ref: str, descriptor: dict[str, Any] | None = None) -> None:
         if ref in self.models:
             raise self.error(path, f"model {ref!r} is already defined at {self.models[ref]}")
         self.models[ref] = path
+        self.descriptors[ref] = descriptor
+
+    def spec_descriptor(self) -> dict[str, Any] | None:
+        """The descriptor of the models this spec trains from its ``model:`` section."""
+        from lamflow.workflows.compile.deepmd_input import architecture
+
+        return None if self.model is None else architecture(self.model)[0]
 
     def unique_slugs(self, kind: str, path: str, names: Iterable[str]) -> None:
         """Names that become step keys must stay distinct once kebab-cased."""
@@ -99,6 +111,10 @@ class PlanContext:
     overlaps: frozenset[tuple[str, str]] = (
         frozenset()
     )  # (model, dataset) allowed to overlap its training data
+    dataset_info: Mapping[str, DatasetInfo] = field(default_factory=dict)  # systems and frames per dataset
+    teachers: dict[str, tuple[str, ArtifactSource]] = field(
+        default_factory=dict
+    )  # distill model reference -> (teacher's name for people, teacher model source)
 
     def formats(self, names: Iterable[str]) -> dict[str, DatasetFormat]:
         return {n: self.dataset_formats[n] for n in names}

@@ -93,7 +93,8 @@ class FinetuneStage(Stage[list[FinetuneSpec]]):
                 refs.need_dataset(f"{base}.datasets[{j}]", name)
             for j, name in enumerate(ft.validation):
                 refs.need_dataset(f"{base}.validation[{j}]", name)
-            refs.provide_model(base, f"finetune.{ft.name}")
+            descriptor = refs.spec_descriptor() if src.model_file is None else None  # else: the checkpoint's
+            refs.provide_model(base, f"finetune.{ft.name}", descriptor)
             trained = {n: f"{base}.datasets[{j}]" for j, n in enumerate(ft.datasets)}
             if src.model_file is None:  # also trained on what the pretraining saw
                 for ref in (r for r in refs.trained_on if r.startswith("pretrain.")):

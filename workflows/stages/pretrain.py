@@ -46,7 +46,7 @@ class PretrainStage(Stage[PretrainSpec | None]):
                 refs.need_dataset(f"{self.yaml_path('heads', head, 'datasets')}[{i}]", name)
             for i, name in enumerate(head_spec.validation):
                 refs.need_dataset(f"{self.yaml_path('heads', head, 'validation')}[{i}]", name)
-            refs.provide_model(self.yaml_path("heads", head), f"pretrain.{head}")
+            refs.provide_model(self.yaml_path("heads", head), f"pretrain.{head}", refs.spec_descriptor())
         # the shared descriptor saw every head's data: each head was trained on all of it
         seen = {n: f"{self.yaml_path('heads', h, 'datasets')}[{i}]" for h, hs in section.heads.items()
                 for i, n in enumerate(hs.datasets)}  # fmt: skip

@@ -1,0 +1,68 @@
+"""Student step: ``dp --pt train`` from scratch on the teacher's labels (``train/``, validated on
+``valid/`` when present), then ``dp --pt freeze``. A rerun after a kill continues from its checkpoint."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+from dflow.python import FatalError
+from pydantic import Field
+
+from lamflow.ops import checkpoint_sync, files
+from lamflow.ops.common import run_dp_step, work_dir, write_json
+from lamflow.ops.contract import LamflowOP, OpModel
+from lamflow.ops.data import find_npy_systems
+from lamflow.ops.dp import freeze_command, train_command
+from lamflow.ops.training import TrainOutput, latest_checkpoint, train_output_files
+
+
+class StudentParams(OpModel):
+    deepmd_input: dict[str, Any] = Field(description="Single-task DeePMD-kit input with empty `systems`.")
+
+
+class StudentInput(StudentParams):
+    labels: Path
+
+
+class StudentOutput(TrainOutput):
+    model: Path
+    freeze_log: Path
+
+
+def student_input(deepmd_input: dict[str, Any], labels: Path) -> dict[str, Any]:
+    filled = copy.deepcopy(deepmd_input)
+    training = filled["training"]
+    train = [str(p) for p in find_npy_systems(labels / "train")] if (labels / "train").is_dir() else []
+    if not train:
+        raise FatalError(f"{labels}: no labelled training systems")
+    training["training_data"]["systems"] = train
+    valid = [str(p) for p in find_npy_systems(labels / "valid")] if (labels / "valid").is_dir() else []
+    if valid:
+        training.setdefault("validation_data", {"batch_size": training["training_data"]["batch_size"]})
+        training["validation_data"]["systems"] = valid
+    else:
+        training.pop("validation_data", None)
+    return filled
+
+
+class StudentOP(LamflowOP[StudentInput, StudentOutput]):
+    name = "student"
+    Params = StudentParams
+    Input = StudentInput
+    Output = StudentOutput
+
+    def run(self, inp: StudentInput) -> StudentOutput:
+        cwd = work_dir()
+        write_json(cwd / files.INPUT_JSON, student_input(inp.deepmd_input, inp.labels.resolve()))
+        checkpoint_sync.restore(cwd)
+        restart = latest_checkpoint(cwd)
+        with checkpoint_sync.Uploader(cwd):
+            run_dp_step(
+                train_command(files.INPUT_JSON, restart=restart and restart.name), cwd, files.TRAIN_LOG
+            )
+        run_dp_step(freeze_command(files.FROZEN_MODEL), cwd, files.FREEZE_LOG)
+        return StudentOutput(
+            **train_output_files(cwd), model=cwd / files.FROZEN_MODEL, freeze_log=cwd / files.FREEZE_LOG
+        )

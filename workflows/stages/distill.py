@@ -1,0 +1,244 @@
+"""Stage ``distill``: the teacher explores (MD with ASE, one step per temperature x start structure), the
+branches are collected, frames are selected and labelled by the teacher, and a compressible student is
+trained on the labels and frozen. Provides the model references ``distill.<name>``.
+
+Step keys: ``explore-<name>-s<i>-<T>k``, ``collect-<name>`` (plus ``collect-<name>-<level>-<j>`` when more
+than 8 branches are merged), ``label-<name>``, ``student-<name>``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lamflow.ops.collect import FAN_IN, CollectOP, CollectParams
+from lamflow.ops.dp import DpError, model_type_map
+from lamflow.ops.explore import ExploreOP, ExploreParams, Perturbation, StartStructure
+from lamflow.ops.label import LabelOP, LabelParams
+from lamflow.ops.student import StudentOP, StudentParams
+from lamflow.workflows.compile.deepmd_input import architecture, single_task_input
+from lamflow.workflows.compile.plan import ArtifactSource, DatasetBundle, LocalFile, StepOutput, StepPlan
+from lamflow.workflows.spec.base import slug
+from lamflow.workflows.spec.distill import DistillSpec
+from lamflow.workflows.stages.base import PlanContext, References, Stage, known
+
+
+def start_frames(nframes: int, per_system: int) -> list[int]:
+    """``per_system`` evenly spaced frame indices (all frames when the system has fewer)."""
+    return sorted({int(i) for i in np.linspace(0, nframes - 1, min(per_system, nframes)).round()})
+
+
+def temperature_key(t: float) -> str:
+    return f"{t:g}".replace(".", "p") + "k"
+
+
+class DistillStage(Stage[list[DistillSpec]]):
+    key = "distill"
+    order = 30
+    section = list[DistillSpec]
+    default = list
+    description = "Distillation: teacher MD exploration, teacher labels, a compressible student."
+
+    def check(self, section: list[DistillSpec], refs: References) -> None:
+        names: dict[str, int] = {}
+        for i, d in enumerate(section):
+            base = self.yaml_path(i)
+            if d.name in names:
+                raise refs.error(
+                    f"{base}.name",
+                    f"duplicate distill name {d.name!r} (also {self.yaml_path(names[d.name])})",
+                )
+            names[d.name] = i
+            teacher = d.teacher
+            if teacher.model is not None:
+                refs.need_model(f"{base}.teacher.model", teacher.model)
+                if teacher.model.startswith("compress."):
+                    raise refs.error(
+                        f"{base}.teacher.model",
+                        "a compressed model cannot teach: name the model it was compressed from",
+                    )
+            else:
+                assert teacher.model_file is not None
+                path = refs.resolve_file(teacher.model_file)
+                if teacher.model_file.suffix != ".pth":
+                    raise refs.error(
+                        f"{base}.teacher.model_file",
+                        f"{teacher.model_file}: a teacher is a frozen DeePMD-kit model (.pth)",
+                    )
+                if not path.is_file():
+                    raise refs.error(f"{base}.teacher.model_file", f"{path}: no such file")
+            for j, name in enumerate(d.explore.datasets):
+                where = f"{base}.explore.datasets[{j}]"
+                refs.need_dataset(where, name)
+                if refs.datasets[name].format != "deepmd/npy":
+                    raise refs.error(
+                        where,
+                        f"start structures come from deepmd/npy datasets; {name!r} is "
+                        f"{refs.datasets[name].format}",
+                    )
+            student = d.student
+            descriptor, _ = architecture(student)
+            refs.provide_model(base, f"distill.{d.name}", descriptor)
+            refs.trained_on[f"distill.{d.name}"] = dict(refs.trained_on.get(teacher.model or "", {}))
+        refs.unique_slugs("distill", self.yaml_path(), names)
+
+    def guard(self, section: list[DistillSpec], refs: References) -> None:
+        assert refs.data is not None
+        for i, d in enumerate(section):
+            base = self.yaml_path(i)
+            elements: set[str] = set()
+            for name in d.explore.datasets:
+                info = refs.data.infos[name]
+                type_map = refs.data.type_maps.get(name)
+                for system in info.systems:
+                    if d.explore.ensemble == "npt" and not system.pbc:
+                        raise refs.error(
+                            f"{base}.explore.ensemble",
+                            f"NPT needs a periodic cell; {system.path} is not periodic (nopbc)",
+                        )
+                    elements.update(system.elements(type_map))
+            if d.teacher.model_file is None:
+                continue  # this spec's models know every element of its datasets (model.type_map)
+            path = refs.resolve_file(d.teacher.model_file)
+            try:
+                type_map = model_type_map(path)
+            except (DpError, ValueError, OSError) as exc:
+                raise refs.error(
+                    f"{base}.teacher.model_file", f"{path}: cannot read its type map ({exc})"
+                ) from None
+            missing = sorted(elements - set(type_map))
+            if missing:
+                raise refs.error(
+                    f"{base}.teacher.model_file",
+                    f"the teacher's type map {type_map} lacks {', '.join(missing)} of the start structures "
+                    f"({known(d.explore.datasets)})",
+                )
+
+    def plan(self, section: list[DistillSpec], ctx: PlanContext) -> None:
+        for i, d in enumerate(section):
+            base = self.yaml_path(i)
+            name = slug(d.name)
+            teacher: ArtifactSource
+            if d.teacher.model is not None:
+                teacher, teacher_name = ctx.models[d.teacher.model], d.teacher.model
+            else:
+                assert d.teacher.model_file is not None
+                teacher, teacher_name = (
+                    LocalFile(ctx.resolve_file(d.teacher.model_file)),
+                    f"file:{d.teacher.model_file.name}",
+                )
+            ctx.teachers[f"distill.{d.name}"] = (teacher_name, teacher)
+            branches = self._explore(d, name, teacher, ctx, base)
+            root = self._collect(branches, name, ctx, base)
+            sel = d.select
+            label = ctx.add(
+                StepPlan(
+                    key=f"label-{name}",
+                    op=LabelOP,
+                    summary=f"select frames ({len(branches)} branches) and label them with {teacher_name}",
+                    params=LabelParams(
+                        stride=sel.stride,
+                        max_frames=sel.max_frames,
+                        min_distance=sel.min_distance,
+                        max_force=sel.max_force,
+                        duplicate_rmsd=sel.duplicate_rmsd,
+                        validation_fraction=sel.validation_fraction,
+                        seed=d.explore.seed,
+                    ),  # fmt: skip
+                    artifacts={"branches": root, "teacher": teacher},
+                ),
+                f"{base}.select",
+            )
+            student = d.student
+            deepmd_input = single_task_input(
+                student, ctx.type_map, student.training, with_validation=sel.validation_fraction > 0
+            )
+            step = ctx.add(
+                StepPlan(
+                    key=f"student-{name}",
+                    op=StudentOP,
+                    resource="finetune",
+                    model_ref=f"distill.{d.name}",
+                    checkpoint_ref=f"distill.{d.name}",
+                    summary=f"dp train {student.preset} student on the teacher's labels, "
+                    f"{student.training.steps} steps; dp freeze",
+                    params=StudentParams(deepmd_input=deepmd_input),
+                    artifacts={"labels": label.output("labels")},
+                ),
+                f"{base}.student",
+            )
+            ctx.models[f"distill.{d.name}"] = step.output("model")
+            ctx.checkpoints[f"distill.{d.name}"] = step.output("checkpoint")
+
+    def _explore(
+        self, d: DistillSpec, name: str, teacher: ArtifactSource, ctx: PlanContext, base: str
+    ) -> list[StepOutput]:
+        ex = d.explore
+        starts: list[StartStructure] = []
+        for dataset in ex.datasets:
+            for s, system in enumerate(ctx.dataset_info[dataset].systems):
+                for frame in start_frames(system.nframes, ex.frames_per_system):
+                    for copy in range(ex.perturb.copies if ex.perturb else 1):
+                        starts.append(
+                            StartStructure(dataset=dataset, system=s, frame=frame, perturbed_copy=copy)
+                        )
+        perturb = None if ex.perturb is None else Perturbation(**ex.perturb.model_dump())
+        outputs = []
+        for k, start in enumerate(starts):
+            for t in ex.temperatures:
+                branch = f"s{k}-{temperature_key(t)}"
+                step = ctx.add(
+                    StepPlan(
+                        key=f"explore-{name}-{branch}",
+                        op=ExploreOP,
+                        summary=f"{ex.ensemble.upper()} MD at {t:g} K, {ex.steps} steps, from "
+                        f"{start.dataset} system {start.system} frame {start.frame}"
+                        + (f" (perturbed {start.perturbed_copy})" if perturb else ""),
+                        params=ExploreParams(
+                            branch=branch,
+                            start=start,
+                            temperature=t,
+                            ensemble=ex.ensemble,
+                            pressure_bar=ex.pressure_bar,
+                            steps=ex.steps,
+                            timestep_fs=ex.timestep_fs,
+                            dump_every=ex.dump_every,
+                            friction=ex.friction,
+                            perturb=perturb,
+                            min_distance=d.select.min_distance,
+                            on_blowup=ex.on_blowup,
+                            seed=ex.seed + k,
+                            dataset_formats=ctx.formats([start.dataset]),
+                        ),  # fmt: skip
+                        artifacts={"teacher": teacher, "datasets": DatasetBundle((start.dataset,))},
+                    ),
+                    f"{base}.explore",
+                )
+                outputs.append(step.output("branch"))
+        return outputs
+
+    def _collect(self, parts: list[StepOutput], name: str, ctx: PlanContext, base: str) -> StepOutput:
+        """A tree of collect steps, at most FAN_IN inputs each, ending in ``collect-<name>``."""
+        level = 0
+        while True:
+            chunks = [parts[i : i + FAN_IN] for i in range(0, len(parts), FAN_IN)]
+            merged = []
+            for j, chunk in enumerate(chunks):
+                key = f"collect-{name}" if len(chunks) == 1 else f"collect-{name}-{level}-{j}"
+                step = ctx.add(
+                    StepPlan(
+                        key=key,
+                        op=CollectOP,
+                        summary=f"collect {len(chunk)} exploration outputs",
+                        params=CollectParams(parts=len(chunk)),
+                        artifacts={f"part{n + 1}": part for n, part in enumerate(chunk)},
+                        short=True,
+                    ),
+                    f"{base}.explore",
+                )
+                merged.append(step.output("branches"))
+            if len(chunks) == 1:
+                return merged[0]
+            parts, level = merged, level + 1
+
+
+STAGE = DistillStage()
