@@ -99,7 +99,12 @@ def _dynamics(atoms: Any, ensemble: Ensemble, timestep_fs: float, temperature: f
         from ase.md.langevin import Langevin
 
         return Langevin(
-            atoms, timestep=dt, temperature_K=temperature, friction=kw["friction"] / units.fs, rng=kw["rng"]
+            atoms,
+            timestep=dt,
+            temperature_K=temperature,
+            friction=kw["friction"] / units.fs,
+            fixcm=False,
+            rng=kw["rng"],
         )
     from ase.md.nptberendsen import NPTBerendsen
 
@@ -133,13 +138,16 @@ def run_md(
     ``dump_every``-th frame (step 0 included). Stops at the first dumped frame that fails
     :func:`frame_problem`, or when the calculator raises; the result says where and why."""
     from ase.calculators.singlepoint import SinglePointCalculator
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+    from ase.constraints import FixCom
+    from ase.md.velocitydistribution import Stationary, thermalize_momenta
 
     atoms = atoms.copy()
     atoms.calc = calculator
     rng = np.random.default_rng(seed)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
+    thermalize_momenta(atoms, temperature, rng=rng)
     Stationary(atoms)
+    if ensemble == "nvt":
+        atoms.set_constraint(FixCom())  # what Langevin's deprecated fixcm did
     dyn = _dynamics(atoms, ensemble, timestep_fs, temperature, friction=friction, rng=rng,
                     pressure_bar=pressure_bar)  # fmt: skip
     result = MdResult()
@@ -147,7 +155,7 @@ def run_md(
 
     def dump(step: int) -> bool:
         energy = float(atoms.get_potential_energy())
-        forces = np.asarray(atoms.get_forces())
+        forces = np.asarray(atoms.get_forces(apply_constraint=False))  # the model's, not FixCom's
         problem = frame_problem(atoms, energy, forces, min_dist)
         if problem is not None:
             result.exploded_at, result.reason = step, problem
@@ -155,6 +163,7 @@ def run_md(
         kinetic = float(atoms.get_kinetic_energy())
         result.total_energy.append((step * timestep_fs / 1000.0, (energy + kinetic) / natoms))
         frame = atoms.copy()
+        frame.set_constraint()
         results: dict[str, Any] = {"energy": energy, "forces": forces.copy()}
         if all(atoms.pbc):
             results["stress"] = np.asarray(atoms.get_stress(voigt=False)).copy()

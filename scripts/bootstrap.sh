@@ -70,9 +70,9 @@ if ! deepmd_ok; then
   fi
 fi
 
-# 3. lamflow itself (editable) with the test/dev extras.
+# 3. lamflow itself (editable) with the step extras (DeePMD-kit is already there; ASE for MD) and test/dev.
 log "installing lamflow (editable)"
-pip_q install -e "$ROOT[dev]"
+pip_q install -e "$ROOT[deepmd,dev]"
 
 # 4. Prove the DeePMD-kit PyTorch backend runs.
 "$VENV/bin/dp" --pt -h >/dev/null

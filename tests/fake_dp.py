@@ -413,7 +413,7 @@ def compress(args: Any) -> None:
     save_frozen(
         Path(args.output),
         params,
-        frozen_by_freeze=True,
+        frozen_by_freeze=False,  # dp compress writes no extra/data_modifier.pth
         compressed_from=model_identity(Path(args.input)),
         compressed=True,
     )

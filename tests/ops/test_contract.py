@@ -31,7 +31,10 @@ def all_ops() -> list[type[LamflowOP]]:
 
 def test_every_op_declares_a_consistent_contract():
     ops = all_ops()
-    assert {op.name for op in ops} == {"pretrain", "freeze", "finetune", "change-bias", "test"}
+    assert {op.name for op in ops} == {
+        "pretrain", "freeze", "finetune", "change-bias", "test",
+        "explore", "collect", "label", "student", "compress", "evaluate",
+    }  # fmt: skip
     for op in ops:
         assert issubclass(op.Input, op.Params), f"{op.__name__}.Input must extend its Params"
         assert op.__module__ == f"lamflow.ops.{op.name.replace('-', '_')}", "op module named like the op"

@@ -7,7 +7,7 @@ from lamflow.workflows.stages import all_stages, stages_model
 
 
 def test_stages_are_discovered_in_order():
-    assert [s.key for s in all_stages()] == ["pretrain", "finetune", "test"]
+    assert [s.key for s in all_stages()] == ["pretrain", "finetune", "distill", "compress", "test"]
     orders = [s.order for s in all_stages()]
     assert orders == sorted(orders) and len(set(orders)) == len(orders)
 
@@ -25,8 +25,10 @@ def test_each_stage_uses_one_name_for_spec_key_module_and_op():
     from lamflow.workflows.spec import load_spec
     from tests.conftest import EXAMPLES
 
-    plan = build_plan(load_spec(EXAMPLES / "demo.yaml"))
-    for step in plan.steps:
+    steps = [
+        s for name in ("demo.yaml", "distill.yaml") for s in build_plan(load_spec(EXAMPLES / name)).steps
+    ]
+    for step in steps:
         assert step.key.startswith(step.op.name), f"{step.key} should start with its op name {step.op.name}"
         assert step.op.__module__.endswith("." + step.op.name.replace("-", "_"))
 
