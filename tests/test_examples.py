@@ -13,6 +13,7 @@ from lamflow.workflows.dflow_config import dflow_config
 from tests.conftest import EXAMPLES, REPO
 
 SPECS = sorted(EXAMPLES.glob("*.yaml"))
+BENCH_SPECS = sorted((REPO / "bench").glob("*.yaml"))  # compiled too; no golden files
 GOLDEN = REPO / "tests" / "golden"
 REGENERATE = os.environ.get("LAMFLOW_REGEN_GOLDEN") == "1" and not os.environ.get("CI")
 
@@ -21,7 +22,7 @@ def test_there_are_examples():
     assert SPECS
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.name)
+@pytest.mark.parametrize("spec", SPECS + BENCH_SPECS, ids=lambda p: p.parent.name + "/" + p.name)
 def test_example_compiles(spec, tmp_path):
     _, plan = validate(spec)
     assert plan.steps

@@ -146,7 +146,7 @@ def comparison_table(summary: RunSummary) -> Table:
             _fmt(m.get("force_rmse_vs_teacher"), 1000),
             _fmt(m.get("us_per_atom")),
             "-" if speedup is None else f"{speedup:.2f}×",
-            _fmt(m.get("nve_drift"), 1000),
+            "-" if "nve_drift" not in m else f"{m['nve_drift'] * 1000:.3g}",
             nve,
         )
     return table
