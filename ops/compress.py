@@ -72,16 +72,12 @@ class CompressOP(LamflowOP[CompressInput, CompressOutput]):
             f"(max {inp.max_energy_drift:g}), force {metrics['force_drift']:.3e} eV/Å "
             f"(max {inp.max_force_drift:g})"
         )
-        over = []
-        if metrics["energy_drift_per_atom"] > inp.max_energy_drift:
-            over.append(
-                f"energy RMSE {metrics['energy_drift_per_atom']:.3e} eV/atom > {inp.max_energy_drift:g}"
-            )
-        if metrics["force_drift"] > inp.max_force_drift:
-            over.append(f"force RMSE {metrics['force_drift']:.3e} eV/Å > {inp.max_force_drift:g}")
-        if over:
+        e, f = metrics["energy_drift_per_atom"], metrics["force_drift"]
+        if e > inp.max_energy_drift or f > inp.max_force_drift:
             raise FatalError(
-                f"compressed model drifts from the uncompressed one on {inp.dataset}: {'; '.join(over)} "
-                "(raise the tolerance or use a smaller compress step)"
+                f"compressed model drifts from the uncompressed one on {inp.dataset}: "
+                f"energy RMSE {e:.3e} eV/atom (tolerance {inp.max_energy_drift:g}), "
+                f"force RMSE {f:.3e} eV/Å (tolerance {inp.max_force_drift:g}); "
+                "raise the tolerance or use a smaller compress step"
             )
         return CompressOutput(model=compressed, log=cwd / COMPRESS_LOG, metrics=metrics)

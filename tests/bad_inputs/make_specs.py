@@ -50,6 +50,15 @@ def colliding_keys(s: dict[str, Any]) -> None:
     s["stages"]["test"] = [{"models": ["pretrain.a", "pretrain.a-on-b"], "datasets": ["b-on-c", "c"]}]
 
 
+def distill(s: dict[str, Any], **explore: Any) -> dict[str, Any]:
+    """Add a distill -> compress chain (teacher finetune.gete, MD from gete frames); returns the entry."""
+    entry = {"name": "d", "teacher": {"model": "finetune.gete"},
+             "explore": {"datasets": ["gete"], "temperatures": [300], "steps": 10, **explore}}  # fmt: skip
+    s["stages"]["distill"] = [entry]
+    s["stages"]["compress"] = [{"name": "d", "model": "distill.d", "drift": {"dataset": "gete-test"}}]
+    return entry
+
+
 # (file stem, spec dict or raw text, exit code, yaml path or "-", message fragment)
 CASES: list[tuple[str, Any, int, str, str]] = [
     ("steps-quoted", spec(lambda s: pre(s)["training"].update(steps="2")), 2,
@@ -153,6 +162,17 @@ CASES: list[tuple[str, Any, int, str, str]] = [
      "resources.pretrain.gpus", "must be at least 0"),
     ("resources-unknown-class", spec(lambda s: s.update(resources={"pretraining": {"gpus": 1}})), 2,
      "resources.pretraining", "unknown key"),
+    ("distill-temperature-zero", spec(lambda s: distill(s, temperatures=[300, 0])), 2,
+     "stages.distill[0].explore.temperatures[1]", "must be greater than 0"),
+    ("distill-teacher-unknown", spec(lambda s: distill(s).update(teacher={"model": "finetune.nope"})), 2,
+     "stages.distill[0].teacher.model", "no finetune model named 'nope'"),
+    ("distill-npt-without-cell", spec(lambda s: distill(s, datasets=["molecules"], ensemble="npt")), 2,
+     "stages.distill[0].explore.ensemble", "NPT needs a periodic cell"),
+    ("compress-dpa3", spec(lambda s: (distill(s), s.update(model={"preset": "dpa3-tiny"}),
+                                      s["stages"]["compress"][0].update(model="pretrain.water"))), 2,
+     "stages.compress[0].model", "cannot compress DPA3 models"),
+    ("compress-misspelt-key", spec(lambda s: (distill(s), s["stages"]["compress"][0].update(stepp=0.01))), 2,
+     "stages.compress[0].stepp", "unknown key 'stepp' (did you mean 'step'?)"),
     ("duplicate-yaml-key", "name: a\nname: b\n", 2, "-", "duplicate key 'name'"),
     ("invalid-yaml", "name: x\ndatasets: [unclosed\n", 2, "-", "invalid YAML: line"),
     ("nested-too-deep", "name: x\ndeep: " + "[" * 1000 + "]" * 1000 + "\n", 2, "-", "nested too deeply"),

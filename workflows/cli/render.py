@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
+from lamflow.ops.label import DROP_REASONS
 from lamflow.workflows.compile.plan import Plan
 from lamflow.workflows.engines.base import StepEvent
 from lamflow.workflows.engines.summary import RunSummary
@@ -166,6 +167,16 @@ def run_result(run_dir: Path, summary: RunSummary) -> None:
         out.print(metrics_table(summary))
     if any(t.role for t in summary.tests):
         out.print(comparison_table(summary))
+    for record in summary.steps.values():  # distillation: what the selection kept and why it dropped frames
+        report = record.parameters.get("report")
+        if isinstance(report, dict) and "kept" in report and "dumped" in report:
+            dropped = ", ".join(f"{k} {v}" for k, v in report.items() if k in DROP_REASONS and v)
+            exploded = "; ".join(report.get("exploded_branches") or [])
+            out.print(
+                f"{record.key}: kept {report['kept']} of {report['dumped']} frames"
+                + (f" (dropped: {dropped})" if dropped else "")
+                + (f"; MD blew up: {exploded}" if exploded else "")
+            )
     warned = [(r.key, w) for r in summary.steps.values() for w in r.warnings]
     if warned:
         out.print("[bold yellow]DeePMD-kit warnings[/bold yellow]")
