@@ -12,23 +12,28 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import EXAMPLES, run_cli
+from lamflow.ops.label import DROP_REASONS
+from tests.conftest import EXAMPLES, FAKE_DP_COMMAND, run_cli
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def distill_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("distill")
-    result = run_cli(
+def _submit(tmp: Path, **env: str):
+    """`lamflow submit examples/distill.yaml` into tmp/run with a store of its own."""
+    return run_cli(
         "submit",
         str(EXAMPLES / "distill.yaml"),
         "--run-dir",
         str(tmp / "run"),
         cwd=tmp,
-        env={"LAMFLOW_STORE": str(tmp / "store")},
+        env={"LAMFLOW_STORE": str(tmp / "store"), **env},
     )
-    return tmp / "run", result
+
+
+@pytest.fixture(scope="module")
+def distill_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("distill")
+    return tmp / "run", _submit(tmp)
 
 
 def _summary(run_dir: Path) -> dict:
@@ -53,18 +58,7 @@ def test_selection_counts_add_up_and_labels_are_the_teachers_predictions(distill
     run_dir, _ = distill_run
     summary = _summary(run_dir)
     report = summary["steps"]["label-water"]["parameters"]["report"]
-    dropped = sum(
-        report[k]
-        for k in (
-            "exploded_branch",
-            "stride",
-            "non_finite",
-            "too_close",
-            "max_force",
-            "duplicate",
-            "max_frames",
-        )
-    )
+    dropped = sum(report[k] for k in DROP_REASONS)
     assert report["dumped"] == dropped + report["kept"] and report["kept"] > 0
     explored = sum(
         summary["steps"][k]["parameters"]["report"]["frames"]
@@ -112,17 +106,8 @@ def test_compression_drift_and_the_side_by_side_figures(distill_run):
 
 @pytest.fixture(scope="module")
 def fake_distill_run(tmp_path_factory):
-    from tests.conftest import FAKE_DP_COMMAND
-
     tmp = tmp_path_factory.mktemp("distill-fake")
-    result = run_cli(
-        "submit",
-        str(EXAMPLES / "distill.yaml"),
-        "--run-dir",
-        str(tmp / "run"),
-        cwd=tmp,
-        env={"LAMFLOW_STORE": str(tmp / "store"), "LAMFLOW_DP": FAKE_DP_COMMAND},
-    )
+    result = _submit(tmp, LAMFLOW_DP=FAKE_DP_COMMAND)
     assert result.returncode == 0, result.stdout[-3000:]
     return tmp / "run"
 

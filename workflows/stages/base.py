@@ -80,6 +80,15 @@ class References:
 
         return None if self.model is None else architecture(self.model)[0]
 
+    def claim_name(self, stage: str, names: dict[str, int], name: str, index: int) -> None:
+        """``stages.<stage>[index].name`` must not repeat an earlier entry's (``names``: name -> index)."""
+        if name in names:
+            raise self.error(
+                f"stages.{stage}[{index}].name",
+                f"duplicate {stage} name {name!r} (also stages.{stage}[{names[name]}])",
+            )
+        names[name] = index
+
     def unique_slugs(self, kind: str, path: str, names: Iterable[str]) -> None:
         """Names that become step keys must stay distinct once kebab-cased."""
         seen: dict[str, str] = {}

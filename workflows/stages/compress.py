@@ -67,12 +67,7 @@ class CompressStage(Stage[list[CompressSpec]]):
         names: dict[str, int] = {}
         for i, c in enumerate(section):
             base = self.yaml_path(i)
-            if c.name in names:
-                raise refs.error(
-                    f"{base}.name",
-                    f"duplicate compress name {c.name!r} (also {self.yaml_path(names[c.name])})",
-                )
-            names[c.name] = i
+            refs.claim_name(self.key, names, c.name, i)
             refs.need_model(f"{base}.model", c.model)
             if c.model.startswith("compress."):
                 raise refs.error(f"{base}.model", f"{c.model} is already compressed")

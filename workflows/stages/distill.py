@@ -42,12 +42,7 @@ class DistillStage(Stage[list[DistillSpec]]):
         names: dict[str, int] = {}
         for i, d in enumerate(section):
             base = self.yaml_path(i)
-            if d.name in names:
-                raise refs.error(
-                    f"{base}.name",
-                    f"duplicate distill name {d.name!r} (also {self.yaml_path(names[d.name])})",
-                )
-            names[d.name] = i
+            refs.claim_name(self.key, names, d.name, i)
             teacher = d.teacher
             if teacher.model is not None:
                 refs.need_model(f"{base}.teacher.model", teacher.model)

@@ -53,12 +53,7 @@ class FinetuneStage(Stage[list[FinetuneSpec]]):
         names: dict[str, int] = {}
         for i, ft in enumerate(section):
             base = self.yaml_path(i)
-            if ft.name in names:
-                raise refs.error(
-                    f"{base}.name",
-                    f"duplicate finetune name {ft.name!r} (also stages.finetune[{names[ft.name]}])",
-                )
-            names[ft.name] = i
+            refs.claim_name(self.key, names, ft.name, i)
             src = ft.from_
             if src.model_file is None:
                 if not heads:
