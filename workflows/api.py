@@ -306,6 +306,16 @@ def data_check(
     return info, time.perf_counter() - started
 
 
+def data_convert(sources: list[str], fmt: str, output: str | Path, type_map: list[str] | None = None):
+    """Raw DFT outputs (paths or globs) -> a checked deepmd/npy dataset at ``output`` (dpdata reads them)."""
+    from lamflow.ops import convert, data
+
+    try:
+        return convert.convert(sources, fmt, output, type_map)
+    except data.DatasetError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def data_push(
     source: str | Path,
     uri: str,

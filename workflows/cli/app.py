@@ -311,6 +311,34 @@ def data_check(
         render.dataset_report(info, seconds)
 
 
+@data_app.command("convert")
+def data_convert(
+    sources: Annotated[
+        list[str], typer.Argument(help="DFT output files or glob patterns ('runs/*/OUTCAR').")
+    ],
+    fmt: Annotated[str, typer.Option("--fmt", help="dpdata format: vasp/outcar, vasp/xml, qe/pw/scf, ...")],
+    output: Annotated[Path, typer.Option("-o", "--output-dir", help="New deepmd/npy dataset folder.")],
+    type_map: Annotated[
+        str | None, typer.Option("--type-map", help="Element order, comma-separated (default: as found).")
+    ] = None,
+    as_json: Annotated[Output, typer.Option("--output", help="Result format.")] = Output.text,
+) -> None:
+    """Convert raw DFT outputs to a deepmd/npy dataset with dpdata, checked as `data check` checks."""
+    from dataclasses import asdict
+
+    from lamflow.workflows import api
+    from lamflow.workflows.cli import render
+
+    names = [t.strip() for t in type_map.split(",") if t.strip()] if type_map else None
+    result = api.data_convert(sources, fmt, output, names)
+    if as_json is Output.json:
+        sys.stdout.write(json.dumps(asdict(result), indent=2) + "\n")
+    else:
+        typer.echo(f"converted {len(result.sources)} file(s) ({fmt}) -> {result.output}, type map "
+                   f"{list(result.type_map)}")  # fmt: skip
+        render.dataset_report(result.info, 0.0)
+
+
 @data_app.command("push")
 def data_push(
     source: Annotated[Path, typer.Argument(help="Dataset folder (deepmd/npy).")],
