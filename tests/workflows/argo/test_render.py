@@ -97,7 +97,7 @@ def test_step_counts_inputs_and_spec_digest_are_workflow_parameters():
     """What a user may change from the Argo UI before a run: the parameter defaults reproduce the spec."""
     manifest = render(kind="workflowtemplate")
     parameters = {p["name"]: p["value"] for p in manifest["spec"]["arguments"]["parameters"]}
-    assert parameters["pretrain-steps"] == "200" and parameters["finetune-gete-steps"] == "100"
+    assert parameters["pretrain-steps"] == "200" and parameters["finetune-gete-steps"] == "1200"
     assert parameters["input-datasets-gete"] == "lab/inputs/datasets-gete"
     assert len(parameters["spec-sha256"]) == 64
     tasks = dag_tasks(manifest)
