@@ -28,12 +28,13 @@ RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 def validate(spec_file: str | Path, settings: Settings | None = None) -> tuple[ResolvedSpec, Plan]:
     """Load, validate and compile a spec, and check every training input with DeePMD-kit's own checker
-    (raises SpecError); nothing is written but the dataset cache (datasets named by s3:// URI)."""
+    (raises SpecError); nothing is written but the dataset cache (datasets named by s3:// URI, the parts
+    of split datasets)."""
     from lamflow.workflows.compile.deepmd_check import check_deepmd_inputs
     from lamflow.workflows.store.locate import fetch_dataset
 
     chosen = settings or Settings()
-    resolved = load_spec(spec_file, lambda uri: fetch_dataset(uri, chosen))
+    resolved = load_spec(spec_file, lambda uri: fetch_dataset(uri, chosen), chosen.cache_dir / "splits")
     plan = build_plan(resolved)
     check_deepmd_inputs(plan, resolved.spec.model, resolved.type_map, resolved.source)
     return resolved, plan
@@ -178,12 +179,16 @@ def register_models(
     from lamflow.workflows.store.registry import run_records
 
     gate = resolved.spec.registry.promote_gate
+    gated = None
+    if gate is not None:  # a split dataset is tested on its test part
+        gated = {
+            **gate.model_dump(),
+            "dataset": f"{gate.dataset}@test" if gate.dataset in resolved.splits else gate.dataset,
+        }
     registry = _registry(settings)
     added = []
     try:
-        for record, model_file in run_records(
-            plan, run_dir, summary, gate.model_dump() if gate else None, digests
-        ):
+        for record, model_file in run_records(plan, run_dir, summary, gated, digests):
             if registry.register(record, model_file):
                 added.append(record.id)
     except LamflowError as exc:

@@ -113,7 +113,10 @@ def input_key(prefix: str, request: str) -> str:
 
 
 def input_parameter(request: str) -> str:
-    return "input-" + re.sub(r"[^a-z0-9]+", "-", request.lower()).strip("-")
+    """``input-<request slug>``; a split dataset's part (``name@test``) joins with ``--``, which no slug of
+    a user's name contains, so ``gete@test`` and a dataset named ``gete-test`` stay two parameters."""
+    pieces = (re.sub(r"[^a-z0-9]+", "-", piece).strip("-") for piece in request.lower().split("@"))
+    return "input-" + "--".join(pieces)
 
 
 def render(

@@ -21,6 +21,7 @@ def build_plan(resolved: ResolvedSpec) -> Plan:
         dataset_formats=resolved.dataset_formats,
         overlaps=resolved.overlaps,
         dataset_info=resolved.dataset_info,
+        splits=frozenset(resolved.splits),
     )
     for stage in all_stages():
         stage.plan(spec.stages.section(stage.key), ctx)
@@ -33,6 +34,7 @@ def build_plan(resolved: ResolvedSpec) -> Plan:
         notices=(*resolved.notices, *data_notices(steps, ctx.origins, resolved.dataset_info)),
         groups=group_steps(steps),
         resources=spec.resources,
+        splits=dict(resolved.splits),
     )
     plan.check()
     return plan

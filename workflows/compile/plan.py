@@ -131,6 +131,8 @@ class Plan:
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)  # group name -> short step keys
     # the spec's `resources:` (a ResourcesSpec): what each step class asks of a Kubernetes node on Argo
     resources: Any = None
+    # split datasets: name -> {system: {"train": [frame...], "test": [...]}} (recorded in plan.json)
+    splits: dict[str, dict[str, dict[str, list[int]]]] = field(default_factory=dict)
 
     def group_of(self, key: str) -> str | None:
         return next((name for name, keys in self.groups.items() if key in keys), None)
@@ -181,6 +183,7 @@ class Plan:
                 for s in self.steps
             ],
             "groups": {name: list(keys) for name, keys in self.groups.items()},
+            **({"splits": self.splits} if self.splits else {}),
         }
 
 

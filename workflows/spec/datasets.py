@@ -4,9 +4,23 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from lamflow.workflows.spec.base import SpecModel
+from lamflow.workflows.spec.base import MAX_FRAMES, MAX_SEED, SpecModel
+
+
+class SplitSpec(SpecModel):
+    """Hold out test frames, per system: training stages use the train part, tests the test part."""
+
+    test_fraction: float | None = Field(None, gt=0, lt=1, description="Share of each system's frames.")
+    test_frames: int | None = Field(None, ge=1, le=MAX_FRAMES, description="Or this many frames per system.")
+    seed: int = Field(1, ge=0, le=MAX_SEED, description="Which frames: the same seed, the same split.")
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> SplitSpec:
+        if (self.test_fraction is None) == (self.test_frames is None):
+            raise ValueError("give exactly one of test_fraction or test_frames")
+        return self
 
 
 class DatasetSpec(SpecModel):
@@ -22,4 +36,9 @@ class DatasetSpec(SpecModel):
         min_length=1,
         description="Element name of each type index in type.raw. Needed when the systems have no "
         "type_map.raw; must agree with type_map.raw where both exist.",
+    )
+    split: SplitSpec | None = Field(
+        None,
+        description="Train/test split per system (deepmd/npy): training, change-bias re-fits and exploration "
+        "read the train part; validation, tests, drift checks and evaluations the test part.",
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,9 @@ class ResolvedSpec:
     type_map: list[str]  # the model's element list
     overlaps: frozenset[tuple[str, str]] = frozenset()  # (model, dataset) tested on training data, allowed
     notices: tuple[str, ...] = ()  # what the stages' checks tell the user (not errors)
+    # split datasets: name -> {system: {"train": [frame...], "test": [...]}}; their parts are datasets
+    # "<name>@train" / "<name>@test" in dataset_paths, dataset_info and dataset_formats
+    splits: dict[str, dict[str, dict[str, list[int]]]] = field(default_factory=dict)
 
 
 # Keys renamed since an earlier release -> their new name (a pointed error instead of a guess).
@@ -352,12 +355,48 @@ def check_datasets(
     return paths, infos, type_map
 
 
-def resolve(spec: Spec, shown: str, base_dir: Path, fetch: Fetch | None = None) -> ResolvedSpec:
+def split_datasets(
+    spec: Spec, shown: str, paths: dict[str, Path], infos: dict[str, DatasetInfo], root: Path
+) -> dict[str, dict[str, dict[str, list[int]]]]:
+    """Write the train/test parts of every split dataset (once, content-addressed under ``root``) and add
+    them to ``paths``/``infos`` as ``<name>@train`` and ``<name>@test``; returns the frame indices."""
+    from lamflow.ops.split import PARTS, SplitRule, split_indices, write_split
+
+    records = {}
+    for name, ds in spec.datasets.items():
+        if ds.split is None:
+            continue
+        where = f"datasets.{name}.split"
+        if ds.format != "deepmd/npy":
+            raise SpecError(shown, where, "splits are made of deepmd/npy datasets")
+        rule = SplitRule(ds.split.test_fraction, ds.split.test_frames, ds.split.seed)
+        systems = [s.path for s in infos[name].systems]
+        for n, system in enumerate(infos[name].systems):
+            try:
+                split_indices(system.nframes, rule, n)
+            except ValueError as exc:
+                raise SpecError(shown, where, f"{system.path}: {exc}") from None
+        folder, records[name] = write_split(systems, rule, ds.type_map, root)
+        for part in PARTS:
+            paths[f"{name}@{part}"] = folder / part
+            infos[f"{name}@{part}"] = inspect_dataset(folder / part)
+    return records
+
+
+def resolve(
+    spec: Spec, shown: str, base_dir: Path, fetch: Fetch | None = None, split_root: Path | None = None
+) -> ResolvedSpec:
     from lamflow.workflows.stages._guards import Datasets
 
     refs = check_stages(spec, shown, base_dir)  # names first: a typo is reported before any file is read
     paths, infos, type_map = check_datasets(spec, shown, base_dir, fetch)
-    refs.data = Datasets(paths, infos, {n: spec.datasets[n].type_map for n in spec.datasets})
+    if split_root is None:
+        from lamflow.workflows.settings import Settings
+
+        split_root = Settings().cache_dir / "splits"
+    splits = split_datasets(spec, shown, paths, infos, split_root)
+    type_maps = {n: spec.datasets[n].type_map for n in spec.datasets}
+    refs.data = Datasets(paths, infos, {**type_maps, **{n: None for n in paths if n not in type_maps}})
     guard_stages(spec, refs)
     return ResolvedSpec(
         spec=spec,
@@ -366,15 +405,20 @@ def resolve(spec: Spec, shown: str, base_dir: Path, fetch: Fetch | None = None) 
         dataset_paths=paths,
         dataset_info=infos,
         dataset_formats={
-            name: DatasetFormat(format=ds.format, type_map=ds.type_map) for name, ds in spec.datasets.items()
+            **{
+                name: DatasetFormat(format=ds.format, type_map=ds.type_map)
+                for name, ds in spec.datasets.items()
+            },
+            **{name: DatasetFormat() for name in paths if "@" in name},  # split parts carry type_map.raw
         },
         type_map=type_map,
         overlaps=frozenset(refs.overlaps),
         notices=tuple(refs.notices),
+        splits=splits,
     )
 
 
-def load_spec(path: str | Path, fetch: Fetch | None = None) -> ResolvedSpec:
+def load_spec(path: str | Path, fetch: Fetch | None = None, split_root: Path | None = None) -> ResolvedSpec:
     """Read, validate and resolve a spec file. Raises :class:`SpecError` (one line) on any problem.
 
     ``fetch`` turns a dataset URI (s3://) into a verified local copy; without it URIs are refused."""
@@ -382,4 +426,4 @@ def load_spec(path: str | Path, fetch: Fetch | None = None) -> ResolvedSpec:
     shown = str(path)
     data = read_yaml(path, shown)
     spec = validate_data(data, shown)
-    return resolve(spec, shown, path.resolve().parent, fetch)
+    return resolve(spec, shown, path.resolve().parent, fetch, split_root)

@@ -74,6 +74,11 @@ class References:
         self.models[ref] = path
         self.descriptors[ref] = descriptor
 
+    def part(self, name: str, role: str) -> str:
+        """The dataset a stage reads for ``role`` ('train' or 'test'): a split dataset's part, else itself."""
+        split = getattr(self.datasets.get(name), "split", None)
+        return f"{name}@{role}" if split is not None else name
+
     def spec_descriptor(self) -> dict[str, Any] | None:
         """The descriptor of the models this spec trains from its ``model:`` section."""
         from lamflow.workflows.compile.deepmd_input import architecture
@@ -121,9 +126,14 @@ class PlanContext:
         frozenset()
     )  # (model, dataset) allowed to overlap its training data
     dataset_info: Mapping[str, DatasetInfo] = field(default_factory=dict)  # systems and frames per dataset
+    splits: frozenset[str] = frozenset()  # datasets split into <name>@train and <name>@test
     teachers: dict[str, tuple[str, ArtifactSource]] = field(
         default_factory=dict
     )  # distill model reference -> (teacher's name for people, teacher model source)
+
+    def part(self, name: str, role: str) -> str:
+        """The dataset a step reads for ``role`` ('train' or 'test'): a split dataset's part, else itself."""
+        return f"{name}@{role}" if name in self.splits else name
 
     def formats(self, names: Iterable[str]) -> dict[str, DatasetFormat]:
         return {n: self.dataset_formats[n] for n in names}

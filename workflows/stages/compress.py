@@ -90,23 +90,24 @@ class CompressStage(Stage[list[CompressSpec]]):
             base = self.yaml_path(i)
             name = slug(c.name)
             source = ctx.models[c.model]
+            drift = ctx.part(c.drift.dataset, "test")
             compressed = ctx.add(
                 StepPlan(
                     key=f"compress-{name}",
                     op=CompressOP,
                     model_ref=f"compress.{c.name}",
-                    summary=f"dp compress {c.model} (stride {c.step:g}); drift check on {c.drift.dataset}",
+                    summary=f"dp compress {c.model} (stride {c.step:g}); drift check on {drift}",
                     params=CompressParams(
                         step=c.step,
                         extrapolate=c.extrapolate,
                         frequency=c.frequency,
-                        dataset=c.drift.dataset,
+                        dataset=drift,
                         frames=c.drift.frames,
                         max_energy_drift=c.drift.energy_rmse_per_atom,
                         max_force_drift=c.drift.force_rmse,
-                        dataset_formats=ctx.formats([c.drift.dataset]),
-                    ),  # fmt: skip
-                    artifacts={"model": source, "datasets": DatasetBundle((c.drift.dataset,))},
+                        dataset_formats=ctx.formats([drift]),
+                    ),
+                    artifacts={"model": source, "datasets": DatasetBundle((drift,))},
                 ),
                 base,
             )
@@ -114,11 +115,12 @@ class CompressStage(Stage[list[CompressSpec]]):
             if c.evaluate is None:
                 continue
             ev = c.evaluate
+            tested = ctx.part(ev.dataset, "test")
             roles: list[tuple[str, str]] = []
             artifacts: dict[str, Any] = {
                 "student": source,
                 "compressed": compressed.output("model"),
-                "datasets": DatasetBundle((ev.dataset,)),
+                "datasets": DatasetBundle((tested,)),
             }
             teacher = ctx.teachers.get(c.model)
             if teacher is not None:
@@ -130,20 +132,20 @@ class CompressStage(Stage[list[CompressSpec]]):
                 StepPlan(
                     key=f"evaluate-{name}",
                     op=EvaluateOP,
-                    summary=f"{', '.join(r for _, r in roles)} on {ev.dataset}: errors, µs/atom"
+                    summary=f"{', '.join(r for _, r in roles)} on {tested}: errors, µs/atom"
                     + (", NVE drift" if nve else ""),
                     params=EvaluateParams(
-                        dataset=ev.dataset,
+                        dataset=tested,
                         frames=ev.frames,
                         models=dict(roles),
                         repeats=ev.repeats,
                         warmup=ev.warmup,
                         threads=ev.threads,
                         nve=nve,
-                        dataset_formats=ctx.formats([ev.dataset]),
-                    ),  # fmt: skip
+                        dataset_formats=ctx.formats([tested]),
+                    ),
                     artifacts=artifacts,
-                    comparison=Comparison(ev.dataset, tuple(roles)),
+                    comparison=Comparison(tested, tuple(roles)),
                 ),
                 f"{base}.evaluate",
             )

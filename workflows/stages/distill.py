@@ -82,7 +82,7 @@ class DistillStage(Stage[list[DistillSpec]]):
             base = self.yaml_path(i)
             elements: set[str] = set()
             for name in d.explore.datasets:
-                info = refs.data.infos[name]
+                info = refs.data.infos[refs.part(name, "train")]
                 type_map = refs.data.type_maps.get(name)
                 for system in info.systems:
                     if d.explore.ensemble == "npt" and not system.pbc:
@@ -169,7 +169,7 @@ class DistillStage(Stage[list[DistillSpec]]):
     ) -> list[StepOutput]:
         ex = d.explore
         starts: list[StartStructure] = []
-        for dataset in ex.datasets:
+        for dataset in (ctx.part(n, "train") for n in ex.datasets):
             for s, system in enumerate(ctx.dataset_info[dataset].systems):
                 for frame in start_frames(system.nframes, ex.frames_per_system):
                     for copy in range(ex.perturb.copies if ex.perturb else 1):

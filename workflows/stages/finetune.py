@@ -90,7 +90,7 @@ class FinetuneStage(Stage[list[FinetuneSpec]]):
                 refs.need_dataset(f"{base}.validation[{j}]", name)
             descriptor = refs.spec_descriptor() if src.model_file is None else None  # else: the checkpoint's
             refs.provide_model(base, f"finetune.{ft.name}", descriptor)
-            trained = {n: f"{base}.datasets[{j}]" for j, n in enumerate(ft.datasets)}
+            trained = {refs.part(n, "train"): f"{base}.datasets[{j}]" for j, n in enumerate(ft.datasets)}
             if src.model_file is None:  # also trained on what the pretraining saw
                 for ref in (r for r in refs.trained_on if r.startswith("pretrain.")):
                     trained = {**refs.trained_on[ref], **trained}
@@ -117,7 +117,9 @@ class FinetuneStage(Stage[list[FinetuneSpec]]):
                     if from_head and from_head != RANDOM_HEAD
                     else "pretrain, random fitting net"
                 )
-            names = tuple(dict.fromkeys([*ft.datasets, *ft.validation]))
+            train = [ctx.part(n, "train") for n in ft.datasets]
+            validation = [ctx.part(n, "test") for n in ft.validation]
+            names = tuple(dict.fromkeys([*train, *validation]))
             deepmd_input = single_task_input(
                 ctx.model,
                 ctx.type_map,
@@ -138,9 +140,7 @@ class FinetuneStage(Stage[list[FinetuneSpec]]):
                     f"{ft.training.steps} steps; dp freeze",
                     params=FinetuneParams(
                         deepmd_input=deepmd_input,
-                        head_datasets={
-                            ft.name: HeadData(train=list(ft.datasets), validation=list(ft.validation))
-                        },
+                        head_datasets={ft.name: HeadData(train=train, validation=validation)},
                         dataset_formats=ctx.formats(names),
                         model_branch=branch,
                     ),

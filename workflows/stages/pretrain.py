@@ -48,8 +48,8 @@ class PretrainStage(Stage[PretrainSpec | None]):
                 refs.need_dataset(f"{self.yaml_path('heads', head, 'validation')}[{i}]", name)
             refs.provide_model(self.yaml_path("heads", head), f"pretrain.{head}", refs.spec_descriptor())
         # the shared descriptor saw every head's data: each head was trained on all of it
-        seen = {n: f"{self.yaml_path('heads', h, 'datasets')}[{i}]" for h, hs in section.heads.items()
-                for i, n in enumerate(hs.datasets)}  # fmt: skip
+        seen = {refs.part(n, "train"): f"{self.yaml_path('heads', h, 'datasets')}[{i}]"
+                for h, hs in section.heads.items() for i, n in enumerate(hs.datasets)}  # fmt: skip
         for head in section.heads:
             refs.trained_on[f"pretrain.{head}"] = dict(seen)
 
@@ -59,7 +59,11 @@ class PretrainStage(Stage[PretrainSpec | None]):
         heads = section.heads
         multitask = len(heads) > 1
         head_datasets = {
-            h: HeadData(train=list(hs.datasets), validation=list(hs.validation)) for h, hs in heads.items()
+            h: HeadData(
+                train=[ctx.part(n, "train") for n in hs.datasets],
+                validation=[ctx.part(n, "test") for n in hs.validation],
+            )
+            for h, hs in heads.items()
         }
         names = tuple(dict.fromkeys(n for hd in head_datasets.values() for n in hd.train + hd.validation))
         if multitask:

@@ -42,7 +42,8 @@ class TestStage(Stage[list[TestSpec]]):
 
     def _guard_group(self, group: TestSpec, base: str, refs: References, data: Datasets) -> None:
         hint = "test on held-out frames, or set allow_overlap: true to do it on purpose"
-        for k, dataset in enumerate(group.datasets):
+        for k, name in enumerate(group.datasets):
+            dataset = refs.part(name, "test")
             for ref in group.models:
                 for trained, where in refs.trained_on.get(ref, {}).items():
                     reason = data.overlap(dataset, trained)
@@ -55,9 +56,9 @@ class TestStage(Stage[list[TestSpec]]):
                             f"({where}): {reason}; {hint}",
                         )
                     refs.overlaps.add((ref, dataset))
-            on = group.change_bias_on
-            if on is None:
+            if group.change_bias_on is None:
                 continue
+            on = refs.part(group.change_bias_on, "train")
             reason = data.overlap(on, dataset)
             if reason is not None and not group.allow_overlap:
                 raise refs.error(
@@ -84,10 +85,10 @@ class TestStage(Stage[list[TestSpec]]):
                 model = ctx.models[ref]
                 suffix = ""
                 if group.change_bias_on is not None:
-                    on = group.change_bias_on
+                    on = ctx.part(group.change_bias_on, "train")
                     bias = ctx.add(
                         StepPlan(
-                            key=f"change-bias-{model_slug(ref)}-on-{slug(on)}",
+                            key=f"change-bias-{model_slug(ref)}-on-{slug(group.change_bias_on)}",
                             op=ChangeBiasOP,
                             summary=f"dp change-bias {ref} -s {on} -m change",
                             params=ChangeBiasParams(
@@ -99,11 +100,12 @@ class TestStage(Stage[list[TestSpec]]):
                         f"{base}.models[{j}]",
                     )
                     model = bias.output("model")
-                    suffix = f"-change-bias-{slug(on)}"
-                for k, dataset in enumerate(group.datasets):
+                    suffix = f"-change-bias-{slug(group.change_bias_on)}"
+                for k, name in enumerate(group.datasets):
+                    dataset = ctx.part(name, "test")
                     ctx.add(
                         StepPlan(
-                            key=f"test-{model_slug(ref)}-on-{slug(dataset)}{suffix}",
+                            key=f"test-{model_slug(ref)}-on-{slug(name)}{suffix}",
                             op=TestOP,
                             summary=f"dp test {ref}"
                             + (" (bias changed)" if group.change_bias_on else "")

@@ -260,3 +260,13 @@ def test_teacher_file_must_be_a_frozen_model(write_spec, tmp_path):
     assert error.path == "stages.distill[0].teacher.model_file" and "(.pth)" in str(error)
     spec["stages"]["distill"][0]["teacher"] = {"model_file": str(tmp_path / "missing.pth")}
     assert "no such file" in str(refused(write_spec, spec))
+
+
+def test_a_split_dataset_starts_md_from_its_train_part_and_evaluates_on_its_test_part(write_spec):
+    spec = distill_spec()
+    spec["datasets"]["water"]["split"] = {"test_frames": 2}
+    spec["stages"]["compress"][0]["evaluate"]["dataset"] = "water"
+    _, plan = validate(write_spec(spec))
+    assert {s.params.start.dataset for s in plan.steps if s.op.name == "explore"} == {"water@train"}
+    assert plan.step("evaluate-w").params.dataset == "water@test"
+    assert plan.step("pretrain").params.head_datasets["water"].train == ["water@train"]
