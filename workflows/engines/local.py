@@ -200,6 +200,34 @@ def _collect_outputs(run_dir: Path, summary: RunSummary, plan: Plan, store: Loca
     link_models(run_dir, summary, plan)
 
 
+def _end_stragglers(run_dir: Path, quiet_s: float = 1.0, limit_s: float = 15.0) -> None:
+    """After an interrupt: stop every process still below this one and working in ``run_dir`` (a step),
+    until none has appeared for ``quiet_s``. A step that dflow's thread launched just after ``lamflow
+    stop`` sent its signals (a race that widens on a loaded machine) would otherwise run on, and this
+    process wait for it at exit. SIGINT first (what Ctrl-C sends), SIGKILL for what is still there after
+    ``limit_s``."""
+    deadline = time.monotonic() + limit_s
+    quiet_since = time.monotonic()
+    while time.monotonic() - quiet_since < quiet_s:
+        found = [pid for pid in _descendants(os.getpid()) if _works_in(pid, run_dir)]
+        if found:
+            quiet_since = time.monotonic()
+            sig = signal.SIGINT if time.monotonic() < deadline else signal.SIGKILL
+            for pid in found:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+        time.sleep(0.1)
+
+
+def _works_in(pid: int, run_dir: Path) -> bool:
+    try:
+        return Path(os.readlink(f"/proc/{pid}/cwd")).is_relative_to(run_dir.resolve())
+    except OSError:
+        return False
+
+
 def _descendants(pid: int) -> list[int]:
     """Every process below ``pid`` (Linux /proc), children first; empty where /proc is unavailable."""
     children: dict[int, list[int]] = {}
@@ -366,6 +394,7 @@ class LocalEngine(Engine):
                         os.chdir(cwd)
             except KeyboardInterrupt:
                 interrupted = True
+                _end_stragglers(run_dir)
             finally:
                 watcher.stop_event.set()
                 if watcher.is_alive():
