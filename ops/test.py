@@ -11,7 +11,7 @@ from pydantic import Field
 from lamflow.ops import files
 from lamflow.ops.common import run_dp_step, work_dir
 from lamflow.ops.contract import LamflowOP, OpModel
-from lamflow.ops.data import DatasetFormat, dataset_root
+from lamflow.ops.data import DatasetFormat, dataset_root, dataset_systems
 from lamflow.ops.dp import test_command
 
 _METRIC_LINE = re.compile(r"(Energy|Force|Virial)\s+(MAE|RMSE)(/Natoms)?\s*:\s*([-+0-9.eE]+|nan)")
@@ -41,6 +41,11 @@ class TestParams(OpModel):
 
     dataset: str = Field(description="The staged dataset to test on.")
     frames: int = Field(0, ge=0, description="Frames per system (0 = all).")
+    baseline_dataset: str | None = Field(
+        None,
+        description="Staged dataset whose frames fit the dummy model's per-element energies (a split "
+        "dataset's train part); None: the test frames themselves (an optimistic dummy).",
+    )
     dataset_formats: dict[str, DatasetFormat]
 
 
@@ -55,7 +60,8 @@ class TestOutput(OpModel):
     __test__ = False
 
     metrics: dict[str, float] = Field(
-        description="energy_rmse_per_atom (eV/atom), force_rmse (eV/Å), ... and frames."
+        description="energy_rmse_per_atom (eV/atom), force_rmse (eV/Å), ..., frames, the dummy model's "
+        "RMSEs (dummy_*) and the normalised errors (normalized_*: min(RMSE / dummy RMSE, 1))."
     )
     detail: Path
     log: Path
@@ -87,4 +93,21 @@ class TestOP(LamflowOP[TestInput, TestOutput]):
             raise FatalError(f"{files.TEST_LOG}: {exc}") from exc
         energies = (detail / f"{files.DETAIL_PREFIX}.e.out").read_text().splitlines()
         metrics["frames"] = sum(1 for line in energies if line.strip() and not line.startswith("#"))
+        metrics.update(self.against_dummy(inp, metrics, cwd))
         return TestOutput(metrics=metrics, detail=detail, log=cwd / files.TEST_LOG)
+
+    @staticmethod
+    def against_dummy(inp: TestInput, metrics: dict[str, float], cwd: Path) -> dict[str, float]:
+        """The dummy model's RMSEs on the same frames, and this model's normalised errors."""
+        from lamflow.ops.baseline import dummy_errors, normalized
+        from lamflow.ops.evaluation import load_systems
+
+        def systems(name: str, frames: int) -> list:
+            return load_systems(
+                dataset_systems([name], inp.datasets, inp.dataset_formats, cwd / "baseline"), frames
+            )
+
+        test = systems(inp.dataset, inp.frames)
+        fit = systems(inp.baseline_dataset, 0) if inp.baseline_dataset else test
+        dummy = dummy_errors(test, fit)
+        return {**dummy, **normalized(metrics, dummy)}

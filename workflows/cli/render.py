@@ -101,9 +101,19 @@ def metrics_table(summary: RunSummary) -> Table:
         "F MAE meV/Å",
     ]
     columns += ["V RMSE meV/atom", "V MAE meV/atom"] if with_virial else []
-    table = Table(title="Test errors (energy and virial per atom, force components)")
+    with_dummy = any("normalized_force" in t.metrics for t in summary.tests)
+    columns += ["÷ dummy E/F"] if with_dummy else []
+    table = Table(
+        title="Test errors (energy and virial per atom, force components)",
+        caption="÷ dummy: RMSE over the RMSE of a model that knows only the chemical formula (per-element "
+        "energies, zero forces), capped at 1 — 1 means no better than knowing nothing"
+        if with_dummy
+        else None,
+    )
     for column in [*columns, "frames"]:
-        table.add_column(column, justify="right" if "meV" in column or column == "frames" else "left")
+        table.add_column(
+            column, justify="right" if "meV" in column or column in ("frames", "÷ dummy E/F") else "left"
+        )
     for test in summary.tests:
         m = test.metrics
         row = [
@@ -117,6 +127,9 @@ def metrics_table(summary: RunSummary) -> Table:
         ]
         if with_virial:
             row += [_fmt(m.get("virial_rmse_per_atom"), 1000), _fmt(m.get("virial_mae_per_atom"), 1000)]
+        if with_dummy:
+            ne, nf = m.get("normalized_energy"), m.get("normalized_force")
+            row.append("-" if ne is None or nf is None else f"{ne:.2f}/{nf:.2f}")
         table.add_row(*row, str(int(m["frames"])) if "frames" in m else "-")
     return table
 

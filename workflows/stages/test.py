@@ -103,6 +103,7 @@ class TestStage(Stage[list[TestSpec]]):
                     suffix = f"-change-bias-{slug(group.change_bias_on)}"
                 for k, name in enumerate(group.datasets):
                     dataset = ctx.part(name, "test")
+                    baseline = ctx.part(name, "train") if name in ctx.splits else None  # dummy model's fit
                     ctx.add(
                         StepPlan(
                             key=f"test-{model_slug(ref)}-on-{slug(name)}{suffix}",
@@ -111,9 +112,15 @@ class TestStage(Stage[list[TestSpec]]):
                             + (" (bias changed)" if group.change_bias_on else "")
                             + f" on {dataset}",
                             params=TestParams(
-                                dataset=dataset, frames=group.frames, dataset_formats=ctx.formats([dataset])
+                                dataset=dataset,
+                                frames=group.frames,
+                                baseline_dataset=baseline,
+                                dataset_formats=ctx.formats([dataset, *([baseline] if baseline else [])]),
                             ),
-                            artifacts={"model": model, "datasets": DatasetBundle((dataset,))},
+                            artifacts={
+                                "model": model,
+                                "datasets": DatasetBundle((dataset, *([baseline] if baseline else []))),
+                            },
                             evaluation=Evaluation(
                                 ref, dataset, group.change_bias_on, overlap=(ref, dataset) in ctx.overlaps
                             ),
