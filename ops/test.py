@@ -41,10 +41,11 @@ class TestParams(OpModel):
 
     dataset: str = Field(description="The staged dataset to test on.")
     frames: int = Field(0, ge=0, description="Frames per system (0 = all).")
-    baseline_dataset: str | None = Field(
-        None,
+    baseline_dataset: str = Field(
+        "",
         description="Staged dataset whose frames fit the dummy model's per-element energies (a split "
-        "dataset's train part); None: the test frames themselves (an optimistic dummy).",
+        "dataset's train part); empty: the test frames themselves (an optimistic dummy). Not `str | None`: "
+        "dflow would hand a None text parameter to the step as 'null'.",
     )
     dataset_formats: dict[str, DatasetFormat]
 

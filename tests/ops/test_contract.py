@@ -39,6 +39,8 @@ def test_every_op_declares_a_consistent_contract():
         assert issubclass(op.Input, op.Params), f"{op.__name__}.Input must extend its Params"
         assert op.__module__ == f"lamflow.ops.{op.name.replace('-', '_')}", "op module named like the op"
         assert op.get_input_sign() and op.get_output_sign()
+        for name, field in op.Params.model_fields.items():  # dflow hands a None text parameter over as 'null'
+            assert field.annotation != (str | None), f"{op.__name__}.Params.{name}: use str with '' for none"
 
 
 class Params(OpModel):

@@ -103,7 +103,7 @@ class TestStage(Stage[list[TestSpec]]):
                     suffix = f"-change-bias-{slug(group.change_bias_on)}"
                 for k, name in enumerate(group.datasets):
                     dataset = ctx.part(name, "test")
-                    baseline = ctx.part(name, "train") if name in ctx.splits else None  # dummy model's fit
+                    baseline = ctx.part(name, "train") if name in ctx.splits else ""  # the dummy model's fit
                     ctx.add(
                         StepPlan(
                             key=f"test-{model_slug(ref)}-on-{slug(name)}{suffix}",
