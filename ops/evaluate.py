@@ -5,8 +5,9 @@ linear regression, exploded runs reported) — measured in this one step so the 
 
 from __future__ import annotations
 
-import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -55,13 +56,20 @@ class EvaluateOutput(OpModel):
     report: Path
 
 
-def set_threads(n: int) -> None:
-    """The same intra-op thread count for every model (torch, once a DeePMD-kit model loaded it)."""
-    for var in ("OMP_NUM_THREADS", "DP_INTRA_OP_PARALLELISM_THREADS"):
-        os.environ[var] = str(n)
+@contextmanager
+def threads(n: int) -> Iterator[None]:
+    """The same intra-op thread count for every model (torch's, once a DeePMD-kit model loaded it), put
+    back afterwards: a step worker runs later steps in this process."""
     torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.set_num_threads(n)
+    if torch is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def nve_figures(model_file: Path, systems: list[SystemFrames], nve: NveParams, seed: int) -> dict[str, float]:
@@ -118,7 +126,16 @@ class EvaluateOP(LamflowOP[EvaluateInput, EvaluateOutput]):
         files = {"teacher": inp.teacher, "student": inp.student, "compressed": inp.compressed}
         roles = [r for r in ROLES if files[r] is not None and r in inp.models]
         models = {r: deep_potential(Path(str(files[r])).resolve()) for r in roles}
-        set_threads(inp.threads)
+        with threads(inp.threads):
+            figures = self.figures(inp, roles, models, systems)
+        if inp.nve is not None:
+            for role in roles:
+                figures[role].update(nve_figures(Path(str(files[role])).resolve(), systems, inp.nve, seed=7))
+        return self.output(inp, roles, figures, cwd)
+
+    @staticmethod
+    def figures(inp: EvaluateInput, roles: list[str], models: dict, systems: list[SystemFrames]) -> dict:
+        """Errors vs DFT and vs the teacher, and µs/atom, of every role."""
         preds = {r: [predict(models[r], s) for s in systems] for r in roles}
         figures: dict[str, dict[str, float]] = {}
         for role in roles:
@@ -134,9 +151,10 @@ class EvaluateOP(LamflowOP[EvaluateInput, EvaluateOutput]):
                 figures[role]["speedup_vs_teacher"] = (
                     figures["teacher"]["us_per_atom"] / figures[role]["us_per_atom"]
                 )
-        if inp.nve is not None:
-            for role in roles:
-                figures[role].update(nve_figures(Path(str(files[role])).resolve(), systems, inp.nve, seed=7))
+        return figures
+
+    @staticmethod
+    def output(inp: EvaluateInput, roles: list[str], figures: dict, cwd: Path) -> EvaluateOutput:
         comparison = {inp.models[role]: {k: float(v) for k, v in figures[role].items()} for role in roles}
         report = write_json(
             cwd / "evaluation.json",
