@@ -200,6 +200,17 @@ def _collect_outputs(run_dir: Path, summary: RunSummary, plan: Plan, store: Loca
     link_models(run_dir, summary, plan)
 
 
+def _hear_interrupts() -> None:
+    """A run started with SIGINT ignored (a background job of a non-interactive shell: CI scripts,
+    ``cmd &``) would ignore ``lamflow stop``, and so would every step it starts (an ignored signal stays
+    ignored across exec). Handle it as Python does by default; the steps then start with the default."""
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    ):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def _end_stragglers(run_dir: Path, quiet_s: float = 1.0, limit_s: float = 15.0) -> None:
     """After an interrupt: stop every process still below this one and working in ``run_dir`` (a step),
     until none has appeared for ``quiet_s``. A step that dflow's thread launched just after ``lamflow
@@ -373,6 +384,7 @@ class LocalEngine(Engine):
             record.group = plan.group_of(key) if self.settings.group else None
         config = local_debug_config(str(run_dir), str(run_dir / "artifacts"), self.settings.local_workers)
         interrupted = False
+        _hear_interrupts()
         with _CapturedOutput(run_dir / ENGINE_LOG) as terminal:
             watcher = _Watcher(
                 run_dir, summary, (lambda e: report(e, terminal)) if report else (lambda e: None), publish

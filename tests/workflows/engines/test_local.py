@@ -88,7 +88,7 @@ def test_failing_step_fails_the_run(tmp_path, write_spec, fake_dp):
 
 
 def stop_while_running(
-    args: list[str], env: dict[str, str], run_dir, key: str, wait_s: float
+    args: list[str], env: dict[str, str], run_dir, key: str, wait_s: float, ignore_sigint: bool = False
 ) -> tuple[dict, list[psutil.Process]]:
     """`lamflow submit ARGS` in the background, `lamflow stop` once step ``key`` runs (waiting at most
     ``wait_s``); asserts the stop worked and the run exited 130. Returns the final summary and the run's
@@ -96,6 +96,8 @@ def stop_while_running(
     proc = subprocess.Popen(
         [str(LAMFLOW), "submit", *args, "--run-dir", str(run_dir)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # a background job of a non-interactive shell starts with SIGINT ignored
+        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + wait_s
@@ -115,10 +117,12 @@ def stop_while_running(
     return json.loads((run_dir / "summary.json").read_text()), workers
 
 
-def test_stop_interrupts_a_running_run(tmp_path, write_spec, fake_dp):
+@pytest.mark.parametrize("ignore_sigint", [False, True], ids=["foreground", "started-with-sigint-ignored"])
+def test_stop_interrupts_a_running_run(tmp_path, write_spec, fake_dp, ignore_sigint):
     run_dir = tmp_path / "r"
     env = {**os.environ, "LAMFLOW_FAKE_DP_SLEEP": "60"}
-    summary, _ = stop_while_running([str(write_spec(minimal_spec()))], env, run_dir, "pretrain", 30)
+    spec = [str(write_spec(minimal_spec()))]
+    summary, _ = stop_while_running(spec, env, run_dir, "pretrain", 30, ignore_sigint)
     assert summary["status"] == "Failed" and summary["error"] == "interrupted"
     assert summary["steps"]["pretrain"]["phase"] in ("Skipped", "Failed")
     time.sleep(0.5)
