@@ -31,7 +31,7 @@ def build_plan(resolved: ResolvedSpec) -> Plan:
         steps=steps,
         dataset_paths=dict(resolved.dataset_paths),
         origins=dict(ctx.origins),
-        notices=(*resolved.notices, *data_notices(steps, ctx.origins, resolved.dataset_info)),
+        notices=(*resolved.notices, *ctx.notices, *data_notices(steps, ctx.origins, resolved.dataset_info)),
         groups=group_steps(steps),
         resources=spec.resources,
         splits=dict(resolved.splits),

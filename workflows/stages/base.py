@@ -22,6 +22,7 @@ from lamflow.workflows.spec.model import ModelSpec
 from lamflow.workflows.stages._guards import Datasets
 
 SectionT = TypeVar("SectionT")
+VIRIAL_PREFS = {"start_pref_v": 0.02, "limit_pref_v": 1.0}  # DeePMD-kit's usual virial schedule
 
 
 def known(names: Iterable[str]) -> str:
@@ -127,6 +128,7 @@ class PlanContext:
     )  # (model, dataset) allowed to overlap its training data
     dataset_info: Mapping[str, DatasetInfo] = field(default_factory=dict)  # systems and frames per dataset
     splits: frozenset[str] = frozenset()  # datasets split into <name>@train and <name>@test
+    notices: list[str] = field(default_factory=list)  # what the plan tells the user (not errors)
     teachers: dict[str, tuple[str, ArtifactSource]] = field(
         default_factory=dict
     )  # distill model reference -> (teacher's name for people, teacher model source)
@@ -134,6 +136,21 @@ class PlanContext:
     def part(self, name: str, role: str) -> str:
         """The dataset a step reads for ``role`` ('train' or 'test'): a split dataset's part, else itself."""
         return f"{name}@{role}" if name in self.splits else name
+
+    def fit_virials(self, loss: dict[str, Any], spec_loss: Any, train: Iterable[str], where: str) -> None:
+        """Labels used as they exist: when every training system has virials and the spec sets neither
+        virial prefactor, ``loss`` fits them with VIRIAL_PREFS (a notice says so); 0 in the spec opts out."""
+        if spec_loss.start_pref_v is not None or spec_loss.limit_pref_v is not None:
+            return
+        names = list(train)
+        systems = [s for n in names for s in self.dataset_info[n].systems]
+        if systems and all("virial" in s.arrays for s in systems):
+            loss.update(VIRIAL_PREFS)
+            self.notices.append(
+                f"{where}: every training system of {', '.join(names)} has virials: the loss fits them "
+                f"(start_pref_v {VIRIAL_PREFS['start_pref_v']}, limit_pref_v {VIRIAL_PREFS['limit_pref_v']}; "
+                f"set {where}.training.loss.start_pref_v/limit_pref_v to 0 to leave them out)"
+            )
 
     def formats(self, names: Iterable[str]) -> dict[str, DatasetFormat]:
         return {n: self.dataset_formats[n] for n in names}

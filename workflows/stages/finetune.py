@@ -128,6 +128,7 @@ class FinetuneStage(Stage[list[FinetuneSpec]]):
                 descriptor={},
                 fitting_net={},
             )
+            ctx.fit_virials(deepmd_input["loss"], ft.training.loss, train, self.yaml_path(i))
             step = ctx.add(
                 StepPlan(
                     key=f"finetune-{slug(ft.name)}",

@@ -83,6 +83,10 @@ class PretrainStage(Stage[PretrainSpec | None]):
                 deepmd_input["model"]["fitting_net"], hs.fitting_net
             )
             summary = f"dp train, single task ({head}), {section.training.steps} steps"
+        for head in heads:
+            loss = deepmd_input["loss_dict"][head] if multitask else deepmd_input["loss"]
+            where = self.yaml_path("heads", head) if multitask else self.yaml_path()
+            ctx.fit_virials(loss, section.training.loss, head_datasets[head].train, where)
         train = ctx.add(
             StepPlan(
                 key="pretrain",

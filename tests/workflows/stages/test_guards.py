@@ -115,6 +115,26 @@ def test_unused_arrays_and_virials_are_noticed(write_spec, tmp_path):
     assert any(n.startswith("datasets.gete: aparam, hessian present but not used") for n in plan.notices)
     virial = [n for n in plan.notices if "has virials" in n]
     assert virial and virial[0].startswith("stages.finetune[0]: every training system of gete has virials")
-    spec["stages"]["finetune"][0]["training"]["loss"] = {"start_pref_v": 0.02, "limit_pref_v": 1.0}
+    loss = plan.step("finetune-gete").params.deepmd_input["loss"]
+    assert (loss["start_pref_v"], loss["limit_pref_v"]) == (0.02, 1.0)  # labels used as they exist
+    spec["stages"]["finetune"][0]["training"]["loss"] = {"start_pref_v": 0, "limit_pref_v": 0}  # opting out
     _, plan = validate(write_spec(spec))
     assert not [n for n in plan.notices if "has virials" in n]
+    loss = plan.step("finetune-gete").params.deepmd_input["loss"]
+    assert (loss["start_pref_v"], loss["limit_pref_v"]) == (0, 0)
+
+
+def test_pretrain_heads_fit_virials_only_where_every_system_has_them(write_spec, tmp_path):
+    data = tmp_path / "gete"
+    shutil.copytree(DEMO_DATA / "gete/train", data)
+    for set_dir in data.glob("*/set.*"):
+        np.save(set_dir / "virial.npy", np.zeros((np.load(set_dir / "energy.npy").shape[0], 9)))
+    spec = minimal_spec()
+    spec["datasets"]["gete"] = {"path": str(data)}
+    spec["stages"]["pretrain"]["heads"]["gete"] = {"datasets": ["gete"]}
+    _, plan = validate(write_spec(spec))
+    losses = plan.step("pretrain").params.deepmd_input["loss_dict"]
+    assert losses["gete"]["start_pref_v"] == 0.02 and losses["water"].get("start_pref_v", 0) == 0
+    assert any(
+        n.startswith("stages.pretrain.heads.gete: every training system of gete") for n in plan.notices
+    )
