@@ -78,6 +78,7 @@ def nve_figures(model_file: Path, systems: list[SystemFrames], nve: NveParams, s
     from ase import Atoms
 
     starts = [(s, i) for s in systems for i in range(s.nframes)][: nve.structures]
+    calculator = ase_calculator(model_file)  # loaded once, for every start structure
     drifts, exploded, rates = [], 0, []
     for k, (system, frame) in enumerate(starts):
         atoms = Atoms(
@@ -87,7 +88,7 @@ def nve_figures(model_file: Path, systems: list[SystemFrames], nve: NveParams, s
             pbc=system.cells is not None,
         )
         result = run_md(
-            atoms, ase_calculator(model_file), ensemble="nve", temperature=nve.temperature, steps=nve.steps,
+            atoms, calculator, ensemble="nve", temperature=nve.temperature, steps=nve.steps,
             timestep_fs=nve.timestep_fs, dump_every=nve.dump_every, min_dist=nve.min_distance, seed=seed + k,
         )  # fmt: skip
         rates.append(result.steps_per_s)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from lamflow.ops.collect import branch_folders
 from lamflow.ops.common import work_dir, write_json
 from lamflow.ops.contract import LamflowOP, OpModel
 from lamflow.ops.dp import deep_potential
+from lamflow.ops.evaluation import atom_types
 from lamflow.ops.explore import REPORT, TRAJECTORY
 from lamflow.ops.md import frame_problem
 
@@ -46,12 +46,6 @@ class SelectParams(OpModel):
     duplicate_rmsd: float = Field(0.0, ge=0, description="Å; 0 keeps near-duplicates.")
 
 
-@dataclass
-class Frame:
-    branch: str
-    atoms: Any
-
-
 def rms_displacement(a: Any, b: Any) -> float:
     """RMS of the atoms' displacement between two frames of one trajectory, centre-of-mass drift removed."""
     d = np.asarray(a.positions) - np.asarray(b.positions)
@@ -61,10 +55,10 @@ def rms_displacement(a: Any, b: Any) -> float:
 
 def select(
     branches: list[tuple[dict[str, Any], list[Any]]], params: SelectParams
-) -> tuple[list[Frame], dict[str, int]]:
+) -> tuple[list[Any], dict[str, int]]:
     """The frames kept from ``(report, frames)`` per branch, and how many were dropped for each reason."""
     counts = Counter({reason: 0 for reason in DROP_REASONS})
-    kept: list[Frame] = []
+    kept: list[Any] = []
     dumped = 0
     for report, frames in branches:
         dumped += len(frames)
@@ -92,7 +86,7 @@ def select(
             ):
                 counts["duplicate"] += 1
                 continue
-            kept.append(Frame(str(report.get("branch", "")), atoms))
+            kept.append(atoms)
             last = atoms
     if params.max_frames and len(kept) > params.max_frames:
         chosen = np.unique(np.linspace(0, len(kept) - 1, params.max_frames).round().astype(int))
@@ -113,6 +107,11 @@ def read_branches(folder: Path) -> list[tuple[dict[str, Any], list[Any]]]:
     return out
 
 
+def _kind(atoms: Any) -> tuple[tuple[str, ...], bool]:
+    """What puts frames in one deepmd/npy system: the atoms (in order) and periodicity."""
+    return tuple(atoms.get_chemical_symbols()), bool(all(atoms.pbc))
+
+
 def _system_name(symbols: tuple[str, ...], pbc: bool) -> str:
     counts = Counter(symbols)
     return "".join(f"{el}{counts[el]}" for el in sorted(counts)) + ("" if pbc else "-nopbc")
@@ -125,13 +124,13 @@ def write_labels(frames: list[Any], teacher: Any, type_map: list[str], out: Path
 
     groups: dict[tuple[tuple[str, ...], bool], list[Any]] = {}
     for atoms in frames:
-        groups.setdefault((tuple(atoms.get_chemical_symbols()), bool(all(atoms.pbc))), []).append(atoms)
+        groups.setdefault(_kind(atoms), []).append(atoms)
     written: dict[str, int] = {}
     for (symbols, pbc), members in sorted(groups.items()):
-        missing = sorted(set(symbols) - set(type_map))
-        if missing:
-            raise FatalError(f"the teacher's type map {type_map} lacks {', '.join(missing)}")
-        types = np.array([type_map.index(s) for s in symbols], dtype=int)
+        try:
+            types = atom_types(teacher, symbols)
+        except ValueError as exc:
+            raise FatalError(f"the teacher: {exc}") from None
         coords = np.stack([a.positions for a in members])
         cells = np.stack([np.asarray(a.cell) for a in members]) if pbc else None
         energy, force, virial = teacher.eval(
@@ -179,7 +178,7 @@ def split(frames: list[Any], fraction: float, seed: int) -> tuple[list[Any], lis
         return list(frames), []
     by_kind: dict[tuple[Any, ...], list[int]] = {}
     for i, atoms in enumerate(frames):
-        by_kind.setdefault((tuple(atoms.get_chemical_symbols()), bool(all(atoms.pbc))), []).append(i)
+        by_kind.setdefault(_kind(atoms), []).append(i)
     rng = np.random.default_rng(seed)
     valid: set[int] = set()
     for indices in by_kind.values():
@@ -211,7 +210,7 @@ class LabelOP(LamflowOP[LabelInput, LabelOutput]):
             )
         teacher = deep_potential(inp.teacher.resolve())
         type_map = list(teacher.get_type_map())
-        train, valid = split([f.atoms for f in kept], inp.validation_fraction, inp.seed)
+        train, valid = split(kept, inp.validation_fraction, inp.seed)
         out = cwd / "labels"
         report: dict[str, Any] = {
             **counts,

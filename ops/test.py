@@ -103,9 +103,9 @@ class TestOP(LamflowOP[TestInput, TestOutput]):
         from lamflow.ops.baseline import dummy_errors, normalized
         from lamflow.ops.evaluation import load_systems
 
-        def systems(name: str, frames: int) -> list:
+        def systems(name: str, frames: int) -> list:  # dp test's scratch: a type_map shadow is made once
             return load_systems(
-                dataset_systems([name], inp.datasets, inp.dataset_formats, cwd / "baseline"), frames
+                dataset_systems([name], inp.datasets, inp.dataset_formats, cwd / "systems"), frames
             )
 
         test = systems(inp.dataset, inp.frames)

@@ -201,12 +201,12 @@ def test_select_counts_every_reason():
         "max_frames": 0,
         "kept": 2,
     }
-    assert [a.positions[1, 0] for a in (f.atoms for f in kept)] == [1.0, 2.5]
+    assert [a.positions[1, 0] for a in kept] == [1.0, 2.5]
     kept, counts = select(
         [({"branch": "a"}, [_frame(1 + 0.1 * i) for i in range(10)])], SelectParams(max_frames=4)
     )
     assert counts["max_frames"] == 6 and len(kept) == 4
-    assert kept[0].atoms.positions[1, 0] == 1.0 and kept[-1].atoms.positions[1, 0] == pytest.approx(1.9)
+    assert kept[0].positions[1, 0] == 1.0 and kept[-1].positions[1, 0] == pytest.approx(1.9)
 
 
 def test_student_trains_on_the_labels_and_freezes(run_op, branches, models, fake_dp):

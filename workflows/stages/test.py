@@ -104,6 +104,7 @@ class TestStage(Stage[list[TestSpec]]):
                 for k, name in enumerate(group.datasets):
                     dataset = ctx.part(name, "test")
                     baseline = ctx.part(name, "train") if name in ctx.splits else ""  # the dummy model's fit
+                    staged = (dataset, baseline) if baseline else (dataset,)
                     ctx.add(
                         StepPlan(
                             key=f"test-{model_slug(ref)}-on-{slug(name)}{suffix}",
@@ -115,12 +116,9 @@ class TestStage(Stage[list[TestSpec]]):
                                 dataset=dataset,
                                 frames=group.frames,
                                 baseline_dataset=baseline,
-                                dataset_formats=ctx.formats([dataset, *([baseline] if baseline else [])]),
+                                dataset_formats=ctx.formats(staged),
                             ),
-                            artifacts={
-                                "model": model,
-                                "datasets": DatasetBundle((dataset, *([baseline] if baseline else []))),
-                            },
+                            artifacts={"model": model, "datasets": DatasetBundle(staged)},
                             evaluation=Evaluation(
                                 ref, dataset, group.change_bias_on, overlap=(ref, dataset) in ctx.overlaps
                             ),
