@@ -1,6 +1,7 @@
 """Train/test splits of a deepmd/npy dataset, per system, by fraction or count, with a seed: the frame
 indices (pure, reproducible) and the two parts written once into a content-addressed folder with dpdata
-(``<root>/<digest>/{train,test}/<system>``, plus ``split.json`` recording every index)."""
+(``<root>/<digest>/{train,test}/<system>``, plus ``split.json`` recording every index); and the nested
+random subsets of a train part that learning curves train on (``subset.json``)."""
 
 from __future__ import annotations
 
@@ -86,6 +87,57 @@ def write_split(
         try:
             os.replace(scratch, folder)
         except OSError:  # another validate wrote the same split first
+            if not record_file.is_file():
+                raise
+            shutil.rmtree(scratch, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    return folder, indices
+
+
+def subset_indices(nframes: Sequence[int], size: int, repeat: int, seed: int) -> list[list[int]]:
+    """``size`` frames drawn from systems of ``nframes`` frames each, as sorted indices per system.
+
+    One random order of all frames per (seed, repeat); a subset is its first ``size`` frames, so the
+    subsets of one repeat are nested (a learning curve adds data, it does not swap it)."""
+    total = sum(nframes)
+    if not 0 < size <= total:
+        raise ValueError(f"{size} frames asked for, the train part has {total}")
+    order = np.random.default_rng([seed, repeat]).permutation(total)[:size]
+    starts = np.cumsum([0, *nframes])
+    chosen: list[list[int]] = [[] for _ in nframes]
+    for flat in sorted(int(i) for i in order):
+        system = int(np.searchsorted(starts, flat, side="right")) - 1
+        chosen[system].append(flat - int(starts[system]))
+    return chosen
+
+
+def write_subset(systems: Sequence[str], size: int, repeat: int, seed: int, root: Path) -> tuple[Path, dict]:
+    """``root/<digest>`` holding the systems' chosen frames (deepmd/npy, systems with none left out) and
+    ``subset.json``; written once, reused after. Returns (folder, {system folder name: [frame...]})."""
+    import dpdata
+
+    record = {"systems": [system_digest(s) for s in systems], "size": size, "repeat": repeat, "seed": seed}
+    folder = root / hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:32]
+    record_file = folder / "subset.json"
+    if record_file.is_file():
+        return folder, json.loads(record_file.read_text())["systems"]
+    loaded = [dpdata.LabeledSystem(s, fmt="deepmd/npy") for s in systems]
+    chosen = subset_indices([d.get_nframes() for d in loaded], size, repeat, seed)
+    root.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".subset-", dir=root))
+    try:
+        for n, (system, data, frames) in enumerate(zip(systems, loaded, chosen, strict=True)):
+            if frames:
+                data.sub_system(frames).to("deepmd/npy", str(scratch / f"{n:04d}-{Path(system).name}"))
+        indices = {Path(s).name: f for s, f in zip(systems, chosen, strict=True) if f}
+        (scratch / "subset.json").write_text(
+            json.dumps({"size": size, "repeat": repeat, "seed": seed, "systems": indices}, indent=1) + "\n"
+        )
+        try:
+            os.replace(scratch, folder)
+        except OSError:  # another validate wrote the same subset first
             if not record_file.is_file():
                 raise
             shutil.rmtree(scratch, ignore_errors=True)

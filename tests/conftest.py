@@ -81,6 +81,8 @@ def private_store(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     root = tmp_path_factory.mktemp("store")
     monkeypatch.setenv("LAMFLOW_STORE", str(root / "store"))
     monkeypatch.setenv("LAMFLOW_CACHE_DIR", str(root / "cache"))
+    # the report (matplotlib, ~1-3 s a run) is tested where it is the subject: tests/workflows/report
+    monkeypatch.setenv("LAMFLOW_REPORT", "0")
     return root / "store"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Callable
 from datetime import datetime
@@ -72,6 +73,7 @@ def _set_cache_keys(plan: Plan, summary: RunSummary):
     digests = Digests()
     for key, cache_key in cache_keys(plan, digest=digests).items():
         summary.steps[key].cache_key = cache_key
+    summary.datasets = {name: digests(path) for name, path in sorted(plan.dataset_paths.items())}
     return digests
 
 
@@ -125,9 +127,10 @@ def submit(
         from lamflow.workflows.engines.outputs import test_results
 
         summary.tests = test_results(summary, plan)
-        summary.write(directory)
+        finish_run(resolved, directory, summary, settings)
         return directory, summary
     register_models(resolved, plan, directory, summary, settings, digests)
+    finish_run(resolved, directory, summary, settings)
     return directory, summary
 
 
@@ -166,7 +169,36 @@ def resume(
     digests = _set_cache_keys(plan, summary)
     summary = runner.submit(plan, run_dir, summary, report, cache=step_cache, resume=True)
     register_models(resolved, plan, run_dir, summary, settings, digests)
+    finish_run(resolved, run_dir, summary, settings)
     return run_dir, summary
+
+
+def finish_run(resolved: ResolvedSpec, run_dir: Path, summary: RunSummary, settings: Settings) -> None:
+    """At the end of a run (whatever its status): the transfer studies' gates, and the report (unless
+    ``settings.report`` is off). A report that cannot be written is a notice, not a failed run."""
+    from lamflow.workflows.report.build import write_report
+    from lamflow.workflows.report.results import check_gates
+
+    if summary.status in ("Succeeded", "Failed"):
+        gates = [(t.name, g) for t in resolved.spec.stages.section("transfer") or [] for g in t.gates]
+        summary.gates = check_gates(
+            gates, summary.tests, lambda n: f"{n}@test" if n in resolved.splits else n
+        )
+    if summary.status in ("Succeeded", "Failed") and settings.report:
+        try:
+            page = write_report(run_dir, summary)
+            summary.report = os.path.relpath(page, run_dir)
+        except Exception as exc:  # noqa: BLE001 - the run's results stand without their report
+            summary.notices.append(f"report not written: {type(exc).__name__}: {exc}")
+    summary.write(run_dir)
+
+
+def report(run: str | Path, settings: Settings, out: Path | None = None) -> tuple[Path, Path]:
+    """(run directory, report page) of ``lamflow report RUN [-o DIR]``."""
+    from lamflow.workflows.report.build import write_report
+
+    run_dir, summary = read_summary(run, settings.run_root)
+    return run_dir, write_report(run_dir, summary, out)
 
 
 def register_models(

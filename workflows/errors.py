@@ -6,6 +6,7 @@ EXIT_OK = 0
 EXIT_RUN_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_HELD_BACK = 3  # a promotion gate kept the current champion
+EXIT_GATE_FAILED = 4  # a run succeeded but a transfer study's gate failed (for CI)
 
 
 class LamflowError(Exception):

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
         description="This machine's copies of remote datasets, one folder per content digest.",
     )
     cache: bool = Field(True, description="Reuse stored results of steps with identical inputs.")
+    report: bool = Field(
+        True, description="Write the run's report (<run-dir>/report/: metrics, plots, index.html) at its end."
+    )
     group: bool = Field(
         True,
         description="Run short steps (freeze, change-bias, test) of a step group in one worker process; "

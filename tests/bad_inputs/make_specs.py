@@ -50,6 +50,22 @@ def colliding_keys(s: dict[str, Any]) -> None:
     s["stages"]["test"] = [{"models": ["pretrain.a", "pretrain.a-on-b"], "datasets": ["b-on-c", "c"]}]
 
 
+def transfer(
+    s: dict[str, Any],
+    split: bool = True,
+    sizes: tuple[int, ...] | None = (4,),
+    **entry: Any,
+) -> dict[str, Any]:
+    """Add a transfer study of pretrain.water on gete (split 4 of 24 frames off unless split=False)."""
+    if split:
+        s["datasets"]["gete"]["split"] = {"test_frames": 4}
+    study = {"name": "t", "models": ["pretrain.water"], "datasets": ["gete"], **entry}
+    if sizes is not None:
+        study["learning_curve"] = {"sizes": list(sizes), "training": {"steps": 10}}
+    s["stages"]["transfer"] = [study]
+    return study
+
+
 def distill(s: dict[str, Any], **explore: Any) -> dict[str, Any]:
     """Add a distill -> compress chain (teacher finetune.gete, MD from gete frames); returns the entry."""
     entry = {"name": "d", "teacher": {"model": "finetune.gete"},
@@ -107,7 +123,15 @@ CASES: list[tuple[str, Any, int, str, str]] = [
     ("unknown-model", spec(lambda s: s["stages"]["test"][1].update(models=["finetune.gte"])), 2,
      "stages.test[1].models[0]", "no finetune model named 'gte' (finetune models: gete)"),
     ("model-ref-without-stage", spec(lambda s: s["stages"]["test"][1].update(models=["gete"])), 2,
-     "stages.test[1].models[0]", "expected a model reference like pretrain.<head> or finetune.<name>"),
+     "stages.test[1].models[0]", "expected a model reference like pretrain.<head>, finetune.<name> or models.<name>"),
+    ("model-file-as-reference", spec(lambda s: s["stages"]["test"][1].update(models=["released.pt"])), 2,
+     "stages.test[1].models[0]", "to use a model file, declare it under models:"),
+    ("external-model-missing", spec(lambda s: s.update(models={"dpa2": {"file": "no-such-model.pt"}})), 2,
+     "models.dpa2.file", "no-such-model.pt: no such file"),
+    ("external-model-not-a-model", spec(lambda s: s.update(models={"dpa2": {"file": "not-a-checkpoint.pt"}})), 2,
+     "models.dpa2.file", "not a DeePMD-kit training checkpoint"),
+    ("external-model-wrong-suffix", spec(lambda s: s.update(models={"dpa2": {"file": "model.onnx"}})), 2,
+     "models.dpa2.file", "expected a DeePMD-kit checkpoint (.pt) or frozen model (.pth)"),
     ("model-ref-unknown-stage", spec(lambda s: s["stages"]["test"][1].update(models=["distil.x"])), 2,
      "stages.test[1].models[0]", "unknown model 'distil.x'"),
     ("test-models-empty", spec(lambda s: s["stages"]["test"][1].update(models=[])), 2,
@@ -177,6 +201,23 @@ CASES: list[tuple[str, Any, int, str, str]] = [
      "datasets.gete.split", "leaves the train part empty"),
     ("split-two-rules", spec(lambda s: s["datasets"]["gete"].update(split={"test_frames": 2, "test_fraction": 0.1})),
      2, "datasets.gete.split", "exactly one of test_fraction or test_frames"),
+    ("transfer-without-split", spec(lambda s: transfer(s, split=False)), 2,
+     "stages.transfer[0].datasets[0]", "'gete' has no held-out frames: give datasets.gete.split"),
+    ("transfer-size-too-large", spec(lambda s: transfer(s, sizes=(4, 500))), 2,
+     "stages.transfer[0].learning_curve.sizes[1]", "500 frames asked for; the train part of 'gete' has 20"),
+    ("transfer-size-zero", spec(lambda s: transfer(s, sizes=(0,))), 2,
+     "stages.transfer[0].learning_curve", "sizes must be whole numbers from 1"),
+    ("transfer-nothing-to-do", spec(lambda s: transfer(s, zero_shot=False, sizes=None)), 2,
+     "stages.transfer[0]", "nothing to do"),
+    ("transfer-gate-unknown-model", spec(lambda s: transfer(s, gates=[{"model": "finetune.gete", "dataset": "gete",
+                                                                        "metric": "force_rmse", "max": 0.2}])), 2,
+     "stages.transfer[0].gates[0].model", "'finetune.gete' is not one of pretrain.water"),
+    ("transfer-gate-unknown-size", spec(lambda s: transfer(s, gates=[{"model": "pretrain.water", "dataset": "gete",
+                                                                       "metric": "force_rmse", "max": 0.2, "at": 8}])), 2,
+     "stages.transfer[0].gates[0].at", "no learning-curve size 8 (sizes: 4)"),
+    ("transfer-gate-unknown-metric", spec(lambda s: transfer(s, gates=[{"model": "pretrain.water", "dataset": "gete",
+                                                                         "metric": "force_mae", "max": 0.2}])), 2,
+     "stages.transfer[0].gates[0].metric", "force_mae"),
     ("duplicate-yaml-key", "name: a\nname: b\n", 2, "-", "duplicate key 'name'"),
     ("invalid-yaml", "name: x\ndatasets: [unclosed\n", 2, "-", "invalid YAML: line"),
     ("nested-too-deep", "name: x\ndeep: " + "[" * 1000 + "]" * 1000 + "\n", 2, "-", "nested too deeply"),

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from lamflow.workflows.errors import EXIT_BAD_INPUT, EXIT_RUN_FAILED, LamflowError
+from lamflow.workflows.errors import EXIT_BAD_INPUT, EXIT_GATE_FAILED, EXIT_RUN_FAILED, LamflowError
 
 app = typer.Typer(
     name="lamflow",
@@ -186,6 +186,8 @@ def _finish(run_directory: Path, summary, output: Output) -> None:
         render.run_result(run_directory, summary)
     if summary.status != "Succeeded":
         raise typer.Exit(EXIT_RUN_FAILED)
+    if any(not g.passed for g in summary.gates):
+        raise typer.Exit(EXIT_GATE_FAILED)
 
 
 @app.command()
@@ -223,6 +225,21 @@ def status(
         render.run_result(run_directory, summary)
     if summary.status == "Failed":
         raise typer.Exit(EXIT_RUN_FAILED)
+
+
+@app.command()
+def report(
+    run: Annotated[str, typer.Argument(help="Run directory, or run id under runs/.")],
+    out: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Folder to write (default <run-dir>/report).")
+    ] = None,
+) -> None:
+    """Write a run's report: metrics.json/.csv, coverage.csv, PNG plots (learning curves, parity, training
+    curves) and index.html, a self-contained page with all of them, the spec, versions and data digests."""
+    from lamflow.workflows import api
+
+    _, page = api.report(run, _settings(), out)
+    typer.echo(f"report: {page}")
 
 
 @app.command()

@@ -115,9 +115,13 @@ def metrics_table(summary: RunSummary) -> Table:
             column, justify="right" if "meV" in column or column in ("frames", "÷ dummy E/F") else "left"
         )
     for test in summary.tests:
+        if test.protocol in ("finetune", "scratch"):
+            continue  # in the learning-curve table
         m = test.metrics
         row = [
-            test.model + (f" ({test.role})" if test.role else ""),
+            test.model
+            + (f" ({test.role})" if test.role else "")
+            + (" (as it is)" if test.protocol == "unshifted" else ""),
             test.dataset + (" [yellow](overlaps training data)[/yellow]" if test.overlap else ""),
             test.change_bias_on or "-",
             _fmt(m.get("energy_rmse_per_atom"), 1000),
@@ -131,6 +135,44 @@ def metrics_table(summary: RunSummary) -> Table:
             ne, nf = m.get("normalized_energy"), m.get("normalized_force")
             row.append("-" if ne is None or nf is None else f"{ne:.2f}/{nf:.2f}")
         table.add_row(*row, str(int(m["frames"])) if "frames" in m else "-")
+    return table
+
+
+def learning_curve_table(summary: RunSummary) -> Table:
+    """Transfer studies: errors vs training frames (mean ± spread over repeats), fine-tuned and scratch."""
+    from lamflow.workflows.report.results import CurvePoint, curve_points
+
+    table = Table(title="Learning curves (held-out frames; mean ± standard deviation over repeats)")
+    for column in (
+        "study",
+        "dataset",
+        "model",
+        "frames",
+        "repeats",
+        "E RMSE meV/atom",
+        "F RMSE meV/Å",
+        "normalised",
+    ):
+        table.add_column(column, justify="left" if column in ("study", "dataset", "model") else "right")
+
+    def cell(p: CurvePoint, metric: str, scale: float = 1000.0, digits: int = 1) -> str:
+        if metric not in p.mean:
+            return "-"
+        spread = f" ± {p.std[metric] * scale:.{digits}f}" if p.repeats > 1 else ""
+        return f"{p.mean[metric] * scale:.{digits}f}{spread}"
+
+    for p in curve_points(summary.tests):
+        model = "from scratch" if p.protocol == "scratch" else f"fine-tuned {p.model}"
+        table.add_row(
+            p.study,
+            p.dataset,
+            model,
+            str(p.train_frames),
+            str(p.repeats),
+            cell(p, "energy_rmse_per_atom"),
+            cell(p, "force_rmse"),
+            cell(p, "normalized_error", 1.0, 2),
+        )
     return table
 
 
@@ -176,8 +218,10 @@ def run_result(run_dir: Path, summary: RunSummary) -> None:
         row = [record.key, f"{SYMBOL.get(record.phase, '')} {record.phase}", _fmt(record.duration_s)]
         steps.add_row(*row, *((record.group or "own process",) if grouped else ()))
     out.print(steps)
-    if summary.tests:
+    if any(t.protocol not in ("finetune", "scratch") for t in summary.tests):
         out.print(metrics_table(summary))
+    if any(t.protocol in ("finetune", "scratch") for t in summary.tests):
+        out.print(learning_curve_table(summary))
     if any(t.role for t in summary.tests):
         out.print(comparison_table(summary))
     for record in summary.steps.values():  # distillation: what the selection kept and why it dropped frames
@@ -203,6 +247,11 @@ def run_result(run_dir: Path, summary: RunSummary) -> None:
         out.print("[bold]Training checkpoints[/bold] (for from.model_file)")
         for ref, path in summary.checkpoints.items():
             out.print(f"  {ref:24s} {run_dir / path}")
+    for gate in summary.gates:
+        mark = "[green]✓ gate[/green]" if gate.passed else "[red]✗ gate failed[/red]"
+        out.print(f"{mark} {gate.line()}")
+    if summary.report:
+        out.print(f"Report: {run_dir / summary.report}")
     if summary.wall_time_s is not None:
         out.print(f"Wall time {summary.wall_time_s:.1f} s; run directory {run_dir}")
     if summary.error:

@@ -8,6 +8,7 @@ from lamflow.workflows.compile.plan import Plan
 from lamflow.workflows.spec.base import slug
 from lamflow.workflows.spec.loader import ResolvedSpec
 from lamflow.workflows.stages import all_stages
+from lamflow.workflows.stages._external import plan_external_models
 from lamflow.workflows.stages.base import PlanContext
 
 
@@ -23,6 +24,7 @@ def build_plan(resolved: ResolvedSpec) -> Plan:
         dataset_info=resolved.dataset_info,
         splits=frozenset(resolved.splits),
     )
+    plan_external_models(spec.models, ctx)
     for stage in all_stages():
         stage.plan(spec.stages.section(stage.key), ctx)
     steps = tuple(ctx.steps)
@@ -35,6 +37,7 @@ def build_plan(resolved: ResolvedSpec) -> Plan:
         groups=group_steps(steps),
         resources=spec.resources,
         splits=dict(resolved.splits),
+        subsets=dict(resolved.subsets),
     )
     plan.check()
     return plan

@@ -54,6 +54,10 @@ class Evaluation:
     dataset: str
     change_bias_on: str | None = None
     overlap: bool = False  # the spec allowed testing on data that shares frames with the training data
+    study: str | None = None  # a transfer study's name; then protocol is one of
+    protocol: str | None = None  # unshifted, zero-shot, finetune, scratch
+    train_frames: int | None = None  # learning curves: the frames trained on ...
+    repeat: int | None = None  # ... and which random subset of that size
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,8 @@ class Plan:
     resources: Any = None
     # split datasets: name -> {system: {"train": [frame...], "test": [...]}} (recorded in plan.json)
     splits: dict[str, dict[str, dict[str, list[int]]]] = field(default_factory=dict)
+    # learning-curve subsets: name -> {train-part system: [frame...]} (recorded in plan.json)
+    subsets: dict[str, dict[str, list[int]]] = field(default_factory=dict)
 
     def group_of(self, key: str) -> str | None:
         return next((name for name, keys in self.groups.items() if key in keys), None)
@@ -184,6 +190,7 @@ class Plan:
             ],
             "groups": {name: list(keys) for name, keys in self.groups.items()},
             **({"splits": self.splits} if self.splits else {}),
+            **({"subsets": self.subsets} if self.subsets else {}),
         }
 
 

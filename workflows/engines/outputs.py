@@ -51,6 +51,10 @@ def test_results(summary: RunSummary, plan: Plan) -> list[TestResult]:
                     dataset=s.evaluation.dataset,
                     change_bias_on=s.evaluation.change_bias_on,
                     overlap=s.evaluation.overlap,
+                    study=s.evaluation.study,
+                    protocol=s.evaluation.protocol,
+                    train_frames=s.evaluation.train_frames,
+                    repeat=s.evaluation.repeat,
                     metrics=record.parameters.get("metrics", {}),
                 )
             )

@@ -63,7 +63,34 @@ class TestResult(BaseModel):
     role: str | None = Field(
         None, description="In a distillation's evaluation: teacher, student or compressed (same step)."
     )
+    study: str | None = Field(None, description="The transfer study of the row.")
+    protocol: str | None = Field(
+        None, description="In a transfer study: unshifted, zero-shot, finetune or scratch."
+    )
+    train_frames: int | None = Field(None, description="Learning curves: frames trained on.")
+    repeat: int | None = Field(None, description="Learning curves: which random subset of that size.")
     metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class GateResult(BaseModel):
+    """A transfer study's gate, as checked at the end of the run (a failed one: exit 4)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    study: str
+    model: str
+    dataset: str
+    at: str | int
+    metric: str
+    max: float
+    value: float | None  # None: no result (its steps failed or did not run)
+    passed: bool
+
+    def line(self) -> str:
+        where = f"{self.study}: {self.metric} of {self.model} on {self.dataset} ({self.at})"
+        if self.value is None:
+            return f"{where}: no result"
+        return f"{where} = {self.value:.4g} {'<=' if self.passed else '>'} {self.max:g}"
 
 
 class ArgoRun(BaseModel):
@@ -105,6 +132,11 @@ class RunSummary(BaseModel):
     registered: list[str] = Field(default_factory=list, description="Model ids added to the registry.")
     attempts: int = Field(1, description="1 + how many times `lamflow resume` continued this run.")
     argo: ArgoRun | None = Field(None, description="The Argo workflow of a run on --engine argo.")
+    datasets: dict[str, str] = Field(
+        default_factory=dict, description="Dataset name -> content digest (SHA-256 of its files' tree)."
+    )
+    gates: list[GateResult] = Field(default_factory=list, description="The transfer studies' gates.")
+    report: str | None = Field(None, description="The run's report page (run-relative), once written.")
 
     def write(self, run_dir: Path) -> None:
         """Atomically replace ``<run_dir>/summary.json``."""

@@ -17,7 +17,14 @@ _MODEL_REF = re.compile(r"^[a-z][a-z_-]*\.[A-Za-z0-9][A-Za-z0-9_.-]*$")
 def _model_ref(value: Any) -> str:
     if isinstance(value, str) and _MODEL_REF.match(value):
         return value
-    raise ValueError("expected a model reference like pretrain.<head> or finetune.<name>")
+    hint = ""
+    if isinstance(value, str) and value.endswith((".pt", ".pth")):
+        hint = (
+            f"; declare the file under models: (e.g. models: {{mine: {{file: {value}}}}}) and use models.mine"
+        )
+    raise ValueError(
+        f"expected a model reference like pretrain.<head>, finetune.<name> or models.<name>{hint}"
+    )
 
 
 # `<stage>.<name>`; whether the model exists is checked by the stage that uses the reference.

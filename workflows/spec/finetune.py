@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from lamflow.workflows.spec.base import Name, SpecModel, SpecPath
+from lamflow.workflows.spec.base import ModelRef, Name, SpecModel, SpecPath
 from lamflow.workflows.spec.training import TrainingSpec
 
 RANDOM_HEAD = "random"
@@ -20,6 +20,11 @@ class FinetuneFrom(SpecModel):
         None,
         description="External DeePMD-kit training checkpoint (.pt) to start from instead of this spec's "
         "pretrain stage. Relative to the spec file.",
+    )
+    model: ModelRef | None = Field(
+        None,
+        description="Or a model with a training checkpoint: 'models.<name>' (a .pt declared under models:, "
+        "with its head), 'finetune.<name>', 'distill.<name>'.",
     )
 
 

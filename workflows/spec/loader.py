@@ -39,6 +39,8 @@ class ResolvedSpec:
     # split datasets: name -> {system: {"train": [frame...], "test": [...]}}; their parts are datasets
     # "<name>@train" / "<name>@test" in dataset_paths, dataset_info and dataset_formats
     splits: dict[str, dict[str, dict[str, list[int]]]] = field(default_factory=dict)
+    # learning-curve train subsets "<name>@train-n<N>-r<k>" -> {train-part system: [frame...]}
+    subsets: dict[str, dict[str, list[int]]] = field(default_factory=dict)
 
 
 # Keys renamed since an earlier release -> their new name (a pointed error instead of a guess).
@@ -234,10 +236,12 @@ def check_stages(spec: Spec, shown: str, base_dir: Path) -> Any:
     """Each stage, in order, checks the names it uses and registers the models it provides; returns the
     References it filled (for the guards, once the datasets are inspected)."""
     from lamflow.workflows.stages import all_stages
+    from lamflow.workflows.stages._external import check_external_models
     from lamflow.workflows.stages.base import References
 
     refs = References(shown=shown, base_dir=base_dir, datasets=spec.datasets, model=spec.model)
     refs.unique_slugs("dataset", "datasets", spec.datasets)
+    check_external_models(spec.models, refs)
     for stage in all_stages():
         stage.check(spec.stages.section(stage.key), refs)
     _check_registry(spec, shown)
@@ -383,6 +387,29 @@ def split_datasets(
     return records
 
 
+def subset_datasets(
+    spec: Spec, shown: str, paths: dict[str, Path], infos: dict[str, DatasetInfo], root: Path
+) -> dict[str, dict[str, list[int]]]:
+    """Write the random train subsets the stages ask for (nested per repeat, content-addressed under
+    ``root``) and add them to ``paths``/``infos``; returns {subset: {train-part system: [frame...]}}."""
+    from lamflow.ops.split import write_subset
+    from lamflow.workflows.stages import all_stages
+
+    records: dict[str, dict[str, list[int]]] = {}
+    for stage in all_stages():
+        for name, size, repeat in stage.subsets(spec.stages.section(stage.key)):
+            subset = f"{name}@train-n{size}-r{repeat}"
+            if subset in records:
+                continue
+            split = spec.datasets[name].split
+            assert split is not None  # the stage's check refuses a dataset without one
+            systems = [s.path for s in infos[f"{name}@train"].systems]
+            folder, records[subset] = write_subset(systems, size, repeat, split.seed, root / "subsets")
+            paths[subset] = folder
+            infos[subset] = inspect_dataset(folder)
+    return records
+
+
 def resolve(
     spec: Spec, shown: str, base_dir: Path, fetch: Fetch | None = None, split_root: Path | None = None
 ) -> ResolvedSpec:
@@ -398,6 +425,7 @@ def resolve(
     type_maps = {n: spec.datasets[n].type_map for n in spec.datasets}
     refs.data = Datasets(paths, infos, {**type_maps, **{n: None for n in paths if n not in type_maps}})
     guard_stages(spec, refs)
+    subsets = subset_datasets(spec, shown, paths, infos, split_root)
     return ResolvedSpec(
         spec=spec,
         source=shown,
@@ -415,6 +443,7 @@ def resolve(
         overlaps=frozenset(refs.overlaps),
         notices=tuple(refs.notices),
         splits=splits,
+        subsets=subsets,
     )
 
 

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from lamflow.workflows.spec.base import Name, SpecModel
 from lamflow.workflows.spec.datasets import DatasetSpec
+from lamflow.workflows.spec.external import ExternalModelSpec
 from lamflow.workflows.spec.model import ModelSpec
 from lamflow.workflows.spec.registry import RegistrySpec
 from lamflow.workflows.spec.resources import ResourcesSpec
@@ -27,6 +28,10 @@ class Spec(SpecModel):
     description: str = ""
     datasets: dict[Name, DatasetSpec] = Field(min_length=1, description="Dataset name -> data.")
     model: ModelSpec = Field(default_factory=ModelSpec)
+    models: dict[Name, ExternalModelSpec] = Field(
+        default_factory=dict,
+        description="External models (files), referenced by the stages as 'models.<name>'.",
+    )
     stages: Stages
     registry: RegistrySpec = Field(
         default_factory=RegistrySpec, description="Model registry: the promotion gate of this spec's models."

@@ -14,8 +14,8 @@ class TestSpec(SpecModel):
 
     models: list[ModelRef] = Field(
         min_length=1,
-        description="Model references: 'pretrain.<head>' (frozen head of the pretrained model) or "
-        "'finetune.<name>'.",
+        description="Model references: 'pretrain.<head>' (frozen head of the pretrained model), "
+        "'finetune.<name>', 'models.<name>' (an external model declared under models:), ...",
     )
     datasets: list[Name] = Field(min_length=1, description="Every model is tested on every dataset.")
     change_bias_on: Name | None = Field(

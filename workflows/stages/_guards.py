@@ -77,6 +77,10 @@ class Datasets:
             out.append({names[t]: c for t, c in enumerate(system.type_counts) if c})
         return out
 
+    def elements(self, name: str) -> set[str]:
+        """Every element with atoms in the dataset's systems."""
+        return {e for c in self.compositions(name) for e in c}
+
 
 def undetermined_elements(refit: list[dict[str, int]], test: list[dict[str, int]]) -> list[str]:
     """Elements whose re-fitted energies the ``refit`` compositions leave undetermined for ``test``

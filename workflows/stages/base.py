@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
 from lamflow.ops.data import DatasetFormat, DatasetInfo
-from lamflow.workflows.compile.plan import ArtifactSource, StepOutput, StepPlan
+from lamflow.workflows.compile.plan import ArtifactSource, LocalFile, StepOutput, StepPlan
 from lamflow.workflows.errors import SpecError
 from lamflow.workflows.spec.base import slug
 from lamflow.workflows.spec.model import ModelSpec
 from lamflow.workflows.stages._guards import Datasets
 
 SectionT = TypeVar("SectionT")
+TRAINED_STAGES = ("pretrain", "finetune", "distill")  # their models come with a training checkpoint
 VIRIAL_PREFS = {"start_pref_v": 0.02, "limit_pref_v": 1.0}  # DeePMD-kit's usual virial schedule
 
 
@@ -48,6 +49,10 @@ class References:
         default_factory=dict
     )  # model reference -> its DeePMD-kit descriptor (None: not known before the run)
     notices: list[str] = field(default_factory=list)  # what validate tells the user (not errors)
+    type_maps: dict[str, tuple[str, ...]] = field(
+        default_factory=dict
+    )  # model reference -> its element list, where it is known before the run (external models)
+    checkpoints: set[str] = field(default_factory=set)  # external models that are training checkpoints
 
     def error(self, path: str, message: str) -> SpecError:
         return SpecError(self.shown, path, message)
@@ -65,6 +70,12 @@ class References:
         same_stage = [r.partition(".")[2] for r in self.models if r.startswith(f"{stage}.")]
         if same_stage:
             raise self.error(path, f"no {stage} model named {name!r} ({stage} models: {known(same_stage)})")
+        if ref.endswith((".pt", ".pth")):
+            raise self.error(
+                path,
+                f"{ref!r} is not a model of this spec; to use a model file, declare it under models: "
+                f"(e.g. models: {{mine: {{file: {ref}}}}}) and use models.mine",
+            )
         hint = difflib.get_close_matches(ref, list(self.models), n=1)
         extra = f"; did you mean {hint[0]!r}?" if hint else ""
         raise self.error(path, f"unknown model {ref!r} (models of this spec: {known(self.models)}{extra})")
@@ -79,6 +90,23 @@ class References:
         """The dataset a stage reads for ``role`` ('train' or 'test'): a split dataset's part, else itself."""
         split = getattr(self.datasets.get(name), "split", None)
         return f"{name}@{role}" if split is not None else name
+
+    def has_checkpoint(self, ref: str) -> bool:
+        """Whether a training checkpoint stands behind a model reference (what fine-tuning starts from)."""
+        return ref.partition(".")[0] in TRAINED_STAGES or ref in self.checkpoints
+
+    def need_elements(self, path: str, ref: str, dataset: str) -> None:
+        """A model whose element list is known covers every element of ``dataset``."""
+        type_map = self.type_maps.get(ref)
+        if type_map is None or self.data is None:
+            return
+        missing = sorted(self.data.elements(dataset) - set(type_map))
+        if missing:
+            raise self.error(
+                path,
+                f"{ref} knows only {', '.join(type_map)}: {dataset!r} has {', '.join(missing)} outside "
+                "its type map",
+            )
 
     def spec_descriptor(self) -> dict[str, Any] | None:
         """The descriptor of the models this spec trains from its ``model:`` section."""
@@ -119,8 +147,9 @@ class PlanContext:
     model: ModelSpec
     type_map: list[str]
     dataset_formats: Mapping[str, DatasetFormat]
-    models: dict[str, StepOutput] = field(default_factory=dict)  # model reference -> frozen model
-    checkpoints: dict[str, StepOutput] = field(default_factory=dict)  # reference -> training checkpoint
+    # model reference -> frozen model / training checkpoint: a step's output, or a file (models: of the spec)
+    models: dict[str, StepOutput | LocalFile] = field(default_factory=dict)
+    checkpoints: dict[str, StepOutput | LocalFile] = field(default_factory=dict)
     steps: list[StepPlan] = field(default_factory=list)
     origins: dict[str, str] = field(default_factory=dict)  # step key -> YAML path that asked for it
     overlaps: frozenset[tuple[str, str]] = (
@@ -129,6 +158,9 @@ class PlanContext:
     dataset_info: Mapping[str, DatasetInfo] = field(default_factory=dict)  # systems and frames per dataset
     splits: frozenset[str] = frozenset()  # datasets split into <name>@train and <name>@test
     notices: list[str] = field(default_factory=list)  # what the plan tells the user (not errors)
+    branches: dict[str, str] = field(
+        default_factory=dict
+    )  # model reference -> the head of its checkpoint to fine-tune from ('' for a single-task one)
     teachers: dict[str, tuple[str, ArtifactSource]] = field(
         default_factory=dict
     )  # distill model reference -> (teacher's name for people, teacher model source)
@@ -151,6 +183,14 @@ class PlanContext:
                 f"(start_pref_v {VIRIAL_PREFS['start_pref_v']}, limit_pref_v {VIRIAL_PREFS['limit_pref_v']}; "
                 f"set {where}.training.loss.start_pref_v/limit_pref_v to 0 to leave them out)"
             )
+
+    def finetune_source(self, ref: str) -> tuple[ArtifactSource, str]:
+        """(training checkpoint, head to start from) of a model reference with a checkpoint."""
+        stage, _, name = ref.partition(".")
+        if stage == "pretrain":
+            heads = [r for r in self.models if r.startswith("pretrain.")]
+            return self.checkpoints["pretrain"], name if len(heads) > 1 else ""
+        return self.checkpoints[ref], self.branches.get(ref, "")
 
     def formats(self, names: Iterable[str]) -> dict[str, DatasetFormat]:
         return {n: self.dataset_formats[n] for n in names}
@@ -199,6 +239,11 @@ class Stage(Generic[SectionT]):
 
     def guard(self, section: SectionT, refs: References) -> None:
         """Checks that need the inspected datasets (``refs.data``), run after every stage's ``check``."""
+
+    def subsets(self, section: SectionT) -> Iterable[tuple[str, int, int]]:
+        """(split dataset, frames, repeat) of the random train subsets the stage trains on; the loader writes
+        them (after the guards) as datasets ``<name>@train-n<frames>-r<repeat>``."""
+        return ()
 
     def plan(self, section: SectionT, ctx: PlanContext) -> None:
         raise NotImplementedError

@@ -92,18 +92,21 @@ class DistillStage(Stage[list[DistillSpec]]):
                         )
                     elements.update(system.elements(type_map))
             if d.teacher.model_file is None:
-                continue  # this spec's models know every element of its datasets (model.type_map)
-            path = refs.resolve_file(d.teacher.model_file)
-            try:
-                type_map = model_type_map(path)
-            except (DpError, ValueError, OSError) as exc:
-                raise refs.error(
-                    f"{base}.teacher.model_file", f"{path}: cannot read its type map ({exc})"
-                ) from None
+                known_map = refs.type_maps.get(d.teacher.model or "")
+                if known_map is None:
+                    continue  # this spec's models know every element of its datasets (model.type_map)
+                type_map, where = list(known_map), f"{base}.teacher.model"  # an external model's
+            else:
+                path = refs.resolve_file(d.teacher.model_file)
+                where = f"{base}.teacher.model_file"
+                try:
+                    type_map = model_type_map(path)
+                except (DpError, ValueError, OSError) as exc:
+                    raise refs.error(where, f"{path}: cannot read its type map ({exc})") from None
             missing = sorted(elements - set(type_map))
             if missing:
                 raise refs.error(
-                    f"{base}.teacher.model_file",
+                    where,
                     f"the teacher's type map {type_map} lacks {', '.join(missing)} of the start structures "
                     f"({known(d.explore.datasets)})",
                 )

@@ -55,7 +55,9 @@ class FinetuneStage(Stage[list[FinetuneSpec]]):
             base = self.yaml_path(i)
             refs.claim_name(self.key, names, ft.name, i)
             src = ft.from_
-            if src.model_file is None:
+            if src.model is not None:
+                self._check_from_model(ft, base, refs)
+            elif src.model_file is None:
                 if not heads:
                     raise refs.error(
                         f"{base}.from",
@@ -88,21 +90,52 @@ class FinetuneStage(Stage[list[FinetuneSpec]]):
                 refs.need_dataset(f"{base}.datasets[{j}]", name)
             for j, name in enumerate(ft.validation):
                 refs.need_dataset(f"{base}.validation[{j}]", name)
-            descriptor = refs.spec_descriptor() if src.model_file is None else None  # else: the checkpoint's
+            spec_model = src.model_file is None and src.model is None
+            descriptor = refs.spec_descriptor() if spec_model else None  # else: the checkpoint's
             refs.provide_model(base, f"finetune.{ft.name}", descriptor)
             trained = {refs.part(n, "train"): f"{base}.datasets[{j}]" for j, n in enumerate(ft.datasets)}
-            if src.model_file is None:  # also trained on what the pretraining saw
+            if src.model is not None:  # also trained on what its source saw
+                trained = {**refs.trained_on.get(src.model, {}), **trained}
+            elif src.model_file is None:  # also trained on what the pretraining saw
                 for ref in (r for r in refs.trained_on if r.startswith("pretrain.")):
                     trained = {**refs.trained_on[ref], **trained}
             refs.trained_on[f"finetune.{ft.name}"] = trained
         refs.unique_slugs("finetune", self.yaml_path(), names)
+
+    def _check_from_model(self, ft: FinetuneSpec, base: str, refs: References) -> None:
+        src = ft.from_
+        assert src.model is not None
+        if src.model_file is not None:
+            raise refs.error(f"{base}.from", "give model or model_file, not both")
+        if src.head is not None and src.head != RANDOM_HEAD:
+            raise refs.error(
+                f"{base}.from.head",
+                f"the head of {src.model} is set where it is declared; here only '{RANDOM_HEAD}' is allowed",
+            )
+        refs.need_model(f"{base}.from.model", src.model)
+        if not refs.has_checkpoint(src.model):
+            raise refs.error(
+                f"{base}.from.model",
+                f"{src.model} has no training checkpoint to fine-tune from (a frozen .pth cannot be "
+                "fine-tuned; declare the .pt checkpoint under models:)",
+            )
+
+    def guard(self, section: list[FinetuneSpec], refs: References) -> None:
+        for i, ft in enumerate(section):
+            for j, name in enumerate(ft.datasets if ft.from_.model is not None else ()):
+                refs.need_elements(f"{self.yaml_path(i)}.datasets[{j}]", ft.from_.model or "", name)
 
     def plan(self, section: list[FinetuneSpec], ctx: PlanContext) -> None:
         multitask = len(pretrain_heads(ctx.models)) > 1
         for i, ft in enumerate(section):
             from_head = ft.from_.head
             base_checkpoint: ArtifactSource
-            if ft.from_.model_file is not None:
+            if ft.from_.model is not None:
+                base_checkpoint, branch = ctx.finetune_source(ft.from_.model)
+                if from_head == RANDOM_HEAD:
+                    branch = RANDOM_BRANCH
+                origin = ft.from_.model
+            elif ft.from_.model_file is not None:
                 base_checkpoint = LocalFile(ctx.resolve_file(ft.from_.model_file))
                 branch = RANDOM_BRANCH if from_head == RANDOM_HEAD else (from_head or "")
                 origin = ft.from_.model_file.name

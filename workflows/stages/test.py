@@ -45,6 +45,7 @@ class TestStage(Stage[list[TestSpec]]):
         for k, name in enumerate(group.datasets):
             dataset = refs.part(name, "test")
             for ref in group.models:
+                refs.need_elements(f"{base}.datasets[{k}]", ref, dataset)
                 for trained, where in refs.trained_on.get(ref, {}).items():
                     reason = data.overlap(dataset, trained)
                     if reason is None:

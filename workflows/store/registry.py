@@ -206,7 +206,8 @@ def run_records(
                     parents.append({"reference": label, "sha256": digest((run_dir / produced).resolve())})
             elif isinstance(source, LocalFile):
                 parents.append({"file": str(source.path), "sha256": digest(source.path)})
-        tests = [t for t in summary.tests if t.model == ref]
+        # a transfer study's learning-curve rows measure models trained from this one, not this one
+        tests = [t for t in summary.tests if t.model == ref and t.protocol not in ("finetune", "scratch")]
         metrics = {
             (
                 t.dataset if t.change_bias_on is None else f"{t.dataset}@change-bias:{t.change_bias_on}"

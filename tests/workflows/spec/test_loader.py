@@ -132,7 +132,7 @@ BAD_SPECS = [
     (
         lambda s: s["stages"]["test"][0].update(models=["water"]),
         "stages.test[0].models[0]",
-        "expected a model reference like pretrain.<head> or finetune.<name> (got 'water')",
+        "expected a model reference like pretrain.<head>, finetune.<name> or models.<name> (got 'water')",
     ),
     (
         lambda s: s["stages"]["test"][0].update(change_bias_on="nope"),

@@ -1,0 +1,187 @@
+"""The report's PNG plots, drawn with matplotlib (Agg, no display): learning curves, parity plots and
+training curves. Each function returns the :class:`Figure` records it wrote (file, title, series), which
+the report lists in ``plots.json`` and embeds in its page."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lamflow.workflows.report.detail import split_columns
+from lamflow.workflows.report.results import CurvePoint
+
+DPI = 110
+QUANTITIES = (("energy_rmse_per_atom", "energy RMSE (meV/atom)"), ("force_rmse", "force RMSE (meV/Å)"))
+
+
+@dataclass(frozen=True)
+class Figure:
+    file: str  # relative to the report folder
+    title: str
+    kind: str  # learning-curve | parity | training-curve
+    series: tuple[str, ...] = field(default=())  # the labelled lines/point sets, as in the legend
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _no_labels():
+    """Minor ticks without labels: log axes stay readable, and laying out their text is most of the cost."""
+    from matplotlib.ticker import NullFormatter
+
+    return NullFormatter()
+
+
+def learning_curve(
+    out: Path,
+    name: str,
+    title: str,
+    points: Sequence[CurvePoint],
+    flat_lines: Sequence[tuple[str, dict[str, float]]],
+) -> Figure:
+    """RMSE vs train frames, log-log, one panel per quantity: a line with error bars (sample standard
+    deviation over repeats) per fine-tuned model and for scratch; ``flat_lines`` (label, metrics) as
+    horizontal lines (zero-shot results, the dummy model)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(QUANTITIES), figsize=(5.2 * len(QUANTITIES), 4.0))
+    series: list[str] = []
+    for ax, (metric, label) in zip(axes, QUANTITIES, strict=True):
+        groups: dict[str, list[CurvePoint]] = {}
+        for p in points:
+            groups.setdefault(p.model if p.protocol == "finetune" else "scratch", []).append(p)
+        for model, members in groups.items():
+            members = sorted((m for m in members if metric in m.mean), key=lambda m: m.train_frames)
+            if not members:
+                continue
+            legend = f"fine-tuned from {model}" if model != "scratch" else "from scratch"
+            ax.errorbar(
+                [m.train_frames for m in members],
+                [1000 * m.mean[metric] for m in members],
+                yerr=[1000 * m.std[metric] for m in members],
+                marker="o" if model != "scratch" else "s",
+                linestyle="-" if model != "scratch" else "--",
+                capsize=3,
+                label=legend,
+            )
+            if metric == QUANTITIES[0][0]:
+                series.append(legend)
+        for legend, metrics in flat_lines:
+            value = metrics.get(metric)
+            if value is None or not math.isfinite(value) or value <= 0:
+                continue
+            dummy = legend.startswith("dummy")
+            ax.axhline(
+                1000 * value,
+                linestyle=":" if dummy else "-.",
+                color="grey" if dummy else None,
+                linewidth=1.2,
+                label=legend,
+            )
+            if metric == QUANTITIES[0][0]:
+                series.append(legend)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.yaxis.set_minor_formatter(_no_labels())
+        sizes = sorted({p.train_frames for p in points})
+        if sizes:
+            from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+            ax.set_xticks(sizes)
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("training frames")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[-1].legend(fontsize=8, loc="best")
+    fig.suptitle(title, fontsize=10)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.13, top=0.88, wspace=0.25)
+    fig.savefig(out / name, dpi=DPI)
+    plt.close(fig)
+    return Figure(name, title, "learning-curve", tuple(series))
+
+
+def parity(out: Path, name: str, title: str, detail: dict[str, dict[str, np.ndarray]]) -> Figure | None:
+    """Predicted vs DFT: energy per atom (eV/atom) and force components (eV/Å), one colour per system."""
+    panels = [q for q in ("energy", "force") if detail.get(q)]
+    if not panels:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 4.2), squeeze=False)
+    systems: list[str] = []
+    for ax, quantity in zip(axes[0], panels, strict=True):
+        lo, hi = math.inf, -math.inf
+        for system, rows in detail[quantity].items():
+            label, pred = split_columns(rows)
+            short = Path(system).name
+            ax.scatter(label.ravel(), pred.ravel(), s=6, alpha=0.6, label=short)
+            lo, hi = min(lo, label.min(), pred.min()), max(hi, label.max(), pred.max())
+            if quantity == panels[0]:
+                systems.append(short)
+        pad = 0.05 * (hi - lo or 1.0)
+        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="black", linewidth=0.8)
+        unit = "eV/atom" if quantity == "energy" else "eV/Å"
+        ax.set_xlabel(f"DFT {quantity} ({unit})")
+        ax.set_ylabel(f"predicted {quantity} ({unit})")
+    if len(systems) <= 8:
+        axes[0][-1].legend(fontsize=7, markerscale=2)
+    fig.suptitle(title, fontsize=10)
+    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.13, top=0.88, wspace=0.3)
+    fig.savefig(out / name, dpi=DPI)
+    plt.close(fig)
+    return Figure(name, title, "parity", tuple(systems))
+
+
+def read_lcurve(path: Path) -> tuple[list[str], np.ndarray]:
+    """(columns, rows) of a DeePMD-kit ``lcurve.out``."""
+    header: list[str] = []
+    rows = []
+    for line in path.read_text().splitlines():
+        if line.startswith("#"):
+            words = line[1:].split()
+            if words and words[0] == "step":
+                header = words
+        elif line.strip():
+            rows.append([float(x) for x in line.split()])
+    return header, np.asarray(rows, dtype=float).reshape(len(rows), len(header) if rows else 0)
+
+
+def training_curve(out: Path, name: str, title: str, lcurve: Path) -> Figure | None:
+    """The training RMSEs (columns ``rmse_*_trn*`` / ``rmse_*_val*``) of ``lcurve.out`` against the step."""
+    header, rows = read_lcurve(lcurve)
+    if not header or not len(rows):
+        return None
+    columns = [
+        i
+        for i, c in enumerate(header)
+        if c.startswith("rmse_")
+        and c != "rmse"
+        and np.all(np.isfinite(rows[:, i]))
+        and np.all(rows[:, i] > 0)
+    ]
+    if not columns:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.6, 3.8))
+    for i in columns:
+        ax.plot(rows[:, 0], rows[:, i], label=header[i], linestyle="--" if "_val" in header[i] else "-")
+    ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("RMSE (eV/atom for e, eV/Å for f)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    ax.yaxis.set_minor_formatter(_no_labels())
+    ax.set_title(title, fontsize=10)
+    fig.subplots_adjust(left=0.14, right=0.97, bottom=0.14, top=0.9)
+    fig.savefig(out / name, dpi=DPI)
+    plt.close(fig)
+    return Figure(name, title, "training-curve", tuple(header[i] for i in columns))

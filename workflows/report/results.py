@@ -1,0 +1,170 @@
+"""Tables of a run's test results: the rows as flat records, learning-curve points (mean and spread over
+repeats), the dummy-normalised errors log-averaged over datasets, and the transfer studies' gates."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from lamflow.ops.baseline import log_average
+from lamflow.workflows.engines.summary import GateResult, TestResult
+from lamflow.workflows.spec.transfer import GateSpec
+
+# what a CSV row holds, in order (metrics in SI-like units: eV/atom, eV/Å; normalised errors in 0..1)
+COLUMNS = (
+    "study",
+    "model",
+    "protocol",
+    "train_frames",
+    "repeat",
+    "dataset",
+    "change_bias_on",
+    "role",
+    "step",
+    "frames",
+    "energy_rmse_per_atom",
+    "energy_mae_per_atom",
+    "force_rmse",
+    "force_mae",
+    "virial_rmse_per_atom",
+    "dummy_energy_rmse_per_atom",
+    "dummy_force_rmse",
+    "dummy_virial_rmse_per_atom",
+    "normalized_energy",
+    "normalized_force",
+    "normalized_virial",
+    "normalized_error",
+)
+CURVE_METRICS = ("energy_rmse_per_atom", "force_rmse", "normalized_error")
+
+
+def protocol_of(row: TestResult) -> str:
+    """How the row's model was used: a transfer protocol, a distillation role, or a plain test."""
+    if row.protocol:
+        return row.protocol
+    if row.role:
+        return row.role
+    return "change-bias" if row.change_bias_on else "test"
+
+
+def flat(row: TestResult) -> dict[str, object]:
+    """One test row as a flat record (the CSV's and metrics.json's ``rows``)."""
+    record: dict[str, object] = {
+        "study": row.study or "",
+        "model": row.model,
+        "protocol": protocol_of(row),
+        "train_frames": row.train_frames if row.train_frames is not None else "",
+        "repeat": row.repeat if row.repeat is not None else "",
+        "dataset": row.dataset,
+        "change_bias_on": row.change_bias_on or "",
+        "role": row.role or "",
+        "step": row.step,
+    }
+    for key in COLUMNS[len(record) :]:
+        record[key] = row.metrics.get(key, "")
+    return record
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """One learning-curve point: a study's model (or 'scratch') at N train frames on a dataset."""
+
+    study: str
+    dataset: str
+    model: str
+    protocol: str  # finetune | scratch
+    train_frames: int
+    repeats: int
+    mean: dict[str, float]
+    std: dict[str, float]  # sample standard deviation over repeats (0 for one repeat)
+
+
+def curve_points(rows: Iterable[TestResult]) -> list[CurvePoint]:
+    groups: dict[tuple[str, str, str, str, int], list[TestResult]] = {}
+    for row in rows:
+        if row.protocol in ("finetune", "scratch") and row.train_frames is not None:
+            key = (row.study or "", row.dataset, row.model, row.protocol, row.train_frames)
+            groups.setdefault(key, []).append(row)
+    points = []
+    for (study, dataset, model, protocol, n), members in sorted(groups.items()):
+        mean, std = {}, {}
+        for metric in CURVE_METRICS:
+            values = [m.metrics[metric] for m in members if _finite(m.metrics.get(metric))]
+            if values:
+                mean[metric] = statistics.fmean(values)
+                std[metric] = statistics.stdev(values) if len(values) > 1 else 0.0
+        points.append(CurvePoint(study, dataset, model, protocol, n, len(members), mean, std))
+    return points
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def generalizability(rows: Iterable[TestResult]) -> list[dict[str, Any]]:
+    """Per model and protocol: the normalised error log-averaged over the datasets it was tested on (as
+    LAMBench aggregates its generalizability metric), with the datasets it covers."""
+    groups: dict[tuple[str, str, int | None], dict[str, list[float]]] = {}
+    for row in rows:
+        value = row.metrics.get("normalized_error")
+        if not _finite(value) or value <= 0:  # type: ignore[operator]
+            continue
+        key = (row.model, protocol_of(row), row.train_frames)
+        groups.setdefault(key, {}).setdefault(row.dataset, []).append(float(value))  # type: ignore[arg-type]
+    out = []
+    for (model, protocol, n), per_dataset in sorted(
+        groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0)
+    ):
+        means = [statistics.fmean(v) for v in per_dataset.values()]  # repeats: their mean per dataset
+        out.append(
+            {
+                "model": model,
+                "protocol": protocol,
+                "train_frames": n if n is not None else "",
+                "datasets": sorted(per_dataset),
+                "normalized_error_log_average": log_average(means),
+            }
+        )
+    return out
+
+
+def coverage(systems: dict[str, dict[str, float]]) -> list[dict[str, object]]:
+    """Per-system errors ranked worst first (force RMSE, else energy): where a model needs data."""
+
+    def rank(item: tuple[str, dict[str, float]]) -> float:
+        m = item[1]
+        return m.get("force_rmse", m.get("energy_rmse_per_atom", 0.0))
+
+    return [{"system": name, **m} for name, m in sorted(systems.items(), key=rank, reverse=True)]
+
+
+def check_gates(
+    gates: Sequence[tuple[str, GateSpec]], rows: Sequence[TestResult], test_part: Callable[[str], str]
+) -> list[GateResult]:
+    """``gates``: (study name, gate); ``test_part``: a dataset's name -> the name its test rows carry."""
+    results = []
+    for study, gate in gates:
+        dataset = test_part(gate.dataset)
+        mine = [r for r in rows if r.study == study and r.model == gate.model and r.dataset == dataset]
+        if isinstance(gate.at, int):
+            mine = [r for r in mine if r.protocol == "finetune" and r.train_frames == gate.at]
+        else:
+            mine = [r for r in mine if r.protocol == gate.at]
+        values = [float(r.metrics[gate.metric]) for r in mine if _finite(r.metrics.get(gate.metric))]
+        value = statistics.fmean(values) if values else None
+        results.append(
+            GateResult(
+                study=study,
+                model=gate.model,
+                dataset=gate.dataset,
+                at=gate.at,
+                metric=gate.metric,
+                max=gate.max,
+                value=value,
+                passed=value is not None and value <= gate.max,
+            )
+        )
+    return results
