@@ -81,6 +81,38 @@ def read_systems(sources: Sequence[Path], fmt: str, type_map: Sequence[str] | No
     return systems
 
 
+def conversion_key(sources: Sequence[Path], fmt: str, type_map: Sequence[str] | None) -> str:
+    """The digest naming a conversion's output: the format, the type map and every source file's content."""
+    import hashlib
+
+    digest = hashlib.sha256(repr((fmt, list(type_map) if type_map else None)).encode())
+    for source in sources:  # a folder (deepmd/npy): its files, in order
+        found = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
+        for path in found:
+            digest.update(str(path.relative_to(source.parent)).encode())
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()[:32]
+
+
+def convert_cached(
+    sources: Sequence[str | Path], fmt: str, root: Path, type_map: Sequence[str] | None = None
+) -> Path:
+    """``root/<digest>``: the sources converted once per content (as :func:`convert` does), reused after."""
+    files = expand_sources(sources)
+    folder = root / conversion_key(files, fmt, type_map)
+    if folder.is_dir():
+        return folder
+    try:
+        convert(files, fmt, folder, type_map)
+    except (DatasetError, OSError):
+        if folder.is_dir():  # another validate converted the same sources first
+            return folder
+        raise
+    return folder
+
+
 def convert(
     sources: Sequence[str | Path], fmt: str, output: str | Path, type_map: Sequence[str] | None = None
 ) -> Conversion:

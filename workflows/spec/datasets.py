@@ -1,4 +1,4 @@
-"""``datasets:`` — named training/test data in deepmd/npy or deepmd/hdf5."""
+"""``datasets:`` — named training/test data: deepmd/npy or deepmd/hdf5, or raw DFT outputs that dpdata reads."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from lamflow.workflows.spec.base import MAX_FRAMES, MAX_SEED, SpecModel
+
+STORED_FORMATS = ("deepmd/npy", "deepmd/hdf5")  # read by the steps as they are; the others are converted
 
 
 class SplitSpec(SpecModel):
@@ -24,13 +26,40 @@ class SplitSpec(SpecModel):
 
 
 class DatasetSpec(SpecModel):
+    @property
+    def converted(self) -> bool:
+        """Whether validate converts this dataset to deepmd/npy (raw DFT outputs)."""
+        return self.format not in STORED_FORMATS
+
+    @property
+    def stored_format(self) -> str:
+        """The format the steps read: deepmd/npy for a converted dataset."""
+        return "deepmd/npy" if self.converted else self.format
+
     path: str = Field(
         min_length=1,
         description="Directory (deepmd/npy: a system or a folder of systems, searched recursively) "
         "or file (deepmd/hdf5), relative to the spec file; or the URI of a dataset pushed with "
         "`lamflow data push` (s3://bucket/prefix/name), pulled once into this machine's cache.",
     )
-    format: Literal["deepmd/npy", "deepmd/hdf5"] = Field("deepmd/npy", description="Data format.")
+    format: Literal[
+        "deepmd/npy",
+        "deepmd/hdf5",
+        "deepmd/npy/mixed",
+        "vasp/outcar",
+        "vasp/xml",
+        "qe/pw/scf",
+        "cp2k/output",
+        "abacus/md",
+        "abacus/scf",
+        "extxyz",
+    ] = Field(
+        "deepmd/npy",
+        description="Data format. Raw DFT outputs (vasp/outcar, vasp/xml, qe/pw/scf, cp2k/output, abacus/md, "
+        "abacus/scf, extxyz, deepmd/npy/mixed) are converted with dpdata at validate — once per content, "
+        "into this machine's cache — to the deepmd/npy dataset every step reads; `path` may then be a glob "
+        "(data/OUTCAR-*), and type_map sets the element order.",
+    )
     type_map: list[str] | None = Field(
         None,
         min_length=1,

@@ -293,28 +293,50 @@ def _dataset_path(location: str, shown: str, where: str, base_dir: Path, fetch: 
         raise type(exc)(f"{shown}: {where}: {exc}") from None
 
 
+def _converted(ds: Any, shown: str, where: str, base_dir: Path, root: Path) -> Path:
+    """A raw-format dataset converted with dpdata (once per content) into ``root``."""
+    from lamflow.ops.convert import convert_cached
+
+    pattern = Path(ds.path).expanduser()
+    source = pattern if pattern.is_absolute() else base_dir / pattern
+    try:
+        return convert_cached([source], ds.format, root, ds.type_map)
+    except DatasetError as exc:
+        raise SpecError(shown, where, str(exc)) from None
+
+
 def check_datasets(
-    spec: Spec, shown: str, base_dir: Path, fetch: Fetch | None = None
+    spec: Spec, shown: str, base_dir: Path, fetch: Fetch | None = None, convert_root: Path | None = None
 ) -> tuple[dict[str, Path], dict[str, DatasetInfo], list[str]]:
-    """Inspect every dataset; work out the element names of each and the model's type_map."""
+    """Inspect every dataset (raw DFT outputs converted into ``convert_root`` first); work out the element
+    names of each and the model's type_map."""
     paths: dict[str, Path] = {}
     infos: dict[str, DatasetInfo] = {}
     elements_in_order: list[str] = []
     elements_of: dict[str, set[str]] = {}
     for name in spec.datasets:
         ds = spec.datasets[name]
-        path = _dataset_path(ds.path, shown, f"datasets.{name}.path", base_dir, fetch)
-        if ds.type_map is not None and ds.format != "deepmd/npy":
-            raise SpecError(shown, f"datasets.{name}.type_map", "only supported for deepmd/npy datasets")
+        if ds.type_map is not None and ds.format == "deepmd/hdf5":
+            raise SpecError(shown, f"datasets.{name}.type_map", "not supported for deepmd/hdf5 datasets")
         if ds.type_map is not None and len(set(ds.type_map)) != len(ds.type_map):
             raise SpecError(shown, f"datasets.{name}.type_map", "repeats an element")
+        if ds.converted:
+            if "://" in ds.path:
+                raise SpecError(shown, f"datasets.{name}.path", f"{ds.format}: give a local path or glob")
+            if convert_root is None:
+                from lamflow.workflows.settings import Settings
+
+                convert_root = Settings().cache_dir / "converted"
+            path = _converted(ds, shown, f"datasets.{name}.path", base_dir, convert_root)
+        else:
+            path = _dataset_path(ds.path, shown, f"datasets.{name}.path", base_dir, fetch)
         try:
-            info = inspect_dataset(path, ds.format)
+            info = inspect_dataset(path, ds.stored_format)
         except DatasetError as exc:
             raise SpecError(shown, f"datasets.{name}.path", str(exc)) from None
         names: set[str] = set()
         for system in info.systems:
-            if ds.type_map is not None:
+            if ds.type_map is not None and not ds.converted:  # converted: dpdata applied it
                 if system.type_map is not None and tuple(system.type_map) != tuple(ds.type_map):
                     raise SpecError(
                         shown,
@@ -371,8 +393,8 @@ def split_datasets(
         if ds.split is None:
             continue
         where = f"datasets.{name}.split"
-        if ds.format != "deepmd/npy":
-            raise SpecError(shown, where, "splits are made of deepmd/npy datasets")
+        if ds.stored_format != "deepmd/npy":
+            raise SpecError(shown, where, "splits are made of deepmd/npy datasets (or converted raw outputs)")
         rule = SplitRule(ds.split.test_fraction, ds.split.test_frames, ds.split.seed)
         systems = [s.path for s in infos[name].systems]
         for n, system in enumerate(infos[name].systems):
@@ -380,7 +402,7 @@ def split_datasets(
                 split_indices(system.nframes, rule, n)
             except ValueError as exc:
                 raise SpecError(shown, where, f"{system.path}: {exc}") from None
-        folder, records[name] = write_split(systems, rule, ds.type_map, root)
+        folder, records[name] = write_split(systems, rule, None if ds.converted else ds.type_map, root)
         for part in PARTS:
             paths[f"{name}@{part}"] = folder / part
             infos[f"{name}@{part}"] = inspect_dataset(folder / part)
@@ -416,13 +438,13 @@ def resolve(
     from lamflow.workflows.stages._guards import Datasets
 
     refs = check_stages(spec, shown, base_dir)  # names first: a typo is reported before any file is read
-    paths, infos, type_map = check_datasets(spec, shown, base_dir, fetch)
     if split_root is None:
         from lamflow.workflows.settings import Settings
 
         split_root = Settings().cache_dir / "splits"
+    paths, infos, type_map = check_datasets(spec, shown, base_dir, fetch, split_root.parent / "converted")
     splits = split_datasets(spec, shown, paths, infos, split_root)
-    type_maps = {n: spec.datasets[n].type_map for n in spec.datasets}
+    type_maps = {n: None if d.converted else d.type_map for n, d in spec.datasets.items()}
     refs.data = Datasets(paths, infos, {**type_maps, **{n: None for n in paths if n not in type_maps}})
     guard_stages(spec, refs)
     subsets = subset_datasets(spec, shown, paths, infos, split_root)
@@ -434,7 +456,7 @@ def resolve(
         dataset_info=infos,
         dataset_formats={
             **{
-                name: DatasetFormat(format=ds.format, type_map=ds.type_map)
+                name: DatasetFormat(format=ds.stored_format, type_map=None if ds.converted else ds.type_map)
                 for name, ds in spec.datasets.items()
             },
             **{name: DatasetFormat() for name in paths if "@" in name},  # split parts carry type_map.raw

@@ -64,7 +64,7 @@ class DistillStage(Stage[list[DistillSpec]]):
             for j, name in enumerate(d.explore.datasets):
                 where = f"{base}.explore.datasets[{j}]"
                 refs.need_dataset(where, name)
-                if refs.datasets[name].format != "deepmd/npy":
+                if refs.datasets[name].stored_format != "deepmd/npy":
                     raise refs.error(
                         where,
                         f"start structures come from deepmd/npy datasets; {name!r} is "

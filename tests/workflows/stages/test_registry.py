@@ -7,7 +7,14 @@ from lamflow.workflows.stages import all_stages, stages_model
 
 
 def test_stages_are_discovered_in_order():
-    assert [s.key for s in all_stages()] == ["pretrain", "finetune", "distill", "compress", "transfer", "test"]
+    assert [s.key for s in all_stages()] == [
+        "pretrain",
+        "finetune",
+        "distill",
+        "compress",
+        "transfer",
+        "test",
+    ]
     orders = [s.order for s in all_stages()]
     assert orders == sorted(orders) and len(set(orders)) == len(orders)
 
