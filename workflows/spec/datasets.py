@@ -1,4 +1,4 @@
-"""``datasets:`` — named training/test data: deepmd/npy or deepmd/hdf5, or raw DFT outputs that dpdata reads."""
+"""``datasets:`` — named data: deepmd/npy or deepmd/hdf5, or raw DFT outputs that dpdata reads."""
 
 from __future__ import annotations
 
