@@ -330,8 +330,11 @@ def _errors(label: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
 def _write_detail(
     path: str, system: Path, header: str, label: np.ndarray, pred: np.ndarray, mode: str
 ) -> None:
+    """As DeePMD-kit 3.2 writes it: the first system's header, then every system's rows appended."""
     with open(path, mode) as out:
-        np.savetxt(out, np.concatenate([label, pred], axis=1), header=f"{system}: {header}")
+        np.savetxt(
+            out, np.concatenate([label, pred], axis=1), header=f"{system}: {header}" if mode == "w" else ""
+        )
 
 
 def test(args: Any) -> None:

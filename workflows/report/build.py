@@ -108,8 +108,10 @@ def build(run_dir: Path, summary: RunSummary, out: Path) -> dict[str, Any]:
         figure = plots.parity(out, f"parity-{n:02d}-{row.step}.png", _label(row), detail) if detail else None
         if figure is not None:
             figures.append(figure)
-        if detail and protocol_of(row) in ("zero-shot", "change-bias", "unshifted", "test"):
-            for rank, entry in enumerate(coverage(per_system_errors(detail)), 1):
+        log = _output(run_dir, summary, row.step, "log")
+        if log is not None and log.is_file() and protocol_of(row) in ZERO_SHOT:
+            per_system = per_system_errors(log.read_text(errors="replace"))
+            for rank, entry in enumerate(coverage(per_system), 1):
                 coverage_rows.append(
                     {
                         "step": row.step,

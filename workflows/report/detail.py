@@ -1,9 +1,11 @@
-"""``dp test`` detail files (``<prefix>.e_peratom.out``, ``.f.out``, ``.v_peratom.out``): one block per
-tested system, headed ``# <system>: data_... pred_...``, as DeePMD-kit appends them. Read into arrays for
-parity plots and per-system errors (coverage)."""
+"""What ``dp test`` leaves: detail files (``<prefix>.e_peratom.out``, ``.f.out``, ``.v_peratom.out``: label
+columns then prediction columns, every system's rows appended under one ``# <first system>: ...`` header)
+read into arrays for parity plots; and the log, whose per-system blocks (``# testing system : <path>``,
+``# number of test data : N``, then the errors) give the per-system errors of the coverage table."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +16,9 @@ SUFFIXES = {"energy": "e_peratom.out", "force": "f.out", "virial": "v_peratom.ou
 
 
 def read_blocks(path: Path) -> dict[str, np.ndarray]:
-    """{system: rows (label columns then prediction columns)} of one detail file, in file order; a system
-    is named by its folder's name (the path is the step's scratch copy)."""
+    """{header: rows (label columns then prediction columns)} of one detail file, in file order, a block
+    named by its header's folder name. DeePMD-kit 3.2 writes one header for all systems; a file with
+    several headers is read block by block."""
     blocks: dict[str, list[list[float]]] = {}
     current: list[list[float]] | None = None
     for line in path.read_text().splitlines():
@@ -44,17 +47,32 @@ def split_columns(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rows[:, :half], rows[:, half:]
 
 
-def per_system_errors(detail: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, float]]:
-    """{system: {energy_rmse_per_atom, force_rmse[, virial_rmse_per_atom], frames}} from the detail files."""
-    names = {"energy": "energy_rmse_per_atom", "force": "force_rmse", "virial": "virial_rmse_per_atom"}
+_SYSTEM = re.compile(r"# testing system : (\S+)")
+_FRAMES = re.compile(r"# number of test data : (\d+)")
+
+
+def per_system_errors(log_text: str) -> dict[str, dict[str, float]]:
+    """{system folder name: {energy_rmse_per_atom, force_rmse[, virial_rmse_per_atom], frames}} from the
+    per-system blocks of a ``dp test`` log (the weighted-average block at the end is not a system)."""
+    from lamflow.ops.test import parse_test_metrics
+
+    end = log_text.rfind("weighted average of errors")
+    body = log_text[:end] if end >= 0 else log_text
+    starts = [(m.start(), Path(m.group(1)).name) for m in _SYSTEM.finditer(body)]
     out: dict[str, dict[str, float]] = {}
-    for quantity, blocks in detail.items():
-        for system, rows in blocks.items():
-            label, pred = split_columns(rows)
-            if quantity == "virial" and not np.any(label):
-                continue  # no virial labels: DeePMD-kit writes zeros
-            entry = out.setdefault(system, {})
-            entry[names[quantity]] = float(np.sqrt(np.mean((pred - label) ** 2)))
-            if quantity == "energy":
-                entry["frames"] = float(len(rows))
+    for (start, name), (stop, _) in zip(starts, [*starts[1:], (len(body), "")], strict=True):
+        block = body[start:stop]
+        try:
+            metrics = parse_test_metrics("weighted average of errors\n" + block)
+        except ValueError:
+            continue
+        entry = {
+            k: v
+            for k, v in metrics.items()
+            if k in ("energy_rmse_per_atom", "force_rmse", "virial_rmse_per_atom")
+        }
+        frames = _FRAMES.search(block)
+        if frames:
+            entry["frames"] = float(frames.group(1))
+        out[name] = entry
     return out

@@ -120,9 +120,10 @@ def parity(out: Path, name: str, title: str, detail: dict[str, dict[str, np.ndar
     systems: list[str] = []
     for ax, quantity in zip(axes[0], panels, strict=True):
         lo, hi = math.inf, -math.inf
-        for system, rows in detail[quantity].items():
+        blocks = detail[quantity]
+        for system, rows in blocks.items():
             label, pred = split_columns(rows)
-            short = Path(system).name
+            short = Path(system).name if len(blocks) > 1 else "test frames"  # one header: every system
             ax.scatter(label.ravel(), pred.ravel(), s=6, alpha=0.6, label=short)
             lo, hi = min(lo, label.min(), pred.min()), max(hi, label.max(), pred.max())
             if quantity == panels[0]:
