@@ -81,19 +81,23 @@ def write_split(
             for part, chosen in zip(PARTS, (train, test), strict=True):
                 data.sub_system(chosen).to("deepmd/npy", str(scratch / part / name))
             indices[system] = {"train": train, "test": test}
-        (scratch / "split.json").write_text(
-            json.dumps({"rule": rule.__dict__, "systems": indices}, indent=1) + "\n"
-        )
-        try:
-            os.replace(scratch, folder)
-        except OSError:  # another validate wrote the same split first
-            if not record_file.is_file():
-                raise
-            shutil.rmtree(scratch, ignore_errors=True)
+        _publish(scratch, folder, record_file, {"rule": rule.__dict__, "systems": indices})
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
     return folder, indices
+
+
+def _publish(scratch: Path, folder: Path, record_file: Path, record: dict) -> None:
+    """Write the record into ``scratch`` last, then rename it to ``folder`` (a folder is whole or absent);
+    when another validate published the same content first, keep theirs."""
+    (scratch / record_file.name).write_text(json.dumps(record, indent=1) + "\n")
+    try:
+        os.replace(scratch, folder)
+    except OSError:
+        if not record_file.is_file():
+            raise
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def subset_indices(nframes: Sequence[int], size: int, repeat: int, seed: int) -> list[list[int]]:
@@ -132,15 +136,9 @@ def write_subset(systems: Sequence[str], size: int, repeat: int, seed: int, root
             if frames:
                 data.sub_system(frames).to("deepmd/npy", str(scratch / f"{n:04d}-{Path(system).name}"))
         indices = {Path(s).name: f for s, f in zip(systems, chosen, strict=True) if f}
-        (scratch / "subset.json").write_text(
-            json.dumps({"size": size, "repeat": repeat, "seed": seed, "systems": indices}, indent=1) + "\n"
+        _publish(
+            scratch, folder, record_file, {"size": size, "repeat": repeat, "seed": seed, "systems": indices}
         )
-        try:
-            os.replace(scratch, folder)
-        except OSError:  # another validate wrote the same subset first
-            if not record_file.is_file():
-                raise
-            shutil.rmtree(scratch, ignore_errors=True)
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise

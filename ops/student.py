@@ -10,12 +10,11 @@ from typing import Any
 from dflow.python import FatalError
 from pydantic import Field
 
-from lamflow.ops import checkpoint_sync, files
-from lamflow.ops.common import run_dp_step, work_dir, write_json
+from lamflow.ops import files
+from lamflow.ops.common import work_dir, write_json
 from lamflow.ops.contract import LamflowOP, OpModel
 from lamflow.ops.data import find_npy_systems
-from lamflow.ops.dp import freeze_command, train_command
-from lamflow.ops.training import TrainOutput, latest_checkpoint, train_output_files
+from lamflow.ops.training import TrainOutput, train_and_freeze
 
 
 class StudentParams(OpModel):
@@ -56,13 +55,4 @@ class StudentOP(LamflowOP[StudentInput, StudentOutput]):
     def run(self, inp: StudentInput) -> StudentOutput:
         cwd = work_dir()
         write_json(cwd / files.INPUT_JSON, student_input(inp.deepmd_input, inp.labels.resolve()))
-        checkpoint_sync.restore(cwd)
-        restart = latest_checkpoint(cwd)
-        with checkpoint_sync.Uploader(cwd):
-            run_dp_step(
-                train_command(files.INPUT_JSON, restart=restart and restart.name), cwd, files.TRAIN_LOG
-            )
-        run_dp_step(freeze_command(files.FROZEN_MODEL), cwd, files.FREEZE_LOG)
-        return StudentOutput(
-            **train_output_files(cwd), model=cwd / files.FROZEN_MODEL, freeze_log=cwd / files.FREEZE_LOG
-        )
+        return StudentOutput(**train_and_freeze(cwd))

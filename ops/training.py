@@ -74,23 +74,44 @@ def write_training_input(params: TrainParams, datasets: Mapping[str, Path], cwd:
     return write_json(cwd / files.INPUT_JSON, deepmd_input)
 
 
-def last_lcurve_row(path: Path) -> dict[str, float]:
-    """The last row of ``lcurve.out`` as {column: value} (NaN columns dropped)."""
+def read_lcurve(path: Path) -> tuple[list[str], list[list[float]]]:
+    """(columns, rows) of a DeePMD-kit ``lcurve.out`` (its ``# step ...`` header names the columns)."""
     header: list[str] = []
-    last: list[str] = []
+    rows: list[list[float]] = []
     for line in path.read_text().splitlines():
         if line.startswith("#"):
             words = line[1:].split()
             if words and words[0] == "step":
                 header = words
         elif line.strip():
-            last = line.split()
-    row = {}
-    for key, value in zip(header, last, strict=False):
-        number = float(value)
-        if not math.isnan(number):
-            row[key] = number
-    return row
+            rows.append([float(x) for x in line.split()])
+    return header, rows
+
+
+def last_lcurve_row(path: Path) -> dict[str, float]:
+    """The last row of ``lcurve.out`` as {column: value} (NaN columns dropped)."""
+    header, rows = read_lcurve(path)
+    last = rows[-1] if rows else []
+    return {key: value for key, value in zip(header, last, strict=False) if not math.isnan(value)}
+
+
+def train_and_freeze(cwd: Path) -> dict[str, Any]:
+    """``dp --pt train input.json`` in ``cwd`` (from its newest checkpoint when a killed run left one, and
+    the lost pod's on Argo), then ``dp --pt freeze``: the fields of a training op's output with ``model``."""
+    from lamflow.ops import checkpoint_sync
+    from lamflow.ops.common import run_dp_step
+    from lamflow.ops.dp import freeze_command, train_command
+
+    checkpoint_sync.restore(cwd)
+    restart = latest_checkpoint(cwd)
+    with checkpoint_sync.Uploader(cwd):
+        run_dp_step(train_command(files.INPUT_JSON, restart=restart and restart.name), cwd, files.TRAIN_LOG)
+    run_dp_step(freeze_command(files.FROZEN_MODEL), cwd, files.FREEZE_LOG)
+    return {
+        **train_output_files(cwd),
+        "model": cwd / files.FROZEN_MODEL,
+        "freeze_log": cwd / files.FREEZE_LOG,
+    }
 
 
 def train_output_files(cwd: Path) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lamflow.ops.training import read_lcurve
 from lamflow.workflows.report.detail import split_columns
 from lamflow.workflows.report.results import CurvePoint
 
@@ -142,24 +143,11 @@ def parity(out: Path, name: str, title: str, detail: dict[str, dict[str, np.ndar
     return Figure(name, title, "parity", tuple(systems))
 
 
-def read_lcurve(path: Path) -> tuple[list[str], np.ndarray]:
-    """(columns, rows) of a DeePMD-kit ``lcurve.out``."""
-    header: list[str] = []
-    rows = []
-    for line in path.read_text().splitlines():
-        if line.startswith("#"):
-            words = line[1:].split()
-            if words and words[0] == "step":
-                header = words
-        elif line.strip():
-            rows.append([float(x) for x in line.split()])
-    return header, np.asarray(rows, dtype=float).reshape(len(rows), len(header) if rows else 0)
-
-
 def training_curve(out: Path, name: str, title: str, lcurve: Path) -> Figure | None:
     """The training RMSEs (columns ``rmse_*_trn*`` / ``rmse_*_val*``) of ``lcurve.out`` against the step."""
-    header, rows = read_lcurve(lcurve)
-    if not header or not len(rows):
+    header, values = read_lcurve(lcurve)
+    rows = np.asarray(values, dtype=float)
+    if not header or not len(rows) or rows.shape[1] != len(header):
         return None
     columns = [
         i
