@@ -50,6 +50,7 @@ def split_indices(nframes: int, rule: SplitRule, system_index: int) -> tuple[lis
 def split_key(systems: Sequence[str], rule: SplitRule, type_map: Sequence[str] | None) -> str:
     """The digest naming a split's folder: the systems' frames, the rule and the type map."""
     record = {
+        "layout": 2,  # split.json keys systems by their part folder's name (not by a machine's path)
         "systems": [system_digest(s) for s in systems],
         "rule": [rule.test_fraction, rule.test_frames, rule.seed],
         "type_map": list(type_map) if type_map else None,
@@ -61,7 +62,8 @@ def write_split(
     systems: Sequence[str], rule: SplitRule, type_map: Sequence[str] | None, root: Path
 ) -> tuple[Path, dict[str, dict[str, list[int]]]]:
     """``root/<digest>`` holding ``train/`` and ``test/`` (one folder per system, as in the source) and
-    ``split.json``; written once (temporary name, then rename), reused after. Returns (folder, indices)."""
+    ``split.json``; written once (temporary name, then rename), reused after. Returns (folder, indices keyed
+    by the part folder's name, ``<index>-<system folder>``)."""
     import dpdata
 
     folder = root / split_key(systems, rule, type_map)
@@ -80,7 +82,7 @@ def write_split(
             name = f"{n:04d}-{Path(system).name}"
             for part, chosen in zip(PARTS, (train, test), strict=True):
                 data.sub_system(chosen).to("deepmd/npy", str(scratch / part / name))
-            indices[system] = {"train": train, "test": test}
+            indices[name] = {"train": train, "test": test}
         _publish(scratch, folder, record_file, {"rule": rule.__dict__, "systems": indices})
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)

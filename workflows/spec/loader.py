@@ -8,6 +8,7 @@ URI is fetched into the machine's dataset cache by the caller's ``fetch``.
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -402,7 +403,12 @@ def split_datasets(
                 split_indices(system.nframes, rule, n)
             except ValueError as exc:
                 raise SpecError(shown, where, f"{system.path}: {exc}") from None
-        folder, records[name] = write_split(systems, rule, None if ds.converted else ds.type_map, root)
+        folder, by_part = write_split(systems, rule, None if ds.converted else ds.type_map, root)
+        root_dir = paths[name] if paths[name].is_dir() else paths[name].parent  # recorded relative to it
+        records[name] = {
+            os.path.relpath(system, root_dir): by_part[f"{n:04d}-{Path(system).name}"]
+            for n, system in enumerate(systems)
+        }
         for part in PARTS:
             paths[f"{name}@{part}"] = folder / part
             infos[f"{name}@{part}"] = inspect_dataset(folder / part)

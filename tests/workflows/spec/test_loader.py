@@ -81,7 +81,7 @@ BAD_SPECS = [
     (lambda s: s.pop("name"), "name", "required key is missing"),
     (lambda s: s["model"].update(preset="dpa9"), "model.preset", "'dpa9'"),
     (lambda s: s.update(stages={}), "stages", "no stage given"),
-    (lambda s: s["datasets"]["water"].update(format="vasp/outcar"), "datasets.water.format", "deepmd/npy"),
+    (lambda s: s["datasets"]["water"].update(format="poscar"), "datasets.water.format", "deepmd/npy"),
     (
         lambda s: s["stages"]["pretrain"]["heads"]["water"].update(datasets=["waterr"]),
         "stages.pretrain.heads.water.datasets[0]",
@@ -167,7 +167,7 @@ BAD_SPECS = [
     (
         lambda s: s["datasets"]["water"].update(format="deepmd/hdf5", type_map=["O", "H"]),
         "datasets.water.type_map",
-        "only supported for deepmd/npy",
+        "not supported for deepmd/hdf5 datasets",
     ),
     (
         lambda s: s["model"].update(type_map=["O", "H", "C"]),
