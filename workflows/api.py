@@ -181,9 +181,7 @@ def finish_run(resolved: ResolvedSpec, run_dir: Path, summary: RunSummary, setti
 
     if summary.status in ("Succeeded", "Failed"):
         gates = [(t.name, g) for t in resolved.spec.stages.section("transfer") or [] for g in t.gates]
-        summary.gates = check_gates(
-            gates, summary.tests, lambda n: f"{n}@test" if n in resolved.splits else n
-        )
+        summary.gates = check_gates(gates, summary.tests, lambda n: resolved.part(n, "test"))
     if summary.status in ("Succeeded", "Failed") and settings.report:
         try:
             page = write_report(run_dir, summary)
@@ -215,7 +213,7 @@ def register_models(
     if gate is not None:  # a split dataset is tested on its test part
         gated = {
             **gate.model_dump(),
-            "dataset": f"{gate.dataset}@test" if gate.dataset in resolved.splits else gate.dataset,
+            "dataset": resolved.part(gate.dataset, "test"),
         }
     registry = _registry(settings)
     added = []

@@ -43,6 +43,10 @@ class ResolvedSpec:
     # learning-curve train subsets "<name>@train-n<N>-r<k>" -> {train-part system: [frame...]}
     subsets: dict[str, dict[str, list[int]]] = field(default_factory=dict)
 
+    def part(self, name: str, role: str) -> str:
+        """The dataset results name for ``role`` ('train' or 'test'): a split dataset's part, else itself."""
+        return f"{name}@{role}" if name in self.splits else name
+
 
 # Keys renamed since an earlier release -> their new name (a pointed error instead of a guess).
 RENAMED_KEYS = {"refit_bias_on": "change_bias_on"}

@@ -186,10 +186,11 @@ class PlanContext:
 
     def finetune_source(self, ref: str) -> tuple[ArtifactSource, str]:
         """(training checkpoint, head to start from) of a model reference with a checkpoint."""
+        from lamflow.workflows.stages.pretrain import CHECKPOINT_REF, pretrain_heads
+
         stage, _, name = ref.partition(".")
         if stage == "pretrain":
-            heads = [r for r in self.models if r.startswith("pretrain.")]
-            return self.checkpoints["pretrain"], name if len(heads) > 1 else ""
+            return self.checkpoints[CHECKPOINT_REF], name if len(pretrain_heads(self.models)) > 1 else ""
         return self.checkpoints[ref], self.branches.get(ref, "")
 
     def formats(self, names: Iterable[str]) -> dict[str, DatasetFormat]:

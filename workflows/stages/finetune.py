@@ -126,30 +126,20 @@ class FinetuneStage(Stage[list[FinetuneSpec]]):
                 refs.need_elements(f"{self.yaml_path(i)}.datasets[{j}]", ft.from_.model or "", name)
 
     def plan(self, section: list[FinetuneSpec], ctx: PlanContext) -> None:
-        multitask = len(pretrain_heads(ctx.models)) > 1
         for i, ft in enumerate(section):
-            from_head = ft.from_.head
+            src, from_head = ft.from_, ft.from_.head
             base_checkpoint: ArtifactSource
-            if ft.from_.model is not None:
-                base_checkpoint, branch = ctx.finetune_source(ft.from_.model)
-                if from_head == RANDOM_HEAD:
-                    branch = RANDOM_BRANCH
-                origin = ft.from_.model
-            elif ft.from_.model_file is not None:
-                base_checkpoint = LocalFile(ctx.resolve_file(ft.from_.model_file))
-                branch = RANDOM_BRANCH if from_head == RANDOM_HEAD else (from_head or "")
-                origin = ft.from_.model_file.name
+            if src.model_file is not None:
+                base_checkpoint, branch = LocalFile(ctx.resolve_file(src.model_file)), from_head or ""
+                origin = src.model_file.name
+            elif src.model is not None or from_head not in (None, RANDOM_HEAD):
+                base_checkpoint, branch = ctx.finetune_source(src.model or f"pretrain.{from_head}")
+                origin = src.model or f"pretrain head {from_head}"
             else:
-                base_checkpoint = ctx.checkpoints[CHECKPOINT_REF]
-                if from_head == RANDOM_HEAD:
-                    branch = RANDOM_BRANCH
-                else:
-                    branch = (from_head or "") if multitask else ""
-                origin = (
-                    f"pretrain head {from_head}"
-                    if from_head and from_head != RANDOM_HEAD
-                    else "pretrain, random fitting net"
-                )
+                base_checkpoint, branch = ctx.checkpoints[CHECKPOINT_REF], ""
+                origin = "pretrain, random fitting net"
+            if from_head == RANDOM_HEAD:
+                branch = RANDOM_BRANCH
             train = [ctx.part(n, "train") for n in ft.datasets]
             validation = [ctx.part(n, "test") for n in ft.validation]
             names = tuple(dict.fromkeys([*train, *validation]))

@@ -16,6 +16,23 @@ from lamflow.workflows.stages._guards import Datasets, undetermined_elements
 from lamflow.workflows.stages.base import PlanContext, References, Stage
 
 
+def change_bias_step(ctx: PlanContext, ref: str, dataset: str, origin: str) -> StepPlan:
+    """``change-bias-<model>-on-<dataset>``: the model's energy bias re-fitted on the dataset's train part
+    (``dp --pt change-bias -m change``); one step however many stages ask for it."""
+    on = ctx.part(dataset, "train")
+    return ctx.add(
+        StepPlan(
+            key=f"change-bias-{model_slug(ref)}-on-{slug(dataset)}",
+            op=ChangeBiasOP,
+            summary=f"dp change-bias {ref} -s {on} -m change",
+            params=ChangeBiasParams(dataset=on, mode="change", dataset_formats=ctx.formats([on])),
+            artifacts={"model": ctx.models[ref], "datasets": DatasetBundle((on,))},
+            short=True,
+        ),
+        origin,
+    )
+
+
 class TestStage(Stage[list[TestSpec]]):
     __test__ = False  # not a pytest class
 
@@ -86,20 +103,7 @@ class TestStage(Stage[list[TestSpec]]):
                 model = ctx.models[ref]
                 suffix = ""
                 if group.change_bias_on is not None:
-                    on = ctx.part(group.change_bias_on, "train")
-                    bias = ctx.add(
-                        StepPlan(
-                            key=f"change-bias-{model_slug(ref)}-on-{slug(group.change_bias_on)}",
-                            op=ChangeBiasOP,
-                            summary=f"dp change-bias {ref} -s {on} -m change",
-                            params=ChangeBiasParams(
-                                dataset=on, mode="change", dataset_formats=ctx.formats([on])
-                            ),
-                            artifacts={"model": model, "datasets": DatasetBundle((on,))},
-                            short=True,
-                        ),
-                        f"{base}.models[{j}]",
-                    )
+                    bias = change_bias_step(ctx, ref, group.change_bias_on, f"{base}.models[{j}]")
                     model = bias.output("model")
                     suffix = f"-change-bias-{slug(group.change_bias_on)}"
                 for k, name in enumerate(group.datasets):

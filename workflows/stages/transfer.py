@@ -16,17 +16,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from lamflow.ops.change_bias import ChangeBiasOP, ChangeBiasParams
 from lamflow.ops.finetune import FinetuneOP, FinetuneParams
 from lamflow.ops.scratch import ScratchOP, ScratchParams
 from lamflow.ops.test import TestOP, TestParams
 from lamflow.ops.training import HeadData
-from lamflow.workflows.compile.deepmd_input import single_task_input
+from lamflow.workflows.compile.deepmd_input import loss_section, single_task_input
 from lamflow.workflows.compile.plan import ArtifactSource, DatasetBundle, Evaluation, StepPlan
 from lamflow.workflows.spec.base import model_slug, slug
 from lamflow.workflows.spec.transfer import TransferSpec
 from lamflow.workflows.stages._guards import undetermined_elements
 from lamflow.workflows.stages.base import PlanContext, References, Stage, known
+from lamflow.workflows.stages.test import change_bias_step
 
 SCRATCH = "scratch"  # the model column of from-scratch rows
 
@@ -46,13 +46,11 @@ class TransferStage(Stage[list[TransferSpec]]):
     def subsets(self, section: list[TransferSpec]) -> Iterator[tuple[str, int, int]]:
         """(dataset, size, repeat) of every train subset the studies need (the loader writes them)."""
         for study in section:
-            lc = study.learning_curve
-            if lc is None:
+            if study.learning_curve is None:
                 continue
             for name in study.datasets:
-                for size in lc.sizes:
-                    for repeat in range(1, lc.repeats + 1):
-                        yield name, size, repeat
+                for size, repeat, _ in self._curve(study):
+                    yield name, size, repeat
 
     def check(self, section: list[TransferSpec], refs: References) -> None:
         names: dict[str, int] = {}
@@ -242,29 +240,15 @@ class TransferStage(Stage[list[TransferSpec]]):
         lc = study.learning_curve
         if lc is None:
             return {}
-        loss: dict[str, Any] = single_task_input(ctx.model, ctx.type_map, lc.training, with_validation=False)[
-            "loss"
-        ]
+        loss = loss_section(ctx.model, lc.training)
         ctx.fit_virials(loss, lc.training.loss, [train], where)
         return loss
 
     def _zero_shot(
         self, study: TransferSpec, ref: str, name: str, prefix: str, ctx: PlanContext, where: str
     ) -> None:
-        model = ctx.models[ref]
-        self._test(study, ref, name, f"{prefix}-unshifted", model, ctx, where, protocol="unshifted")
-        train = ctx.part(name, "train")
-        bias = ctx.add(
-            StepPlan(
-                key=f"change-bias-{model_slug(ref)}-on-{slug(name)}",
-                op=ChangeBiasOP,
-                summary=f"dp change-bias {ref} -s {train} -m change",
-                params=ChangeBiasParams(dataset=train, mode="change", dataset_formats=ctx.formats([train])),
-                artifacts={"model": model, "datasets": DatasetBundle((train,))},
-                short=True,
-            ),
-            where,
-        )
+        self._test(study, ref, name, f"{prefix}-unshifted", ctx.models[ref], ctx, where, protocol="unshifted")
+        bias = change_bias_step(ctx, ref, name, where)
         self._test(
             study, ref, name, f"{prefix}-zero-shot", bias.output("model"), ctx, where, protocol="zero-shot"
         )
