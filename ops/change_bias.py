@@ -10,7 +10,7 @@ from pydantic import Field
 from lamflow.ops import files
 from lamflow.ops.common import ModelOutput, run_dp_step, work_dir
 from lamflow.ops.contract import LamflowOP, OpModel
-from lamflow.ops.data import DatasetFormat, dataset_root
+from lamflow.ops.data import DatasetFormat, StagedDatasets, dataset_root
 from lamflow.ops.dp import change_bias_command
 
 
@@ -20,9 +20,8 @@ class ChangeBiasParams(OpModel):
     dataset_formats: dict[str, DatasetFormat]
 
 
-class ChangeBiasInput(ChangeBiasParams):
+class ChangeBiasInput(ChangeBiasParams, StagedDatasets):
     model: Path
-    datasets: dict[str, Path]
 
 
 class ChangeBiasOP(LamflowOP[ChangeBiasInput, ModelOutput]):

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from lamflow.ops.common import run_dp_step, work_dir
 from lamflow.ops.contract import LamflowOP, OpModel
-from lamflow.ops.data import DatasetFormat, dataset_systems
+from lamflow.ops.data import DatasetFormat, StagedDatasets, dataset_systems
 from lamflow.ops.dp import compress_command, deep_potential
 from lamflow.ops.evaluation import errors, load_systems, predict
 
@@ -30,9 +30,8 @@ class CompressParams(OpModel):
     dataset_formats: dict[str, DatasetFormat]
 
 
-class CompressInput(CompressParams):
+class CompressInput(CompressParams, StagedDatasets):
     model: Path
-    datasets: dict[str, Path]
 
 
 class CompressOutput(OpModel):

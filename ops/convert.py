@@ -5,6 +5,10 @@ per file (extxyz, deepmd/npy/mixed, deepmd/hdf5); systems are grouped by composi
 map (dpdata's ``MultiSystems``), energies/forces/virials kept where present. The result is written to a
 temporary folder, checked as ``validate`` checks any dataset (shapes, finite labels, type indices), and
 only then moved into place: a failed conversion leaves nothing behind.
+
+:class:`ConvertOP` is the workflow's ``convert-datasets`` step: it converts the staged raw outputs of every
+raw-format dataset of a spec (as ``validate`` did, to check them), makes their train/test parts and
+learning-curve subsets, and outputs them as the ``{name: folder}`` artifact the other steps read.
 """
 
 from __future__ import annotations
@@ -16,8 +20,15 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from dflow.python import FatalError
+from pydantic import Field
+
+from lamflow.ops.common import work_dir
+from lamflow.ops.contract import LamflowOP, OpModel
 from lamflow.ops.data import DatasetError, DatasetInfo, inspect_dataset
+from lamflow.ops.split import SplitRule
 
 # format -> reads several systems from one file (MultiSystems.from_file) or one (LabeledSystem)
 RAW_FORMATS = {
@@ -122,6 +133,25 @@ def convert(
         raise DatasetError(f"{output}: already exists (choose a new folder; nothing is overwritten)")
     files = expand_sources(sources)
     systems = read_systems(files, fmt, type_map)
+    write_checked(systems, output)
+    info = inspect_dataset(output)
+    return Conversion(tuple(map(str, files)), str(output), info, tuple(str(n) for n in systems.atom_names))
+
+
+def source_files(source: Path, fmt: str) -> list[Path]:
+    """What dpdata reads for one source: the file or folder, and for ``qe/pw/scf`` the pw.x input found
+    next to the output (its name with 'out' replaced by 'in', as dpdata looks for it) when there is one."""
+    found = [source]
+    if fmt == "qe/pw/scf":
+        sibling = source.with_name(source.name.replace("out", "in"))
+        if sibling != source and sibling.is_file():
+            found.append(sibling)
+    return found
+
+
+def write_checked(systems: Any, output: Path) -> None:
+    """Write dpdata ``systems`` as deepmd/npy at ``output`` (absent): into a temporary folder, checked as
+    every dataset is, then renamed into place."""
     output.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{output.name}-", dir=output.parent))
     try:
@@ -134,5 +164,93 @@ def convert(
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
-    info = inspect_dataset(output)
-    return Conversion(tuple(map(str, files)), str(output), info, tuple(str(n) for n in systems.atom_names))
+
+
+class SourceFile(OpModel):
+    entry: str = Field(description="Its name in the staged `sources` artifact.")
+    name: str = Field(description="The file or folder name dpdata reads it under (QE finds its input by it).")
+
+
+class ConversionJob(OpModel):
+    """One raw-format dataset: what to read, how to split it, which subsets to draw, what validate saw."""
+
+    format: str
+    type_map: list[str] | None = None
+    sources: list[list[SourceFile]] = Field(
+        description="One list per source, in order: the file dpdata reads first, then the files it reads "
+        "beside it (a pw.x input)."
+    )
+    split: SplitRule | None = None
+    subsets: list[tuple[int, int]] = Field(
+        default_factory=list, description="(frames, repeat) of the learning-curve subsets of the train part."
+    )
+    systems: dict[str, int] = Field(
+        description="Frames per system (path relative to the dataset) of the conversion validate checked."
+    )
+
+
+class ConvertParams(OpModel):
+    datasets: dict[str, ConversionJob]
+
+
+class ConvertInput(ConvertParams):
+    sources: dict[str, Path]
+
+
+class ConvertOutput(OpModel):
+    datasets: dict[str, Path] = Field(
+        description="name -> deepmd/npy folder, with <name>@train, <name>@test and the subsets "
+        "<name>@train-n<N>-r<k> of split datasets."
+    )
+
+
+class ConvertOP(LamflowOP[ConvertInput, ConvertOutput]):
+    """Raw DFT outputs -> the deepmd/npy datasets (and their parts) the workflow's other steps read."""
+
+    name = "convert"
+    Params = ConvertParams
+    Input = ConvertInput
+    Output = ConvertOutput
+
+    def run(self, inp: ConvertInput) -> ConvertOutput:
+        from lamflow.ops.split import PARTS, write_split, write_subset
+
+        cwd = work_dir()
+        out: dict[str, Path] = {}
+        for name, job in inp.datasets.items():
+            files = []
+            for n, group in enumerate(job.sources):
+                folder = cwd / "sources" / name / f"{n:04d}"
+                folder.mkdir(parents=True, exist_ok=True)
+                for item in group:
+                    link = folder / item.name
+                    if not link.exists():
+                        link.symlink_to(inp.sources[item.entry].resolve())
+                files.append(folder / group[0].name)
+            try:
+                output = cwd / "converted" / name
+                write_checked(read_systems(files, job.format, job.type_map), output)
+            except DatasetError as exc:
+                raise FatalError(f"convert: datasets.{name}: {exc}") from None
+            systems = inspect_dataset(output).systems
+            seen = {os.path.relpath(s.path, output): s.nframes for s in systems}
+            if seen != job.systems:
+                raise FatalError(
+                    f"convert: datasets.{name}: dpdata here converted {_frames(seen)}, validate checked "
+                    f"{_frames(job.systems)} (do this image's dpdata and the client's agree?)"
+                )
+            out[name] = output
+            if job.split is None:
+                continue
+            folder, _ = write_split([s.path for s in systems], job.split, None, cwd / "splits")
+            for part in PARTS:
+                out[f"{name}@{part}"] = folder / part
+            train = [s.path for s in inspect_dataset(folder / "train").systems]
+            for size, repeat in job.subsets:
+                subset, _ = write_subset(train, size, repeat, job.split.seed, cwd / "splits" / "subsets")
+                out[f"{name}@train-n{size}-r{repeat}"] = subset
+        return ConvertOutput(datasets=out)
+
+
+def _frames(systems: dict[str, int]) -> str:
+    return f"{sum(systems.values())} frames in {len(systems)} systems ({', '.join(sorted(systems))})"

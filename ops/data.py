@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field, model_validator
 
 from lamflow.ops.contract import OpModel
 
@@ -46,6 +47,22 @@ class DatasetFormat(OpModel):
 
     format: Literal["deepmd/npy", "deepmd/hdf5"] = NPY
     type_map: list[str] | None = None
+
+
+class StagedDatasets(OpModel):
+    """The datasets a step reads, as input artifacts: ``datasets`` staged from outside the workflow, and
+    ``converted``: those the workflow's ``convert-datasets`` step made from raw DFT outputs (and their
+    split parts and subsets). Ops see one ``datasets`` mapping: the two are merged on validation."""
+
+    datasets: dict[str, Path] = Field(default_factory=dict)
+    converted: dict[str, Path] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("converted"):
+            data = {**data, "datasets": {**(data.get("datasets") or {}), **data["converted"]}}
+        return data
 
 
 class DatasetError(ValueError):

@@ -15,7 +15,7 @@ from pydantic import Field
 
 from lamflow.ops.common import work_dir, write_json
 from lamflow.ops.contract import LamflowOP, OpModel
-from lamflow.ops.data import DatasetFormat, dataset_systems
+from lamflow.ops.data import DatasetFormat, StagedDatasets, dataset_systems
 from lamflow.ops.dp import ase_calculator, deep_potential
 from lamflow.ops.evaluation import SystemFrames, errors, load_systems, predict, time_per_atom
 from lamflow.ops.md import energy_drift, run_md
@@ -44,11 +44,10 @@ class EvaluateParams(OpModel):
     dataset_formats: dict[str, DatasetFormat]
 
 
-class EvaluateInput(EvaluateParams):
+class EvaluateInput(EvaluateParams, StagedDatasets):
     teacher: Path | None = None
     student: Path
     compressed: Path
-    datasets: dict[str, Path]
 
 
 class EvaluateOutput(OpModel):

@@ -13,7 +13,7 @@ from pydantic import Field
 
 from lamflow.ops.common import work_dir, write_json
 from lamflow.ops.contract import LamflowOP, OpModel
-from lamflow.ops.data import DatasetFormat, dataset_systems
+from lamflow.ops.data import DatasetFormat, StagedDatasets, dataset_systems
 from lamflow.ops.dp import ase_calculator
 from lamflow.ops.md import perturbed, read_frame, run_md
 
@@ -54,9 +54,8 @@ class ExploreParams(OpModel):
     dataset_formats: dict[str, DatasetFormat]
 
 
-class ExploreInput(ExploreParams):
+class ExploreInput(ExploreParams, StagedDatasets):
     teacher: Path
-    datasets: dict[str, Path]
 
 
 class ExploreOutput(OpModel):

@@ -10,6 +10,7 @@ from pydantic import Field
 from lamflow.ops import checkpoint_sync, files
 from lamflow.ops.common import run_dp_step, work_dir
 from lamflow.ops.contract import LamflowOP
+from lamflow.ops.data import StagedDatasets
 from lamflow.ops.dp import freeze_command, train_command
 from lamflow.ops.training import (
     TrainOutput,
@@ -28,8 +29,7 @@ class FinetuneParams(TrainParams):
     )
 
 
-class FinetuneInput(FinetuneParams):
-    datasets: dict[str, Path]
+class FinetuneInput(FinetuneParams, StagedDatasets):
     base_checkpoint: Path
 
 

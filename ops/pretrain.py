@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from lamflow.ops import checkpoint_sync, files
 from lamflow.ops.common import run_dp_step, work_dir
 from lamflow.ops.contract import LamflowOP
+from lamflow.ops.data import StagedDatasets
 from lamflow.ops.dp import train_command
 from lamflow.ops.training import (
     TrainOutput,
@@ -21,8 +20,8 @@ class PretrainParams(TrainParams):
     pass
 
 
-class PretrainInput(PretrainParams):
-    datasets: dict[str, Path]
+class PretrainInput(PretrainParams, StagedDatasets):
+    pass
 
 
 class PretrainOutput(TrainOutput):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from lamflow.ops.common import work_dir
 from lamflow.ops.contract import LamflowOP
+from lamflow.ops.data import StagedDatasets
 from lamflow.ops.training import TrainOutput, TrainParams, train_and_freeze, write_training_input
 
 
@@ -14,8 +15,8 @@ class ScratchParams(TrainParams):
     """A full single-task input (descriptor and fitting net given) and the datasets of its one task."""
 
 
-class ScratchInput(ScratchParams):
-    datasets: dict[str, Path]
+class ScratchInput(ScratchParams, StagedDatasets):
+    pass
 
 
 class ScratchOutput(TrainOutput):

@@ -11,7 +11,7 @@ from pydantic import Field
 from lamflow.ops import files
 from lamflow.ops.common import run_dp_step, work_dir
 from lamflow.ops.contract import LamflowOP, OpModel
-from lamflow.ops.data import DatasetFormat, dataset_root, dataset_systems
+from lamflow.ops.data import DatasetFormat, StagedDatasets, dataset_root, dataset_systems
 from lamflow.ops.dp import test_command
 
 _METRIC_LINE = re.compile(r"(Energy|Force|Virial)\s+(MAE|RMSE)(/Natoms)?\s*:\s*([-+0-9.eE]+|nan)")
@@ -50,11 +50,10 @@ class TestParams(OpModel):
     dataset_formats: dict[str, DatasetFormat]
 
 
-class TestInput(TestParams):
+class TestInput(TestParams, StagedDatasets):
     __test__ = False
 
     model: Path
-    datasets: dict[str, Path]
 
 
 class TestOutput(OpModel):

@@ -1,5 +1,6 @@
-"""A transferability study with real DeePMD-kit (slow): 1 model x 1 dataset x 2 sizes + scratch; the report
-is written with finite metrics and valid PNGs holding the expected series."""
+"""A transferability study with real DeePMD-kit (slow), from a raw VASP OUTCAR: 1 model x 1 dataset x 2 sizes
++ scratch; the convert-datasets step converts the OUTCAR in the workflow, and the report is written with
+finite metrics and valid PNGs holding the expected series."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import math
 
 import pytest
 
-from tests.conftest import DEMO_DATA, run_cli
+from tests.conftest import DEMO_DATA, EXAMPLES, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -21,15 +22,16 @@ def test_a_tiny_transfer_study_runs_and_reports(write_spec, tmp_path):
         "name": "transfer-real",
         "datasets": {
             "water": {"path": str(DEMO_DATA / "water/train")},
-            "gete": {"path": str(DEMO_DATA / "gete/train"), "split": {"test_frames": 4}},
+            "h2o": {"path": str(EXAMPLES / "data/raw/vasp_h2o/OUTCAR"), "format": "vasp/outcar",
+                    "split": {"test_frames": 3}},  # 10 frames: 7 train, 3 test
         },
         "model": {"preset": "dpa2-tiny"},
         "stages": {
             "pretrain": {"heads": {"water": {"datasets": ["water"]}}, "training": {"steps": 20}},
             "transfer": [{
-                "name": "gete", "models": ["pretrain.water"], "datasets": ["gete"],
-                "learning_curve": {"sizes": [2, 8], "repeats": 1, "training": {"steps": 20}},
-                "gates": [{"model": "pretrain.water", "dataset": "gete", "metric": "normalized_error",
+                "name": "h2o", "models": ["pretrain.water"], "datasets": ["h2o"],
+                "learning_curve": {"sizes": [2, 7], "repeats": 1, "training": {"steps": 20}},
+                "gates": [{"model": "pretrain.water", "dataset": "h2o", "metric": "normalized_error",
                            "max": 1.0}],
             }],
         },
@@ -37,10 +39,12 @@ def test_a_tiny_transfer_study_runs_and_reports(write_spec, tmp_path):
     done = run_cli("submit", str(write_spec(spec)), "--run-dir", str(tmp_path / "run"), cwd=tmp_path,
                    env={"LAMFLOW_STORE": str(tmp_path / "store"), "LAMFLOW_REPORT": "1"})  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["steps"]["convert-datasets"]["phase"] == "Succeeded"
     report = tmp_path / "run" / "report"
     rows = list(csv.DictReader((report / "metrics.csv").open()))
     assert sorted((r["protocol"], r["train_frames"]) for r in rows) == [
-        ("finetune", "2"), ("finetune", "8"), ("scratch", "2"), ("scratch", "8"), ("unshifted", ""),
+        ("finetune", "2"), ("finetune", "7"), ("scratch", "2"), ("scratch", "7"), ("unshifted", ""),
         ("zero-shot", ""),
     ]  # fmt: skip
     for row in rows:

@@ -33,7 +33,7 @@ def test_every_op_declares_a_consistent_contract():
     ops = all_ops()
     assert {op.name for op in ops} == {
         "pretrain", "freeze", "finetune", "change-bias", "test",
-        "explore", "collect", "label", "student", "compress", "evaluate", "scratch",
+        "explore", "collect", "label", "student", "compress", "evaluate", "scratch", "convert",
     }  # fmt: skip
     for op in ops:
         assert issubclass(op.Input, op.Params), f"{op.__name__}.Input must extend its Params"

@@ -135,3 +135,79 @@ def test_cli_converts_and_reports_and_fails_with_one_line(tmp_path):
     assert bad.stderr.strip().count("\n") == 0 and "not readable as cp2k/output" in bad.stderr
     assert "Traceback" not in bad.stderr and not (tmp_path / "bad").exists()
     assert Path(tmp_path / "h2o").is_dir()
+
+
+def _job(sources, fmt, systems, **extra):
+    from lamflow.ops.convert import ConversionJob, SourceFile
+
+    return ConversionJob(
+        format=fmt,
+        sources=[[SourceFile(entry=e, name=n) for e, n in group] for group in sources],
+        systems=systems,
+        **extra,
+    )
+
+
+def _frames(folder: Path) -> dict[str, int]:
+    import os
+
+    from lamflow.ops.data import inspect_dataset
+
+    return {os.path.relpath(s.path, folder): s.nframes for s in inspect_dataset(folder).systems}
+
+
+def test_the_convert_step_makes_what_validate_made_from_staged_sources(run_op, tmp_path):
+    """Staged entries lose their file names (S3 keys are entry names): the step reads each under its own
+    name, a pw.x output beside its input; the output is the validate-time conversion, split and subsets."""
+    from lamflow.ops.convert import ConvertOP, ConvertParams
+    from lamflow.ops.split import SplitRule, write_split, write_subset
+    from lamflow.workflows.store.step_cache import content_digest
+
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    for entry, source in [("h2o-0", "vasp_outcar_h2o/OUTCAR"), ("qe-0", "qe_pw_scf/01.out"),
+                          ("qe-0-in", "qe_pw_scf/01.in")]:  # fmt: skip
+        shutil.copy(DFT / source, staged / entry)
+    reference = tmp_path / "reference"
+    convert([DFT / "vasp_outcar_h2o/OUTCAR"], "vasp/outcar", reference / "h2o")
+    convert([DFT / "qe_pw_scf/01.out"], "qe/pw/scf", reference / "qe")
+    rule = SplitRule(test_frames=3, seed=4)
+    split, _ = write_split(
+        [str(p) for p in sorted((reference / "h2o").iterdir())], rule, None, tmp_path / "s"
+    )
+    train = [str(p) for p in sorted((split / "train").iterdir())]
+    subset, _ = write_subset(train, 5, 1, rule.seed, tmp_path / "s" / "subsets")
+
+    params = ConvertParams(
+        datasets={
+            "h2o": _job(
+                [[("h2o-0", "OUTCAR")]],
+                "vasp/outcar",
+                _frames(reference / "h2o"),
+                split=rule,
+                subsets=[(5, 1)],
+            ),  # fmt: skip
+            "qe": _job([[("qe-0", "01.out"), ("qe-0-in", "01.in")]], "qe/pw/scf", _frames(reference / "qe")),
+        }
+    )
+    sources = {p.name: p for p in staged.iterdir()}
+    out = run_op(ConvertOP, params, sources=sources).datasets
+    assert sorted(out) == ["h2o", "h2o@test", "h2o@train", "h2o@train-n5-r1", "qe"]
+    assert content_digest(out["h2o"]) == content_digest(reference / "h2o")
+    assert content_digest(out["qe"]) == content_digest(reference / "qe")
+    for part in ("train", "test"):
+        assert content_digest(out[f"h2o@{part}"]) == content_digest(split / part)
+    assert content_digest(out["h2o@train-n5-r1"]) == content_digest(subset)
+
+
+def test_the_convert_step_fails_when_its_conversion_differs_from_validates(run_op, tmp_path):
+    from dflow.python import FatalError
+
+    from lamflow.ops.convert import ConvertOP, ConvertParams
+
+    (tmp_path / "staged").mkdir()
+    shutil.copy(DFT / "vasp_outcar_h2o/OUTCAR", tmp_path / "staged" / "e")
+    params = ConvertParams(datasets={"h2o": _job([[("e", "OUTCAR")]], "vasp/outcar", {"H4O2": 11})})
+    with pytest.raises(FatalError, match=r"datasets\.h2o: dpdata here converted 10 frames in 1 systems .*"
+                       r"validate checked 11 frames"):  # fmt: skip
+        run_op(ConvertOP, params, sources={"e": tmp_path / "staged" / "e"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lamflow.workflows.compile.conversion import CONVERT_STEP, plan_conversion
 from lamflow.workflows.compile.groups import group_steps
 from lamflow.workflows.compile.notices import data_notices
 from lamflow.workflows.compile.plan import Plan
@@ -27,13 +28,19 @@ def build_plan(resolved: ResolvedSpec) -> Plan:
     plan_external_models(spec.models, ctx)
     for stage in all_stages():
         stage.plan(spec.stages.section(stage.key), ctx)
-    steps = tuple(ctx.steps)
+    planned = tuple(ctx.steps)
+    steps, sources = plan_conversion(planned, resolved)
+    origins = {CONVERT_STEP: "datasets", **ctx.origins} if sources else dict(ctx.origins)
     plan = Plan(
         name=slug(spec.name),
         steps=steps,
-        dataset_paths=dict(resolved.dataset_paths),
-        origins=dict(ctx.origins),
-        notices=(*resolved.notices, *ctx.notices, *data_notices(steps, ctx.origins, resolved.dataset_info)),
+        dataset_paths={**resolved.dataset_paths, **sources},
+        origins=origins,
+        notices=(
+            *resolved.notices,
+            *ctx.notices,
+            *data_notices(planned, ctx.origins, resolved.dataset_info),
+        ),
         groups=group_steps(steps),
         resources=spec.resources,
         splits=dict(resolved.splits),

@@ -2,10 +2,11 @@
 
 A :class:`StepPlan` names its op class, carries that op's ``Params`` (built and validated by a stage) and
 wires each of the op's input artifacts to a source: another step's output (:class:`StepOutput`, checked
-against the producing op's ``Output``), a file the user gave (:class:`LocalFile`) or a bundle of spec
-datasets (:class:`DatasetBundle`). Step keys are stable and readable (``pretrain``, ``freeze-<head>``,
-``finetune-<name>``, ``change-bias-<model>-on-<dataset>``, ``test-<model>-on-<dataset>[...]``): a key
-names the same computation in every run of the same spec.
+against the producing op's ``Output``; :class:`ConvertedDatasets` when it is datasets the workflow
+converted), a file the user gave (:class:`LocalFile`) or a bundle of spec datasets (:class:`DatasetBundle`).
+Step keys are stable and readable (``pretrain``, ``freeze-<head>``, ``finetune-<name>``,
+``change-bias-<model>-on-<dataset>``, ``test-<model>-on-<dataset>[...]``): a key names the same computation
+in every run of the same spec.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lamflow.ops.contract import LamflowOP, OpModel, artifact_fields, required_artifacts
+from lamflow.ops.data import StagedDatasets
 
 
 class PlanError(ValueError):
@@ -27,6 +29,14 @@ class StepOutput:
 
     step: str
     name: str
+
+
+@dataclass(frozen=True)
+class ConvertedDatasets(StepOutput):
+    """Datasets (``names``) a step reads from the ``{name: folder}`` output of the workflow's conversion step
+    (raw DFT outputs converted in the workflow; compile/conversion.py)."""
+
+    names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -94,6 +104,8 @@ class StepPlan:
         declared = set(artifact_fields(self.op.Input))
         unknown = set(self.artifacts) - declared
         missing = required_artifacts(self.op.Input) - set(self.artifacts)
+        if issubclass(self.op.Input, StagedDatasets) and not {"datasets", "converted"} & set(self.artifacts):
+            missing.add("datasets")  # one of the two: staged, or converted by the workflow
         if unknown or missing:
             raise PlanError(
                 f"{self.key}: artifacts {sorted(unknown)} unknown / {sorted(missing)} missing for "
@@ -117,7 +129,12 @@ class StepPlan:
 
     @property
     def datasets(self) -> tuple[str, ...]:
-        return tuple(n for a in self.artifacts.values() if isinstance(a, DatasetBundle) for n in a.names)
+        return tuple(
+            n
+            for a in self.artifacts.values()
+            if isinstance(a, DatasetBundle | ConvertedDatasets)
+            for n in a.names
+        )
 
     @property
     def parameters(self) -> dict[str, Any]:
@@ -162,7 +179,7 @@ class Plan:
                     if producer is None:
                         raise PlanError(f"{step.key}.{name}: no earlier step {source.step!r}")
                     producer.output(source.name)
-                if isinstance(source, DatasetBundle):
+                if isinstance(source, DatasetBundle | ConvertedDatasets):
                     missing = [n for n in source.names if n not in self.dataset_paths]
                     if missing:
                         raise PlanError(f"{step.key}.{name}: unknown datasets {missing}")
@@ -195,6 +212,8 @@ class Plan:
 
 
 def _source_record(source: ArtifactSource) -> dict[str, Any]:
+    if isinstance(source, ConvertedDatasets):
+        return {"step": source.step, "name": source.name, "names": list(source.names)}
     if isinstance(source, StepOutput):
         return asdict(source)
     if isinstance(source, LocalFile):

@@ -56,8 +56,9 @@ class DatasetSpec(SpecModel):
     ] = Field(
         "deepmd/npy",
         description="Data format. Raw DFT outputs (vasp/outcar, vasp/xml, qe/pw/scf, cp2k/output, abacus/md, "
-        "abacus/scf, extxyz, deepmd/npy/mixed) are converted with dpdata at validate — once per content, "
-        "into this machine's cache — to the deepmd/npy dataset every step reads; `path` may then be a glob "
+        "abacus/scf, extxyz, deepmd/npy/mixed) are read with dpdata: checked at validate (converted once per "
+        "content into this machine's cache), and converted in the workflow by the convert-datasets step, "
+        "whose deepmd/npy output every step reading the dataset takes; `path` may then be a glob "
         "(data/OUTCAR-*), and type_map sets the element order.",
     )
     type_map: list[str] | None = Field(

@@ -42,6 +42,9 @@ class ResolvedSpec:
     splits: dict[str, dict[str, dict[str, list[int]]]] = field(default_factory=dict)
     # learning-curve train subsets "<name>@train-n<N>-r<k>" -> {train-part system: [frame...]}
     subsets: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    # raw-format datasets -> the files (or folders) dpdata converts, in order; validate converted them into
+    # dataset_paths[name] to check them, the workflow's convert-datasets step converts them again
+    conversions: dict[str, tuple[Path, ...]] = field(default_factory=dict)
 
     def part(self, name: str, role: str) -> str:
         """The dataset results name for ``role`` ('train' or 'test'): a split dataset's part, else itself."""
@@ -298,23 +301,29 @@ def _dataset_path(location: str, shown: str, where: str, base_dir: Path, fetch: 
         raise type(exc)(f"{shown}: {where}: {exc}") from None
 
 
-def _converted(ds: Any, shown: str, where: str, base_dir: Path, root: Path) -> Path:
-    """A raw-format dataset converted with dpdata (once per content) into ``root``."""
-    from lamflow.ops.convert import convert_cached
+def _converted(ds: Any, shown: str, where: str, base_dir: Path, root: Path) -> tuple[Path, tuple[Path, ...]]:
+    """A raw-format dataset converted with dpdata (once per content) into ``root``, and its source files."""
+    from lamflow.ops.convert import convert_cached, expand_sources
 
     pattern = Path(ds.path).expanduser()
     source = pattern if pattern.is_absolute() else base_dir / pattern
     try:
-        return convert_cached([source], ds.format, root, ds.type_map)
+        return convert_cached([source], ds.format, root, ds.type_map), tuple(expand_sources([source]))
     except DatasetError as exc:
         raise SpecError(shown, where, str(exc)) from None
 
 
 def check_datasets(
-    spec: Spec, shown: str, base_dir: Path, fetch: Fetch | None = None, convert_root: Path | None = None
+    spec: Spec,
+    shown: str,
+    base_dir: Path,
+    fetch: Fetch | None = None,
+    convert_root: Path | None = None,
+    conversions: dict[str, tuple[Path, ...]] | None = None,
 ) -> tuple[dict[str, Path], dict[str, DatasetInfo], list[str]]:
-    """Inspect every dataset (raw DFT outputs converted into ``convert_root`` first); work out the element
-    names of each and the model's type_map."""
+    """Inspect every dataset (raw DFT outputs converted into ``convert_root`` first, their source files
+    recorded in ``conversions``); work out the element names of each and the model's type_map."""
+    conversions = {} if conversions is None else conversions
     paths: dict[str, Path] = {}
     infos: dict[str, DatasetInfo] = {}
     elements_in_order: list[str] = []
@@ -332,7 +341,7 @@ def check_datasets(
                 from lamflow.workflows.settings import Settings
 
                 convert_root = Settings().cache_dir / "converted"
-            path = _converted(ds, shown, f"datasets.{name}.path", base_dir, convert_root)
+            path, conversions[name] = _converted(ds, shown, f"datasets.{name}.path", base_dir, convert_root)
         else:
             path = _dataset_path(ds.path, shown, f"datasets.{name}.path", base_dir, fetch)
         try:
@@ -452,7 +461,10 @@ def resolve(
         from lamflow.workflows.settings import Settings
 
         split_root = Settings().cache_dir / "splits"
-    paths, infos, type_map = check_datasets(spec, shown, base_dir, fetch, split_root.parent / "converted")
+    conversions: dict[str, tuple[Path, ...]] = {}
+    paths, infos, type_map = check_datasets(
+        spec, shown, base_dir, fetch, split_root.parent / "converted", conversions
+    )
     splits = split_datasets(spec, shown, paths, infos, split_root)
     type_maps = {n: None if d.converted else d.type_map for n, d in spec.datasets.items()}
     refs.data = Datasets(paths, infos, {**type_maps, **{n: None for n in paths if n not in type_maps}})
@@ -476,6 +488,7 @@ def resolve(
         notices=tuple(refs.notices),
         splits=splits,
         subsets=subsets,
+        conversions=conversions,
     )
 
 

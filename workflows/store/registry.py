@@ -172,7 +172,7 @@ def run_records(
     """A record (and file) for every frozen model a finished run produced, with its lineage.
 
     ``plan`` is the run's Plan, ``summary`` its RunSummary, ``digest`` a step_cache.Digests."""
-    from lamflow.workflows.compile.plan import DatasetBundle, LocalFile, StepOutput
+    from lamflow.workflows.compile.plan import ConvertedDatasets, DatasetBundle, LocalFile, StepOutput
     from lamflow.workflows.store.step_cache import toolchain
 
     steps = {s.key: s for s in plan.steps}
@@ -183,7 +183,7 @@ def run_records(
         seen.add(key)
         names: set[str] = set()
         for source in steps[key].artifacts.values():
-            if isinstance(source, DatasetBundle):
+            if isinstance(source, DatasetBundle | ConvertedDatasets):
                 names.update(source.names)
             elif isinstance(source, StepOutput):
                 names |= learned_from(source.step, seen)

@@ -1,7 +1,8 @@
 """The content-addressed step cache: a step whose inputs were seen before is not run again.
 
 A step's cache key hashes its op, its typed parameters (canonical JSON), what its input artifacts are —
-the content digest of a dataset or file, or the cache key of the step that produces it — and the versions
+the content digest of a dataset or file (of a dataset the workflow converts too: validate converted it
+the same way), or the cache key of the step that produces it — and the versions
 of lamflow and DeePMD-kit (the ``dp`` program too, when ``LAMFLOW_DP`` replaces it). Keys therefore chain:
 changing a fine-tune parameter changes the fine-tune key and every key downstream of it, nothing upstream.
 
@@ -18,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from lamflow.workflows.compile.plan import DatasetBundle, LocalFile, Plan, StepOutput
+from lamflow.workflows.compile.plan import ConvertedDatasets, DatasetBundle, LocalFile, Plan, StepOutput
 from lamflow.workflows.store import trees
 from lamflow.workflows.store.backends import Backend
 
@@ -76,9 +77,9 @@ def cache_keys(
     for step in plan.steps:
         inputs: dict[str, Any] = {}
         for name, source in sorted(step.artifacts.items()):
-            if isinstance(source, StepOutput):
+            if isinstance(source, StepOutput) and not isinstance(source, ConvertedDatasets):
                 inputs[name] = {"step": keys[source.step], "output": source.name}
-            elif isinstance(source, DatasetBundle):
+            elif isinstance(source, DatasetBundle | ConvertedDatasets):  # converted: what validate converted
                 inputs[name] = {n: digest(plan.dataset_paths[n]) for n in source.names}
             elif isinstance(source, LocalFile):
                 inputs[name] = {"file": digest(source.path)}

@@ -1,14 +1,20 @@
 """Raw DFT outputs named in the spec (``format: vasp/outcar`` ..., a path or glob) are converted with dpdata
-at validate, once per content, into the deepmd/npy dataset the steps read; bad sources are one line."""
+at validate, once per content, to check them; in the workflow, the ``convert-datasets`` step converts them
+again and the other steps read its output. Bad sources are one line."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from lamflow.ops.files import resolve_input
 from lamflow.workflows.api import submit, validate
 from lamflow.workflows.errors import SpecError
 from lamflow.workflows.settings import Settings
+from lamflow.workflows.store.step_cache import content_digest
 from tests.conftest import REPO, minimal_spec
 
 DFT = REPO.parent / "shared" / "data" / "dft_outputs"
@@ -54,6 +60,23 @@ def test_a_converted_dataset_can_be_split_and_tested(write_spec, tmp_path, fake_
         "virial_rmse_per_atom" in row.metrics and "normalized_virial" in row.metrics
     )  # labels as they exist
     assert any("has virials: the loss fits them" in n for n in summary.notices)
+
+    # converted inside the workflow: the readers took the convert step's output, not a staged copy
+    _, plan = validate(write_spec(spec))
+    assert plan.steps[0].key == "convert-datasets" and summary.steps["convert-datasets"].phase == "Succeeded"
+    for key in ("finetune-h2o", "test-finetune-h2o-on-h2o"):
+        step = plan.step(key)
+        assert "datasets" not in step.artifacts and step.depends[0] == "convert-datasets"
+    converted = resolve_input(run_dir / summary.steps["convert-datasets"].outputs["datasets"])
+    assert isinstance(converted, dict) and sorted(converted) == ["h2o", "h2o@test", "h2o@train"]
+    assert content_digest(converted["h2o@test"]) == content_digest(plan.dataset_paths["h2o@test"])
+    finetune_input = json.loads((run_dir / summary.steps["finetune-h2o"].outputs["input_json"]).read_text())
+    systems = finetune_input["training"]["training_data"]["systems"]
+    assert systems and all("convert-datasets" in str(Path(s).resolve()) for s in systems)
+
+    # a resubmit reuses everything, the conversion included
+    _, again = submit(write_spec(spec), Settings(run_root=tmp_path / "runs"))
+    assert {k: s.phase for k, s in again.steps.items()} == {k: "Cached" for k in summary.steps}
 
 
 @pytest.mark.parametrize(
