@@ -183,6 +183,11 @@ def finish_run(resolved: ResolvedSpec, run_dir: Path, summary: RunSummary, setti
         gates = [(t.name, g) for t in resolved.spec.stages.section("transfer") or [] for g in t.gates]
         summary.gates = check_gates(gates, summary.tests, lambda n: resolved.part(n, "test"))
     if summary.status in ("Succeeded", "Failed") and settings.report:
+        if summary.argo is not None:
+            fetched = fetch_report_outputs(run_dir, summary, settings)
+            for key, record in fetched.steps.items():
+                if key in summary.steps:
+                    summary.steps[key].outputs.update(record.outputs)
         try:
             page = write_report(run_dir, summary)
             summary.report = os.path.relpath(page, run_dir)
@@ -191,12 +196,39 @@ def finish_run(resolved: ResolvedSpec, run_dir: Path, summary: RunSummary, setti
     summary.write(run_dir)
 
 
-def report(run: str | Path, settings: Settings, out: Path | None = None) -> tuple[Path, Path]:
-    """(run directory, report page) of ``lamflow report RUN [-o DIR]``."""
+def fetch_report_outputs(run_dir: Path, summary: RunSummary, settings: Settings) -> RunSummary:
+    """An Argo run's outputs that its report reads (test details and logs, lcurve.out), downloaded into
+    the run directory unless already there; returns the summary as written after. A store that cannot be
+    reached is a notice: the report then has the metrics without parity and training curves."""
+    from lamflow.workflows.errors import LamflowError
+    from lamflow.workflows.report.build import reads_output
+
+    drawn = reads_output(summary)
+
+    def wanted(step: str, output: str) -> bool:  # not those fetched before (by this or `lamflow download`)
+        record = summary.steps.get(step)
+        here = record is not None and output in record.outputs and (run_dir / record.outputs[output]).exists()
+        return drawn(step, output) and not here
+
+    try:
+        _, engine = _argo_run(run_dir, settings, "")
+        engine.download(run_dir, wanted=wanted)
+    except LamflowError as exc:
+        summary.notices.append(f"report without parity and training curves: outputs not fetched ({exc})")
+        return summary
+    return read_summary(run_dir, settings.run_root)[1]
+
+
+def report(run: str | Path, settings: Settings, out: Path | None = None) -> tuple[Path, Path, list[str]]:
+    """(run directory, report page, notices) of ``lamflow report RUN [-o DIR]``; an Argo run's outputs that
+    the report reads are fetched first."""
     from lamflow.workflows.report.build import write_report
 
     run_dir, summary = read_summary(run, settings.run_root)
-    return run_dir, write_report(run_dir, summary, out)
+    known = len(summary.notices)
+    if summary.argo is not None:
+        summary = fetch_report_outputs(run_dir, summary, settings)
+    return run_dir, write_report(run_dir, summary, out), summary.notices[known:]
 
 
 def register_models(

@@ -238,7 +238,9 @@ def report(
     curves) and index.html, a self-contained page with all of them, the spec, versions and data digests."""
     from lamflow.workflows import api
 
-    _, page = api.report(run, _settings(), out)
+    _, page, notices = api.report(run, _settings(), out)
+    for notice in notices:
+        typer.echo(f"notice: {notice}", err=True)
     typer.echo(f"report: {page}")
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -219,10 +220,17 @@ class ArgoEngine(Engine):
         summary.write(run_dir)
         return summary
 
-    def download(self, run_dir: Path, step: str | None = None, out_dir: Path | None = None) -> list[Path]:
+    def download(
+        self,
+        run_dir: Path,
+        step: str | None = None,
+        out_dir: Path | None = None,
+        wanted: Callable[[str, str], bool] | None = None,
+    ) -> list[Path]:
         """Fetch finished steps' output artifacts from the artifact repository (the store's bucket) into
         ``<out_dir or run_dir>/steps/<key>/outputs/artifacts/<name>``, the layout of a local run; into the
-        run directory, the steps' ``outputs`` are recorded too. Returns what was written."""
+        run directory, the steps' ``outputs`` are recorded too. ``wanted(step, output)`` limits it to some
+        outputs (and leaves the pods' logs). Returns what was written."""
         from lamflow.workflows.store.locate import s3_store
 
         summary, client = self._argo_summary(run_dir)
@@ -248,13 +256,17 @@ class ArgoEngine(Engine):
                 if not s3.get("key"):
                     continue
                 if artifact["name"] == "main-logs":  # archived pod log (archiveLogs): the steps' log.txt
-                    keys = [k for k in members if step in (None, k)]
+                    keys = [k for k in members if step in (None, k) and wanted is None]
                     if keys:
                         written += self._logs_into(backend, s3, target, keys)
                     continue
                 # a group's outputs are named <step>--<output>
                 key, output = artifact["name"].split("--", 1) if grouped else (name, artifact["name"])
-                if key not in members or step not in (None, key):
+                if (
+                    key not in members
+                    or step not in (None, key)
+                    or not (wanted is None or wanted(key, output))
+                ):
                     continue
                 artifacts = target / "steps" / key / "outputs" / "artifacts"
                 bucket = s3.get("bucket") or backend.bucket

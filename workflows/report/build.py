@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,17 @@ PAGE = "index.html"
 MAX_PARITY = 16
 MAX_TRAINING = 24
 ZERO_SHOT = ("zero-shot", "change-bias", "test", "unshifted")
+
+
+def reads_output(summary: RunSummary) -> Callable[[str, str], bool]:
+    """Which step outputs a report reads: tests' detail files and logs, and every training's lcurve.out
+    (what `lamflow report` fetches of a remote run, instead of its models and checkpoints)."""
+    tests = {row.step for row in summary.tests}
+
+    def wanted(step: str, output: str) -> bool:
+        return output == "lcurve" or (output in ("detail", "log") and step in tests)
+
+    return wanted
 
 
 def _output(run_dir: Path, summary: RunSummary, step: str, name: str) -> Path | None:

@@ -25,10 +25,12 @@ def store_backend(settings: Settings) -> Backend:
 
 
 def s3_store(settings: Settings, user: str) -> S3Backend:
-    """The store, which ``user`` (what needs it, for the message) can only use on S3."""
+    """The store, which ``user`` (what needs it, for the message) can only use on S3; checked (bucket,
+    credentials, endpoint) so that a bad one is one line, not an error of the first transfer."""
     backend = store_backend(settings)
     if not isinstance(backend, S3Backend):
         raise UsageError(f"LAMFLOW_STORE={settings.store}: {user} needs an s3://bucket/prefix store")
+    backend.check()
     return backend
 
 

@@ -205,13 +205,14 @@ def test_resubmit_runs_a_finished_workflow_again_and_refuses_a_local_run(argo, a
     assert refused.returncode == 2 and "a local run; continue it with `lamflow resume`" in refused.stderr
 
 
-def _artifact_tgz(name: str, files: dict[str, bytes]) -> bytes:
+def _artifact_tgz(name: str, files: dict[str, bytes], items: list[str] | None = None) -> bytes:
     """An output artifact as Argo archives it (a .tgz of the folder dflow filled in the pod: the files
-    at their paths under the step's directory, and dflow's .dflow catalog naming them)."""
+    at their paths under the step's directory, and dflow's .dflow catalog naming them, or ``items``)."""
     import io
     import tarfile
 
-    catalog = {"path_list": [{"dflow_list_item": path, "order": i} for i, path in enumerate(files)]}
+    listed = list(files) if items is None else items
+    catalog = {"path_list": [{"dflow_list_item": path, "order": i} for i, path in enumerate(listed)]}
     members = {f"{name}/.dflow/catalog": json.dumps(catalog).encode()}
     members.update({f"{name}/{path}": data for path, data in files.items()})
     buffer = io.BytesIO()
@@ -336,3 +337,70 @@ def test_download_refuses_an_archive_that_would_write_outside_the_run(argo, argo
     out = run_cli("download", str(run_dir), env=argo_env)
     assert out.returncode == 2 and "refusing archive member '../../escaped.txt'" in out.stderr
     assert not list(tmp_path.rglob("escaped.txt"))
+
+
+def test_the_report_of_an_argo_run_fetches_only_what_it_draws(argo, argo_env, s3, tmp_path):
+    """At the end of `submit --wait` (and by `lamflow report`), the test details and lcurve.out of the run
+    are fetched for the parity and training-curve plots; models and checkpoints stay remote."""
+    detail = {
+        "detail.e_peratom.out": b"# sys/0000-gete: data_e pred_e\n-4.1 -4.0\n-4.2 -4.25\n",
+        "detail.f.out": b"# sys/0000-gete: data_fx data_fy data_fz pred_fx pred_fy pred_fz\n"
+        b"0.1 0.2 -0.3 0.12 0.18 -0.31\n-0.2 0.0 0.1 -0.19 0.01 0.12\n",
+    }
+    lcurve = b"# step rmse_trn rmse_e_trn rmse_f_trn lr\n0 1.0 0.1 0.9 1e-3\n10 0.5 0.05 0.45 1e-4\n"
+    for key, body in [
+        ("runs/demo/ft/detail.tgz",  # a folder output: the group catalogs the folder (ops/files.py)
+         _artifact_tgz(f"{TEST_FT}--detail", {f"detail/{n}": d for n, d in detail.items()}, ["detail"])),
+        ("runs/demo/finetune/lcurve.tgz", _artifact_tgz("lcurve", {"work/lcurve.out": lcurve})),
+        ("runs/demo/freeze-water/model.tgz", _artifact_tgz("freeze-water--model", {"m.pth": b"model"})),
+    ]:  # fmt: skip
+        s3.client().put_object(Bucket=s3.test_bucket, Key=key, Body=body)
+    argo.artifacts["after-finetune-gete"] = [
+        {"name": f"{TEST_FT}--detail", "s3": {"key": "runs/demo/ft/detail.tgz"}}
+    ]
+    argo.artifacts["finetune-gete"] = [{"name": "lcurve", "s3": {"key": "runs/demo/finetune/lcurve.tgz"}}]
+    argo.artifacts["after-pretrain"] = [
+        {"name": "freeze-water--model", "s3": {"key": "runs/demo/freeze-water/model.tgz"}}
+    ]
+    argo.outputs["after-finetune-gete"] = group_outputs({"force_rmse": 0.42})
+    run_dir = tmp_path / "r"
+    out = submit({**argo_env, "LAMFLOW_REPORT": "1"}, "--wait", run_dir=run_dir)
+    assert out.returncode == 0, out.stdout + out.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["report"] == "report/index.html" and summary["models"] == {}
+    assert not (run_dir / "steps" / "freeze-water").exists(), "the model stayed remote"
+    figures = json.loads((run_dir / "report" / "plots.json").read_text())
+    drawn = {(f["kind"], f["file"]) for f in figures}
+    assert {k for k, _ in drawn} == {"parity", "training-curve"}
+    assert any(k == "parity" and name.endswith(f"-{TEST_FT}.png") for k, name in drawn)
+    assert ("training-curve", "training-finetune-gete.png") in drawn
+
+    # `lamflow report` again: nothing to fetch, the same figures
+    again = run_cli("report", str(run_dir), "-o", str(tmp_path / "again"), env=argo_env)
+    assert again.returncode == 0 and json.loads((tmp_path / "again" / "plots.json").read_text()) == figures
+
+
+def test_lamflow_report_fetches_an_argo_runs_outputs_or_says_why_not(argo, argo_env, s3, tmp_path):
+    lcurve = b"# step rmse_trn rmse_e_trn rmse_f_trn lr\n0 1.0 0.1 0.9 1e-3\n10 0.5 0.05 0.45 1e-4\n"
+    s3.client().put_object(
+        Bucket=s3.test_bucket,
+        Key="runs/demo/lc.tgz",
+        Body=_artifact_tgz("lcurve", {"work/lcurve.out": lcurve}),
+    )
+    argo.artifacts["finetune-gete"] = [{"name": "lcurve", "s3": {"key": "runs/demo/lc.tgz"}}]
+    argo.outputs["after-finetune-gete"] = group_outputs({"force_rmse": 0.42})
+    run_dir = tmp_path / "r"
+    assert submit(argo_env, "--wait", run_dir=run_dir).returncode == 0  # the report is off in tests
+
+    gone = run_cli("report", str(run_dir), "-o", str(tmp_path / "bare"),
+                   env={**argo_env, "LAMFLOW_STORE": "s3://no-such-bucket/lab"})  # fmt: skip
+    assert gone.returncode == 0, gone.stderr
+    assert "notice: report without parity and training curves: outputs not fetched" in gone.stderr
+    assert "no-such-bucket" in gone.stderr and (tmp_path / "bare" / "index.html").is_file()
+
+    out = run_cli("report", str(run_dir), env=argo_env)
+    assert out.returncode == 0, out.stderr
+    figures = json.loads((run_dir / "report" / "plots.json").read_text())
+    assert [f["file"] for f in figures] == ["training-finetune-gete.png"]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["steps"]["finetune-gete"]["outputs"]["lcurve"].endswith("lcurve.out")
