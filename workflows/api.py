@@ -358,19 +358,52 @@ def render(spec_file: str | Path, settings: Settings, options: RenderOptions | N
 
 
 def data_check(
-    path: str | Path, fmt: str = "deepmd/npy", max_files: int | None = None, max_depth: int | None = None
+    path: str | Path | list[str],
+    fmt: str = "deepmd/npy",
+    max_files: int | None = None,
+    max_depth: int | None = None,
 ) -> tuple[DatasetInfo, float]:
-    """Check a dataset as ``validate`` does; returns its report and the seconds the check took."""
+    """Check a dataset as ``validate`` does; returns its report and the seconds the check took. Raw DFT
+    outputs (``fmt`` one of dpdata's formats; paths or globs) are converted as ``validate`` converts them,
+    into a temporary folder, and the result is checked: the report names the systems dpdata made."""
     import time
 
     from lamflow.ops import data
 
     started = time.perf_counter()
+    sources = [str(p) for p in path] if isinstance(path, list) else [str(path)]
     try:
-        info = data.inspect_dataset(path, fmt, max_files or data.MAX_ENTRIES, max_depth or data.MAX_DEPTH)
+        if fmt in data.FORMATS:
+            if len(sources) != 1:
+                raise data.DatasetError(f"{fmt}: give one dataset path (got {len(sources)})")
+            info = data.inspect_dataset(
+                sources[0], fmt, max_files or data.MAX_ENTRIES, max_depth or data.MAX_DEPTH
+            )
+        else:
+            info = _check_raw(sources, fmt)
     except data.DatasetError as exc:
         raise UsageError(str(exc)) from None
     return info, time.perf_counter() - started
+
+
+def _check_raw(sources: list[str], fmt: str) -> DatasetInfo:
+    """Raw outputs converted into a temporary folder and checked; paths in the report and in errors name
+    the sources and the converted systems, not the temporary folder."""
+    import dataclasses
+    import tempfile
+
+    from lamflow.ops import convert, data
+
+    shown = " ".join(sources)
+    with tempfile.TemporaryDirectory(prefix="lamflow-check-") as tmp:
+        out = Path(tmp) / "converted"
+        try:
+            info = convert.convert(sources, fmt, out).info
+        except data.DatasetError as exc:
+            message = str(exc).replace(str(out) + os.sep, f"{shown} ({fmt}): converted system ")
+            raise data.DatasetError(message.replace(str(out), f"{shown} ({fmt})")) from None
+    systems = tuple(dataclasses.replace(s, path=os.path.relpath(s.path, out)) for s in info.systems)
+    return DatasetInfo(path=shown, format=fmt, systems=systems)
 
 
 def data_convert(sources: list[str], fmt: str, output: str | Path, type_map: list[str] | None = None):

@@ -5,6 +5,7 @@ refused with the file named and nothing written."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -211,3 +212,47 @@ def test_the_convert_step_fails_when_its_conversion_differs_from_validates(run_o
     with pytest.raises(FatalError, match=r"datasets\.h2o: dpdata here converted 10 frames in 1 systems .*"
                        r"validate checked 11 frames"):  # fmt: skip
         run_op(ConvertOP, params, sources={"e": tmp_path / "staged" / "e"})
+
+
+def _broken_outcar(tmp_path: Path, kind: str) -> Path:
+    text = (DFT / "vasp_outcar_h2o/OUTCAR").read_text()
+    if kind == "nan force":
+        text = text.replace("-0.141986", "nan", 1)
+    elif kind == "truncated":
+        text = text[: len(text) // 50]
+    elif kind == "empty":
+        text = ""
+    path = tmp_path / kind.replace(" ", "-") / "OUTCAR"
+    path.parent.mkdir()
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "fmt", "words"),
+    [
+        ("nan force", "vasp/outcar", r"force\.npy.*(NaN|non-finite|not finite)"),
+        ("truncated", "vasp/outcar", r"OUTCAR: (not readable as vasp/outcar|no labelled frames)"),
+        ("empty", "vasp/outcar", r"OUTCAR: (not readable as vasp/outcar|no labelled frames)"),
+        ("intact", "qe/pw/scf", r"OUTCAR: not readable as qe/pw/scf"),  # the wrong format
+    ],
+)
+def test_data_check_of_broken_raw_outputs_is_one_line_naming_the_source(kind, fmt, words, tmp_path):
+    source = DFT / "vasp_outcar_h2o/OUTCAR" if kind == "intact" else _broken_outcar(tmp_path, kind)
+    out = run_cli("data", "check", str(source), "--format", fmt)
+    assert out.returncode == 2, out.stdout + out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert re.search(words, line), line
+    assert "lamflow-check-" not in line, "the temporary folder is not what a user looks for"
+
+
+def test_data_check_of_raw_outputs_reports_the_systems_dpdata_makes(tmp_path):
+    out = run_cli("data", "check", str(DFT / "qe_pw_scf/*.out"), "--format", "qe/pw/scf", "--output", "json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["format"] == "qe/pw/scf" and report["path"].endswith("*.out")
+    assert sorted(s["path"] for s in report["systems"]) == [
+        "H0C0Al4",
+        "H4C1Al0",
+    ]  # dpdata names them by formula, union type map
+    assert all(s["nframes"] == 1 and "force" in s["arrays"] for s in report["systems"])

@@ -307,8 +307,22 @@ app.add_typer(data_app, name="data")
 
 @data_app.command("check")
 def data_check(
-    path: Annotated[Path, typer.Argument(help="Dataset: a deepmd/npy folder or a deepmd/hdf5 file.")],
-    fmt: Annotated[str, typer.Option("--format", help="deepmd/npy or deepmd/hdf5.")] = "deepmd/npy",
+    path: Annotated[
+        list[str],
+        typer.Argument(
+            help="Dataset: a deepmd/npy folder or a deepmd/hdf5 file; or raw DFT outputs (files or globs) "
+            "with --format vasp/outcar, qe/pw/scf, ..."
+        ),
+    ],
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="deepmd/npy, deepmd/hdf5, or a raw format dpdata reads (vasp/outcar, vasp/xml, qe/pw/scf, "
+            "cp2k/output, abacus/md, abacus/scf, extxyz, deepmd/npy/mixed): converted into a temporary "
+            "folder and checked.",
+        ),
+    ] = "deepmd/npy",
     max_files: Annotated[
         int | None, typer.Option("--max-files", help="Stop looking for systems past this many entries.")
     ] = None,
@@ -317,7 +331,8 @@ def data_check(
     ] = None,
     output: Annotated[Output, typer.Option("--output", help="Result format.")] = Output.text,
 ) -> None:
-    """Check every system of a dataset (arrays, shapes, finite values, types) and print a report."""
+    """Check every system of a dataset (arrays, shapes, finite values, types) and print a report; raw DFT
+    outputs are checked as validate checks them (converted with dpdata first)."""
     from dataclasses import asdict
 
     from lamflow.workflows import api
