@@ -218,6 +218,12 @@ CASES: list[tuple[str, Any, int, str, str]] = [
     ("transfer-gate-unknown-metric", spec(lambda s: transfer(s, gates=[{"model": "pretrain.water", "dataset": "gete",
                                                                          "metric": "force_mae", "max": 0.2}])), 2,
      "stages.transfer[0].gates[0].metric", "force_mae"),
+    ("raw-type-map-lacks-an-element", spec(lambda s: s["datasets"].update(h2o={
+        "path": f"{DATA}/raw/vasp_h2o/OUTCAR", "format": "vasp/outcar", "type_map": ["O"]})), 2,
+     "datasets.h2o.type_map", "['O'] lacks H, which"),
+    ("raw-wrong-format", spec(lambda s: s["datasets"].update(h2o={
+        "path": f"{DATA}/raw/vasp_h2o/OUTCAR", "format": "cp2k/output"})), 2,
+     "datasets.h2o.path", "OUTCAR: not readable as cp2k/output"),
     ("duplicate-yaml-key", "name: a\nname: b\n", 2, "-", "duplicate key 'name'"),
     ("invalid-yaml", "name: x\ndatasets: [unclosed\n", 2, "-", "invalid YAML: line"),
     ("nested-too-deep", "name: x\ndeep: " + "[" * 1000 + "]" * 1000 + "\n", 2, "-", "nested too deeply"),

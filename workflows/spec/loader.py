@@ -374,6 +374,13 @@ def check_datasets(
                 )
             else:
                 system_elements = system.elements()
+                outside = sorted(set(system_elements) - set(ds.type_map or system_elements))
+                if ds.converted and outside:  # dpdata would append them to the given element order
+                    raise SpecError(
+                        shown,
+                        f"datasets.{name}.type_map",
+                        f"{list(ds.type_map or [])} lacks {', '.join(outside)}, which {ds.path} has",
+                    )
             for element in system_elements:
                 if element not in elements_in_order:
                     elements_in_order.append(element)
