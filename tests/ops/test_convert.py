@@ -26,6 +26,7 @@ CASES = [
     (["vasp_xml_TiO/OUTCAR"], "vasp/outcar", ("vasp_xml_TiO/vasprun.xml", "vasp/xml")),  # same calculation
     (["cp2k_output_FeO/cp2k_output"], "cp2k/output", ("cp2k_output_FeO/deepmd", "deepmd/npy")),
     (["qe_pw_scf/Al.out"], "qe/pw/scf", ("qe_pw_scf/Al.out", "qe/pw/scf")),
+    (["qe_pw_scf/01.out"], "qe/pw/scf", ("qe_pw_scf/01.out", "qe/pw/scf")),  # CH4, its input beside it
 ]
 
 
