@@ -339,6 +339,18 @@ def test_download_refuses_an_archive_that_would_write_outside_the_run(argo, argo
     assert not list(tmp_path.rglob("escaped.txt"))
 
 
+LCURVE = b"# step rmse_trn rmse_e_trn rmse_f_trn lr\n0 1.0 0.1 0.9 1e-3\n10 0.5 0.05 0.45 1e-4\n"
+
+
+def _pod_output(
+    s3, argo, pod: str, name: str, files: dict[str, bytes], items: list[str] | None = None
+) -> None:
+    """An output artifact ``name`` of the pod ``pod``, archived in the bucket as Argo would."""
+    key = f"runs/demo/{pod}/{name}.tgz"
+    s3.client().put_object(Bucket=s3.test_bucket, Key=key, Body=_artifact_tgz(name, files, items))
+    argo.artifacts.setdefault(pod, []).append({"name": name, "s3": {"key": key}})
+
+
 def test_the_report_of_an_argo_run_fetches_only_what_it_draws(argo, argo_env, s3, tmp_path):
     """At the end of `submit --wait` (and by `lamflow report`), the test details and lcurve.out of the run
     are fetched for the parity and training-curve plots; models and checkpoints stay remote."""
@@ -347,21 +359,10 @@ def test_the_report_of_an_argo_run_fetches_only_what_it_draws(argo, argo_env, s3
         "detail.f.out": b"# sys/0000-gete: data_fx data_fy data_fz pred_fx pred_fy pred_fz\n"
         b"0.1 0.2 -0.3 0.12 0.18 -0.31\n-0.2 0.0 0.1 -0.19 0.01 0.12\n",
     }
-    lcurve = b"# step rmse_trn rmse_e_trn rmse_f_trn lr\n0 1.0 0.1 0.9 1e-3\n10 0.5 0.05 0.45 1e-4\n"
-    for key, body in [
-        ("runs/demo/ft/detail.tgz",  # a folder output: the group catalogs the folder (ops/files.py)
-         _artifact_tgz(f"{TEST_FT}--detail", {f"detail/{n}": d for n, d in detail.items()}, ["detail"])),
-        ("runs/demo/finetune/lcurve.tgz", _artifact_tgz("lcurve", {"work/lcurve.out": lcurve})),
-        ("runs/demo/freeze-water/model.tgz", _artifact_tgz("freeze-water--model", {"m.pth": b"model"})),
-    ]:  # fmt: skip
-        s3.client().put_object(Bucket=s3.test_bucket, Key=key, Body=body)
-    argo.artifacts["after-finetune-gete"] = [
-        {"name": f"{TEST_FT}--detail", "s3": {"key": "runs/demo/ft/detail.tgz"}}
-    ]
-    argo.artifacts["finetune-gete"] = [{"name": "lcurve", "s3": {"key": "runs/demo/finetune/lcurve.tgz"}}]
-    argo.artifacts["after-pretrain"] = [
-        {"name": "freeze-water--model", "s3": {"key": "runs/demo/freeze-water/model.tgz"}}
-    ]
+    detail_files = {f"detail/{n}": d for n, d in detail.items()}  # a folder output: its folder is cataloged
+    _pod_output(s3, argo, "after-finetune-gete", f"{TEST_FT}--detail", detail_files, ["detail"])
+    _pod_output(s3, argo, "finetune-gete", "lcurve", {"work/lcurve.out": LCURVE})
+    _pod_output(s3, argo, "after-pretrain", "freeze-water--model", {"m.pth": b"model"})
     argo.outputs["after-finetune-gete"] = group_outputs({"force_rmse": 0.42})
     run_dir = tmp_path / "r"
     out = submit({**argo_env, "LAMFLOW_REPORT": "1"}, "--wait", run_dir=run_dir)
@@ -381,13 +382,7 @@ def test_the_report_of_an_argo_run_fetches_only_what_it_draws(argo, argo_env, s3
 
 
 def test_lamflow_report_fetches_an_argo_runs_outputs_or_says_why_not(argo, argo_env, s3, tmp_path):
-    lcurve = b"# step rmse_trn rmse_e_trn rmse_f_trn lr\n0 1.0 0.1 0.9 1e-3\n10 0.5 0.05 0.45 1e-4\n"
-    s3.client().put_object(
-        Bucket=s3.test_bucket,
-        Key="runs/demo/lc.tgz",
-        Body=_artifact_tgz("lcurve", {"work/lcurve.out": lcurve}),
-    )
-    argo.artifacts["finetune-gete"] = [{"name": "lcurve", "s3": {"key": "runs/demo/lc.tgz"}}]
+    _pod_output(s3, argo, "finetune-gete", "lcurve", {"work/lcurve.out": LCURVE})
     argo.outputs["after-finetune-gete"] = group_outputs({"force_rmse": 0.42})
     run_dir = tmp_path / "r"
     assert submit(argo_env, "--wait", run_dir=run_dir).returncode == 0  # the report is off in tests
