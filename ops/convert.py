@@ -18,7 +18,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -133,8 +133,7 @@ def convert(
         raise DatasetError(f"{output}: already exists (choose a new folder; nothing is overwritten)")
     files = expand_sources(sources)
     systems = read_systems(files, fmt, type_map)
-    write_checked(systems, output)
-    info = inspect_dataset(output)
+    info = write_checked(systems, output)
     return Conversion(tuple(map(str, files)), str(output), info, tuple(str(n) for n in systems.atom_names))
 
 
@@ -149,21 +148,23 @@ def source_files(source: Path, fmt: str) -> list[Path]:
     return found
 
 
-def write_checked(systems: Any, output: Path) -> None:
+def write_checked(systems: Any, output: Path) -> DatasetInfo:
     """Write dpdata ``systems`` as deepmd/npy at ``output`` (absent): into a temporary folder, checked as
-    every dataset is, then renamed into place."""
+    every dataset is, then renamed into place. Returns the check's report, with paths under ``output``."""
     output.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{output.name}-", dir=output.parent))
     try:
         systems.to("deepmd/npy", str(scratch))
         try:
-            inspect_dataset(scratch)  # the pre-flight checks of every dataset, on what was written
+            info = inspect_dataset(scratch)  # the pre-flight checks of every dataset, on what was written
         except DatasetError as exc:  # name the source's output folder, not the scratch one
             raise DatasetError(str(exc).replace(str(scratch), str(output))) from None
         os.replace(scratch, output)
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
+    moved = [replace(s, path=str(output / Path(s.path).relative_to(scratch))) for s in info.systems]
+    return replace(info, path=str(output), systems=tuple(moved))
 
 
 class SourceFile(OpModel):
@@ -229,10 +230,9 @@ class ConvertOP(LamflowOP[ConvertInput, ConvertOutput]):
                 files.append(folder / group[0].name)
             try:
                 output = cwd / "converted" / name
-                write_checked(read_systems(files, job.format, job.type_map), output)
+                systems = write_checked(read_systems(files, job.format, job.type_map), output).systems
             except DatasetError as exc:
                 raise FatalError(f"convert: datasets.{name}: {exc}") from None
-            systems = inspect_dataset(output).systems
             seen = {os.path.relpath(s.path, output): s.nframes for s in systems}
             if seen != job.systems:
                 raise FatalError(

@@ -15,7 +15,7 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from lamflow.ops.convert import ConversionJob, ConvertOP, ConvertParams, SourceFile, source_files
+from lamflow.ops.convert import ConversionJob, ConvertOP, ConvertParams, SourceFile
 from lamflow.ops.split import SplitRule
 from lamflow.workflows.compile.plan import ArtifactSource, ConvertedDatasets, DatasetBundle, StepPlan
 from lamflow.workflows.spec.loader import ResolvedSpec
@@ -34,7 +34,7 @@ def _job(name: str, resolved: ResolvedSpec, entries: dict[str, Path]) -> Convers
     groups = []
     for n, source in enumerate(resolved.conversions[name]):
         group = []
-        for k, path in enumerate(source_files(source, ds.format)):
+        for k, path in enumerate(source):
             entry = f"{name}@source-{n:04d}" + (f"-{k}" if k else "")
             entries[entry] = path
             group.append(SourceFile(entry=entry, name=path.name))

@@ -42,9 +42,10 @@ class ResolvedSpec:
     splits: dict[str, dict[str, dict[str, list[int]]]] = field(default_factory=dict)
     # learning-curve train subsets "<name>@train-n<N>-r<k>" -> {train-part system: [frame...]}
     subsets: dict[str, dict[str, list[int]]] = field(default_factory=dict)
-    # raw-format datasets -> the files (or folders) dpdata converts, in order; validate converted them into
-    # dataset_paths[name] to check them, the workflow's convert-datasets step converts them again
-    conversions: dict[str, tuple[Path, ...]] = field(default_factory=dict)
+    # raw-format datasets -> the sources dpdata converts, in order, each as (the file or folder it reads,
+    # the files it reads beside it: a pw.x input); validate converted them into dataset_paths[name] to
+    # check them, the workflow's convert-datasets step converts them again
+    conversions: dict[str, tuple[tuple[Path, ...], ...]] = field(default_factory=dict)
 
     def part(self, name: str, role: str) -> str:
         """The dataset results name for ``role`` ('train' or 'test'): a split dataset's part, else itself."""
@@ -301,14 +302,19 @@ def _dataset_path(location: str, shown: str, where: str, base_dir: Path, fetch: 
         raise type(exc)(f"{shown}: {where}: {exc}") from None
 
 
-def _converted(ds: Any, shown: str, where: str, base_dir: Path, root: Path) -> tuple[Path, tuple[Path, ...]]:
-    """A raw-format dataset converted with dpdata (once per content) into ``root``, and its source files."""
-    from lamflow.ops.convert import convert_cached, expand_sources
+def _converted(
+    ds: Any, shown: str, where: str, base_dir: Path, root: Path
+) -> tuple[Path, tuple[tuple[Path, ...], ...]]:
+    """A raw-format dataset converted with dpdata (once per content) into ``root``, and its sources (each
+    with the files dpdata reads beside it)."""
+    from lamflow.ops.convert import convert_cached, expand_sources, source_files
 
     pattern = Path(ds.path).expanduser()
     source = pattern if pattern.is_absolute() else base_dir / pattern
     try:
-        return convert_cached([source], ds.format, root, ds.type_map), tuple(expand_sources([source]))
+        files = expand_sources([source])
+        groups = tuple(tuple(source_files(f, ds.format)) for f in files)
+        return convert_cached(files, ds.format, root, ds.type_map), groups
     except DatasetError as exc:
         raise SpecError(shown, where, str(exc)) from None
 
@@ -319,7 +325,7 @@ def check_datasets(
     base_dir: Path,
     fetch: Fetch | None = None,
     convert_root: Path | None = None,
-    conversions: dict[str, tuple[Path, ...]] | None = None,
+    conversions: dict[str, tuple[tuple[Path, ...], ...]] | None = None,
 ) -> tuple[dict[str, Path], dict[str, DatasetInfo], list[str]]:
     """Inspect every dataset (raw DFT outputs converted into ``convert_root`` first, their source files
     recorded in ``conversions``); work out the element names of each and the model's type_map."""
@@ -468,7 +474,7 @@ def resolve(
         from lamflow.workflows.settings import Settings
 
         split_root = Settings().cache_dir / "splits"
-    conversions: dict[str, tuple[Path, ...]] = {}
+    conversions: dict[str, tuple[tuple[Path, ...], ...]] = {}
     paths, infos, type_map = check_datasets(
         spec, shown, base_dir, fetch, split_root.parent / "converted", conversions
     )

@@ -77,10 +77,10 @@ def cache_keys(
     for step in plan.steps:
         inputs: dict[str, Any] = {}
         for name, source in sorted(step.artifacts.items()):
-            if isinstance(source, StepOutput) and not isinstance(source, ConvertedDatasets):
-                inputs[name] = {"step": keys[source.step], "output": source.name}
-            elif isinstance(source, DatasetBundle | ConvertedDatasets):  # converted: what validate converted
+            if isinstance(source, DatasetBundle | ConvertedDatasets):  # converted: what validate converted
                 inputs[name] = {n: digest(plan.dataset_paths[n]) for n in source.names}
+            elif isinstance(source, StepOutput):
+                inputs[name] = {"step": keys[source.step], "output": source.name}
             elif isinstance(source, LocalFile):
                 inputs[name] = {"file": digest(source.path)}
         keys[step.key] = _hash(
