@@ -112,7 +112,8 @@ def convert_cached(
 ) -> Path:
     """``root/<digest>``: the sources converted once per content (as :func:`convert` does), reused after."""
     files = expand_sources(sources)
-    folder = root / conversion_key(files, fmt, type_map)
+    read = [path for source in files for path in source_files(source, fmt)]  # a pw.x input counts too
+    folder = root / conversion_key(read, fmt, type_map)
     if folder.is_dir():
         return folder
     try:

@@ -257,3 +257,16 @@ def test_data_check_of_raw_outputs_reports_the_systems_dpdata_makes(tmp_path):
         "H4C1Al0",
     ]  # dpdata names them by formula, union type map
     assert all(s["nframes"] == 1 and "force" in s["arrays"] for s in report["systems"])
+
+
+def test_a_changed_pw_input_is_converted_again(tmp_path):
+    """dpdata reads a QE output's atoms and cell from the .in beside it: the conversion cache keys on both."""
+    from lamflow.ops.convert import convert_cached
+
+    copy = tmp_path / "qe"
+    shutil.copytree(DFT / "qe_pw_scf", copy)
+    first = convert_cached([copy / "01.out"], "qe/pw/scf", tmp_path / "cache")
+    assert convert_cached([copy / "01.out"], "qe/pw/scf", tmp_path / "cache") == first
+    text = (copy / "01.in").read_text()
+    (copy / "01.in").write_text(text + "\n")  # the input changed, the output did not
+    assert convert_cached([copy / "01.out"], "qe/pw/scf", tmp_path / "cache") != first
