@@ -31,6 +31,8 @@ DEFAULT = REPO.parent / "shared" / "data" / "datasets" / "water_h2o"
 
 
 def timed(fn) -> float:
+    os.sync()  # each tool starts with no other tool's writes still being flushed to disk
+    time.sleep(1)
     started = time.perf_counter()
     fn()
     return time.perf_counter() - started
@@ -43,13 +45,19 @@ def main() -> None:
     parser.add_argument(
         "--copies", type=int, default=1, help="Benchmark N copies of the dataset side by side (a bigger set)."
     )
+    parser.add_argument(
+        "--server",
+        choices=["rclone", "moto"],
+        default="rclone",
+        help="The local S3 endpoint: rclone serve s3 (Go, on disk; the default) or moto (Python, in memory).",
+    )
     args = parser.parse_args()
     if args.copies > 1:
         big = Path(tempfile.mkdtemp(prefix="lamflow-bench-data-"))
         for i in range(args.copies):
             shutil.copytree(args.dataset, big / f"copy{i:03d}")
         args.dataset = big
-    server = S3Server().start()
+    server = S3Server(kind=args.server).start()
     os.environ.update(server.env)
     bucket = server.bucket("bench")
     import boto3
@@ -70,9 +78,12 @@ def main() -> None:
     files = sorted(p for p in args.dataset.rglob("*") if p.is_file())
     size = sum(p.stat().st_size for p in files)
     rows: list[dict[str, float]] = []
+    pulled: list[Path] = []  # removed at the end: on this VM's file system, deleting thousands of files
+    # slows the file creations that follow for seconds, which would tax whichever pull came next
     try:
         for n in range(args.rounds):
             tmp = Path(tempfile.mkdtemp(prefix="lamflow-bench-"))
+            pulled.append(tmp)
             backend = open_location(f"s3://{bucket}/round{n}/lamflow")
             row: dict[str, float] = {}
 
@@ -110,11 +121,12 @@ def main() -> None:
             assert trees.tree_digest(trees.scan(tmp / "lamflow")) == trees.tree_digest(
                 trees.scan(args.dataset)
             )
-            shutil.rmtree(tmp)
             rows.append(row)
             print(json.dumps({k: round(v, 4) for k, v in row.items()}))
     finally:
         server.stop()
+        for folder in pulled:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def mean(key: str) -> float:
         return statistics.mean(r[key] for r in rows)
@@ -122,6 +134,7 @@ def main() -> None:
     result = {
         "dataset": str(args.dataset),
         "copies": args.copies,
+        "server": args.server,
         "files": len(files),
         "bytes": size,
         "rounds": rows,
@@ -131,7 +144,7 @@ def main() -> None:
         "pull_speedup_vs_dflow": round(mean("dflow_pull") / mean("lamflow_pull"), 2),
         "repush_bytes_sent": max(r["repush_bytes_sent"] for r in rows),
     }
-    out = HERE / "results" / f"store_transfer-x{args.copies}.json"
+    out = HERE / "results" / f"store_transfer-{args.server}-x{args.copies}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "rounds"}, indent=2))

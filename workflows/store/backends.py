@@ -8,6 +8,7 @@ S3 endpoint, region and credentials come from the standard AWS chain (``AWS_ENDP
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import tempfile
@@ -50,7 +51,8 @@ class Backend(ABC):
         """Write the object to ``path`` (its folder exists); a missing key raises KeyError."""
 
     @abstractmethod
-    def put_bytes(self, key: str, data: bytes) -> None: ...
+    def put_bytes(self, key: str, data: bytes, sha256: str | None = None) -> None:
+        """Store ``data``; ``sha256``, its digest if the caller has it, lets the service verify it."""
 
     @abstractmethod
     def get_bytes(self, key: str) -> bytes | None:
@@ -130,7 +132,7 @@ class LocalBackend(Backend):
             shutil.copyfile(source, path)
         progress(source.stat().st_size)
 
-    def put_bytes(self, key: str, data: bytes) -> None:
+    def put_bytes(self, key: str, data: bytes, sha256: str | None = None) -> None:
         self._atomic(key, lambda tmp: tmp.write_bytes(data))
 
     def get_bytes(self, key: str) -> bytes | None:
@@ -173,6 +175,11 @@ class S3Backend(Backend):
             max_pool_connections=32,
             connect_timeout=5,
             read_timeout=60,
+            # Bodies are not hashed again for the signature: an upload carries a checksum instead (the
+            # blob's SHA-256 where the caller has it, else botocore's CRC32), which S3 verifies; and a
+            # download is not checked by botocore, since every byte a pull reads is checked by SHA-256.
+            s3={"payload_signing_enabled": False},
+            response_checksum_validation="when_required",
         )
         self.client = boto3.session.Session().client("s3", config=config)
         self.transfer = TransferConfig(
@@ -272,8 +279,9 @@ class S3Backend(Backend):
             Callback=progress,
         )
 
-    def put_bytes(self, key: str, data: bytes) -> None:
-        self._call(key, self.client.put_object, Bucket=self.bucket, Key=self._key(key), Body=data)
+    def put_bytes(self, key: str, data: bytes, sha256: str | None = None) -> None:
+        checksum = {"ChecksumSHA256": base64.b64encode(bytes.fromhex(sha256)).decode()} if sha256 else {}
+        self._call(key, self.client.put_object, Bucket=self.bucket, Key=self._key(key), Body=data, **checksum)
 
     def get_bytes(self, key: str) -> bytes | None:
         try:

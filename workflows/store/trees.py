@@ -1,10 +1,15 @@
 """Folders in a store: a manifest (relative path, size, SHA-256 per file) plus content-addressed blobs.
 
-Small files (a deepmd/npy set holds many) are packed per folder into uncompressed tar blobs; large files
-are blobs of their own, moved with multipart, concurrent transfers. A push sends only the blobs the store
-lacks and writes the manifest last, so an interrupted push never leaves a manifest pointing at missing
-blobs. A pull verifies every file against the manifest in a temporary folder and renames it into place,
-so a corrupted object leaves the destination untouched.
+Small files (a deepmd/npy set holds many) are packed into uncompressed tar blobs of about
+``PACK_TARGET`` bytes; large files are blobs of their own, moved with multipart, concurrent transfers.
+Where a pack ends depends only on each file's own path and size (see :func:`ends_pack`), so changing a
+file changes its own pack, not every pack after it, and a re-push sends only that one.
+
+A push reads every file once (hashing it and packing it in the same pass) and sends each pack while the
+next is being read, holding at most a few packs in memory. It sends only the blobs the store lacks and
+writes the manifest last, so an interrupted push never leaves a manifest pointing at missing blobs. A pull
+fetches packs concurrently, checks each pack's and each file's SHA-256 in memory as it unpacks, in a
+temporary folder that is renamed into place, so a corrupted object leaves the destination untouched.
 
 The tree's *digest* hashes the file list (paths, sizes, SHA-256s) only, not how it was packed: the same
 files have the same digest wherever they come from.
@@ -21,8 +26,8 @@ import tarfile
 import tempfile
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +38,11 @@ FORMAT = "lamflow-tree/1"
 MANIFEST = "manifest.json"
 BLOBS = "blobs"
 SMALL_FILE = 4 * 2**20  # files below this are packed
-PACK_LIMIT = 64 * 2**20  # a pack is closed past this size
+PACK_TARGET = 16 * 2**20  # the mean size of a pack of small files
+PACK_LIMIT = 64 * 2**20  # a pack is always closed past this size
 MAX_FILES = 1_000_000
 WORKERS = 8
+IN_FLIGHT = 2 * WORKERS  # packs read but not yet sent, at most (bounds a push's memory)
 
 
 class CorruptObject(LamflowError):
@@ -57,28 +64,30 @@ class FileEntry:
     sha256: str
 
 
-def scan(root: Path) -> list[FileEntry]:
-    """Every regular file below ``root`` (symlinks followed), sorted by path, with its SHA-256."""
+def walk(root: Path) -> list[tuple[str, Path, int]]:
+    """(relative path, path, size) of every regular file below ``root`` (symlinks followed), by path."""
     root = root.resolve()
     if root.is_file():
         raise UsageError(f"{root}: is a file; a tree is a folder")
     if not root.is_dir():
         raise UsageError(f"{root}: no such folder")
-    found: list[tuple[str, Path]] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames.sort()
+    found: list[tuple[str, Path, int]] = []
+    for dirpath, _, filenames in os.walk(root, followlinks=True):
         for name in filenames:
             path = Path(dirpath, name)
             if path.is_file():
-                found.append((path.relative_to(root).as_posix(), path))
+                found.append((path.relative_to(root).as_posix(), path, path.stat().st_size))
             if len(found) > MAX_FILES:
                 raise UsageError(f"{root}: more than {MAX_FILES} files")
+    return sorted(found, key=lambda item: item[0])
+
+
+def scan(root: Path) -> list[FileEntry]:
+    """Every regular file below ``root`` (symlinks followed), sorted by path, with its SHA-256."""
+    found = walk(root)
     with ThreadPoolExecutor(WORKERS) as pool:
         digests = list(pool.map(lambda item: sha256_file(item[1]), found))
-    return sorted(
-        (FileEntry(rel, path.stat().st_size, d) for (rel, path), d in zip(found, digests, strict=True)),
-        key=lambda e: e.path,
-    )
+    return [FileEntry(rel, size, d) for (rel, _, size), d in zip(found, digests, strict=True)]
 
 
 def tree_digest(files: list[FileEntry]) -> str:
@@ -87,53 +96,37 @@ def tree_digest(files: list[FileEntry]) -> str:
     return hashlib.sha256(listing.encode()).hexdigest()
 
 
-def _pack(root: Path, entries: list[FileEntry]) -> bytes:
-    """A deterministic uncompressed tar of ``entries`` (fixed owner, mode and mtime)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for entry in entries:
-            info = tarfile.TarInfo(entry.path)
-            info.size = entry.size
-            info.mode = 0o644
-            info.mtime = 0
-            with (root / entry.path).open("rb") as handle:
-                tar.addfile(info, handle)
-    return buffer.getvalue()
+def ends_pack(path: str, size: int) -> bool:
+    """Whether a pack closes after this file: with probability size / PACK_TARGET, decided by the path.
+
+    Packs thus average PACK_TARGET bytes, and the decision for one file does not depend on any other
+    file, so a changed file moves no boundary but possibly its own.
+    """
+    draw = int.from_bytes(hashlib.sha256(path.encode()).digest()[:8], "big") / 2**64
+    return draw < size / PACK_TARGET
 
 
-@dataclass
-class Blob:
-    id: str  # sha256 of its bytes
-    size: int
-    kind: str  # "file" (one file's bytes) or "tar" (a pack of small files)
-    files: list[str]
-    data: bytes | None = None  # packs are built in memory
-    source: Path | None = None  # single-file blobs are read from disk
+class _Pack:
+    """A deterministic uncompressed tar (fixed owner, mode and mtime) built in memory."""
 
+    def __init__(self) -> None:
+        self.buffer = io.BytesIO()
+        self.tar = tarfile.open(fileobj=self.buffer, mode="w", format=tarfile.PAX_FORMAT)
+        self.paths: list[str] = []
+        self.size = 0  # bytes of the files in it
 
-def plan_blobs(root: Path, files: list[FileEntry]) -> list[Blob]:
-    """Large files as their own blobs; small ones packed per folder (packs capped at PACK_LIMIT)."""
-    blobs: list[Blob] = []
-    groups: dict[str, list[FileEntry]] = {}
-    for entry in files:
-        if entry.size >= SMALL_FILE:
-            blobs.append(Blob(entry.sha256, entry.size, "file", [entry.path], source=root / entry.path))
-        else:
-            groups.setdefault(entry.path.rpartition("/")[0], []).append(entry)
-    chunks: list[list[FileEntry]] = []
-    for members in groups.values():
-        chunks.append([])
-        size = 0
-        for entry in members:
-            if chunks[-1] and size + entry.size > PACK_LIMIT:
-                chunks.append([])
-                size = 0
-            chunks[-1].append(entry)
-            size += entry.size
-    for chunk in chunks:
-        data = _pack(root, chunk)
-        blobs.append(Blob(hashlib.sha256(data).hexdigest(), len(data), "tar", [e.path for e in chunk], data))
-    return blobs
+    def add(self, path: str, data: bytes) -> None:
+        info = tarfile.TarInfo(path)
+        info.size = len(data)
+        info.mode = 0o644
+        info.mtime = 0
+        self.tar.addfile(info, io.BytesIO(data))
+        self.paths.append(path)
+        self.size += len(data)
+
+    def close(self) -> bytes:
+        self.tar.close()
+        return self.buffer.getvalue()
 
 
 @dataclass
@@ -166,6 +159,78 @@ def manifest_key(name: str) -> str:
     return f"{name.strip('/')}/{MANIFEST}" if name.strip("/") else MANIFEST
 
 
+@dataclass
+class _Sender:
+    """Sends blobs the store lacks from a bounded pool of threads; remembers what every blob holds."""
+
+    backend: Backend
+    present: set[str]
+    counter: _Counter
+    skipped: Callable[[int], None]
+    blobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    blob_of: dict[str, str] = field(default_factory=dict)
+    sent: int = 0
+
+    def __post_init__(self) -> None:
+        self.pool = ThreadPoolExecutor(WORKERS)
+        self.window = threading.BoundedSemaphore(IN_FLIGHT)
+        self.futures: list[Future[None]] = []
+        self.lock = threading.Lock()
+
+    def _submit(self, fn: Callable[[], None]) -> None:
+        pending = []
+        for future in self.futures:
+            if future.done():
+                future.result()  # stop reading at the first failed send
+            else:
+                pending.append(future)
+        self.futures = pending
+        self.window.acquire()
+        future = self.pool.submit(fn)
+        future.add_done_callback(lambda _: self.window.release())
+        self.futures.append(future)
+
+    def _record(self, blob_id: str, size: int, kind: str, paths: list[str]) -> bool:
+        """Note the blob; True when it still has to be sent (not in the store, not sent by this push)."""
+        with self.lock:
+            for path in paths:
+                self.blob_of[path] = blob_id
+            new = blob_id not in self.blobs and blob_id not in self.present
+            self.blobs[blob_id] = {"size": size, "kind": kind}
+            if new:
+                self.sent += 1
+            return new
+
+    def file(self, path: Path, rel: str, digest: str, size: int) -> None:
+        def send() -> None:
+            if self._record(digest, size, "file", [rel]):
+                self.backend.put_file(path, f"{BLOBS}/{digest}", self.counter)
+            else:
+                self.skipped(size)
+
+        self._submit(send)
+
+    def pack(self, pack: _Pack) -> None:
+        data, paths, size = pack.close(), pack.paths, pack.size
+
+        def send() -> None:
+            blob_id = hashlib.sha256(data).hexdigest()
+            if self._record(blob_id, len(data), "tar", paths):
+                self.backend.put_bytes(f"{BLOBS}/{blob_id}", data, blob_id)
+                self.counter(len(data))
+            else:
+                self.skipped(size)
+
+        self._submit(send)
+
+    def finish(self) -> None:
+        try:
+            for future in self.futures:
+                future.result()
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 def push(
     root: Path,
     backend: Backend,
@@ -176,39 +241,44 @@ def push(
 ) -> Transfer:
     """Store the folder ``root`` as tree ``name`` of ``backend`` (blobs under ``blobs/`` of the backend).
 
-    ``on_plan`` hears the number of bytes that will be sent, before sending starts.
+    ``on_plan`` hears the bytes of the files to go through, before the first is read; ``progress`` then
+    hears the bytes of each blob sent and, for a blob the store already holds, of the files it holds.
     """
     backend.check()
-    files = scan(root)
-    blobs = plan_blobs(root.resolve(), files)
-    present = {k.rsplit("/", 1)[-1] for k in backend.keys(f"{BLOBS}/")}
-    missing = {b.id: b for b in blobs if b.id not in present}.values()
+    found = walk(root)
     if on_plan is not None:
-        on_plan(sum(b.size for b in missing))
+        on_plan(sum(size for _, _, size in found))
+    present = {k.rsplit("/", 1)[-1] for k in backend.keys(f"{BLOBS}/")}
     counter = _Counter(progress)
-
-    def send(blob: Blob) -> None:
-        key = f"{BLOBS}/{blob.id}"
-        if blob.source is not None:
-            backend.put_file(blob.source, key, counter)
-        else:
-            assert blob.data is not None
-            backend.put_bytes(key, blob.data)
-            counter(len(blob.data))
-
-    # big blobs first: each is already split into concurrent parts by the transfer manager
-    ordered = sorted(missing, key=lambda b: -b.size)
-    with ThreadPoolExecutor(WORKERS) as pool:
-        list(pool.map(send, ordered))
+    sender = _Sender(backend, present, counter, progress or (lambda _: None))
+    files: list[FileEntry] = []
+    pack = _Pack()
+    try:
+        for rel, path, size in found:
+            if size >= SMALL_FILE:
+                digest = sha256_file(path)
+                sender.file(path, rel, digest, size)
+            else:
+                data = path.read_bytes()
+                digest, size = hashlib.sha256(data).hexdigest(), len(data)
+                pack.add(rel, data)
+                if ends_pack(rel, size) or pack.size >= PACK_LIMIT:
+                    sender.pack(pack)
+                    pack = _Pack()
+            files.append(FileEntry(rel, size, digest))
+        if pack.paths:
+            sender.pack(pack)
+    finally:
+        sender.finish()
     digest = tree_digest(files)
-    blob_of = {path: blob.id for blob in blobs for path in blob.files}
     manifest = {
         "format": FORMAT,
         "digest": digest,
         "files": [
-            {"path": f.path, "size": f.size, "sha256": f.sha256, "blob": blob_of[f.path]} for f in files
+            {"path": f.path, "size": f.size, "sha256": f.sha256, "blob": sender.blob_of[f.path]}
+            for f in files
         ],
-        "blobs": {b.id: {"size": b.size, "kind": b.kind} for b in blobs},
+        "blobs": dict(sorted(sender.blobs.items())),
         **(extra or {}),
     }
     backend.put_bytes(manifest_key(name), json.dumps(manifest, indent=1).encode())  # last: publishes the tree
@@ -218,8 +288,8 @@ def push(
         len(files),
         sum(f.size for f in files),
         counter.total,
-        len(ordered),
-        len(blobs),
+        sender.sent,
+        len(sender.blobs),
     )
 
 
@@ -240,6 +310,27 @@ def parse_manifest(data: bytes, where: str) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CorruptObject(f"{where}/{MANIFEST}: not a {FORMAT} manifest")
     return manifest
+
+
+def _unpack(data: bytes, staging: Path, expected: dict[str, dict[str, Any]], blob: str, where: str) -> None:
+    """Write the files of a verified pack under ``staging``, each checked against its manifest entry."""
+    view = memoryview(data)
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            members = tar.getmembers()
+    except tarfile.TarError as exc:
+        raise CorruptObject(f"{where}: blob {blob[:12]} is not a readable pack ({exc})") from None
+    for member in members:
+        entry = expected.get(member.name)
+        if entry is None or entry["blob"] != blob or not member.isfile():
+            raise CorruptObject(f"{where}: blob {blob[:12]} holds unexpected {member.name!r}")
+        content = view[member.offset_data : member.offset_data + member.size]
+        if len(content) != entry["size"] or hashlib.sha256(content).hexdigest() != entry["sha256"]:
+            raise CorruptObject(
+                f"{where}: {member.name}: content does not match its SHA-256 (corrupted object)"
+            )
+        with open(staging / member.name, "wb") as handle:
+            handle.write(content)
 
 
 def pull(
@@ -269,41 +360,37 @@ def pull(
         key = f"{BLOBS}/{blob_id}"
         if kind == "file":
             target = staging / paths[0]
-            target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 backend.get_file(key, target, counter)
             except KeyError:
                 raise CorruptObject(f"{where}: blob {blob_id[:12]} of {paths[0]} is missing") from None
-        else:
-            data = backend.get_bytes(key)
-            if data is None:
-                raise CorruptObject(f"{where}: blob {blob_id[:12]} of {paths[0]} and others is missing")
-            counter(len(data))
-            if hashlib.sha256(data).hexdigest() != blob_id:
-                more = f" and {len(paths) - 1} more" if len(paths) > 1 else ""
+            if sha256_file(target) != expected[paths[0]]["sha256"]:
                 raise CorruptObject(
-                    f"{where}: blob {blob_id[:12]} ({paths[0]}{more}) does not match its SHA-256 "
-                    "(corrupted object)"
+                    f"{where}: {paths[0]}: content does not match its SHA-256 (corrupted object)"
                 )
-            with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
-                for member in tar.getmembers():
-                    if member.name not in expected or not member.isfile():
-                        raise CorruptObject(f"{where}: blob {blob_id[:12]} holds unexpected {member.name!r}")
-                    target = staging / member.name
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    handle = tar.extractfile(member)
-                    assert handle is not None
-                    target.write_bytes(handle.read())
-        for path in paths:
-            target = staging / path
-            if not target.is_file():
-                raise CorruptObject(f"{where}: {path} is missing from blob {blob_id[:12]}")
-            if sha256_file(target) != expected[path]["sha256"]:
-                raise CorruptObject(f"{where}: {path}: content does not match its SHA-256 (corrupted object)")
+            return
+        data = backend.get_bytes(key)
+        more = f" and {len(paths) - 1} more" if len(paths) > 1 else ""
+        if data is None:
+            raise CorruptObject(f"{where}: blob {blob_id[:12]} ({paths[0]}{more}) is missing")
+        counter(len(data))
+        if hashlib.sha256(data).hexdigest() != blob_id:
+            raise CorruptObject(
+                f"{where}: blob {blob_id[:12]} ({paths[0]}{more}) does not match its SHA-256 "
+                "(corrupted object)"
+            )
+        _unpack(data, staging, expected, blob_id, where)
 
     try:
+        for folder in sorted({(staging / path).parent for path in expected}):
+            folder.mkdir(parents=True, exist_ok=True)
         with ThreadPoolExecutor(WORKERS) as pool:
             list(pool.map(fetch, sorted(by_blob.items(), key=lambda i: -manifest["blobs"][i[0]]["size"])))
+        missing = [path for path in expected if not (staging / path).is_file()]
+        if missing:
+            raise CorruptObject(
+                f"{where}: {missing[0]} is missing from blob {expected[missing[0]]['blob'][:12]}"
+            )
         if dest.exists():
             dest.rmdir()
         os.replace(staging, dest)

@@ -52,7 +52,13 @@ def test_round_trip_verifies_every_file(location, tmp_path):
     assert pulled.files == pushed.files and pulled.bytes_total == pushed.bytes_total
 
 
-def test_push_sends_only_missing_blobs(location, tmp_path):
+@pytest.fixture
+def small_packs(monkeypatch):
+    """Packs of about 16 KiB, so that the demo's 113 KB of water data make several."""
+    monkeypatch.setattr(trees, "PACK_TARGET", 16 * 2**10)
+
+
+def test_push_sends_only_missing_blobs(location, tmp_path, small_packs):
     src = _copy(tmp_path)
     backend = open_location(location)
     first = trees.push(src, backend, "water")
@@ -61,7 +67,7 @@ def test_push_sends_only_missing_blobs(location, tmp_path):
     one_set = sorted(src.glob("*/set.*"))[0]
     (one_set / "energy.npy").write_bytes((one_set / "energy.npy").read_bytes()[:-8] + b"\0" * 8)
     changed = trees.push(src, backend, "water")
-    assert changed.blobs_moved == 1  # only the pack of the folder that changed
+    assert changed.blobs_moved == 1  # only the pack that holds the changed file
     assert 0 < changed.bytes_moved < first.bytes_moved
     assert changed.digest != first.digest
 
@@ -82,17 +88,17 @@ def test_corrupted_blob_is_named_and_destination_untouched(location, tmp_path):
     assert not list(tmp_path.glob(".copy.pull-*"))
 
 
-def test_interrupted_push_publishes_nothing_and_a_retry_completes(tmp_path, monkeypatch):
+def test_interrupted_push_publishes_nothing_and_a_retry_completes(tmp_path, monkeypatch, small_packs):
     src = _copy(tmp_path)
     backend = LocalBackend(tmp_path / "remote")
     real_put = LocalBackend.put_bytes
     calls = {"n": 0}
 
-    def flaky(self, key, data):
+    def flaky(self, key, data, sha256=None):
         calls["n"] += 1
         if calls["n"] == 3:
             raise ConnectionError("connection reset")
-        return real_put(self, key, data)
+        return real_put(self, key, data, sha256)
 
     monkeypatch.setattr(LocalBackend, "put_bytes", flaky)
     with pytest.raises(ConnectionError):
@@ -103,6 +109,84 @@ def test_interrupted_push_publishes_nothing_and_a_retry_completes(tmp_path, monk
     assert 0 < retry.blobs_moved < retry.blobs_total  # what the first attempt sent is not sent again
     for blob in trees.read_manifest(backend, "water")["blobs"]:
         assert backend.exists(f"blobs/{blob}")
+
+
+def _tree(root: Path, files: int = 240, size: int = 1000) -> Path:
+    """Many small files in nested folders (sorted order mixes folders and files)."""
+    for i in range(files):
+        path = root / f"sys{i // 40}" / f"set.{i % 40 // 10:03d}" / f"f{i % 10}.npy"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(os.urandom(size))
+    return root
+
+
+def test_pack_boundaries_depend_only_on_each_files_own_path_and_size(tmp_path, small_packs):
+    src = _tree(tmp_path / "src")
+    backend = LocalBackend(tmp_path / "remote")
+    first = trees.push(src, backend, "t")
+    assert 6 <= first.blobs_total <= 40  # 240 KB in packs of about 16 KiB
+    assert trees.read_manifest(backend, "t")["digest"] == trees.tree_digest(trees.scan(src))
+    # a file that grows, a new file, a removed file: each re-sends its own pack and at most one neighbour,
+    # never every pack after it (as size-based cuts would)
+    grown = src / "sys1" / "set.002" / "f3.npy"
+    grown.write_bytes(grown.read_bytes() + os.urandom(300))
+    assert 1 <= trees.push(src, backend, "t").blobs_moved <= 2
+    (src / "sys2" / "set.001" / "new.npy").write_bytes(os.urandom(700))
+    assert 1 <= trees.push(src, backend, "t").blobs_moved <= 2
+    (src / "sys4" / "set.000" / "f5.npy").unlink()
+    assert 1 <= trees.push(src, backend, "t").blobs_moved <= 2
+    trees.pull(backend, tmp_path / "copy", "t")
+    assert _same(src, tmp_path / "copy")
+
+
+def test_push_holds_a_bounded_number_of_packs(tmp_path, small_packs, monkeypatch):
+    """Reading runs ahead of sending by at most IN_FLIGHT packs, whatever the tree's size."""
+    import threading
+    import time
+
+    monkeypatch.setattr(trees, "IN_FLIGHT", 3)
+    src = _tree(tmp_path / "src", files=400)
+    backend = LocalBackend(tmp_path / "remote")
+    lock = threading.Lock()
+    held = {"now": 0, "most": 0}
+    real_close, real_put = trees._Pack.close, LocalBackend.put_bytes
+
+    def close(self):
+        with lock:
+            held["now"] += 1
+            held["most"] = max(held["most"], held["now"])
+        return real_close(self)
+
+    def slow_put(self, key, data, sha256=None):
+        time.sleep(0.01)
+        real_put(self, key, data, sha256)
+        if key.startswith("blobs/"):
+            with lock:
+                held["now"] -= 1
+
+    monkeypatch.setattr(trees._Pack, "close", close)
+    monkeypatch.setattr(LocalBackend, "put_bytes", slow_put)
+    pushed = trees.push(src, backend, "t")
+    assert pushed.blobs_total > 10 and held["most"] <= 3 + 1  # + the one being handed over
+
+
+def test_s3_uploads_carry_the_blobs_sha256_and_no_second_payload_hash(s3, tmp_path):
+    """The pack's SHA-256, computed for its name, travels as x-amz-checksum-sha256 (which S3 checks);
+    botocore does not hash the body again for the signature."""
+    import base64
+
+    backend = open_location(f"s3://{s3.test_bucket}/sums")
+    sent: list[dict[str, str]] = []
+
+    def record(request, **_):
+        headers = {k: v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()}
+        sent.append({k.lower(): v for k, v in headers.items()})
+
+    backend.client.meta.events.register("before-send.s3.PutObject", record)
+    trees.push(_copy(tmp_path), backend, "water")
+    (blob,) = trees.read_manifest(backend, "water")["blobs"]
+    assert base64.b64encode(bytes.fromhex(blob)).decode() in {h.get("x-amz-checksum-sha256") for h in sent}
+    assert sent and all(h["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD" for h in sent)
 
 
 def test_pull_never_overwrites(tmp_path):
