@@ -41,6 +41,10 @@ class TrainOutput(OpModel):
     lcurve: Path
     log: Path
     lcurve_last: dict[str, float]
+    device: str = Field(
+        "unknown",
+        description="Where dp trained, from its start-up summary: 'CUDA:0 (NVIDIA H100 80GB HBM3)', 'CPU'.",
+    )
 
 
 def fill_systems(
@@ -95,6 +99,24 @@ def last_lcurve_row(path: Path) -> dict[str, float]:
     return {key: value for key, value in zip(header, last, strict=False) if not math.isnan(value)}
 
 
+DEVICE_LINE = re.compile(r"Computing Device:\s*(\S.*?)\s*$", re.M)
+DEVICE_NAME_LINE = re.compile(r"Device Name:\s*(\S.*?)\s*$", re.M)
+
+
+def training_device(log: Path) -> str:
+    """Where ``dp train`` ran, from the summary DeePMD-kit logs at start (its last one: a restarted run
+    logs it again): ``CUDA:0 (NVIDIA H100 80GB HBM3)``, ``CPU``, or ``unknown`` when the log has none."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return "unknown"
+    devices = DEVICE_LINE.findall(text)
+    if not devices:
+        return "unknown"
+    names = DEVICE_NAME_LINE.findall(text)
+    return f"{devices[-1]} ({names[-1]})" if names and devices[-1] != "CPU" else devices[-1]
+
+
 def train_and_freeze(cwd: Path) -> dict[str, Any]:
     """``dp --pt train input.json`` in ``cwd`` (from its newest checkpoint when a killed run left one, and
     the lost pod's on Argo), then ``dp --pt freeze``: the fields of a training op's output with ``model``."""
@@ -122,6 +144,7 @@ def train_output_files(cwd: Path) -> dict[str, Any]:
         "lcurve": cwd / files.LCURVE,
         "log": cwd / files.TRAIN_LOG,
         "lcurve_last": last_lcurve_row(cwd / files.LCURVE),
+        "device": training_device(cwd / files.TRAIN_LOG),
     }
 
 

@@ -573,6 +573,7 @@ def main(argv: list[str]) -> None:
     if only in ("", args.command):
         time.sleep(float(seconds))
     print(f"{INFO}DeePMD version: fake ({args.command})")
+    print(f"{INFO}Computing Device: CPU")  # as in DeePMD-kit's start-up summary
     if os.environ.get("LAMFLOW_FAKE_DP_FAIL") == args.command:
         fail(f"RuntimeError: {args.command} failed (LAMFLOW_FAKE_DP_FAIL)")
     if os.environ.get("LAMFLOW_FAKE_DP_CRASH") == args.command:

@@ -4,6 +4,7 @@ model's force RMSE is below 0.8x the zero-shot heads' and below the spread of th
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -30,3 +31,14 @@ def test_fine_tuning_beats_zero_shot_and_the_label_spread(tmp_path):
     spread = float(np.sqrt(np.mean(labels**2)))  # what predicting zero force would score
     assert force["finetune.gete"] < 0.8 * zero_shot, force
     assert force["finetune.gete"] < spread, (force, spread)
+    # the step records where real dp trained, read from DeePMD-kit's own start-up summary
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    expected = "CPU" if os.environ.get("CUDA_VISIBLE_DEVICES", "unset") == "" or not _cuda() else "CUDA"
+    for step in ("pretrain", "finetune-gete"):
+        assert summary["steps"][step]["parameters"]["device"].startswith(expected), summary["steps"][step]
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

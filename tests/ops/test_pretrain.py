@@ -23,7 +23,7 @@ def test_multitask_pretrain_of_the_demo(demo_in_process):
     assert "validation_data" not in written["training"]["data_dict"]["molecules"]
     assert out.checkpoint.name == "model.ckpt.pt" and out.checkpoint.resolve().name == "model.ckpt-200.pt"
     assert out.lcurve_last["step"] == 200 and "rmse_e_val_water" in out.lcurve_last
-    assert out.log.read_text().startswith("$ ")
+    assert out.log.read_text().startswith("$ ") and out.device == "CPU"
 
 
 def test_single_task_pretrain_and_failing_dp(run_op, fake_dp, monkeypatch):

@@ -7,7 +7,13 @@ import math
 import pytest
 
 from lamflow.ops.data import DatasetFormat
-from lamflow.ops.training import HeadData, fill_systems, last_lcurve_row, latest_checkpoint
+from lamflow.ops.training import (
+    HeadData,
+    fill_systems,
+    last_lcurve_row,
+    latest_checkpoint,
+    training_device,
+)
 from tests.conftest import DEMO_DATA
 
 
@@ -22,6 +28,23 @@ def test_last_lcurve_row(tmp_path):
     row = last_lcurve_row(lcurve)
     assert row == {"step": 20.0, "rmse_trn": 2.0, "rmse_e_trn": 0.05, "lr": 1e-5}
     assert not any(math.isnan(v) for v in row.values())
+
+
+def test_training_device_from_deepmds_startup_summary(tmp_path):
+    log = tmp_path / "train.log"
+    cpu = "[2026-11-25 15:58:02,627] DEEPMD INFO    Computing Device:  CPU\n"
+    gpu = (
+        "[2026-11-25 16:01:00,001] DEEPMD INFO    Computing Device:  CUDA:0\n"
+        "[2026-11-25 16:01:00,001] DEEPMD INFO    Device Name:       NVIDIA H100 80GB HBM3\n"
+        "[2026-11-25 16:01:00,001] DEEPMD INFO    CUDA_VISIBLE_DEVICES: unset\n"
+    )
+    log.write_text("$ dp --pt train input.json\n" + cpu)
+    assert training_device(log) == "CPU"
+    log.write_text(cpu + "[...] DEEPMD INFO    batch 100: trn: rmse = 1.0\n" + gpu)  # restarted on a GPU
+    assert training_device(log) == "CUDA:0 (NVIDIA H100 80GB HBM3)"
+    log.write_text("Traceback (most recent call last):\n")
+    assert training_device(log) == "unknown"
+    assert training_device(tmp_path / "missing.log") == "unknown"
 
 
 def test_fill_systems_multitask_and_single(tmp_path):

@@ -301,6 +301,23 @@ def _page(
             "<h2>Normalised error, log-averaged over datasets</h2>",
             _table(["model", "protocol", "N", "datasets", "log-average"], body),
         ]
+    trainings = [(k, r) for k, r in summary.steps.items() if "lcurve" in r.outputs]
+    if trainings:
+        body = [
+            [
+                esc(key),
+                esc(str(record.parameters.get("device", "unknown"))),
+                _fmt(record.parameters.get("lcurve_last", {}).get("step"), digits=0),
+                _fmt(record.duration_s),
+                esc(record.phase),
+            ]
+            for key, record in trainings
+        ]
+        parts += [
+            "<h2>Training</h2><p>Where each <code>dp train</code> ran (from DeePMD-kit's start-up summary) "
+            "and the step's wall time in seconds (training and freezing).</p>",
+            _table(["step", "device", "last step", "wall time s", "phase"], body),
+        ]
     for kind, heading in (
         ("learning-curve", "Learning curves"),
         ("parity", "Parity plots"),

@@ -75,6 +75,9 @@ def test_a_transfer_run_writes_its_report_and_a_failed_gate_exits_4(write_spec, 
     assert page.count("data:image/png;base64,") == len(figures) and "src='report/" not in page
     assert "transfer:" not in page or "learning_curve" in page
     assert "Gates" in page and "FAIL" in page
+    # where each training ran, from DeePMD-kit's start-up summary (the fake dp says CPU)
+    assert summary["steps"]["pretrain"]["parameters"]["device"] == "CPU"
+    assert "<h2>Training</h2>" in page and page.count("<td>CPU</td>") == 1 + 4 + 4
 
     # `lamflow report -o DIR` writes the same report elsewhere
     other = tmp_path / "elsewhere"
