@@ -164,7 +164,6 @@ class _Sender:
     """Sends blobs the store lacks from a bounded pool of threads; remembers what every blob holds."""
 
     backend: Backend
-    present: set[str]
     counter: _Counter
     skipped: Callable[[int], None]
     blobs: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -190,20 +189,27 @@ class _Sender:
         future.add_done_callback(lambda _: self.window.release())
         self.futures.append(future)
 
-    def _record(self, blob_id: str, size: int, kind: str, paths: list[str]) -> bool:
-        """Note the blob; True when it still has to be sent (not in the store, not sent by this push)."""
+    def _claim(self, blob_id: str, size: int, kind: str, paths: list[str]) -> bool:
+        """Note the blob; True for the first of this push's packs or files to produce it."""
         with self.lock:
             for path in paths:
                 self.blob_of[path] = blob_id
-            new = blob_id not in self.blobs and blob_id not in self.present
+            first = blob_id not in self.blobs
             self.blobs[blob_id] = {"size": size, "kind": kind}
-            if new:
-                self.sent += 1
-            return new
+            return first
+
+    def _missing(self, blob_id: str) -> bool:
+        """Whether the store lacks the blob: one HEAD per blob, so a push costs the same in a store of any
+        size (a listing of every blob grew with all the runs a shared store has served)."""
+        if self.backend.exists(f"{BLOBS}/{blob_id}"):
+            return False
+        with self.lock:
+            self.sent += 1
+        return True
 
     def file(self, path: Path, rel: str, digest: str, size: int) -> None:
         def send() -> None:
-            if self._record(digest, size, "file", [rel]):
+            if self._claim(digest, size, "file", [rel]) and self._missing(digest):
                 self.backend.put_file(path, f"{BLOBS}/{digest}", self.counter)
             else:
                 self.skipped(size)
@@ -215,7 +221,7 @@ class _Sender:
 
         def send() -> None:
             blob_id = hashlib.sha256(data).hexdigest()
-            if self._record(blob_id, len(data), "tar", paths):
+            if self._claim(blob_id, len(data), "tar", paths) and self._missing(blob_id):
                 self.backend.put_bytes(f"{BLOBS}/{blob_id}", data, blob_id)
                 self.counter(len(data))
             else:
@@ -248,9 +254,8 @@ def push(
     found = walk(root)
     if on_plan is not None:
         on_plan(sum(size for _, _, size in found))
-    present = {k.rsplit("/", 1)[-1] for k in backend.keys(f"{BLOBS}/")}
     counter = _Counter(progress)
-    sender = _Sender(backend, present, counter, progress or (lambda _: None))
+    sender = _Sender(backend, counter, progress or (lambda _: None))
     files: list[FileEntry] = []
     pack = _Pack()
     try:

@@ -72,6 +72,21 @@ def test_push_sends_only_missing_blobs(location, tmp_path, small_packs):
     assert changed.digest != first.digest
 
 
+def test_a_push_never_lists_the_store(tmp_path, monkeypatch):
+    """Presence is asked per blob: a push costs the same in a store that already holds many runs."""
+    backend = LocalBackend(tmp_path / "remote")
+
+    def refuse(self, prefix):
+        raise AssertionError(f"listed {prefix!r}")
+
+    monkeypatch.setattr(LocalBackend, "keys", refuse)
+    first = trees.push(_copy(tmp_path), backend, "water")
+    assert (
+        first.blobs_moved == first.blobs_total
+        and trees.push(tmp_path / "water", backend, "b").bytes_moved == 0
+    )
+
+
 def test_corrupted_blob_is_named_and_destination_untouched(location, tmp_path):
     src = _copy(tmp_path)
     backend = open_location(location)
