@@ -230,11 +230,16 @@ class _Sender:
         self._submit(send)
 
     def finish(self) -> None:
+        """Wait for every send; the first failed one raises."""
         try:
             for future in self.futures:
                 future.result()
         finally:
             self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def abort(self) -> None:
+        """Reading failed: drop the sends not started, wait for those under way (their blobs are whole)."""
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def push(
@@ -260,12 +265,19 @@ def push(
     pack = _Pack()
     try:
         for rel, path, size in found:
-            if size >= SMALL_FILE:
-                digest = sha256_file(path)
+            data: bytes | None = None  # a large file is read by its upload, not held in memory
+            try:
+                if size >= SMALL_FILE:
+                    digest = sha256_file(path)
+                else:
+                    data = path.read_bytes()
+                    digest = hashlib.sha256(data).hexdigest()
+            except OSError as exc:
+                raise UsageError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+            if data is None:
                 sender.file(path, rel, digest, size)
             else:
-                data = path.read_bytes()
-                digest, size = hashlib.sha256(data).hexdigest(), len(data)
+                size = len(data)
                 pack.add(rel, data)
                 if ends_pack(rel, size) or pack.size >= PACK_LIMIT:
                     sender.pack(pack)
@@ -273,8 +285,10 @@ def push(
             files.append(FileEntry(rel, size, digest))
         if pack.paths:
             sender.pack(pack)
-    finally:
-        sender.finish()
+    except BaseException:
+        sender.abort()  # the reading's error, not a later send's, is the one to report
+        raise
+    sender.finish()
     digest = tree_digest(files)
     manifest = {
         "format": FORMAT,

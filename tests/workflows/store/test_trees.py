@@ -126,6 +126,22 @@ def test_interrupted_push_publishes_nothing_and_a_retry_completes(tmp_path, monk
         assert backend.exists(f"blobs/{blob}")
 
 
+def test_an_unreadable_file_fails_the_push_with_its_own_error(tmp_path, small_packs, monkeypatch):
+    src = _copy(tmp_path)
+    backend = LocalBackend(tmp_path / "remote")
+    real_read = Path.read_bytes
+
+    def read(self):
+        if self.name == "force.npy" and "data_2" in str(self):
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read)
+    with pytest.raises(UsageError, match=r"data_2/set.000/force.npy: cannot read it \(Permission denied\)"):
+        trees.push(src, backend, "water")
+    assert not backend.exists(trees.manifest_key("water"))
+
+
 def _tree(root: Path, files: int = 240, size: int = 1000) -> Path:
     """Many small files in nested folders (sorted order mixes folders and files)."""
     for i in range(files):
