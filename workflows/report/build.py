@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lamflow.ops import files
-from lamflow.workflows.engines.summary import RunSummary, TestResult
+from lamflow.workflows.engines.summary import RunSummary, StepRecord, TestResult
 from lamflow.workflows.report import plots
 from lamflow.workflows.report.detail import per_system_errors, read_detail
 from lamflow.workflows.report.results import (
@@ -87,6 +87,11 @@ def _parity_rows(rows: list[TestResult]) -> list[TestResult]:
     return (chosen + list(largest.values()))[:MAX_PARITY]
 
 
+def _trainings(summary: RunSummary) -> list[tuple[str, StepRecord]]:
+    """The steps that ran ``dp train`` (those with an ``lcurve.out``), in plan order."""
+    return [(key, record) for key, record in summary.steps.items() if "lcurve" in record.outputs]
+
+
 def build(run_dir: Path, summary: RunSummary, out: Path) -> dict[str, Any]:
     """Write every report file into ``out`` (an empty folder); returns metrics.json's content."""
     rows = list(summary.tests)
@@ -134,8 +139,7 @@ def build(run_dir: Path, summary: RunSummary, out: Path) -> dict[str, Any]:
                         **entry,
                     }
                 )
-    trained = [k for k, r in summary.steps.items() if "lcurve" in r.outputs][:MAX_TRAINING]
-    for key in trained:
+    for key, _ in _trainings(summary)[:MAX_TRAINING]:
         lcurve = _output(run_dir, summary, key, "lcurve")
         figure = (
             plots.training_curve(out, f"training-{key}.png", f"{key}: lcurve.out", lcurve) if lcurve else None
@@ -301,7 +305,7 @@ def _page(
             "<h2>Normalised error, log-averaged over datasets</h2>",
             _table(["model", "protocol", "N", "datasets", "log-average"], body),
         ]
-    trainings = [(k, r) for k, r in summary.steps.items() if "lcurve" in r.outputs]
+    trainings = _trainings(summary)
     if trainings:
         body = [
             [
@@ -315,7 +319,7 @@ def _page(
         ]
         parts += [
             "<h2>Training</h2><p>Where each <code>dp train</code> ran (from DeePMD-kit's start-up summary) "
-            "and the step's wall time in seconds (training and freezing).</p>",
+            "and the step's wall time in seconds (with the model's freezing, for a step that freezes).</p>",
             _table(["step", "device", "last step", "wall time s", "phase"], body),
         ]
     for kind, heading in (

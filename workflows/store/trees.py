@@ -22,12 +22,14 @@ import io
 import json
 import os
 import shutil
+import stat
 import tarfile
 import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +77,12 @@ def walk(root: Path) -> list[tuple[str, Path, int]]:
     for dirpath, _, filenames in os.walk(root, followlinks=True):
         for name in filenames:
             path = Path(dirpath, name)
-            if path.is_file():
-                found.append((path.relative_to(root).as_posix(), path, path.stat().st_size))
+            try:
+                info = path.stat()  # follows a symlink; a dangling one is passed over
+            except OSError:
+                continue
+            if stat.S_ISREG(info.st_mode):
+                found.append((path.relative_to(root).as_posix(), path, info.st_size))
             if len(found) > MAX_FILES:
                 raise UsageError(f"{root}: more than {MAX_FILES} files")
     return sorted(found, key=lambda item: item[0])
@@ -198,34 +204,34 @@ class _Sender:
             self.blobs[blob_id] = {"size": size, "kind": kind}
             return first
 
-    def _missing(self, blob_id: str) -> bool:
-        """Whether the store lacks the blob: one HEAD per blob, so a push costs the same in a store of any
-        size (a listing of every blob grew with all the runs a shared store has served)."""
-        if self.backend.exists(f"{BLOBS}/{blob_id}"):
-            return False
-        with self.lock:
-            self.sent += 1
-        return True
+    def _send(
+        self, blob_id: str, kind: str, paths: list[str], size: int, held: int, upload: Callable[[], None]
+    ) -> None:
+        """Upload the blob (``size`` bytes, holding ``held`` bytes of files) unless this push already has it
+        or the store holds it: one HEAD per blob, so a push costs the same in a store of any size (a listing
+        of every blob grew with every run the store served)."""
+        if self._claim(blob_id, size, kind, paths) and not self.backend.exists(f"{BLOBS}/{blob_id}"):
+            upload()
+            with self.lock:
+                self.sent += 1
+        else:
+            self.skipped(held)
 
     def file(self, path: Path, rel: str, digest: str, size: int) -> None:
-        def send() -> None:
-            if self._claim(digest, size, "file", [rel]) and self._missing(digest):
-                self.backend.put_file(path, f"{BLOBS}/{digest}", self.counter)
-            else:
-                self.skipped(size)
-
-        self._submit(send)
+        upload = partial(self.backend.put_file, path, f"{BLOBS}/{digest}", self.counter)
+        self._submit(partial(self._send, digest, "file", [rel], size, size, upload))
 
     def pack(self, pack: _Pack) -> None:
-        data, paths, size = pack.close(), pack.paths, pack.size
+        data, paths, held = pack.close(), pack.paths, pack.size
 
         def send() -> None:
             blob_id = hashlib.sha256(data).hexdigest()
-            if self._claim(blob_id, len(data), "tar", paths) and self._missing(blob_id):
+
+            def upload() -> None:
                 self.backend.put_bytes(f"{BLOBS}/{blob_id}", data, blob_id)
                 self.counter(len(data))
-            else:
-                self.skipped(size)
+
+            self._send(blob_id, "tar", paths, len(data), held, upload)
 
         self._submit(send)
 
@@ -331,8 +337,15 @@ def parse_manifest(data: bytes, where: str) -> dict[str, Any]:
     return manifest
 
 
-def _unpack(data: bytes, staging: Path, expected: dict[str, dict[str, Any]], blob: str, where: str) -> None:
-    """Write the files of a verified pack under ``staging``, each checked against its manifest entry."""
+def _mismatch(where: str, path: str) -> CorruptObject:
+    return CorruptObject(f"{where}: {path}: content does not match its SHA-256 (corrupted object)")
+
+
+def _unpack(
+    data: bytes, staging: Path, expected: dict[str, dict[str, Any]], blob: str, paths: list[str], where: str
+) -> None:
+    """Write the files of a verified pack under ``staging``: exactly ``paths``, each checked against its
+    manifest entry."""
     view = memoryview(data)
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
@@ -345,11 +358,12 @@ def _unpack(data: bytes, staging: Path, expected: dict[str, dict[str, Any]], blo
             raise CorruptObject(f"{where}: blob {blob[:12]} holds unexpected {member.name!r}")
         content = view[member.offset_data : member.offset_data + member.size]
         if len(content) != entry["size"] or hashlib.sha256(content).hexdigest() != entry["sha256"]:
-            raise CorruptObject(
-                f"{where}: {member.name}: content does not match its SHA-256 (corrupted object)"
-            )
+            raise _mismatch(where, member.name)
         with open(staging / member.name, "wb") as handle:
             handle.write(content)
+    missing = sorted(set(paths) - {member.name for member in members})
+    if missing:
+        raise CorruptObject(f"{where}: {missing[0]} is missing from blob {blob[:12]}")
 
 
 def pull(
@@ -384,9 +398,7 @@ def pull(
             except KeyError:
                 raise CorruptObject(f"{where}: blob {blob_id[:12]} of {paths[0]} is missing") from None
             if sha256_file(target) != expected[paths[0]]["sha256"]:
-                raise CorruptObject(
-                    f"{where}: {paths[0]}: content does not match its SHA-256 (corrupted object)"
-                )
+                raise _mismatch(where, paths[0])
             return
         data = backend.get_bytes(key)
         more = f" and {len(paths) - 1} more" if len(paths) > 1 else ""
@@ -398,18 +410,13 @@ def pull(
                 f"{where}: blob {blob_id[:12]} ({paths[0]}{more}) does not match its SHA-256 "
                 "(corrupted object)"
             )
-        _unpack(data, staging, expected, blob_id, where)
+        _unpack(data, staging, expected, blob_id, paths, where)
 
     try:
         for folder in sorted({(staging / path).parent for path in expected}):
             folder.mkdir(parents=True, exist_ok=True)
         with ThreadPoolExecutor(WORKERS) as pool:
             list(pool.map(fetch, sorted(by_blob.items(), key=lambda i: -manifest["blobs"][i[0]]["size"])))
-        missing = [path for path in expected if not (staging / path).is_file()]
-        if missing:
-            raise CorruptObject(
-                f"{where}: {missing[0]} is missing from blob {expected[missing[0]]['blob'][:12]}"
-            )
         if dest.exists():
             dest.rmdir()
         os.replace(staging, dest)

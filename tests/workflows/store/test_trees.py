@@ -103,6 +103,19 @@ def test_corrupted_blob_is_named_and_destination_untouched(location, tmp_path):
     assert not list(tmp_path.glob(".copy.pull-*"))
 
 
+def test_a_pack_lacking_a_file_its_manifest_lists_is_named(tmp_path):
+    src = _copy(tmp_path)
+    backend = LocalBackend(tmp_path / "remote")
+    trees.push(src, backend, "water")
+    manifest = trees.read_manifest(backend, "water")
+    entry = dict(manifest["files"][0], path="data_0/set.000/extra.npy")  # in the pack's listing only
+    manifest["files"].append(entry)
+    backend.put_bytes(trees.manifest_key("water"), json.dumps(manifest).encode())
+    with pytest.raises(trees.CorruptObject, match=r"data_0/set.000/extra.npy is missing from blob"):
+        trees.pull(backend, tmp_path / "copy", "water")
+    assert not (tmp_path / "copy").exists()
+
+
 def test_interrupted_push_publishes_nothing_and_a_retry_completes(tmp_path, monkeypatch, small_packs):
     src = _copy(tmp_path)
     backend = LocalBackend(tmp_path / "remote")
