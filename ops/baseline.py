@@ -2,7 +2,8 @@
 energies fitted by least squares on training frames), zero forces and virials. A model's normalised error
 is min(RMSE / dummy RMSE, 1) per quantity, combined with fixed weights — energy and force 0.5 each, or
 0.45/0.45/0.1 with virials — as LAMBench defines its generalizability metric: 1 means "no better than
-knowing nothing", 0 is perfect."""
+knowing nothing", 0 is perfect. The cap hides how much worse than the dummy a model is, so the uncapped
+ratio is kept beside it (``ratio_<quantity>``), and ``worse_than_dummy`` names the quantities above 1."""
 
 from __future__ import annotations
 
@@ -62,7 +63,8 @@ def dummy_errors(test: list[SystemFrames], fit: list[SystemFrames]) -> dict[str,
 
 
 def normalized(metrics: dict[str, float], dummy: dict[str, float]) -> dict[str, float]:
-    """``normalized_<quantity>`` = min(RMSE / dummy RMSE, 1) and their weighted sum ``normalized_error``."""
+    """``ratio_<quantity>`` = RMSE / dummy RMSE (uncapped), ``normalized_<quantity>`` = min(ratio, 1) and
+    their weighted sum ``normalized_error``."""
     pairs = {
         "energy": ("energy_rmse_per_atom", "dummy_energy_rmse_per_atom"),
         "force": ("force_rmse", "dummy_force_rmse"),
@@ -71,7 +73,8 @@ def normalized(metrics: dict[str, float], dummy: dict[str, float]) -> dict[str, 
     out: dict[str, float] = {}
     for quantity, (mine, theirs) in pairs.items():
         if mine in metrics and dummy.get(theirs, 0) > 0 and math.isfinite(metrics[mine]):
-            out[f"normalized_{quantity}"] = min(metrics[mine] / dummy[theirs], 1.0)
+            out[f"ratio_{quantity}"] = metrics[mine] / dummy[theirs]  # uncapped: > 1 is worse than the dummy
+            out[f"normalized_{quantity}"] = min(out[f"ratio_{quantity}"], 1.0)
     weights = WEIGHTS_WITH_VIRIAL if "normalized_virial" in out else WEIGHTS
     if all(f"normalized_{q}" in out for q in weights):
         out["normalized_error"] = sum(w * out[f"normalized_{q}"] for q, w in weights.items())
@@ -83,3 +86,8 @@ def log_average(values: list[float]) -> float:
     if not values or min(values) <= 0:
         raise ValueError("a log-average needs positive values")
     return float(math.exp(sum(math.log(v) for v in values) / len(values)))
+
+
+def worse_than_dummy(metrics: dict[str, float]) -> list[str]:
+    """The quantities (energy, force, virial) whose RMSE is above the dummy model's."""
+    return [q for q in ("energy", "force", "virial") if metrics.get(f"ratio_{q}", 0.0) > 1.0]

@@ -11,6 +11,7 @@ Reading and converting formats is dpdata's and DeePMD-kit's job.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -328,21 +329,6 @@ def inspect_hdf5(path: Path) -> list[SystemInfo]:
     return systems
 
 
-def system_digest(system_path: str) -> str | None:
-    """SHA-256 of a deepmd/npy system's coordinates (every set's coord.npy), to spot the same frames
-    under two paths; None for hdf5 systems."""
-    import hashlib
-
-    if "#" in system_path:
-        return None
-    digest = hashlib.sha256()
-    for coord in sorted(Path(system_path).glob("set.*/coord.npy")):
-        with open(coord, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
-
 def inspect_dataset(
     path: str | Path, fmt: str = NPY, max_entries: int = MAX_ENTRIES, max_depth: int = MAX_DEPTH
 ) -> DatasetInfo:
@@ -418,3 +404,67 @@ def dataset_root(
         return str(datasets[name])
     dataset_systems([name], datasets, formats, scratch)
     return str(scratch / name)
+
+
+def system_array(system_path: str | Path, name: str) -> np.ndarray | None:
+    """One array of a deepmd/npy system, every set's frames in order (``<name>.npy``), as (nframes, -1);
+    None when a set lacks it."""
+    parts = []
+    for set_dir in sorted(p for p in Path(system_path).glob("set.*") if p.is_dir()):
+        file = set_dir / f"{name}.npy"
+        if not file.is_file():
+            return None
+        array = np.load(file, mmap_mode="r", allow_pickle=False)
+        parts.append(np.asarray(array).reshape(array.shape[0] if array.ndim else 1, -1))
+    return np.concatenate(parts) if parts else None
+
+
+def shortest_distance(coord: np.ndarray, box: np.ndarray | None) -> float:
+    """The shortest distance between two atoms of one frame, Å (the nearest periodic image when ``box`` is
+    given, as ASE's ``get_all_distances(mic=True)``); inf for one atom. An atom and its own image are not a
+    pair (as in the MD's blow-up check)."""
+    xyz = np.asarray(coord, dtype=float).reshape(-1, 3)
+    if len(xyz) < 2:
+        return math.inf
+    cell = None if box is None else np.asarray(box, dtype=float).reshape(3, 3)
+    shifts = np.array([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)], dtype=float)
+    inverse = None if cell is None else np.linalg.inv(cell)
+    best = math.inf
+    for i in range(len(xyz) - 1):  # row by row: memory stays O(atoms)
+        delta = xyz[i + 1 :] - xyz[i]
+        if cell is not None and inverse is not None:
+            frac = delta @ inverse
+            frac -= np.round(frac)
+            images = (frac[:, None, :] + shifts[None, :, :]) @ cell
+            distance = np.sqrt((images**2).sum(-1)).min()
+        else:
+            distance = np.sqrt((delta**2).sum(-1)).min()
+        best = min(best, float(distance))
+    return best
+
+
+COORD_DECIMALS = 5  # frames are the same when their coordinates agree to 1e-5 Å (float32 vs float64 copies)
+
+
+def frame_digests(system_path: str) -> list[bytes]:
+    """One digest per frame of a system, from its coordinates rounded to ``COORD_DECIMALS``: the same
+    frame has the same digest in any copy of it (a split part, a subset, another folder, float32 or 64)."""
+    import hashlib
+
+    if "#" in system_path:
+        import h5py
+
+        file, _, group = system_path.partition("#")
+        with h5py.File(file, "r") as h5:
+            node = h5[group.strip("/")] if group.strip("/") else h5
+            sets = sorted(k for k in node if k.startswith("set."))
+            coord = np.concatenate(
+                [np.asarray(node[k]["coord.npy"]).reshape(len(node[k]["coord.npy"]), -1) for k in sets]
+            )
+    else:
+        found = system_array(system_path, "coord")
+        if found is None:
+            return []
+        coord = found
+    rounded = np.round(np.asarray(coord, dtype=np.float64) * 10**COORD_DECIMALS).astype(np.int64)
+    return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in rounded]

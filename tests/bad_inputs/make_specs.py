@@ -224,6 +224,89 @@ CASES: list[tuple[str, Any, int, str, str]] = [
     ("raw-wrong-format", spec(lambda s: s["datasets"].update(h2o={
         "path": f"{DATA}/raw/vasp_h2o/OUTCAR", "format": "cp2k/output"})), 2,
      "datasets.h2o.path", "OUTCAR: not readable as cp2k/output"),
+    # issue 22, class 1: test data that shares frames with training data through a split part or a copy
+    ("leak-test-split-of-training-folder", spec(lambda s: (s["datasets"].update(
+        {"gete-split": {"path": f"{DATA}/gete/train", "split": {"test_frames": 4}}}),
+        s["stages"]["test"].append({"models": ["finetune.gete"], "datasets": ["gete-split"]}))), 2,
+     "stages.test[2].datasets[0]", "test data 'gete-split@test' shares frames with 'gete', training data of finetune.gete"),
+    ("leak-transfer-split-of-pretraining-folder", spec(lambda s: (s["datasets"].update(
+        {"water-split": {"path": f"{DATA}/water/train", "split": {"test_frames": 2}}}),
+        s["stages"].update(transfer=[{"name": "t", "models": ["pretrain.water"], "datasets": ["water-split"]}]))), 2,
+     "stages.transfer[0].datasets[0]", "test part 'water-split@test' shares frames with 'water', training data of pretrain.water"),
+    ("leak-change-bias-on-the-test-frames", spec(lambda s: (s["datasets"].update(
+        {"gete-split": {"path": f"{DATA}/gete/train", "split": {"test_frames": 4}}}),
+        s["stages"]["test"][0].update(datasets=["gete-split"], change_bias_on="gete"))), 2,
+     "stages.test[0].change_bias_on", "re-fit data 'gete' shares frames with test data 'gete-split@test'"),
+    ("leak-raw-copy-split", spec(lambda s: (s["datasets"].update({
+        "h2o": {"path": f"{DATA}/raw/vasp_h2o/OUTCAR", "format": "vasp/outcar"},
+        "h2o-split": {"path": f"{DATA}/raw/vasp_h2o/OUTCAR", "format": "vasp/outcar", "split": {"test_frames": 3}}}),
+        pre(s)["heads"]["water"].update(datasets=["water", "h2o"]),
+        s["stages"]["test"].append({"models": ["pretrain.water"], "datasets": ["h2o-split"]}))), 2,
+     "stages.test[2].datasets[0]", "shares frames with 'h2o', training data of pretrain.water"),
+    ("leak-validation-part-in-test", spec(lambda s: (s["datasets"]["water"].update(split={"test_frames": 2}),
+        s["datasets"].update({"water-copy": {"path": f"{DATA}/water/train"}}),
+        s["stages"]["test"].append({"models": ["pretrain.molecules"], "datasets": ["water-copy"]}))), 2,
+     "stages.test[2].datasets[0]", "test data 'water-copy' shares frames with 'water@train'"),
+    # class 2: the compress stage's evaluation on frames the student or its teacher trained on
+    ("compress-evaluate-on-teacher-data", spec(lambda s: (distill(s), s["stages"]["compress"][0].update(
+        evaluate={"dataset": "gete", "nve": None}))), 2,
+     "stages.compress[0].evaluate.dataset", "evaluation data 'gete' shares frames with 'gete', training data of distill.d or its teacher"),
+    ("compress-evaluate-on-pretraining-data", spec(lambda s: (distill(s), s["stages"]["compress"][0].update(
+        evaluate={"dataset": "water", "nve": None}))), 2,
+     "stages.compress[0].evaluate.dataset", "shares frames with 'water'"),
+    ("compress-evaluate-on-start-structures", spec(lambda s: (distill(s, datasets=["gete-test"]),
+        s["stages"]["compress"][0].update(evaluate={"dataset": "gete-test", "nve": None}))), 2,
+     "stages.compress[0].evaluate.dataset", "evaluation data 'gete-test' shares frames with 'gete-test'"),
+    # class 3: gates that could never fire or never pass
+    ("transfer-gate-virial-without-virials", spec(lambda s: transfer(s, gates=[{"model": "pretrain.water", "dataset": "gete",
+                                                                                "metric": "virial_rmse_per_atom", "max": 0.01}])), 2,
+     "stages.transfer[0].gates[0].metric", "virial_rmse_per_atom needs virial labels, and no system of 'gete@test' has virial.npy"),
+    ("transfer-gate-normalized-virial-without-virials", spec(lambda s: transfer(s, gates=[{"model": "pretrain.water", "dataset": "gete",
+                                                                                           "metric": "normalized_virial", "max": 0.5}])), 2,
+     "stages.transfer[0].gates[0].metric", "normalized_virial needs virial labels"),
+    ("transfer-gate-normalized-above-one", spec(lambda s: transfer(s, gates=[{"model": "pretrain.water", "dataset": "gete",
+                                                                              "metric": "normalized_force", "max": 1.5}])), 2,
+     "stages.transfer[0].gates[0].max", "max 1.5: normalized_force is capped at 1"),
+    ("transfer-gate-normalized-at-one", spec(lambda s: transfer(s, gates=[{"model": "pretrain.water", "dataset": "gete",
+                                                                           "metric": "normalized_error", "max": 1, "at": 4}])), 2,
+     "stages.transfer[0].gates[0].max", "so the gate could never fail"),
+    ("registry-gate-virial-without-virials", spec(lambda s: s.update(registry={"promote_gate": {
+        "dataset": "gete-test", "metric": "virial_mae_per_atom"}})), 2,
+     "registry.promote_gate.metric", "virial_mae_per_atom needs virial labels, and no system of 'gete-test' has virial.npy"),
+    # class 4: a teacher asked about elements its training data never held
+    ("distill-teacher-never-learned-the-elements", spec(lambda s: distill(s).update(teacher={"model": "pretrain.molecules"})), 2,
+     "stages.distill[0].teacher.model", "the teacher pretrain.molecules never learned Ge, Te"),
+    ("distill-teacher-head-lacks-carbon", spec(lambda s: distill(s, datasets=["molecules"]).update(teacher={"model": "pretrain.water"})), 2,
+     "stages.distill[0].teacher.model", "the teacher pretrain.water never learned C"),
+    ("distill-teacher-finetune-lacks-carbon", spec(lambda s: distill(s, datasets=["molecules"])), 2,
+     "stages.distill[0].teacher.model", "the teacher finetune.gete never learned C"),
+    # class 5: explorations that explore nothing
+    ("distill-min-distance-above-start", spec(lambda s: distill(s).update(select={"min_distance": 3.0})), 2,
+     "stages.distill[0].select.min_distance", "3 Å, but atoms of the start structure"),
+    ("distill-min-distance-above-water-start", spec(lambda s: distill(s, datasets=["water"]).update(
+        teacher={"model": "pretrain.water"}, select={"min_distance": 1.2})), 2,
+     "stages.distill[0].select.min_distance", "every MD would count as blown up at step 0"),
+    ("distill-steps-below-dump-every", spec(lambda s: distill(s, steps=5, dump_every=10)), 2,
+     "stages.distill[0].explore.steps", "only the start structure would be kept"),
+    ("compress-nve-one-sample", spec(lambda s: (distill(s), s["stages"]["compress"][0].update(
+        evaluate={"dataset": "gete-test", "nve": {"steps": 10, "dump_every": 20}}))), 2,
+     "stages.compress[0].evaluate.nve.steps", "one energy sample, no drift"),
+    ("compress-nve-min-distance-above-start", spec(lambda s: (distill(s), s["stages"]["compress"][0].update(
+        evaluate={"dataset": "gete-test", "nve": {"min_distance": 2.5}}))), 2,
+     "stages.compress[0].evaluate.nve.min_distance", "every NVE run would count as exploded at step 0"),
+    # class 6: Kubernetes quantities that mean something else
+    ("resources-memory-without-unit", spec(lambda s: s.update(resources={"pretrain": {"memory": 64}})), 2,
+     "resources.pretrain.memory", "64 means 64 bytes (a number without a unit is bytes), below the 64Mi a step needs; did you mean 64Gi?"),
+    ("resources-memory-milli", spec(lambda s: s.update(resources={"finetune": {"memory": "512m"}})), 2,
+     "resources.finetune.memory", "thousandths of a byte"),
+    ("resources-memory-limit-kibibytes", spec(lambda s: s.update(resources={"default": {"memory_limit": "100Ki"}})), 2,
+     "resources.default.memory_limit", "100Ki means 102400 bytes"),
+    ("resources-cpu-millicores-without-m", spec(lambda s: s.update(resources={"pretrain": {"cpu": 4000}})), 2,
+     "resources.pretrain.cpu", "4000 means 4000 cores"),
+    ("resources-cpu-below-a-millicore", spec(lambda s: s.update(resources={"default": {"cpu": "0.0001"}})), 2,
+     "resources.default.cpu", "below Kubernetes' smallest CPU unit"),
+    ("resources-gpus-more-than-a-node", spec(lambda s: s.update(resources={"pretrain": {"gpus": 64}})), 2,
+     "resources.pretrain.gpus", "must be at most 16"),
     ("duplicate-yaml-key", "name: a\nname: b\n", 2, "-", "duplicate key 'name'"),
     ("invalid-yaml", "name: x\ndatasets: [unclosed\n", 2, "-", "invalid YAML: line"),
     ("nested-too-deep", "name: x\ndeep: " + "[" * 1000 + "]" * 1000 + "\n", 2, "-", "nested too deeply"),

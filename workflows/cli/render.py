@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
+from lamflow.ops.baseline import worse_than_dummy
 from lamflow.ops.label import DROP_REASONS
 from lamflow.workflows.compile.plan import Plan
 from lamflow.workflows.engines.base import StepEvent
@@ -102,17 +103,22 @@ def metrics_table(summary: RunSummary) -> Table:
     ]
     columns += ["V RMSE meV/atom", "V MAE meV/atom"] if with_virial else []
     with_dummy = any("normalized_force" in t.metrics for t in summary.tests)
-    columns += ["÷ dummy E/F"] if with_dummy else []
+    columns += ["dummy E/F RMSE", "÷ dummy E/F"] if with_dummy else []
     table = Table(
         title="Test errors (energy and virial per atom, force components)",
         caption="÷ dummy: RMSE over the RMSE of a model that knows only the chemical formula (per-element "
-        "energies, zero forces), capped at 1 — 1 means no better than knowing nothing"
+        "energies, zero forces), capped at 1 — 1 means no better than knowing nothing; where a model is "
+        "worse, the uncapped ratio follows (✗ worse than the dummy). ⚠ untrained for: elements the "
+        "model's training data never held"
         if with_dummy
         else None,
     )
     for column in [*columns, "frames"]:
         table.add_column(
-            column, justify="right" if "meV" in column or column in ("frames", "÷ dummy E/F") else "left"
+            column,
+            justify="right"
+            if "meV" in column or column in ("frames", "÷ dummy E/F", "dummy E/F RMSE")
+            else "left",
         )
     for test in summary.tests:
         if test.protocol in ("finetune", "scratch"):
@@ -122,7 +128,9 @@ def metrics_table(summary: RunSummary) -> Table:
             test.model
             + (f" ({test.role})" if test.role else "")
             + (" (as it is)" if test.protocol == "unshifted" else ""),
-            test.dataset + (" [yellow](overlaps training data)[/yellow]" if test.overlap else ""),
+            test.dataset
+            + (" [yellow](overlaps training data)[/yellow]" if test.overlap else "")
+            + (f" [yellow]⚠ untrained for {', '.join(test.unlearned)}[/yellow]" if test.unlearned else ""),
             test.change_bias_on or "-",
             _fmt(m.get("energy_rmse_per_atom"), 1000),
             _fmt(m.get("energy_mae_per_atom"), 1000),
@@ -132,27 +140,40 @@ def metrics_table(summary: RunSummary) -> Table:
         if with_virial:
             row += [_fmt(m.get("virial_rmse_per_atom"), 1000), _fmt(m.get("virial_mae_per_atom"), 1000)]
         if with_dummy:
-            ne, nf = m.get("normalized_energy"), m.get("normalized_force")
-            row.append("-" if ne is None or nf is None else f"{ne:.2f}/{nf:.2f}")
+            de, df = m.get("dummy_energy_rmse_per_atom"), m.get("dummy_force_rmse")
+            row.append("-" if de is None or df is None else f"{de * 1000:.1f}/{df * 1000:.1f}")
+            row.append(dummy_ratio(m))
         table.add_row(*row, str(int(m["frames"])) if "frames" in m else "-")
     return table
+
+
+def dummy_ratio(m: dict[str, float]) -> str:
+    """'0.82/0.71'; a model worse than the dummy gets the uncapped ratios and a red mark."""
+    ne, nf = m.get("normalized_energy"), m.get("normalized_force")
+    if ne is None or nf is None:
+        return "-"
+    text = f"{ne:.2f}/{nf:.2f}"
+    worse = worse_than_dummy(m)
+    if worse:
+        ratios = ", ".join(f"{q[0].upper()} {m[f'ratio_{q}']:.2f}×" for q in worse)
+        text += f" [red]✗ worse than the dummy: {ratios}[/red]"
+    return text
 
 
 def learning_curve_table(summary: RunSummary) -> Table:
     """Transfer studies: errors vs training frames (mean ± spread over repeats), fine-tuned and scratch."""
     from lamflow.workflows.report.results import CurvePoint, curve_points
 
-    table = Table(title="Learning curves (held-out frames; mean ± standard deviation over repeats)")
-    for column in (
-        "study",
-        "dataset",
-        "model",
-        "frames",
-        "repeats",
-        "E RMSE meV/atom",
-        "F RMSE meV/Å",
-        "normalised",
-    ):
+    points = curve_points(summary.tests)
+    with_virial = any("virial_rmse_per_atom" in p.mean for p in points)
+    table = Table(
+        title="Learning curves (held-out frames; mean ± standard deviation over repeats)",
+        caption="÷ dummy: each RMSE over the dummy model's, capped at 1; normalised: their weighted sum",
+    )
+    columns = ["study", "dataset", "model", "frames", "repeats", "E RMSE meV/atom", "F RMSE meV/Å"]
+    columns += ["V RMSE meV/atom"] if with_virial else []
+    columns += ["÷ dummy E", "÷ dummy F"] + (["÷ dummy V"] if with_virial else []) + ["normalised"]
+    for column in columns:
         table.add_column(column, justify="left" if column in ("study", "dataset", "model") else "right")
 
     def cell(p: CurvePoint, metric: str, scale: float = 1000.0, digits: int = 1) -> str:
@@ -161,18 +182,14 @@ def learning_curve_table(summary: RunSummary) -> Table:
         spread = f" ± {p.std[metric] * scale:.{digits}f}" if p.repeats > 1 else ""
         return f"{p.mean[metric] * scale:.{digits}f}{spread}"
 
-    for p in curve_points(summary.tests):
+    for p in points:
         model = "from scratch" if p.protocol == "scratch" else f"fine-tuned {p.model}"
-        table.add_row(
-            p.study,
-            p.dataset,
-            model,
-            str(p.train_frames),
-            str(p.repeats),
-            cell(p, "energy_rmse_per_atom"),
-            cell(p, "force_rmse"),
-            cell(p, "normalized_error", 1.0, 2),
-        )
+        row = [p.study, p.dataset, model, str(p.train_frames), str(p.repeats)]
+        row += [cell(p, "energy_rmse_per_atom"), cell(p, "force_rmse")]
+        row += [cell(p, "virial_rmse_per_atom")] if with_virial else []
+        quantities = ("energy", "force", "virial") if with_virial else ("energy", "force")
+        row += [cell(p, f"normalized_{q}", 1.0, 2) for q in quantities]
+        table.add_row(*row, cell(p, "normalized_error", 1.0, 2))
     return table
 
 
@@ -260,7 +277,10 @@ def run_result(run_dir: Path, summary: RunSummary) -> None:
 
 def dataset_report(info, seconds: float) -> None:  # info: lamflow.ops.data.DatasetInfo
     table = Table(title=f"{info.path} ({info.format}): {len(info.systems)} systems, {info.nframes} frames")
-    for column in ("system", "frames", "atoms", "elements", "arrays", "PBC", "E/atom eV (min..max)"):
+    others = any(system.other_arrays for system in info.systems)
+    columns = ["system", "frames", "atoms", "elements", "arrays", "PBC", "E/atom eV (min..max)"]
+    columns += ["not read by the energy loss"] if others else []
+    for column in columns:
         table.add_column(column, justify="right" if column in ("frames", "atoms") else "left")
     for system in info.systems:
         try:
@@ -271,6 +291,7 @@ def dataset_report(info, seconds: float) -> None:  # info: lamflow.ops.data.Data
         table.add_row(
             system.path, str(system.nframes), str(system.natoms), elements, " ".join(system.arrays),
             "yes" if system.pbc else "no", f"{e[0]:.4f}..{e[1]:.4f}" if e else "-",
+            *([" ".join(system.other_arrays) or "-"] if others else []),
         )  # fmt: skip
     out = console()
     out.print(table)

@@ -22,6 +22,7 @@ def build_plan(resolved: ResolvedSpec) -> Plan:
         type_map=resolved.type_map,
         dataset_formats=resolved.dataset_formats,
         overlaps=resolved.overlaps,
+        unlearned=resolved.unlearned,
         dataset_info=resolved.dataset_info,
         splits=frozenset(resolved.splits),
     )

@@ -68,6 +68,7 @@ class Evaluation:
     protocol: str | None = None  # unshifted, zero-shot, finetune, scratch
     train_frames: int | None = None  # learning curves: the frames trained on ...
     repeat: int | None = None  # ... and which random subset of that size
+    unlearned: tuple[str, ...] = ()  # elements of the dataset the model's training data never held
 
 
 @dataclass(frozen=True)

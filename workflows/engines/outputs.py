@@ -55,6 +55,7 @@ def test_results(summary: RunSummary, plan: Plan) -> list[TestResult]:
                     protocol=s.evaluation.protocol,
                     train_frames=s.evaluation.train_frames,
                     repeat=s.evaluation.repeat,
+                    unlearned=list(s.evaluation.unlearned),
                     metrics=record.parameters.get("metrics", {}),
                 )
             )

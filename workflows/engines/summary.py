@@ -69,6 +69,11 @@ class TestResult(BaseModel):
     )
     train_frames: int | None = Field(None, description="Learning curves: frames trained on.")
     repeat: int | None = Field(None, description="Learning curves: which random subset of that size.")
+    unlearned: list[str] = Field(
+        default_factory=list,
+        description="Elements of the dataset that the model's type map may name but its training data never "
+        "held: its predictions for them are untrained.",
+    )
     metrics: dict[str, float] = Field(default_factory=dict)
 
 

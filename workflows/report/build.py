@@ -220,6 +220,17 @@ def _table(headers: list[str], body: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
+def _worse(row: dict[str, Any]) -> str:
+    """The uncapped ratios to the dummy (E/F[/V]), with a mark where a model is worse than it."""
+    ratios = [
+        row[f"ratio_{q}"] for q in ("energy", "force", "virial") if row.get(f"ratio_{q}") not in ("", None)
+    ]
+
+    text = "/".join(f"{r:.2f}" for r in ratios) or "–"
+    worse = row.get("worse_than_dummy")
+    return text + (f" ✗ worse: {html.escape(str(worse))}" if worse else "")
+
+
 def _page(
     run_dir: Path, summary: RunSummary, metrics: dict[str, Any], figures: list[plots.Figure], out: Path
 ) -> str:
@@ -245,7 +256,8 @@ def _page(
         "meV/Å. <i>÷ dummy</i>: the RMSE over that of a model that knows only the chemical formula "
         "(per-element energies fitted on the train part, zero forces), capped at 1 — 1 means no better "
         "than knowing nothing; <i>normalised</i> combines energy and force (and virial) with LAMBench's "
-        "fixed weights.</p>"
+        "fixed weights. <i>× dummy</i>: the uncapped ratio, shown with ✗ where a model is worse than the "
+        "dummy. ⚠: the dataset holds elements the model's training data never held.</p>"
     )
     body = []
     for r in metrics["rows"]:
@@ -256,7 +268,10 @@ def _page(
                 esc(str(r["protocol"])),
                 _fmt(r["train_frames"]),
                 _fmt(r["repeat"]),
-                esc(str(r["dataset"])),
+                esc(str(r["dataset"]))
+                + (
+                    f" ⚠ untrained for {esc(str(r['unlearned_elements']))}" if r["unlearned_elements"] else ""
+                ),
                 _fmt(r["energy_rmse_per_atom"], 1000),
                 _fmt(r["force_rmse"], 1000),
                 _fmt(r["virial_rmse_per_atom"], 1000),
@@ -265,6 +280,7 @@ def _page(
                 _fmt(r["normalized_energy"], digits=3),
                 _fmt(r["normalized_force"], digits=3),
                 _fmt(r["normalized_error"], digits=3),
+                _worse(r),
                 _fmt(r["frames"], digits=0),
             ]
         )
@@ -285,6 +301,7 @@ def _page(
                 "÷ dummy E",
                 "÷ dummy F",
                 "normalised",
+                "× dummy (uncapped)",
                 "frames",
             ],
             body,

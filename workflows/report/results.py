@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lamflow.ops.baseline import log_average
+from lamflow.ops.baseline import log_average, worse_than_dummy
 from lamflow.workflows.engines.summary import GateResult, TestResult
 from lamflow.workflows.spec.transfer import GateSpec
 
@@ -37,8 +37,21 @@ COLUMNS = (
     "normalized_force",
     "normalized_virial",
     "normalized_error",
+    "ratio_energy",
+    "ratio_force",
+    "ratio_virial",
+    "worse_than_dummy",
+    "unlearned_elements",
 )
-CURVE_METRICS = ("energy_rmse_per_atom", "force_rmse", "normalized_error")
+CURVE_METRICS = (
+    "energy_rmse_per_atom",
+    "force_rmse",
+    "virial_rmse_per_atom",
+    "normalized_energy",
+    "normalized_force",
+    "normalized_virial",
+    "normalized_error",
+)
 
 
 def protocol_of(row: TestResult) -> str:
@@ -63,8 +76,10 @@ def flat(row: TestResult) -> dict[str, object]:
         "role": row.role or "",
         "step": row.step,
     }
-    for key in COLUMNS[len(record) :]:
+    for key in COLUMNS[len(record) : -2]:
         record[key] = row.metrics.get(key, "")
+    record["worse_than_dummy"] = " ".join(worse_than_dummy(row.metrics))
+    record["unlearned_elements"] = " ".join(row.unlearned)
     return record
 
 

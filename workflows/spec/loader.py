@@ -37,6 +37,8 @@ class ResolvedSpec:
     type_map: list[str]  # the model's element list
     overlaps: frozenset[tuple[str, str]] = frozenset()  # (model, dataset) tested on training data, allowed
     notices: tuple[str, ...] = ()  # what the stages' checks tell the user (not errors)
+    # (model, dataset) -> elements of the dataset the model's training data never held (rows are marked)
+    unlearned: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
     # split datasets: name -> {system: {"train": [frame...], "test": [...]}}; their parts are datasets
     # "<name>@train" / "<name>@test" in dataset_paths, dataset_info and dataset_formats
     splits: dict[str, dict[str, dict[str, list[int]]]] = field(default_factory=dict)
@@ -280,9 +282,16 @@ def _check_registry(spec: Spec, shown: str) -> None:
 def guard_stages(spec: Spec, refs: Any) -> None:
     """Each stage's checks of the inspected data (``refs.data``): the scientific guards."""
     from lamflow.workflows.stages import all_stages
+    from lamflow.workflows.stages._guards import metric_problem
 
     for stage in all_stages():
         stage.guard(spec.stages.section(stage.key), refs)
+    gate = spec.registry.promote_gate
+    if gate is not None:
+        tested = refs.part(gate.dataset, "test")
+        problem = metric_problem(gate.metric, None, refs.data.labels(tested), tested)
+        if problem is not None:
+            raise SpecError(refs.shown, "registry.promote_gate.metric", problem)
 
 
 def _dataset_path(location: str, shown: str, where: str, base_dir: Path, fetch: Fetch | None) -> Path:
@@ -499,6 +508,7 @@ def resolve(
         type_map=type_map,
         overlaps=frozenset(refs.overlaps),
         notices=tuple(refs.notices),
+        unlearned=dict(refs.unlearned),
         splits=splits,
         subsets=subsets,
         conversions=conversions,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, PlainValidator, WithJsonSchema, model_validator
+from pydantic import Field, PlainValidator, WithJsonSchema, field_validator, model_validator
 
 from lamflow.workflows.spec.base import SpecModel
 
@@ -31,6 +31,40 @@ def _quantity(value: Any) -> str:
         hint = " (bytes are Ki/Mi/Gi or k/M/G: 4Gi, not 4GB)" if re.search(r"[KMGTPE]i?B$", text) else ""
         raise ValueError(f"{text!r} is not a Kubernetes quantity such as 4, 500m or 16Gi{hint}")
     return text
+
+
+MIN_MEMORY = 64 * 2**20  # bytes: below this no step's Python starts; smaller requests are slips of a unit
+MAX_CPU = 1024.0  # cores per pod: no node has more; larger requests are millicores written without 'm'
+MAX_GPUS = 16  # GPUs per pod: the largest nodes have 8 (16 on a few)
+
+
+def _memory_meaning(text: str) -> str | None:
+    """Why a memory quantity cannot be what the user meant (Kubernetes reads a bare number as bytes and
+    'm' as thousandths of a byte), or None."""
+    if quantity_value(text) >= MIN_MEMORY:
+        return None
+    match = _QUANTITY.match(text)
+    assert match is not None
+    number, suffix = match.group(1), match.group(3) or ""
+    if suffix == "":
+        means, hint = f"{number} bytes (a number without a unit is bytes)", f"; did you mean {number}Gi?"
+    elif suffix == "m":
+        means, hint = f"{number} thousandths of a byte ('m' is milli)", f"; did you mean {number}Mi?"
+    else:
+        means, hint = f"{quantity_value(text):.0f} bytes", ""
+    return f"{text} means {means}, below the 64Mi a step needs{hint}"
+
+
+def _cpu_meaning(text: str) -> str | None:
+    value = quantity_value(text)
+    if value < 1e-3:
+        return f"{text} is below Kubernetes' smallest CPU unit, 1m (a thousandth of a core)"
+    if value > MAX_CPU:
+        return (
+            f"{text} means {value:g} cores; no node has more than {MAX_CPU:g} (for thousandths of a core "
+            f"write {text}m)"
+        )
+    return None
 
 
 def quantity_value(text: str) -> float:
@@ -74,7 +108,10 @@ class ResourceProfile(SpecModel):
     """What one kind of step asks for; unset fields take the cluster profile's defaults."""
 
     gpus: int | None = Field(
-        None, ge=0, le=64, description="nvidia.com/gpu per pod; more than 1 launches training with torchrun."
+        None,
+        ge=0,
+        le=MAX_GPUS,
+        description="nvidia.com/gpu per pod (whole GPUs); more than 1 launches training with torchrun.",
     )
     cpu: Quantity | None = Field(None, description="CPU request (cores), e.g. 8 or 500m.")
     memory: Quantity | None = Field(None, description="Memory request, e.g. 32Gi.")
@@ -95,6 +132,22 @@ class ResourceProfile(SpecModel):
         description="Attempts after a pod is lost (eviction, spot preemption, node failure); a step that "
         "fails on its input is never retried.",
     )
+
+    @field_validator("memory", "memory_limit")
+    @classmethod
+    def _memory_is_bytes(cls, value: str | None) -> str | None:
+        problem = None if value is None else _memory_meaning(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("cpu", "cpu_limit")
+    @classmethod
+    def _cpu_is_cores(cls, value: str | None) -> str | None:
+        problem = None if value is None else _cpu_meaning(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
     @model_validator(mode="after")
     def _limits_cover_requests(self) -> ResourceProfile:

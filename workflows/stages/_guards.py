@@ -1,8 +1,9 @@
 """Scientific guards shared by the stages that evaluate models (checked at validate time).
 
 - Overlap: a test (or bias re-fit) dataset must not share frames with the data the model was trained on:
-  the same dataset, the same folder under two names, one folder inside the other, or the same content
-  (systems whose coordinates have the same digest).
+  the same dataset, the same folder under two names, one folder inside the other, or the same frames
+  anywhere (per-frame coordinate digests: a split part, a subset or a copy of a dataset holds frames of it
+  under another folder).
 - Bias re-fit: ``dp change-bias -m change`` fits per-element energies by least squares on the re-fit
   data's compositions. The result is determined for a test composition only if that composition (over the
   elements the re-fit data contain) lies in the span of the re-fit compositions; elements absent from the
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lamflow.ops.data import DatasetInfo, system_digest
+from lamflow.ops.data import DatasetInfo, SystemInfo, frame_digests, shortest_distance, system_array
 
 
 class Datasets:
@@ -31,7 +32,7 @@ class Datasets:
         self.paths = paths
         self.infos = infos
         self.type_maps = type_maps
-        self._digests: dict[str, set[str]] = {}
+        self._digests: dict[str, set[bytes]] = {}
         self._resolved: dict[str, Path] = {}
         self._systems: dict[str, set[str]] = {}
 
@@ -45,9 +46,10 @@ class Datasets:
             self._systems[name] = {str(Path(s.path).resolve()) for s in self.infos[name].systems}
         return self._systems[name]
 
-    def digests(self, name: str) -> set[str]:
+    def digests(self, name: str) -> set[bytes]:
+        """The per-frame coordinate digests of every frame of the dataset."""
         if name not in self._digests:
-            self._digests[name] = {d for s in self.infos[name].systems if (d := system_digest(s.path))}
+            self._digests[name] = {d for s in self.infos[name].systems for d in frame_digests(s.path)}
         return self._digests[name]
 
     def overlap(self, a: str, b: str) -> str | None:
@@ -62,9 +64,17 @@ class Datasets:
         shared = self._system_paths(a) & self._system_paths(b)
         if shared:
             return f"both hold the system {sorted(shared)[0]}"
-        if self.digests(a) & self.digests(b):
-            return "systems with identical coordinates (same content)"
+        shared_frames = len(self.digests(a) & self.digests(b))
+        if shared_frames:
+            return (
+                f"{shared_frames} of its {len(self.digests(a))} distinct frames are frames of {b!r} "
+                "(the same coordinates)"
+            )
         return None
+
+    def labels(self, name: str) -> set[str]:
+        """Label arrays (energy, force, virial ...) held by at least one system of the dataset."""
+        return {a for s in self.infos[name].systems for a in s.arrays}
 
     def compositions(self, name: str) -> list[dict[str, int]]:
         """One element -> atom count mapping per system."""
@@ -103,3 +113,33 @@ def undetermined_elements(refit: list[dict[str, int]], test: list[dict[str, int]
                 if abs(weight) > 1e-8:
                     undetermined |= {elements[i] for i in np.flatnonzero(np.abs(row) > 1e-8)}
     return sorted(undetermined)
+
+
+def metric_problem(metric: str, maximum: float | None, labels: set[str], dataset: str) -> str | None:
+    """Why a gate on ``metric`` (at most ``maximum``) over a dataset with ``labels`` could never fire or
+    never pass, or None."""
+    for quantity in ("virial", "force"):
+        if quantity in metric and quantity not in labels:
+            return (
+                f"{metric} needs {quantity} labels, and no system of {dataset!r} has {quantity}.npy: the "
+                "gate could never be measured"
+            )
+    if maximum is not None and metric.startswith("normalized_") and maximum >= 1:
+        return (
+            f"max {maximum:g}: {metric} is capped at 1 (the dummy model's error), so the gate could never "
+            "fail; give a max below 1"
+        )
+    return None
+
+
+def closest_start(system: SystemInfo, frames: list[int]) -> tuple[float, int] | None:
+    """(shortest interatomic distance, frame) over the given frames of a deepmd/npy system; None when its
+    coordinates cannot be read here (an hdf5 system)."""
+    if "#" in system.path:
+        return None
+    coord = system_array(system.path, "coord")
+    box = system_array(system.path, "box") if system.pbc else None
+    if coord is None:
+        return None
+    found = [(shortest_distance(coord[f], None if box is None else box[f]), f) for f in frames]
+    return min(found)

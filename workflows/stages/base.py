@@ -53,6 +53,12 @@ class References:
         default_factory=dict
     )  # model reference -> its element list, where it is known before the run (external models)
     checkpoints: set[str] = field(default_factory=set)  # external models that are training checkpoints
+    unlearned: dict[tuple[str, str], tuple[str, ...]] = field(
+        default_factory=dict
+    )  # (model, dataset) -> elements of the dataset the model never trained on (results flagged)
+    learned_from: dict[str, dict[str, str]] = field(
+        default_factory=dict
+    )  # model -> {dataset: YAML path} whose elements its fitting saw (absent: not known, an external model)
 
     def error(self, path: str, message: str) -> SpecError:
         return SpecError(self.shown, path, message)
@@ -105,8 +111,32 @@ class References:
             raise self.error(
                 path,
                 f"{ref} knows only {', '.join(type_map)}: {dataset!r} has {', '.join(missing)} outside "
-                "its type map",
+                "its type map, so it cannot predict them; pretrain with data holding them (stages.pretrain: "
+                "the spec's type map is the union of its datasets'), then fine-tune or test that model",
             )
+
+    def learned_elements(self, ref: str) -> set[str] | None:
+        """Elements the model's training data held (None when not known: a model from outside the spec)."""
+        if ref not in self.learned_from or self.data is None:
+            return None
+        return {e for name in self.learned_from[ref] for e in self.data.elements(name)}
+
+    def flag_unlearned(self, path: str, ref: str, dataset: str) -> None:
+        """Elements of ``dataset`` that the model's type map names (the spec's type map is the union of all
+        its datasets') but its training data never held: a notice now, a mark on the result row later."""
+        learned = self.learned_elements(ref)
+        if learned is None or self.data is None:
+            return
+        missing = tuple(sorted(self.data.elements(dataset) - learned))
+        if not missing or (ref, dataset) in self.unlearned:
+            return
+        self.unlearned[(ref, dataset)] = missing
+        self.notices.append(
+            f"{path}: {ref} never learned {', '.join(missing)} (its training data "
+            f"{known(sorted(self.learned_from[ref]))} hold none; its type map names them only because the "
+            f"spec's type map is the union of all datasets'): its results on {dataset!r} are those of an "
+            "untrained model for them, and are marked so"
+        )
 
     def spec_descriptor(self) -> dict[str, Any] | None:
         """The descriptor of the models this spec trains from its ``model:`` section."""
@@ -161,6 +191,9 @@ class PlanContext:
     branches: dict[str, str] = field(
         default_factory=dict
     )  # model reference -> the head of its checkpoint to fine-tune from ('' for a single-task one)
+    unlearned: Mapping[tuple[str, str], tuple[str, ...]] = field(
+        default_factory=dict
+    )  # (model, dataset) -> elements of the dataset the model never trained on
     teachers: dict[str, tuple[str, ArtifactSource]] = field(
         default_factory=dict
     )  # distill model reference -> (teacher's name for people, teacher model source)

@@ -14,6 +14,7 @@ from lamflow.ops.evaluate import EvaluateOP, EvaluateParams, NveParams
 from lamflow.workflows.compile.plan import Comparison, DatasetBundle, StepPlan
 from lamflow.workflows.spec.base import slug
 from lamflow.workflows.spec.compress import CompressSpec
+from lamflow.workflows.stages._guards import closest_start
 from lamflow.workflows.stages.base import PlanContext, References, Stage
 
 _TABULATED = ("se_e2_a", "se_a", "se_e2_r", "se_r", "se_e3", "se_at", "se_a_3be", "se_e3_tebd")
@@ -83,7 +84,49 @@ class CompressStage(Stage[list[CompressSpec]]):
                 refs.need_dataset(f"{base}.evaluate.dataset", c.evaluate.dataset)
             refs.provide_model(base, f"compress.{c.name}", None)
             refs.trained_on[f"compress.{c.name}"] = dict(refs.trained_on.get(c.model, {}))
+            if c.model in refs.learned_from:
+                refs.learned_from[f"compress.{c.name}"] = dict(refs.learned_from[c.model])
         refs.unique_slugs("compress", self.yaml_path(), names)
+
+    def guard(self, section: list[CompressSpec], refs: References) -> None:
+        """The evaluation's errors are measured on frames no model of the comparison trained on (the
+        student's labels include its teacher's MD start structures; the teacher's own training data), and
+        its NVE runs can measure a drift."""
+        data = refs.data
+        assert data is not None
+        for i, c in enumerate(section):
+            if c.evaluate is None:
+                continue
+            base = f"{self.yaml_path(i)}.evaluate"
+            tested = refs.part(c.evaluate.dataset, "test")
+            for trained, where in refs.trained_on.get(c.model, {}).items():
+                reason = data.overlap(tested, trained)
+                if reason is not None:
+                    raise refs.error(
+                        f"{base}.dataset",
+                        f"evaluation data {tested!r} shares frames with {trained!r}, training data of "
+                        f"{c.model} or its teacher ({where}): {reason}; evaluate on held-out frames",
+                    )
+            nve = c.evaluate.nve
+            if nve is None:
+                continue
+            if nve.steps < nve.dump_every:
+                raise refs.error(
+                    f"{base}.nve.steps",
+                    f"{nve.steps} NVE steps with dump_every {nve.dump_every}: one energy sample, no drift "
+                    "to measure; give steps >= dump_every",
+                )
+            starts = [(s, f) for s in data.infos[tested].systems for f in range(s.nframes)][: nve.structures]
+            for system in dict.fromkeys(s for s, _ in starts):
+                frames = [f for s, f in starts if s is system]
+                closest = closest_start(system, frames)
+                if closest is not None and closest[0] < nve.min_distance:
+                    raise refs.error(
+                        f"{base}.nve.min_distance",
+                        f"{nve.min_distance:g} Å, but atoms of the start structure {system.path} frame "
+                        f"{closest[1]} are {closest[0]:.3f} Å apart: every NVE run would count as exploded "
+                        "at step 0; give a min_distance below the start structures' own",
+                    )
 
     def plan(self, section: list[CompressSpec], ctx: PlanContext) -> None:
         for i, c in enumerate(section):

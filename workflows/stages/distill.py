@@ -19,6 +19,7 @@ from lamflow.workflows.compile.deepmd_input import architecture, single_task_inp
 from lamflow.workflows.compile.plan import ArtifactSource, DatasetBundle, LocalFile, StepOutput, StepPlan
 from lamflow.workflows.spec.base import slug
 from lamflow.workflows.spec.distill import DistillSpec
+from lamflow.workflows.stages._guards import closest_start
 from lamflow.workflows.stages.base import PlanContext, References, Stage, known
 
 
@@ -70,10 +71,20 @@ class DistillStage(Stage[list[DistillSpec]]):
                         f"start structures come from deepmd/npy datasets; {name!r} is "
                         f"{refs.datasets[name].format}",
                     )
+            if d.explore.steps < d.explore.dump_every:
+                raise refs.error(
+                    f"{base}.explore.steps",
+                    f"{d.explore.steps} MD steps with dump_every {d.explore.dump_every}: only the start "
+                    "structure would be kept (nothing explored); give steps >= dump_every",
+                )
             student = d.student
             descriptor, _ = architecture(student)
             refs.provide_model(base, f"distill.{d.name}", descriptor)
-            refs.trained_on[f"distill.{d.name}"] = dict(refs.trained_on.get(teacher.model or "", {}))
+            # the student's labels start at the start structures themselves (MD step 0): it trained on them
+            starts = {refs.part(n, "train"): f"{base}.explore.datasets[{j}]"
+                      for j, n in enumerate(d.explore.datasets)}  # fmt: skip
+            refs.trained_on[f"distill.{d.name}"] = {**refs.trained_on.get(teacher.model or "", {}), **starts}
+            refs.learned_from[f"distill.{d.name}"] = starts
         refs.unique_slugs("distill", self.yaml_path(), names)
 
     def guard(self, section: list[DistillSpec], refs: References) -> None:
@@ -91,25 +102,53 @@ class DistillStage(Stage[list[DistillSpec]]):
                             f"NPT needs a periodic cell; {system.path} is not periodic (nopbc)",
                         )
                     elements.update(system.elements(type_map))
-            if d.teacher.model_file is None:
-                known_map = refs.type_maps.get(d.teacher.model or "")
-                if known_map is None:
-                    continue  # this spec's models know every element of its datasets (model.type_map)
-                type_map, where = list(known_map), f"{base}.teacher.model"  # an external model's
-            else:
-                path = refs.resolve_file(d.teacher.model_file)
-                where = f"{base}.teacher.model_file"
-                try:
-                    type_map = model_type_map(path)
-                except (DpError, ValueError, OSError) as exc:
-                    raise refs.error(where, f"{path}: cannot read its type map ({exc})") from None
-            missing = sorted(elements - set(type_map))
-            if missing:
-                raise refs.error(
-                    where,
-                    f"the teacher's type map {type_map} lacks {', '.join(missing)} of the start structures "
-                    f"({known(d.explore.datasets)})",
-                )
+                    frames = start_frames(system.nframes, d.explore.frames_per_system)
+                    closest = closest_start(system, frames)
+                    if closest is not None and closest[0] < d.select.min_distance:
+                        raise refs.error(
+                            f"{base}.select.min_distance",
+                            f"{d.select.min_distance:g} Å, but atoms of the start structure {system.path} "
+                            f"frame {closest[1]} are {closest[0]:.3f} Å apart: every MD would count as blown "
+                            "up at step 0; give a min_distance below the start structures' own",
+                        )
+            self._guard_teacher(d, base, elements, refs)
+
+    def _guard_teacher(self, d: DistillSpec, base: str, elements: set[str], refs: References) -> None:
+        """The teacher labels every element of the start structures: its type map has it and, for a model of
+        this spec, its training data held it (a type map may name an element only because the spec's type
+        map is the union of all datasets)."""
+        if d.teacher.model is not None:
+            where = f"{base}.teacher.model"
+            learned = refs.learned_elements(d.teacher.model)
+            if learned is not None:
+                unlearned = sorted(elements - learned)
+                if unlearned:
+                    seen = known(sorted(refs.learned_from[d.teacher.model]))
+                    raise refs.error(
+                        where,
+                        f"the teacher {d.teacher.model} never learned {', '.join(unlearned)} (trained on "
+                        f"{seen}), which the start structures ({known(d.explore.datasets)}) hold: its labels "
+                        "for them would be meaningless; teach with a model trained on data holding them",
+                    )
+                return
+            known_map = refs.type_maps.get(d.teacher.model)
+            if known_map is None:
+                return
+            type_map = list(known_map)  # an external model's
+        else:
+            path = refs.resolve_file(d.teacher.model_file)  # type: ignore[arg-type]
+            where = f"{base}.teacher.model_file"
+            try:
+                type_map = model_type_map(path)
+            except (DpError, ValueError, OSError) as exc:
+                raise refs.error(where, f"{path}: cannot read its type map ({exc})") from None
+        missing = sorted(elements - set(type_map))
+        if missing:
+            raise refs.error(
+                where,
+                f"the teacher's type map {type_map} lacks {', '.join(missing)} of the start structures "
+                f"({known(d.explore.datasets)})",
+            )
 
     def plan(self, section: list[DistillSpec], ctx: PlanContext) -> None:
         for i, d in enumerate(section):

@@ -100,6 +100,17 @@ class FinetuneStage(Stage[list[FinetuneSpec]]):
                 for ref in (r for r in refs.trained_on if r.startswith("pretrain.")):
                     trained = {**refs.trained_on[ref], **trained}
             refs.trained_on[f"finetune.{ft.name}"] = trained
+            own = {refs.part(n, "train"): f"{base}.datasets[{j}]" for j, n in enumerate(ft.datasets)}
+            if src.model is not None:
+                source: str | None = src.model
+            elif src.model_file is None and src.head != RANDOM_HEAD:
+                source = f"pretrain.{src.head or (heads[0] if heads else '')}"
+            else:
+                source = None  # a new fitting net (random head), or a checkpoint from outside the spec
+            if source is not None and source in refs.learned_from:
+                refs.learned_from[f"finetune.{ft.name}"] = {**refs.learned_from[source], **own}
+            elif src.model_file is None and src.model is None:
+                refs.learned_from[f"finetune.{ft.name}"] = own
         refs.unique_slugs("finetune", self.yaml_path(), names)
 
     def _check_from_model(self, ft: FinetuneSpec, base: str, refs: References) -> None:
@@ -121,9 +132,29 @@ class FinetuneStage(Stage[list[FinetuneSpec]]):
             )
 
     def guard(self, section: list[FinetuneSpec], refs: References) -> None:
+        heads = pretrain_heads(refs.models)
         for i, ft in enumerate(section):
-            for j, name in enumerate(ft.datasets if ft.from_.model is not None else ()):
-                refs.need_elements(f"{self.yaml_path(i)}.datasets[{j}]", ft.from_.model or "", name)
+            src = ft.from_
+            for j, name in enumerate(ft.datasets if src.model is not None else ()):
+                refs.need_elements(f"{self.yaml_path(i)}.datasets[{j}]", src.model or "", name)
+            if src.model is not None:
+                source = src.model
+            elif src.model_file is None and src.head != RANDOM_HEAD and heads:
+                source = f"pretrain.{src.head or heads[0]}"
+            else:
+                continue
+            learned = refs.learned_elements(source)
+            if learned is None or refs.data is None:
+                continue
+            new = sorted(
+                {e for n in ft.datasets for e in refs.data.elements(refs.part(n, "train"))} - learned
+            )
+            if new:
+                refs.notices.append(
+                    f"{self.yaml_path(i)}.datasets: {source} never learned {', '.join(new)} (its training "
+                    f"data {known(sorted(refs.learned_from[source]))} hold none): the fine-tune learns them "
+                    "from its own data alone, starting from untrained weights for them"
+                )
 
     def plan(self, section: list[FinetuneSpec], ctx: PlanContext) -> None:
         for i, ft in enumerate(section):

@@ -50,8 +50,12 @@ class PretrainStage(Stage[PretrainSpec | None]):
         # the shared descriptor saw every head's data: each head was trained on all of it
         seen = {refs.part(n, "train"): f"{self.yaml_path('heads', h, 'datasets')}[{i}]"
                 for h, hs in section.heads.items() for i, n in enumerate(hs.datasets)}  # fmt: skip
-        for head in section.heads:
+        for head, head_spec in section.heads.items():
             refs.trained_on[f"pretrain.{head}"] = dict(seen)
+            where = self.yaml_path("heads", head, "datasets")
+            refs.learned_from[f"pretrain.{head}"] = {
+                refs.part(n, "train"): f"{where}[{i}]" for i, n in enumerate(head_spec.datasets)
+            }  # a head's fitting saw only its own data
 
     def plan(self, section: PretrainSpec | None, ctx: PlanContext) -> None:
         if section is None:

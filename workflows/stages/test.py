@@ -63,6 +63,7 @@ class TestStage(Stage[list[TestSpec]]):
             dataset = refs.part(name, "test")
             for ref in group.models:
                 refs.need_elements(f"{base}.datasets[{k}]", ref, dataset)
+                refs.flag_unlearned(f"{base}.datasets[{k}]", ref, dataset)
                 for trained, where in refs.trained_on.get(ref, {}).items():
                     reason = data.overlap(dataset, trained)
                     if reason is None:
@@ -125,7 +126,11 @@ class TestStage(Stage[list[TestSpec]]):
                             ),
                             artifacts={"model": model, "datasets": DatasetBundle(staged)},
                             evaluation=Evaluation(
-                                ref, dataset, group.change_bias_on, overlap=(ref, dataset) in ctx.overlaps
+                                ref,
+                                dataset,
+                                group.change_bias_on,
+                                overlap=(ref, dataset) in ctx.overlaps,
+                                unlearned=ctx.unlearned.get((ref, dataset), ()),
                             ),
                             short=True,
                         ),

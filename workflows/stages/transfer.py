@@ -24,7 +24,7 @@ from lamflow.workflows.compile.deepmd_input import loss_section, single_task_inp
 from lamflow.workflows.compile.plan import ArtifactSource, DatasetBundle, Evaluation, StepPlan
 from lamflow.workflows.spec.base import model_slug, slug
 from lamflow.workflows.spec.transfer import TransferSpec
-from lamflow.workflows.stages._guards import undetermined_elements
+from lamflow.workflows.stages._guards import metric_problem, undetermined_elements
 from lamflow.workflows.stages.base import PlanContext, References, Stage, known
 from lamflow.workflows.stages.test import change_bias_step
 
@@ -103,10 +103,18 @@ class TransferStage(Stage[list[TransferSpec]]):
         assert data is not None
         for i, study in enumerate(section):
             base = self.yaml_path(i)
+            for k, gate in enumerate(study.gates):
+                test = f"{gate.dataset}@test"
+                problem = metric_problem(gate.metric, gate.max, data.labels(test), test)
+                if problem is not None:
+                    field = "max" if "capped" in problem else "metric"
+                    raise refs.error(f"{base}.gates[{k}].{field}", problem)
             for j, name in enumerate(study.datasets):
                 train, test = f"{name}@train", f"{name}@test"
                 for ref in study.models:
                     refs.need_elements(f"{base}.datasets[{j}]", ref, name)
+                    if study.zero_shot:
+                        refs.flag_unlearned(f"{base}.datasets[{j}]", ref, test)
                     for trained, where in refs.trained_on.get(ref, {}).items():
                         reason = data.overlap(test, trained)
                         if reason is not None:
@@ -294,6 +302,7 @@ class TransferStage(Stage[list[TransferSpec]]):
                     protocol=protocol,
                     train_frames=size,
                     repeat=repeat,
+                    unlearned=ctx.unlearned.get((ref, test), ()) if size is None else (),
                 ),
                 short=True,
             ),

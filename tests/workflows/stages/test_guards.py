@@ -51,7 +51,9 @@ def test_same_content_by_digest_is_refused(write_spec, tmp_path):
     spec = minimal_spec()
     spec["datasets"]["gete-copy"] = {"path": str(tmp_path / "copy")}
     spec["stages"]["test"][1]["datasets"] = ["gete-copy"]
-    assert "identical coordinates" in str(refused(write_spec, spec))
+    assert "24 of its 24 distinct frames are frames of 'gete' (the same coordinates)" in str(
+        refused(write_spec, spec)
+    )
 
 
 def test_allow_overlap_is_explicit_and_marked(write_spec):
