@@ -443,12 +443,10 @@ def shortest_distance(coord: np.ndarray, box: np.ndarray | None) -> float:
     return best
 
 
-COORD_DECIMALS = 5  # frames are the same when their coordinates agree to 1e-5 Å (float32 vs float64 copies)
-
-
 def frame_digests(system_path: str) -> list[bytes]:
-    """One digest per frame of a system, from its coordinates rounded to ``COORD_DECIMALS``: the same
-    frame has the same digest in any copy of it (a split part, a subset, another folder, float32 or 64)."""
+    """One digest per frame of a system, from its coordinates in single precision: the same frame has the
+    same digest in any copy of it (a split part, a subset, another folder, stored as float32 or float64 —
+    a float64 copy of float32 data, and float32 data cast from float64, give the same float32 values)."""
     import hashlib
 
     if "#" in system_path:
@@ -466,5 +464,5 @@ def frame_digests(system_path: str) -> list[bytes]:
         if found is None:
             return []
         coord = found
-    rounded = np.round(np.asarray(coord, dtype=np.float64) * 10**COORD_DECIMALS).astype(np.int64)
-    return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in rounded]
+    single = np.ascontiguousarray(np.asarray(coord).astype(np.float32))
+    return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in single]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lamflow.ops.baseline import dummy_errors, element_energies, log_average, normalized
+from lamflow.ops.baseline import dummy_errors, element_energies, log_average, normalized, worse_than_dummy
 from lamflow.ops.evaluation import SystemFrames
 
 
@@ -77,3 +77,12 @@ def test_the_test_op_reports_the_dummy_next_to_the_rmse(run_op, fake_dp, tmp_pat
     assert m["dummy_force_rmse"] == pytest.approx(float(np.sqrt(np.mean(labels**2))), rel=1e-6)
     assert 0 < m["normalized_force"] <= 1 and 0 < m["normalized_energy"] <= 1
     assert m["normalized_error"] == pytest.approx(0.5 * m["normalized_energy"] + 0.5 * m["normalized_force"])
+
+
+def test_the_uncapped_ratio_says_how_much_worse_than_the_dummy():
+    dummy = {"dummy_energy_rmse_per_atom": 0.1, "dummy_force_rmse": 0.5}
+    scores = normalized({"energy_rmse_per_atom": 0.05, "force_rmse": 1.2}, dummy)
+    assert scores["normalized_force"] == 1.0 and scores["ratio_force"] == pytest.approx(2.4)
+    assert scores["ratio_energy"] == pytest.approx(0.5)
+    assert worse_than_dummy(scores) == ["force"]
+    assert worse_than_dummy(normalized({"energy_rmse_per_atom": 0.05, "force_rmse": 0.4}, dummy)) == []

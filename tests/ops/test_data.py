@@ -8,7 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lamflow.ops.data import DatasetError, find_npy_systems, inspect_dataset, systems_for_dp
+from lamflow.ops.data import (
+    DatasetError,
+    find_npy_systems,
+    frame_digests,
+    inspect_dataset,
+    shortest_distance,
+    systems_for_dp,
+)
 from tests.conftest import DEMO_DATA, SHARED_DATASETS
 
 
@@ -112,3 +119,28 @@ def test_systems_for_dp_shadows_type_map(tmp_path):
     assert (shadow / "set.000").is_symlink() and (shadow / "type.raw").is_symlink()
     assert not (tmp_path / "d" / "s" / "type_map.raw").exists(), "the user's data is never modified"
     assert systems_for_dp(tmp_path / "x.hdf5", "deepmd/hdf5", None, tmp_path) == [str(tmp_path / "x.hdf5")]
+
+
+def test_shortest_distance_is_the_minimum_image_distance():
+    ase = pytest.importorskip("ase")
+    from lamflow.ops.md import min_distance
+
+    rng = np.random.default_rng(3)
+    cell = np.array([[5.0, 0, 0], [2.4, 4.5, 0], [1.5, 1.7, 4.0]])  # skewed: images beyond the next box
+    for _ in range(5):
+        positions = rng.random((12, 3)) @ cell
+        atoms = ase.Atoms("H12", positions=positions, cell=cell, pbc=True)
+        assert shortest_distance(positions, cell) == pytest.approx(min_distance(atoms))
+        pairs = [np.linalg.norm(a - b) for i, a in enumerate(positions) for b in positions[i + 1 :]]
+        assert shortest_distance(positions, None) == pytest.approx(min(pairs))
+    assert shortest_distance(np.zeros((1, 3)), None) == float("inf")
+
+
+def test_frame_digests_find_the_same_frames_in_any_copy(tmp_path):
+    system = DEMO_DATA / "gete/train/gete"
+    copy = tmp_path / "copy"
+    shutil.copytree(system, copy)
+    coord = np.load(copy / "set.000/coord.npy")
+    np.save(copy / "set.000/coord.npy", coord[::-1].astype(np.float32))  # reordered, single precision
+    assert set(frame_digests(str(copy))) == set(frame_digests(str(system)))
+    assert len(set(frame_digests(str(system)))) == coord.shape[0]

@@ -26,11 +26,14 @@ def data_notices(
 ) -> list[str]:
     notices = []
     trained = sorted({name for _, _, names in _training_heads(steps) for name in names})
+    seen: set[str] = set()
     for name in trained:
+        dataset = name.partition("@")[0]  # a split part or subset speaks for its dataset
         others = sorted({a for s in infos[name].systems for a in s.other_arrays})
-        if others:
+        if others and dataset not in seen:
+            seen.add(dataset)
             notices.append(
-                f"datasets.{name}: {', '.join(others)} present but not used: DeePMD-kit's energy loss reads "
-                "energy, force and virial (use a loss and model that take them, or remove the files)"
+                f"datasets.{dataset}: {', '.join(others)} present but not used: DeePMD-kit's energy loss "
+                "reads energy, force and virial (use a loss and model that take them, or remove the files)"
             )
     return notices

@@ -312,7 +312,9 @@ def test_bad_configuration_is_one_line_and_nothing_is_submitted_or_uploaded(
             env[key] = value.format(port=_closed_port(), tmp=tmp_path)
     out = submit(env, run_dir=tmp_path / "r")
     assert out.returncode == code, out.stdout + out.stderr
-    errors = [line for line in out.stderr.splitlines() if not line.startswith("notice: ")]  # the spec's notices
+    errors = [
+        line for line in out.stderr.splitlines() if not line.startswith("notice: ")
+    ]  # the spec's notices
     assert message in out.stderr and len(errors) == 1 and "Traceback" not in out.stderr
     assert argo.workflows == {}
     assert "Contents" not in s3.client().list_objects_v2(Bucket=s3.test_bucket)

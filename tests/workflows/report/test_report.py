@@ -6,9 +6,10 @@ from __future__ import annotations
 import csv
 import json
 
+from lamflow.ops.baseline import normalized
 from lamflow.workflows.engines.summary import TestResult
 from lamflow.workflows.errors import EXIT_GATE_FAILED
-from lamflow.workflows.report.results import curve_points, generalizability
+from lamflow.workflows.report.results import curve_points, flat, generalizability
 from tests.conftest import run_cli
 from tests.workflows.stages.test_transfer import transfer_spec
 
@@ -138,3 +139,36 @@ def test_curve_points_average_repeats_and_generalizability_log_averages_datasets
     assert (
         g["datasets"] == ["x", "y"] and abs(g["normalized_error_log_average"] - 0.25) < 1e-12
     )  # sqrt(.5*.125)
+
+
+def worse_row(**fields) -> TestResult:
+    metrics = {"energy_rmse_per_atom": 0.05, "force_rmse": 1.2, "frames": 4.0}
+    metrics |= {"dummy_energy_rmse_per_atom": 0.1, "dummy_force_rmse": 0.5}
+    metrics |= normalized(metrics, metrics)  # the dummy figures sit in the same dict
+    fields = {"step": "test-x", **fields}
+    return TestResult(model="pretrain.water", dataset="gete-test", metrics=metrics, **fields)
+
+
+def test_worse_than_the_dummy_and_untrained_elements_are_shown(tmp_path):
+    from lamflow.workflows.cli.render import console, learning_curve_table, metrics_table
+    from lamflow.workflows.engines.summary import RunSummary
+
+    summary = RunSummary(
+        run_id="r", spec="s.yaml", spec_sha256="0", status="Succeeded", engine="local", steps={}
+    )
+    summary.tests = [worse_row(unlearned=["Ge", "Te"])]
+    summary.tests += [
+        worse_row(protocol="finetune", study="s", train_frames=n, repeat=1, step=f"ft{n}") for n in (2, 6)
+    ]
+    out = console()
+    with out.capture() as captured:
+        out.print(metrics_table(summary))
+        out.print(learning_curve_table(summary))
+    text = captured.get()
+    assert "✗" in text and "worse than the" in text and "F 2.40×" in text  # cells wrap
+    assert "100.0/500.0" in text  # the dummy's own RMSEs, meV
+    assert "untrained for" in text and "Ge, Te" in text
+    assert "÷ dummy E" in text and "÷ dummy F" in text  # the learning curve shows E and F apart
+    record = flat(summary.tests[0])
+    assert record["ratio_force"] == 2.4 and record["normalized_force"] == 1.0
+    assert record["worse_than_dummy"] == "force" and record["unlearned_elements"] == "Ge Te"

@@ -4,6 +4,7 @@ data the losses leave unused."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -140,3 +141,51 @@ def test_pretrain_heads_fit_virials_only_where_every_system_has_them(write_spec,
     assert any(
         n.startswith("stages.pretrain.heads.gete: every training system of gete") for n in plan.notices
     )
+
+
+def test_a_split_keeps_every_array_and_the_notice_sees_it(write_spec, tmp_path):
+    data = tmp_path / "gete"
+    shutil.copytree(DEMO_DATA / "gete/train", data)
+    set_dir = next(data.glob("*/set.000"))
+    frames = np.load(set_dir / "energy.npy").shape[0]
+    hessian = np.arange(frames * 4, dtype=float).reshape(frames, 4)
+    np.save(set_dir / "hessian.npy", hessian)
+    spec = minimal_spec()
+    spec["datasets"]["gete"] = {"path": str(data), "split": {"test_frames": 4}}
+    resolved, plan = validate(write_spec(spec))
+    assert any(n.startswith("datasets.gete: hessian present but not used") for n in plan.notices)
+    for part in ("train", "test"):
+        system = resolved.dataset_info[f"gete@{part}"].systems[0]
+        assert system.other_arrays == ("hessian",)
+        kept = np.load(next(Path(system.path).glob("set.*/hessian.npy")))
+        chosen = next(iter(resolved.splits["gete"].values()))[part]
+        np.testing.assert_array_equal(kept, hessian[chosen])  # the same frames, row for row
+
+
+def test_elements_a_model_never_trained_on_are_flagged(write_spec):
+    resolved, plan = validate(write_spec(minimal_spec()))
+    marks = {(s.evaluation.model, s.evaluation.dataset): s.evaluation.unlearned for s in plan.evaluations}
+    assert marks[("pretrain.water", "gete-test")] == ("Ge", "Te")  # the type map names them: the union's
+    assert marks[("finetune.gete", "gete-test")] == ()  # the fine-tune trained on them
+    assert any(
+        n.startswith("stages.test[0].datasets[0]: pretrain.water never learned Ge, Te") for n in plan.notices
+    )
+    assert any(
+        n.startswith("stages.finetune[0].datasets: pretrain.water never learned Ge, Te") for n in plan.notices
+    )
+
+
+def test_a_teacher_is_checked_against_what_it_trained_on(write_spec):
+    spec = minimal_spec()
+    spec["stages"]["distill"] = [
+        {
+            "name": "d",
+            "teacher": {"model": "pretrain.water"},
+            "explore": {"datasets": ["molecules"], "temperatures": [300], "steps": 10},
+        }  # fmt: skip
+    ]
+    error = refused(write_spec, spec)
+    assert error.path == "stages.distill[0].teacher.model"
+    assert "the teacher pretrain.water never learned C (trained on water)" in str(error)
+    spec["stages"]["distill"][0]["explore"]["datasets"] = ["water"]
+    validate(write_spec(spec))  # the same teacher on its own elements
