@@ -17,11 +17,13 @@ import glob
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from dflow.python import FatalError
 from pydantic import Field
 
@@ -74,22 +76,56 @@ def read_systems(sources: Sequence[Path], fmt: str, type_map: Sequence[str] | No
         raise DatasetError(f"unknown format {fmt!r} (one of {', '.join(RAW_FORMATS)})")
     systems = dpdata.MultiSystems(type_map=list(type_map) if type_map else None)
     for source in sources:
-        try:
-            if RAW_FORMATS[fmt]:
-                systems.append(dpdata.MultiSystems.from_file(str(source), fmt=fmt))
-            else:
-                system = dpdata.LabeledSystem(str(source), fmt=fmt)
-                if system.get_nframes() == 0:
-                    raise ValueError("no frames")
-                systems.append(system)
-        except DatasetError:
-            raise
-        except Exception as exc:  # dpdata's readers raise anything from IndexError to UnicodeDecodeError
-            first = (str(exc).splitlines() or [""])[0][:200]
-            raise DatasetError(f"{source}: not readable as {fmt} ({type(exc).__name__}: {first})") from None
+        if source.is_file() and source.stat().st_size == 0:
+            raise DatasetError(f"{source}: empty file (0 bytes), not a {fmt} output")
+        with warnings.catch_warnings(record=True) as warned:  # dpdata's warnings: into our one line
+            warnings.simplefilter("always")
+            try:
+                if RAW_FORMATS[fmt]:
+                    read = dpdata.MultiSystems.from_file(str(source), fmt=fmt)
+                    parts = list(read.systems.values())
+                else:
+                    read = dpdata.LabeledSystem(str(source), fmt=fmt)
+                    if read.get_nframes() == 0:
+                        raise ValueError("no frames")
+                    parts = [read]
+            except Exception as exc:  # dpdata's readers raise anything from IndexError to UnicodeDecodeError
+                first = (str(exc).splitlines() or [""])[0][:200]
+                said = f"; dpdata warned: {str(warned[0].message).splitlines()[0][:120]}" if warned else ""
+                raise DatasetError(
+                    f"{source}: not readable as {fmt} ({type(exc).__name__}: {first}){said}"
+                ) from None
+        for part in parts:
+            _check_finite(source, part, several=len(parts) > 1)
+        systems.append(read)
     if systems.get_nframes() == 0:
         raise DatasetError(f"{', '.join(map(str, sources))}: no labelled frames")
     return systems
+
+
+# dpdata's label arrays -> the name a user knows them by
+_LABELS = {
+    "coords": "coordinate",
+    "cells": "cell",
+    "energies": "energy",
+    "forces": "force",
+    "virials": "virial",
+}
+
+
+def _check_finite(source: Path, system: Any, several: bool) -> None:
+    """A non-finite value in what dpdata read is named by its source file and frame (the converted copy's
+    cache path would mean nothing to the user)."""
+    for key, label in _LABELS.items():
+        if key not in system.data:
+            continue
+        values = np.asarray(system.data[key], dtype=float).reshape(system.get_nframes(), -1)
+        finite = np.isfinite(values).all(axis=1)
+        if not finite.all():
+            frame = int(np.argmin(finite))
+            bad = values[frame][~np.isfinite(values[frame])][0]
+            which = f"frame {frame} of its {system.formula} frames" if several else f"frame {frame}"
+            raise DatasetError(f"{source}: {which}: non-finite {label} value {bad}")
 
 
 def conversion_key(sources: Sequence[Path], fmt: str, type_map: Sequence[str] | None) -> str:

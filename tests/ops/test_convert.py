@@ -95,7 +95,7 @@ def test_non_finite_labels_are_refused_naming_the_file(tmp_path):
     values = np.load(energy)
     values[0] = np.nan
     np.save(energy, values)
-    with pytest.raises(DatasetError, match=r"energy.npy.*(NaN|non-finite|not finite)"):
+    with pytest.raises(DatasetError, match=r"src: frame 0: non-finite energy value nan"):
         convert([str(source)], "deepmd/npy", tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["src"]
@@ -232,9 +232,9 @@ def _broken_outcar(tmp_path: Path, kind: str) -> Path:
 @pytest.mark.parametrize(
     ("kind", "fmt", "words"),
     [
-        ("nan force", "vasp/outcar", r"force\.npy.*(NaN|non-finite|not finite)"),
+        ("nan force", "vasp/outcar", r"nan-force/OUTCAR: frame 0: non-finite force value nan"),
         ("truncated", "vasp/outcar", r"OUTCAR: (not readable as vasp/outcar|no labelled frames)"),
-        ("empty", "vasp/outcar", r"OUTCAR: (not readable as vasp/outcar|no labelled frames)"),
+        ("empty", "vasp/outcar", r"OUTCAR: empty file \(0 bytes\), not a vasp/outcar output"),
         ("intact", "qe/pw/scf", r"OUTCAR: not readable as qe/pw/scf"),  # the wrong format
     ],
 )
@@ -270,3 +270,20 @@ def test_a_changed_pw_input_is_converted_again(tmp_path):
     text = (copy / "01.in").read_text()
     (copy / "01.in").write_text(text + "\n")  # the input changed, the output did not
     assert convert_cached([copy / "01.out"], "qe/pw/scf", tmp_path / "cache") != first
+
+
+def test_validate_names_the_raw_source_and_frame_of_a_non_finite_label(tmp_path, write_spec):
+    from lamflow.workflows.api import validate
+    from lamflow.workflows.errors import SpecError
+    from tests.conftest import minimal_spec
+
+    spec = minimal_spec()
+    spec["datasets"]["h2o"] = {"path": str(_broken_outcar(tmp_path, "nan force")), "format": "vasp/outcar"}
+    with pytest.raises(SpecError) as info:
+        validate(write_spec(spec))
+    message = str(info.value)
+    assert (
+        "datasets.h2o.path: " in message
+        and "nan-force/OUTCAR: frame 0: non-finite force value nan" in message
+    )
+    assert "converted" not in message and ".cache" not in message

@@ -298,6 +298,7 @@ def _restore_cached(plan: Plan, steps_dir: Path, summary: RunSummary, cache: Ste
             continue
         for name, text in (("type", "Pod"), ("name", step.key), ("phase", "Succeeded")):
             (step_dir / name).write_text(text)
+        record.warnings = [str(w) for w in manifest.get("warnings") or []]  # what its own run warned
         restored.append(step.key)
     return restored
 
@@ -311,7 +312,7 @@ def _publisher(run_dir: Path, summary: RunSummary, cache: StepCache | None) -> C
             return
         try:
             if cache.lookup(record.cache_key) is None:
-                cache.publish(record.cache_key, run_dir / STEPS_DIR / key / "outputs", key)
+                cache.publish(record.cache_key, run_dir / STEPS_DIR / key / "outputs", key, record.warnings)
         except LamflowError as exc:
             summary.notices.append(f"step {key}: result not stored in the step cache ({exc})")
 

@@ -266,8 +266,8 @@ def _page(
                 esc(str(r["study"])),
                 esc(str(r["model"])),
                 esc(str(r["protocol"])),
-                _fmt(r["train_frames"]),
-                _fmt(r["repeat"]),
+                _fmt(r["train_frames"], digits=0),
+                _fmt(r["repeat"], digits=0),
                 esc(str(r["dataset"]))
                 + (
                     f" ⚠ untrained for {esc(str(r['unlearned_elements']))}" if r["unlearned_elements"] else ""
@@ -312,7 +312,7 @@ def _page(
             [
                 esc(g["model"]),
                 esc(g["protocol"]),
-                _fmt(g["train_frames"]),
+                _fmt(g["train_frames"], digits=0),
                 esc(", ".join(g["datasets"])),
                 _fmt(g["normalized_error_log_average"], digits=3),
             ]

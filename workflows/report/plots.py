@@ -8,6 +8,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -92,7 +93,7 @@ def learning_curve(
                 series.append(legend)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.yaxis.set_minor_formatter(_no_labels())
+        _label_log_axis(ax.yaxis, ax.get_ylim())
         sizes = sorted({p.train_frames for p in points})
         if sizes:
             from matplotlib.ticker import NullFormatter, ScalarFormatter
@@ -109,6 +110,19 @@ def learning_curve(
     fig.savefig(out / name, dpi=DPI)
     plt.close(fig)
     return Figure(name, title, "learning-curve", tuple(series))
+
+
+def _label_log_axis(axis: Any, limits: tuple[float, float]) -> None:
+    """A log axis spanning less than a decade gets readable labels on its minor ticks
+    (matplotlib labels only 10^k: a curve within one decade had no number on its axis)."""
+    from matplotlib.ticker import FuncFormatter
+
+    lo, hi = sorted(limits)
+    if lo > 0 and hi / lo < 10:
+        axis.set_minor_formatter(FuncFormatter(lambda value, _: f"{value:.3g}"))
+        axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.3g}"))
+    else:
+        axis.set_minor_formatter(_no_labels())
 
 
 def parity(out: Path, name: str, title: str, detail: dict[str, dict[str, np.ndarray]]) -> Figure | None:
@@ -164,11 +178,11 @@ def training_curve(out: Path, name: str, title: str, lcurve: Path) -> Figure | N
     for i in columns:
         ax.plot(rows[:, 0], rows[:, i], label=header[i], linestyle="--" if "_val" in header[i] else "-")
     ax.set_yscale("log")
+    _label_log_axis(ax.yaxis, ax.get_ylim())
     ax.set_xlabel("training step")
     ax.set_ylabel("RMSE (eV/atom for e, eV/Å for f)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
-    ax.yaxis.set_minor_formatter(_no_labels())
     ax.set_title(title, fontsize=10)
     fig.subplots_adjust(left=0.14, right=0.97, bottom=0.14, top=0.9)
     fig.savefig(out / name, dpi=DPI)

@@ -74,6 +74,10 @@ class References:
             return
         stage, _, name = ref.partition(".")
         same_stage = [r.partition(".")[2] for r in self.models if r.startswith(f"{stage}.")]
+        if same_stage and stage == "models":
+            raise self.error(
+                path, f"no model {name!r} declared under models: (declared: {known(same_stage)})"
+            )
         if same_stage:
             raise self.error(path, f"no {stage} model named {name!r} ({stage} models: {known(same_stage)})")
         if ref.endswith((".pt", ".pth")):

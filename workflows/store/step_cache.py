@@ -120,6 +120,10 @@ class StepCache:
         """Write the stored outputs into ``outputs_dir`` (absent or empty), verified."""
         trees.pull(self.backend, outputs_dir, entry_name(key), manifest=manifest)
 
-    def publish(self, key: str, outputs_dir: Path, step: str) -> trees.Transfer:
-        """Store a finished step's ``outputs/`` folder (symlinks followed) under ``key``."""
-        return trees.push(outputs_dir, self.backend, entry_name(key), extra={"kind": "step", "step": step})
+    def publish(
+        self, key: str, outputs_dir: Path, step: str, warnings: list[str] | None = None
+    ) -> trees.Transfer:
+        """Store a finished step's ``outputs/`` folder (symlinks followed) under ``key``, with the warnings
+        its run gave (a run that reuses the result shows them again)."""
+        extra = {"kind": "step", "step": step, "warnings": list(warnings or [])}
+        return trees.push(outputs_dir, self.backend, entry_name(key), extra=extra)

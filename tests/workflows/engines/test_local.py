@@ -227,3 +227,9 @@ def test_deepmd_warnings_reach_the_summary_and_the_terminal(tmp_path, write_spec
     assert summary["steps"]["test-finetune-ext-on-gete-test"]["warnings"] == []
     assert f"⚠ {warning}" in out.stdout
     assert f"finetune-ext: {warning}" in run_cli("status", str(tmp_path / "r")).stdout
+    again = run_cli("submit", str(write_spec(spec)), "--run-dir", str(tmp_path / "r2"))  # from the cache
+    assert again.returncode == 0, again.stderr
+    summary = json.loads((tmp_path / "r2" / "summary.json").read_text())
+    assert summary["steps"]["finetune-ext"]["phase"] == "Cached"
+    assert summary["steps"]["finetune-ext"]["warnings"] == [warning]
+    assert f"finetune-ext: {warning}" in again.stdout

@@ -172,3 +172,19 @@ def test_worse_than_the_dummy_and_untrained_elements_are_shown(tmp_path):
     record = flat(summary.tests[0])
     assert record["ratio_force"] == 2.4 and record["normalized_force"] == 1.0
     assert record["worse_than_dummy"] == "force" and record["unlearned_elements"] == "Ge Te"
+
+
+def test_a_log_axis_within_a_decade_has_numbers():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lamflow.workflows.report.plots import _label_log_axis
+
+    fig, ax = plt.subplots()
+    ax.plot([1, 2], [20.0, 35.0])
+    ax.set_yscale("log")
+    _label_log_axis(ax.yaxis, ax.get_ylim())
+    assert ax.yaxis.get_minor_formatter()(30.0, 0) == "30"
+    plt.close(fig)
