@@ -27,6 +27,7 @@ SYMBOL = {
     "Failed": "[red]✗[/red]",
     "Pending": "·",
     "Skipped": "[dim]-[/dim]",
+    "Interrupted": "[yellow]■[/yellow]",
 }
 
 

@@ -48,6 +48,7 @@ from lamflow.workflows.store.step_cache import StepCache
 
 POLL_S = 0.5
 PID_FILE = "engine.pid"  # the process running a local run, while it runs (for `lamflow stop`)
+STOPPING_FILE = "stopping"  # written by `lamflow stop` (or on Ctrl-C) before the signals: the run is ending
 ENGINE_LOG = "engine.log"
 
 
@@ -104,6 +105,10 @@ class _Watcher(threading.Thread):
         self.started_mono: dict[str, float] = {}
         self.lock = threading.Lock()
 
+    def stopping(self) -> bool:
+        """The run is being stopped: steps that start now are not announced (they are ended at once)."""
+        return (self.run_dir / STOPPING_FILE).exists()
+
     def poll(self) -> None:
         with self.lock:
             changed = False
@@ -144,6 +149,8 @@ class _Watcher(threading.Thread):
                 self.summary.write(self.run_dir)
 
     def emit(self, key: str, phase: str, duration: float | None) -> None:
+        if self.stopping():
+            return  # what the stop does to each step is said once, at the end
         record = self.summary.steps[key]
         elapsed = round(time.monotonic() - self.started, 1)
         finished = phase in ("Succeeded", "Failed")
@@ -198,6 +205,49 @@ def _collect_outputs(run_dir: Path, summary: RunSummary, plan: Plan, store: Loca
             except json.JSONDecodeError:
                 record.parameters[par.name] = text
     link_models(run_dir, summary, plan)
+
+
+def _mark_stopping(run_dir: Path) -> None:
+    """Record when the run began to stop (the first call wins)."""
+    marker = run_dir / STOPPING_FILE
+    if not marker.exists():
+        marker.write_text(f"{time.time()}\n")
+
+
+def _stop_time(run_dir: Path) -> float:
+    try:
+        return float((run_dir / STOPPING_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return time.time()
+
+
+STOP_GRACE_S = 2.0  # a step that failed this long before the stop was marked failed on its own
+
+
+def _settle_interrupted(summary: RunSummary, stopped_at: float) -> None:
+    """What a stop did to each step: a running step, or one that failed as the stop's signal reached it,
+    is Interrupted (resume runs it again); a step that never started, or that dflow launched after the
+    stop and the run refused ("step not started"), is Skipped; finished steps keep their phase."""
+    for record in summary.steps.values():
+        if record.phase == "Running":
+            record.phase, record.error = "Interrupted", "interrupted (lamflow stop or Ctrl-C)"
+        elif record.phase == "Pending":
+            record.phase = "Skipped"
+        elif record.phase == "Failed" and "step not started" in (record.error or ""):
+            record.phase, record.error = "Skipped", None
+        elif record.phase == "Failed" and _finished_after(record.finished_at, stopped_at - STOP_GRACE_S):
+            record.phase, record.error = "Interrupted", "interrupted (lamflow stop or Ctrl-C)"
+
+
+def _finished_after(finished_at: str | None, moment: float) -> bool:
+    from datetime import datetime
+
+    if finished_at is None:
+        return True
+    try:
+        return datetime.fromisoformat(finished_at.replace("Z", "+00:00")).timestamp() >= moment
+    except ValueError:
+        return True
 
 
 def _hear_interrupts() -> None:
@@ -385,6 +435,7 @@ class LocalEngine(Engine):
             record.group = plan.group_of(key) if self.settings.group else None
         config = local_debug_config(str(run_dir), str(run_dir / "artifacts"), self.settings.local_workers)
         interrupted = False
+        (run_dir / STOPPING_FILE).unlink(missing_ok=True)
         _hear_interrupts()
         with _CapturedOutput(run_dir / ENGINE_LOG) as terminal:
             watcher = _Watcher(
@@ -407,6 +458,7 @@ class LocalEngine(Engine):
                         os.chdir(cwd)
             except KeyboardInterrupt:
                 interrupted = True
+                _mark_stopping(run_dir)  # Ctrl-C: no `lamflow stop` wrote it
                 _end_stragglers(run_dir)
             finally:
                 watcher.stop_event.set()
@@ -415,11 +467,13 @@ class LocalEngine(Engine):
                 watcher.poll()
         status = _read(run_dir / STEPS_DIR / "status")
         _collect_outputs(run_dir, summary, plan, self.store)
+        if interrupted:
+            _settle_interrupted(summary, _stop_time(run_dir))
         failed = [r for r in summary.steps.values() if r.phase == "Failed"]
         for record in summary.steps.values():
-            if record.phase in ("Pending", "Running") and (failed or interrupted):
+            if record.phase in ("Pending", "Running") and failed:
                 if record.phase == "Running":
-                    record.error = "stopped: " + ("interrupted" if interrupted else "another step failed")
+                    record.error = "stopped: another step failed"
                 record.phase = "Skipped"
         summary.status = "Succeeded" if status == "Succeeded" and not failed and not interrupted else "Failed"
         if interrupted:
@@ -435,6 +489,7 @@ class LocalEngine(Engine):
             json.dumps([t.model_dump() for t in summary.tests], indent=2) + "\n"
         )
         (run_dir / PID_FILE).unlink(missing_ok=True)
+        (run_dir / STOPPING_FILE).unlink(missing_ok=True)
         if interrupted:
             raise KeyboardInterrupt
         return summary
@@ -470,6 +525,7 @@ class LocalEngine(Engine):
         pid = self._running_pid(run_dir)
         if summary.status not in ("Pending", "Running") or pid is None:
             raise UsageError(f"{run_dir}: not running (status {summary.status})")
+        _mark_stopping(run_dir)
         # what Ctrl-C does to a foreground run: every process of the run gets SIGINT, the engine first
         for target in [pid, *_descendants(pid)]:
             try:

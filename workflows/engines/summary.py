@@ -15,7 +15,7 @@ from lamflow.workflows.errors import RunError, UsageError
 
 SUMMARY_FILE = "summary.json"
 # Cached: not run, its outputs were restored from the step cache (a result of identical inputs)
-Phase = Literal["Pending", "Running", "Succeeded", "Cached", "Failed", "Skipped"]
+Phase = Literal["Pending", "Running", "Succeeded", "Cached", "Failed", "Skipped", "Interrupted"]
 DONE = ("Succeeded", "Cached")
 
 

@@ -120,7 +120,7 @@ def test_stop_interrupts_a_group_and_leaves_no_worker(tmp_path, write_spec):
     )
     assert workers, "the run has step workers"
     assert summary["status"] == "Failed" and summary["error"] == "interrupted"
-    assert summary["steps"][key]["phase"] == "Skipped" and "interrupted" in summary["steps"][key]["error"]
+    assert summary["steps"][key]["phase"] == "Interrupted" and "interrupted" in summary["steps"][key]["error"]
     assert summary["steps"]["freeze-water"]["phase"] == "Succeeded"
     gone = psutil.wait_procs(workers, timeout=10)[1]
     assert not gone, f"workers left running: {gone}"

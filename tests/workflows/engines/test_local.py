@@ -114,7 +114,9 @@ def stop_while_running(
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
-    return json.loads((run_dir / "summary.json").read_text()), workers
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary["_terminal"] = proc.stdout.read() if proc.stdout else ""  # what the user saw
+    return summary, workers
 
 
 @pytest.mark.parametrize("ignore_sigint", [False, True], ids=["foreground", "started-with-sigint-ignored"])
@@ -124,7 +126,17 @@ def test_stop_interrupts_a_running_run(tmp_path, write_spec, fake_dp, ignore_sig
     spec = [str(write_spec(minimal_spec()))]
     summary, _ = stop_while_running(spec, env, run_dir, "pretrain", 30, ignore_sigint)
     assert summary["status"] == "Failed" and summary["error"] == "interrupted"
-    assert summary["steps"]["pretrain"]["phase"] in ("Skipped", "Failed")
+    assert summary["steps"]["pretrain"]["phase"] == "Interrupted"  # as the README promises
+    assert not [k for k, s in summary["steps"].items() if s["phase"] == "Failed"], summary["steps"]
+    assert {s["phase"] for s in summary["steps"].values()} <= {
+        "Interrupted",
+        "Skipped",
+        "Cached",
+        "Succeeded",
+    }
+    started = [line for line in summary["_terminal"].splitlines() if "▶" in line]
+    assert [line.split("▶")[1].split()[0] for line in started] == ["pretrain"], summary["_terminal"]
+    assert "step not started" not in summary["_terminal"]
     time.sleep(0.5)
     assert not _dp_processes_in(run_dir), "no dp process left behind"
 
