@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -67,6 +68,31 @@ class TestOutput(OpModel):
     log: Path
 
 
+SYSTEMS_FILE = "systems.json"  # beside the detail files: the systems in the order dp test appended them
+_TESTED = re.compile(r"# testing system : (\S+)")
+_NUMBER = re.compile(r"# number of test data : (\d+)")
+
+
+def tested_systems(log_text: str, cwd: Path) -> list[dict[str, object]]:
+    """[{system, frames, atoms}] in the order ``dp test`` tested them (and appended their rows to the one
+    block of each detail file): what splits the rows by system for the report's parity plots."""
+    out: list[dict[str, object]] = []
+    starts = [m for m in _TESTED.finditer(log_text)]
+    for match, following in zip(starts, [*starts[1:], None], strict=True):
+        block = log_text[match.end() : following.start() if following else len(log_text)]
+        frames = _NUMBER.search(block)
+        path = Path(match.group(1))
+        path = path if path.is_absolute() else cwd / path
+        try:
+            atoms = len((path / "type.raw").read_text().split())
+        except OSError:
+            return []  # not readable here (hdf5): the report draws one series
+        if frames is None:
+            return []
+        out.append({"system": path.name, "frames": int(frames.group(1)), "atoms": atoms})
+    return out
+
+
 class TestOP(LamflowOP[TestInput, TestOutput]):
     """``dp --pt test -m MODEL -s DATA`` -> errors per atom / per force component, and the detail files."""
 
@@ -94,6 +120,7 @@ class TestOP(LamflowOP[TestInput, TestOutput]):
         energies = (detail / f"{files.DETAIL_PREFIX}.e.out").read_text().splitlines()
         metrics["frames"] = sum(1 for line in energies if line.strip() and not line.startswith("#"))
         metrics.update(self.against_dummy(inp, metrics, cwd))
+        (detail / SYSTEMS_FILE).write_text(json.dumps(tested_systems(log_text, cwd), indent=1) + "\n")
         return TestOutput(metrics=metrics, detail=detail, log=cwd / files.TEST_LOG)
 
     @staticmethod

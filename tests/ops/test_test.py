@@ -7,6 +7,7 @@ import sys
 import pytest
 from dflow.python import FatalError
 
+from lamflow.ops.data import DatasetFormat
 from lamflow.ops.test import TestOP, parse_test_metrics
 from tests.conftest import DEMO_DATA
 
@@ -72,3 +73,31 @@ def test_test_step_without_results_fails(run_op, demo_in_process, monkeypatch, t
     monkeypatch.setenv("LAMFLOW_DP", f"{sys.executable} -c pass")  # a dp that prints nothing
     with pytest.raises(FatalError, match="no 'weighted average of errors' block"):
         run_op(TestOP, step.params, model=outputs["finetune-gete"].model, datasets=plan.dataset_paths)
+
+
+def test_the_test_step_records_its_systems_and_the_report_splits_rows_by_them(run_op, demo_in_process):
+    import json
+
+    from lamflow.workflows.report.detail import read_detail
+
+    plan, outputs, calls, root = demo_in_process
+    out = run_op(
+        TestOP,
+        plan.step("test-finetune-gete-on-gete-test").params.model_copy(
+            update={
+                "dataset": "molecules",
+                "baseline_dataset": "",
+                "dataset_formats": {"molecules": DatasetFormat()},
+            }
+        ),
+        model=outputs["finetune-gete"].model,
+        datasets=plan.dataset_paths,
+    )
+    systems = json.loads((out.detail / "systems.json").read_text())
+    assert [(s["system"], s["frames"], s["atoms"]) for s in systems] == [
+        ("C1H4O2", 40, 7),
+        ("C3H3O4", 40, 10),
+    ]
+    detail = read_detail(out.detail)
+    assert list(detail["energy"]) == ["C1H4O2", "C3H3O4"]  # one colour per system in the parity plot
+    assert [len(rows) for rows in detail["force"].values()] == [40 * 7, 40 * 10]

@@ -5,8 +5,10 @@ read into arrays for parity plots; and the log, whose per-system blocks (``# tes
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,12 +34,44 @@ def read_blocks(path: Path) -> dict[str, np.ndarray]:
 
 
 def read_detail(detail_dir: Path) -> dict[str, dict[str, np.ndarray]]:
-    """{quantity: {system: rows}} for the quantities whose file exists (virials only with virial labels)."""
+    """{quantity: {system: rows}} for the quantities whose file exists (virials only with virial labels).
+    One block holding every system is split by the test step's ``systems.json`` (frames and atoms of each
+    system, in dp test's order) when its row counts agree."""
+    systems = _tested_systems(detail_dir / "systems.json")
     out = {}
     for quantity, suffix in SUFFIXES.items():
         path = detail_dir / f"{files.DETAIL_PREFIX}.{suffix}"
         if path.is_file():
-            out[quantity] = read_blocks(path)
+            blocks = read_blocks(path)
+            if len(blocks) == 1 and len(systems) > 1:
+                blocks = _split_by_system(next(iter(blocks.values())), systems, quantity) or blocks
+            out[quantity] = blocks
+    return out
+
+
+def _tested_systems(path: Path) -> list[dict[str, Any]]:
+    try:
+        return list(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return []
+
+
+def _split_by_system(
+    rows: np.ndarray, systems: list[dict[str, Any]], quantity: str
+) -> dict[str, np.ndarray] | None:
+    """Rows of one block cut into systems: a row per frame (energy, virial) or per atom of each frame
+    (force); None when the counts do not add up."""
+    sizes = [int(s["frames"]) * (int(s["atoms"]) if quantity == "force" else 1) for s in systems]
+    if sum(sizes) != len(rows):
+        return None
+    out: dict[str, np.ndarray] = {}
+    start = 0
+    for system, size in zip(systems, sizes, strict=True):
+        name = str(system["system"])
+        while name in out:  # two systems of one folder name (in different parents)
+            name += "'"
+        out[name] = rows[start : start + size]
+        start += size
     return out
 
 
