@@ -466,3 +466,28 @@ def frame_digests(system_path: str) -> list[bytes]:
         coord = found
     single = np.ascontiguousarray(np.asarray(coord).astype(np.float32))
     return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in single]
+
+
+def most_neighbours(coord: np.ndarray, box: np.ndarray | None, rcut: float, centres: int = 256) -> int:
+    """The largest number of atoms within ``rcut`` Å of one atom of a frame (every periodic image counted,
+    as DeePMD-kit's neighbour list does), over at most ``centres`` atoms taken evenly through the frame."""
+    xyz = np.asarray(coord, dtype=float).reshape(-1, 3)
+    picked = xyz[np.linspace(0, len(xyz) - 1, min(centres, len(xyz))).round().astype(int)]
+    if box is None:
+        images = xyz[None, :, :]
+    else:
+        cell = np.asarray(box, dtype=float).reshape(3, 3)
+        volume = abs(np.linalg.det(cell))
+        spacing = [volume / np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3])) for i in range(3)]
+        reach = [int(math.ceil(rcut / d)) for d in spacing]
+        shifts = np.array(
+            [(i, j, k) for i in range(-reach[0], reach[0] + 1) for j in range(-reach[1], reach[1] + 1)
+             for k in range(-reach[2], reach[2] + 1)], dtype=float,
+        ) @ cell  # fmt: skip
+        images = xyz[None, :, :] + shifts[:, None, :]
+    flat = images.reshape(-1, 3)
+    most = 0
+    for centre in picked:
+        distance = np.sqrt(((flat - centre) ** 2).sum(-1))
+        most = max(most, int(((distance < rcut) & (distance > 1e-8)).sum()))
+    return most

@@ -287,3 +287,14 @@ def test_validate_names_the_raw_source_and_frame_of_a_non_finite_label(tmp_path,
         and "nan-force/OUTCAR: frame 0: non-finite force value nan" in message
     )
     assert "converted" not in message and ".cache" not in message
+
+
+def test_a_nan_in_an_extxyz_file_names_the_file_and_frame(tmp_path):
+    text = (DFT / "extxyz_BC/xyz_unittest.xyz").read_text().splitlines()
+    text[2] = text[2].replace("-7.25565900000", "nan", 1)  # the first frame's first atom's force
+    source = tmp_path / "broken.xyz"
+    source.write_text("\n".join(text) + "\n")
+    with pytest.raises(
+        DatasetError, match=r"broken\.xyz: frame \d+ of its \w+ frames: non-finite force value nan"
+    ):
+        convert([str(source)], "extxyz", tmp_path / "out")

@@ -14,10 +14,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from lamflow.ops.data import DatasetInfo, SystemInfo, frame_digests, shortest_distance, system_array
+from lamflow.ops.data import (
+    DatasetInfo,
+    SystemInfo,
+    frame_digests,
+    most_neighbours,
+    shortest_distance,
+    system_array,
+)
 
 
 class Datasets:
@@ -143,3 +151,57 @@ def closest_start(system: SystemInfo, frames: list[int]) -> tuple[float, int] | 
         return None
     found = [(shortest_distance(coord[f], None if box is None else box[f]), f) for f in frames]
     return min(found)
+
+
+SEL_FRAMES = 32  # frames per system looked at for the neighbour count (evenly spaced)
+SEL_MAX_ATOMS = 5000  # larger systems are not counted here (DeePMD-kit still warns in the step's log)
+
+
+def _selections(descriptor: dict[str, Any]) -> list[tuple[str, float, int]]:
+    """(YAML path under model.descriptor, rcut, neighbours kept) of each neighbour list of a descriptor
+    that keeps one number of neighbours for all types (DPA-1/2/3, se_atten); per-type lists are skipped."""
+    kind = str(descriptor.get("type", "")).lower()
+    blocks: list[tuple[str, dict[str, Any], str, str]] = []
+    if kind == "dpa2":
+        blocks = [("repinit", descriptor.get("repinit", {}), "rcut", "nsel"),
+                  ("repformer", descriptor.get("repformer", {}), "rcut", "nsel")]  # fmt: skip
+    elif kind == "dpa3":
+        repflow = descriptor.get("repflow", {})
+        blocks = [("repflow", repflow, "e_rcut", "e_sel"), ("repflow", repflow, "a_rcut", "a_sel")]
+    elif kind in ("dpa1", "se_atten", "se_atten_v2"):
+        blocks = [("", descriptor, "rcut", "sel")]
+    out = []
+    for prefix, block, rcut, sel in blocks:
+        if isinstance(block.get(rcut), int | float) and isinstance(block.get(sel), int):
+            path = f"{prefix}.{sel}" if prefix else sel
+            out.append((path, float(block[rcut]), int(block[sel])))
+    return out
+
+
+def sel_shortfalls(descriptor: dict[str, Any] | None, data: Datasets, names: list[str]) -> list[str]:
+    """What each neighbour list of ``descriptor`` drops on the datasets ``names``: 'repinit.nsel 100, the
+    data need 106 within 6 Å' (DeePMD-kit keeps the nearest and drops the rest, and warns only in the
+    training log)."""
+    if descriptor is None:
+        return []
+    selections = _selections(descriptor)
+    if not selections:
+        return []
+    need = dict.fromkeys(range(len(selections)), 0)
+    for name in names:
+        for system in data.infos[name].systems:
+            if "#" in system.path or system.natoms > SEL_MAX_ATOMS:
+                continue
+            coord = system_array(system.path, "coord")
+            box = system_array(system.path, "box") if system.pbc else None
+            if coord is None:
+                continue
+            frames = sorted({int(i) for i in np.linspace(0, len(coord) - 1, min(SEL_FRAMES, len(coord)))})
+            for n, (_, rcut, _) in enumerate(selections):
+                for f in frames:
+                    need[n] = max(need[n], most_neighbours(coord[f], None if box is None else box[f], rcut))
+    return [
+        f"{path} {kept}, the data need {need[n]} within {rcut:g} Å"
+        for n, (path, rcut, kept) in enumerate(selections)
+        if need[n] > kept
+    ]

@@ -19,7 +19,7 @@ from lamflow.workflows.compile.plan import ArtifactSource, LocalFile, StepOutput
 from lamflow.workflows.errors import SpecError
 from lamflow.workflows.spec.base import slug
 from lamflow.workflows.spec.model import ModelSpec
-from lamflow.workflows.stages._guards import Datasets
+from lamflow.workflows.stages._guards import Datasets, sel_shortfalls
 
 SectionT = TypeVar("SectionT")
 TRAINED_STAGES = ("pretrain", "finetune", "distill")  # their models come with a training checkpoint
@@ -118,6 +118,22 @@ class References:
                 "its type map, so it cannot predict them; pretrain with data holding them (stages.pretrain: "
                 "the spec's type map is the union of its datasets'), then fine-tune or test that model",
             )
+
+    def notice_sel(self, path: str, descriptor: dict[str, Any] | None, datasets: list[str]) -> None:
+        """A notice where the descriptor's neighbour lists keep fewer atoms than the training data have
+        within the cut-off (DeePMD-kit keeps the nearest, drops the rest and warns only in its log)."""
+        if self.data is None:
+            return
+        short = sel_shortfalls(descriptor, self.data, datasets)
+        if not short:
+            return
+        notice = (
+            f"{path}: {'; '.join(short)} ({known(datasets)}): DeePMD-kit keeps the nearest atoms and drops "
+            "the rest, so the model sees less than the data hold; raise it under model.descriptor "
+            "(`dp neighbor-stat` counts every frame)"
+        )
+        if notice not in self.notices:
+            self.notices.append(notice)
 
     def learned_elements(self, ref: str) -> set[str] | None:
         """Elements the model's training data held (None when not known: a model from outside the spec)."""

@@ -135,6 +135,9 @@ class FinetuneStage(Stage[list[FinetuneSpec]]):
         heads = pretrain_heads(refs.models)
         for i, ft in enumerate(section):
             src = ft.from_
+            if refs.data is not None:
+                descriptor = refs.descriptors.get(f"finetune.{ft.name}")
+                refs.notice_sel(self.yaml_path(i), descriptor, [refs.part(n, "train") for n in ft.datasets])
             for j, name in enumerate(ft.datasets if src.model is not None else ()):
                 refs.need_elements(f"{self.yaml_path(i)}.datasets[{j}]", src.model or "", name)
             if src.model is not None:

@@ -57,6 +57,14 @@ class PretrainStage(Stage[PretrainSpec | None]):
                 refs.part(n, "train"): f"{where}[{i}]" for i, n in enumerate(head_spec.datasets)
             }  # a head's fitting saw only its own data
 
+    def guard(self, section: PretrainSpec | None, refs: References) -> None:
+        if section is None or refs.data is None:
+            return
+        names = list(
+            dict.fromkeys(refs.part(n, "train") for hs in section.heads.values() for n in hs.datasets)
+        )
+        refs.notice_sel(self.yaml_path(), refs.spec_descriptor(), names)
+
     def plan(self, section: PretrainSpec | None, ctx: PlanContext) -> None:
         if section is None:
             return
