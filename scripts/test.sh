@@ -13,6 +13,6 @@ if [ $# -gt 0 ]; then
   exec "$PY" -m pytest "$@"
 fi
 bash "$ROOT/scripts/lint.sh"
-"$PY" -m pytest -m "not slow" --cov=ops --cov=workflows --cov-report=term:skip-covered
+"$PY" -m pytest -m "not slow" --durations=15 --cov=ops --cov=workflows --cov-report=term:skip-covered
 "$PY" -m coverage report --include="$ROOT/ops/*" --fail-under=85
-"$PY" -m pytest -m slow
+"$PY" -m pytest -m slow --durations=15

@@ -17,13 +17,36 @@ import typer
 
 from lamflow.workflows.errors import EXIT_BAD_INPUT, EXIT_GATE_FAILED, EXIT_RUN_FAILED, LamflowError
 
+# the stages a spec can hold, for --help (written out: importing the stages would slow every command's
+# start-up; tests/workflows/cli/test_cli.py checks it against workflows/stages)
+STAGES = ("pretrain", "finetune", "distill", "compress", "transfer", "test")
+
 app = typer.Typer(
     name="lamflow",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    help="Run Large Atomic Model workflows (DeePMD-kit pretrain / fine-tune / test) from a YAML spec.",
+    help="Run Large Atomic Model workflows with DeePMD-kit from a YAML spec, as a DAG on this machine or "
+    f"on Argo Workflows. Stages: {', '.join(STAGES)}.",
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"lamflow {version('lamflow')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print lamflow's version and exit."),
+    ] = False,
+) -> None:
+    """Run Large Atomic Model workflows with DeePMD-kit from a YAML spec."""
 
 
 class Output(str, Enum):

@@ -124,3 +124,19 @@ def test_metrics_table_shows_virials_and_overlap_marks():
     console.print(metrics_table(summary))
     text = console.export_text()
     assert "V RMSE meV/atom" in text and "2.0" in text and "overlaps training data" in text
+
+
+def test_version_and_the_help_lists_every_stage():
+    from importlib.metadata import version
+
+    from typer.testing import CliRunner
+
+    from lamflow.workflows.cli.app import STAGES, app
+    from lamflow.workflows.stages import all_stages
+
+    runner = CliRunner()
+    out = runner.invoke(app, ["--version"])
+    assert out.exit_code == 0 and out.stdout.strip() == f"lamflow {version('lamflow')}"
+    assert set(STAGES) == {stage.key for stage in all_stages()}
+    text = " ".join(runner.invoke(app, ["--help"]).stdout.split())
+    assert f"Stages: {', '.join(STAGES)}." in text
