@@ -81,9 +81,10 @@ def read_systems(sources: Sequence[Path], fmt: str, type_map: Sequence[str] | No
         with warnings.catch_warnings(record=True) as warned:  # dpdata's warnings: into our one line
             warnings.simplefilter("always")
             try:
+                read: Any
                 if RAW_FORMATS[fmt]:
                     read = dpdata.MultiSystems.from_file(str(source), fmt=fmt)
-                    parts = list(read.systems.values())
+                    parts: list[Any] = list(read.systems.values())
                 else:
                     read = dpdata.LabeledSystem(str(source), fmt=fmt)
                     if read.get_nframes() == 0:
