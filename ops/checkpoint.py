@@ -1,8 +1,11 @@
-"""Reading DeePMD-kit training checkpoints (``.pt``) without running ``dp``: the model parameters and
-heads, so that a spec naming an external checkpoint is checked before anything runs."""
+"""DeePMD-kit training checkpoints (``.pt``) without running ``dp``: reading one's model parameters and
+heads, so that a spec naming an external checkpoint is checked before anything runs; and finding the
+newest complete ``model.ckpt-<step>.pt`` of a training directory, that a restarted step continues from."""
 
 from __future__ import annotations
 
+import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,3 +56,22 @@ def read_checkpoint(path: Path) -> CheckpointInfo:
         heads, type_map = (), tuple(params.get("type_map", []))
     step = state.get("train_infos", {}).get("step") if isinstance(state.get("train_infos"), dict) else None
     return CheckpointInfo(str(path), heads, type_map, step)
+
+
+CHECKPOINT_PATTERN = re.compile(r"model\.ckpt-(\d+)\.pt")
+
+
+def latest_checkpoint(cwd: Path) -> Path | None:
+    """The newest complete ``model.ckpt-<step>.pt`` in ``cwd``: a training step that was killed after saving
+    one (preempted node, ``lamflow stop``, a crash) continues from it with ``dp --pt train --restart``. A
+    checkpoint cut short by the kill (torch writes a zip archive; its central directory comes last) is
+    passed over for the one before it."""
+    found = sorted(
+        (
+            (int(m.group(1)), path)
+            for path in cwd.glob("model.ckpt-*.pt")
+            if (m := CHECKPOINT_PATTERN.fullmatch(path.name))
+        ),
+        reverse=True,
+    )
+    return next((path for _, path in found if zipfile.is_zipfile(path)), None)

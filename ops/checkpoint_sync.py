@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lamflow.ops import files
-from lamflow.ops.training import CHECKPOINT_PATTERN, latest_checkpoint
+from lamflow.ops.checkpoint import CHECKPOINT_PATTERN, latest_checkpoint
 
 URI_ENV = "LAMFLOW_CHECKPOINT_URI"
 INTERVAL_ENV = "LAMFLOW_CHECKPOINT_SYNC_S"

@@ -486,8 +486,7 @@ def most_neighbours(coord: np.ndarray, box: np.ndarray | None, rcut: float, cent
         ) @ cell  # fmt: skip
         images = xyz[None, :, :] + shifts[:, None, :]
     flat = images.reshape(-1, 3)
-    most = 0
-    for centre in picked:
-        distance = np.sqrt(((flat - centre) ** 2).sum(-1))
-        most = max(most, int(((distance < rcut) & (distance > 1e-8)).sum()))
-    return most
+    # |a - b|^2 as |a|^2 + |b|^2 - 2 a.b: one matrix product (centres x atoms-and-images), not a 3-D array
+    squared = (picked**2).sum(1)[:, None] + (flat**2).sum(1)[None, :] - 2.0 * (picked @ flat.T)
+    within = (squared < rcut * rcut) & (squared > 1e-8)
+    return int(within.sum(axis=1).max())

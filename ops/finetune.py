@@ -8,6 +8,7 @@ from dflow.python import FatalError
 from pydantic import Field
 
 from lamflow.ops import checkpoint_sync, files
+from lamflow.ops.checkpoint import latest_checkpoint
 from lamflow.ops.common import run_dp_step, work_dir
 from lamflow.ops.contract import LamflowOP
 from lamflow.ops.data import StagedDatasets
@@ -15,7 +16,6 @@ from lamflow.ops.dp import freeze_command, train_command
 from lamflow.ops.training import (
     TrainOutput,
     TrainParams,
-    latest_checkpoint,
     train_output_files,
     write_training_input,
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lamflow.ops import checkpoint_sync, files
+from lamflow.ops.checkpoint import latest_checkpoint
 from lamflow.ops.common import run_dp_step, work_dir
 from lamflow.ops.contract import LamflowOP
 from lamflow.ops.data import StagedDatasets
@@ -10,7 +11,6 @@ from lamflow.ops.dp import train_command
 from lamflow.ops.training import (
     TrainOutput,
     TrainParams,
-    latest_checkpoint,
     train_output_files,
     write_training_input,
 )

@@ -5,17 +5,18 @@ from __future__ import annotations
 import copy
 import math
 import re
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field
 
-from lamflow.ops import files
-from lamflow.ops.common import write_json
+from lamflow.ops import checkpoint_sync, files
+from lamflow.ops.checkpoint import latest_checkpoint
+from lamflow.ops.common import run_dp_step, write_json
 from lamflow.ops.contract import OpModel
 from lamflow.ops.data import DatasetFormat, dataset_systems
+from lamflow.ops.dp import freeze_command, train_command
 
 
 class HeadData(OpModel):
@@ -120,10 +121,6 @@ def training_device(log: Path) -> str:
 def train_and_freeze(cwd: Path) -> dict[str, Any]:
     """``dp --pt train input.json`` in ``cwd`` (from its newest checkpoint when a killed run left one, and
     the lost pod's on Argo), then ``dp --pt freeze``: the fields of a training op's output with ``model``."""
-    from lamflow.ops import checkpoint_sync
-    from lamflow.ops.common import run_dp_step
-    from lamflow.ops.dp import freeze_command, train_command
-
     checkpoint_sync.restore(cwd)
     restart = latest_checkpoint(cwd)
     with checkpoint_sync.Uploader(cwd):
@@ -146,22 +143,3 @@ def train_output_files(cwd: Path) -> dict[str, Any]:
         "lcurve_last": last_lcurve_row(cwd / files.LCURVE),
         "device": training_device(cwd / files.TRAIN_LOG),
     }
-
-
-CHECKPOINT_PATTERN = re.compile(r"model\.ckpt-(\d+)\.pt")
-
-
-def latest_checkpoint(cwd: Path) -> Path | None:
-    """The newest complete ``model.ckpt-<step>.pt`` in ``cwd``: a training step that was killed after saving
-    one (preempted node, ``lamflow stop``, a crash) continues from it with ``dp --pt train --restart``. A
-    checkpoint cut short by the kill (torch writes a zip archive; its central directory comes last) is
-    passed over for the one before it."""
-    found = sorted(
-        (
-            (int(m.group(1)), path)
-            for path in cwd.glob("model.ckpt-*.pt")
-            if (m := CHECKPOINT_PATTERN.fullmatch(path.name))
-        ),
-        reverse=True,
-    )
-    return next((path for _, path in found if zipfile.is_zipfile(path)), None)

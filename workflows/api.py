@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lamflow.ops.data import DatasetInfo
-from lamflow.workflows.compile.compiler import build_plan
 from lamflow.workflows.compile.plan import Plan
 from lamflow.workflows.engines import get_engine
 from lamflow.workflows.engines.base import Reporter
 from lamflow.workflows.engines.summary import RunSummary, initial_summary, read_summary
 from lamflow.workflows.errors import UsageError
+from lamflow.workflows.planner import build_plan, load_spec
+from lamflow.workflows.resolve import ResolvedSpec
 from lamflow.workflows.settings import Settings
-from lamflow.workflows.spec import ResolvedSpec, load_spec
 
 if TYPE_CHECKING:
     from lamflow.workflows.argo.render import RenderOptions

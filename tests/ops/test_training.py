@@ -6,12 +6,12 @@ import math
 
 import pytest
 
+from lamflow.ops.checkpoint import latest_checkpoint
 from lamflow.ops.data import DatasetFormat
 from lamflow.ops.training import (
     HeadData,
     fill_systems,
     last_lcurve_row,
-    latest_checkpoint,
     training_device,
 )
 from tests.conftest import DEMO_DATA

@@ -18,7 +18,7 @@ from pathlib import Path
 from lamflow.ops.convert import ConversionJob, ConvertOP, ConvertParams, SourceFile
 from lamflow.ops.split import SplitRule
 from lamflow.workflows.compile.plan import ArtifactSource, ConvertedDatasets, DatasetBundle, StepPlan
-from lamflow.workflows.spec.loader import ResolvedSpec
+from lamflow.workflows.resolve.resolved import ResolvedSpec
 
 CONVERT_STEP = "convert-datasets"
 _SUBSET = re.compile(r"@train-n(\d+)-r(\d+)$")

@@ -24,10 +24,11 @@ from lamflow.ops.files import resolve_output
 from lamflow.workflows.argo.client import ArgoClient
 from lamflow.workflows.compile.plan import Plan
 from lamflow.workflows.engines.base import Engine, Reporter, report_transitions
-from lamflow.workflows.engines.summary import ArgoRun, RunSummary, now, read_summary
+from lamflow.workflows.engines.summary import ArgoRun, RunSummary, read_summary
 from lamflow.workflows.errors import UsageError
 from lamflow.workflows.settings import Settings
 from lamflow.workflows.store.step_cache import StepCache
+from lamflow.workflows.timestamps import now
 
 # Argo node phase -> lamflow step phase
 PHASES = {

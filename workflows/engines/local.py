@@ -39,12 +39,13 @@ from lamflow.workflows.compile.plan import Plan
 from lamflow.workflows.dflow_config import dflow_config, local_debug_config
 from lamflow.workflows.engines.base import Engine, Reporter, StepEvent
 from lamflow.workflows.engines.outputs import link_models
-from lamflow.workflows.engines.summary import DONE, RunSummary, now, read_summary
+from lamflow.workflows.engines.summary import DONE, RunSummary, read_summary
 from lamflow.workflows.engines.workers import StepWorkers
 from lamflow.workflows.errors import LamflowError, UsageError
 from lamflow.workflows.settings import Settings
 from lamflow.workflows.store.local import STEPS_DIR, LocalStore
 from lamflow.workflows.store.step_cache import StepCache
+from lamflow.workflows.timestamps import now
 
 POLL_S = 0.5
 PID_FILE = "engine.pid"  # the process running a local run, while it runs (for `lamflow stop`)

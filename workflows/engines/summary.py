@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,15 +11,12 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from lamflow.workflows.compile.plan import Plan
 from lamflow.workflows.errors import RunError, UsageError
+from lamflow.workflows.timestamps import now
 
 SUMMARY_FILE = "summary.json"
 # Cached: not run, its outputs were restored from the step cache (a result of identical inputs)
 Phase = Literal["Pending", "Running", "Succeeded", "Cached", "Failed", "Skipped", "Interrupted"]
 DONE = ("Succeeded", "Cached")
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 class StepRecord(BaseModel):

@@ -1,4 +1,4 @@
-"""Spec -> Plan: every stage, in order, adds its steps. Pure: no I/O, no dflow, no network."""
+"""ResolvedSpec -> Plan: every stage, in order, adds its steps. Pure: no I/O, no dflow, no network."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from lamflow.workflows.compile.conversion import CONVERT_STEP, plan_conversion
 from lamflow.workflows.compile.groups import group_steps
 from lamflow.workflows.compile.notices import data_notices
 from lamflow.workflows.compile.plan import Plan
+from lamflow.workflows.resolve.resolved import ResolvedSpec
 from lamflow.workflows.spec.base import slug
-from lamflow.workflows.spec.loader import ResolvedSpec
 from lamflow.workflows.stages import all_stages
 from lamflow.workflows.stages._external import plan_external_models
 from lamflow.workflows.stages.base import PlanContext

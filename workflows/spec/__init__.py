@@ -1,27 +1,10 @@
-"""The lamflow spec: pydantic models (one module per part) and the loader that resolves a spec file.
+"""The lamflow spec: pure pydantic models, one module per part (datasets, model, external models, training,
+resources, registry, one per stage; ``stages.py`` gathers the stages' sections), and ``parse.py``, which
+reads a spec file into them with one-line errors. Nothing here reads datasets or knows the stages' logic.
 
-``load_spec``, ``ResolvedSpec`` and ``Spec`` are imported lazily: the stage modules import the section
-models in this package, and the root ``Spec`` is assembled from the stages.
+May import: ``errors``, ``presets``. ``load_spec`` (all of validate) is ``lamflow.workflows.planner``'s.
 """
 
-from __future__ import annotations
+from lamflow.workflows.spec.spec import Spec
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from lamflow.workflows.spec.loader import ResolvedSpec, load_spec
-    from lamflow.workflows.spec.spec import Spec
-
-__all__ = ["ResolvedSpec", "Spec", "load_spec"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in ("ResolvedSpec", "load_spec"):
-        from lamflow.workflows.spec import loader
-
-        return getattr(loader, name)
-    if name == "Spec":
-        from lamflow.workflows.spec.spec import Spec
-
-        return Spec
-    raise AttributeError(name)
+__all__ = ["Spec"]

@@ -1,8 +1,8 @@
-"""The root of a lamflow spec file. ``stages:`` is assembled from the stage modules."""
+"""The root of a lamflow spec file: pure pydantic models, no file system."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import Field
 
@@ -12,12 +12,7 @@ from lamflow.workflows.spec.external import ExternalModelSpec
 from lamflow.workflows.spec.model import ModelSpec
 from lamflow.workflows.spec.registry import RegistrySpec
 from lamflow.workflows.spec.resources import ResourcesSpec
-from lamflow.workflows.stages import StagesBase, stages_model
-
-if TYPE_CHECKING:
-    Stages = StagesBase
-else:
-    Stages = stages_model()
+from lamflow.workflows.spec.stages import Stages
 
 
 class Spec(SpecModel):

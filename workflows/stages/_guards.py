@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,15 @@ class Datasets:
     def digests(self, name: str) -> set[bytes]:
         """The per-frame coordinate digests of every frame of the dataset."""
         if name not in self._digests:
-            self._digests[name] = {d for s in self.infos[name].systems for d in frame_digests(s.path)}
+            self._digests[name] = {
+                d
+                for s in self.infos[name].systems
+                for d in (
+                    cached_frame_digests(s.path, coordinates_stamp(s.path))
+                    if "#" not in s.path
+                    else frame_digests(s.path)
+                )
+            }
         return self._digests[name]
 
     def overlap(self, a: str, b: str) -> str | None:
@@ -153,7 +162,7 @@ def closest_start(system: SystemInfo, frames: list[int]) -> tuple[float, int] | 
     return min(found)
 
 
-SEL_FRAMES = 32  # frames per system looked at for the neighbour count (evenly spaced)
+SEL_FRAMES = 16  # frames per system looked at for the neighbour count (evenly spaced)
 SEL_MAX_ATOMS = 5000  # larger systems are not counted here (DeePMD-kit still warns in the step's log)
 
 
@@ -192,16 +201,39 @@ def sel_shortfalls(descriptor: dict[str, Any] | None, data: Datasets, names: lis
         for system in data.infos[name].systems:
             if "#" in system.path or system.natoms > SEL_MAX_ATOMS:
                 continue
-            coord = system_array(system.path, "coord")
-            box = system_array(system.path, "box") if system.pbc else None
-            if coord is None:
-                continue
-            frames = sorted({int(i) for i in np.linspace(0, len(coord) - 1, min(SEL_FRAMES, len(coord)))})
             for n, (_, rcut, _) in enumerate(selections):
-                for f in frames:
-                    need[n] = max(need[n], most_neighbours(coord[f], None if box is None else box[f], rcut))
+                found = system_neighbours(system.path, system.pbc, rcut, coordinates_stamp(system.path))
+                need[n] = max(need[n], found)
     return [
         f"{path} {kept}, the data need {need[n]} within {rcut:g} Å"
         for n, (path, rcut, kept) in enumerate(selections)
         if need[n] > kept
     ]
+
+
+def coordinates_stamp(system: str) -> tuple[tuple[str, int, int], ...]:
+    """(file, size, mtime) of a deepmd/npy system's coordinate and cell files: what the per-process caches of
+    the guards key on (a changed file is read again)."""
+    stamp = []
+    for path in sorted(Path(system).glob("set.*/*.npy")):
+        if path.name in ("coord.npy", "box.npy"):
+            info = path.stat()
+            stamp.append((str(path), info.st_size, info.st_mtime_ns))
+    return tuple(stamp)
+
+
+@lru_cache(maxsize=4096)
+def system_neighbours(system: str, pbc: bool, rcut: float, stamp: tuple[tuple[str, int, int], ...]) -> int:
+    """The most neighbours within ``rcut`` of one atom over SEL_FRAMES evenly spaced frames of a system
+    (cached per process: validate runs this for every training dataset)."""
+    coord = system_array(system, "coord")
+    box = system_array(system, "box") if pbc else None
+    if coord is None:
+        return 0
+    frames = sorted({int(i) for i in np.linspace(0, len(coord) - 1, min(SEL_FRAMES, len(coord)))})
+    return max(most_neighbours(coord[f], None if box is None else box[f], rcut) for f in frames)
+
+
+@lru_cache(maxsize=4096)
+def cached_frame_digests(system: str, stamp: tuple[tuple[str, int, int], ...]) -> frozenset[bytes]:
+    return frozenset(frame_digests(system))

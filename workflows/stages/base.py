@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
 from lamflow.ops.data import DatasetFormat, DatasetInfo
+from lamflow.workflows.compile.deepmd_input import architecture
 from lamflow.workflows.compile.plan import ArtifactSource, LocalFile, StepOutput, StepPlan
 from lamflow.workflows.errors import SpecError
 from lamflow.workflows.spec.base import slug
@@ -24,6 +25,12 @@ from lamflow.workflows.stages._guards import Datasets, sel_shortfalls
 SectionT = TypeVar("SectionT")
 TRAINED_STAGES = ("pretrain", "finetune", "distill")  # their models come with a training checkpoint
 VIRIAL_PREFS = {"start_pref_v": 0.02, "limit_pref_v": 1.0}  # DeePMD-kit's usual virial schedule
+CHECKPOINT_REF = "pretrain"  # key of the pretraining checkpoint in PlanContext.checkpoints
+
+
+def pretrain_heads(model_refs: Iterable[str]) -> list[str]:
+    """Heads of this spec's pretraining, from the model references registered so far."""
+    return [ref.partition(".")[2] for ref in model_refs if ref.startswith("pretrain.")]
 
 
 def known(names: Iterable[str]) -> str:
@@ -160,8 +167,6 @@ class References:
 
     def spec_descriptor(self) -> dict[str, Any] | None:
         """The descriptor of the models this spec trains from its ``model:`` section."""
-        from lamflow.workflows.compile.deepmd_input import architecture
-
         return None if self.model is None else architecture(self.model)[0]
 
     def claim_name(self, stage: str, names: dict[str, int], name: str, index: int) -> None:
@@ -239,8 +244,6 @@ class PlanContext:
 
     def finetune_source(self, ref: str) -> tuple[ArtifactSource, str]:
         """(training checkpoint, head to start from) of a model reference with a checkpoint."""
-        from lamflow.workflows.stages.pretrain import CHECKPOINT_REF, pretrain_heads
-
         stage, _, name = ref.partition(".")
         if stage == "pretrain":
             return self.checkpoints[CHECKPOINT_REF], name if len(pretrain_heads(self.models)) > 1 else ""
@@ -281,12 +284,6 @@ class Stage(Generic[SectionT]):
 
     key: ClassVar[str]  # spec key under `stages:`; also the stage's module, op module and step-key prefix
     order: ClassVar[int]  # stages are checked and planned in this order (models flow forward)
-    section: ClassVar[Any]  # the section's type annotation, e.g. `list[FinetuneSpec]`
-    default: ClassVar[Any]  # the section's value when absent (None or a default factory's result)
-    description: ClassVar[str]
-
-    def is_empty(self, section: SectionT) -> bool:
-        return not section
 
     def check(self, section: SectionT, refs: References) -> None:
         raise NotImplementedError

@@ -60,9 +60,6 @@ def compressibility(descriptor: dict[str, Any]) -> tuple[str | None, str | None]
 class CompressStage(Stage[list[CompressSpec]]):
     key = "compress"
     order = 40
-    section = list[CompressSpec]
-    default = list
-    description = "Model compression (dp compress) with a drift check and a speed/stability evaluation."
 
     def check(self, section: list[CompressSpec], refs: References) -> None:
         names: dict[str, int] = {}

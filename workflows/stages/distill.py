@@ -35,9 +35,6 @@ def temperature_key(t: float) -> str:
 class DistillStage(Stage[list[DistillSpec]]):
     key = "distill"
     order = 30
-    section = list[DistillSpec]
-    default = list
-    description = "Distillation: teacher MD exploration, teacher labels, a compressible student."
 
     def check(self, section: list[DistillSpec], refs: References) -> None:
         names: dict[str, int] = {}

@@ -13,8 +13,14 @@ from lamflow.workflows.compile.deepmd_input import single_task_input
 from lamflow.workflows.compile.plan import ArtifactSource, DatasetBundle, LocalFile, StepPlan
 from lamflow.workflows.spec.base import slug
 from lamflow.workflows.spec.finetune import RANDOM_HEAD, FinetuneSpec
-from lamflow.workflows.stages.base import PlanContext, References, Stage, known
-from lamflow.workflows.stages.pretrain import CHECKPOINT_REF, pretrain_heads
+from lamflow.workflows.stages.base import (
+    CHECKPOINT_REF,
+    PlanContext,
+    References,
+    Stage,
+    known,
+    pretrain_heads,
+)
 
 
 def check_external_checkpoint(refs: References, base: str, path: Path, head: str | None) -> None:
@@ -44,9 +50,6 @@ def check_external_checkpoint(refs: References, base: str, path: Path, head: str
 class FinetuneStage(Stage[list[FinetuneSpec]]):
     key = "finetune"
     order = 20
-    section = list[FinetuneSpec]
-    default = list
-    description = "Fine-tuning runs."
 
     def check(self, section: list[FinetuneSpec], refs: References) -> None:
         heads = pretrain_heads(refs.models)

@@ -5,8 +5,6 @@ Provides the model references ``pretrain.<head>`` (frozen heads) and the checkpo
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from lamflow.ops.freeze import FreezeOP, FreezeParams
 from lamflow.ops.pretrain import PretrainOP, PretrainParams
 from lamflow.ops.training import HeadData
@@ -15,22 +13,12 @@ from lamflow.workflows.compile.plan import DatasetBundle, StepPlan
 from lamflow.workflows.spec.base import slug
 from lamflow.workflows.spec.finetune import RANDOM_HEAD
 from lamflow.workflows.spec.pretrain import PretrainSpec
-from lamflow.workflows.stages.base import PlanContext, References, Stage
-
-CHECKPOINT_REF = "pretrain"  # key of the pretraining checkpoint in PlanContext.checkpoints
-
-
-def pretrain_heads(model_refs: Iterable[str]) -> list[str]:
-    """Heads of this spec's pretraining, from the model references registered so far."""
-    return [ref.partition(".")[2] for ref in model_refs if ref.startswith("pretrain.")]
+from lamflow.workflows.stages.base import CHECKPOINT_REF, PlanContext, References, Stage
 
 
 class PretrainStage(Stage[PretrainSpec | None]):
     key = "pretrain"
     order = 10
-    section = PretrainSpec | None
-    default = None
-    description = "Multi-task (or single-task) pretraining."
 
     def check(self, section: PretrainSpec | None, refs: References) -> None:
         if section is None:

@@ -38,9 +38,6 @@ class TestStage(Stage[list[TestSpec]]):
 
     key = "test"
     order = 90
-    section = list[TestSpec]
-    default = list
-    description = "Test groups (models x datasets)."
 
     def check(self, section: list[TestSpec], refs: References) -> None:
         for i, group in enumerate(section):

@@ -39,9 +39,6 @@ def subset_name(dataset: str, size: int, repeat: int) -> str:
 class TransferStage(Stage[list[TransferSpec]]):
     key = "transfer"
     order = 80
-    section = list[TransferSpec]
-    default = list
-    description = "Transferability studies: zero-shot, learning curves vs from-scratch, coverage, gates."
 
     def subsets(self, section: list[TransferSpec]) -> Iterator[tuple[str, int, int]]:
         """(dataset, size, repeat) of every train subset the studies need (the loader writes them)."""

@@ -20,11 +20,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lamflow.workflows.engines.summary import now
 from lamflow.workflows.errors import HeldBack, UsageError
 from lamflow.workflows.spec.base import slug
 from lamflow.workflows.store import trees
 from lamflow.workflows.store.backends import Backend
+from lamflow.workflows.timestamps import now
 
 PREFIX = "registry"
 

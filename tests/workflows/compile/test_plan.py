@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 
 from lamflow.ops.dp import RANDOM_BRANCH
-from lamflow.workflows.compile.compiler import build_plan
 from lamflow.workflows.compile.plan import LocalFile, StepOutput
 from lamflow.workflows.errors import SpecError
-from lamflow.workflows.spec import load_spec
+from lamflow.workflows.planner import build_plan, load_spec
 from tests.conftest import EXAMPLES, minimal_spec
 
 

@@ -7,10 +7,9 @@ import json
 import pytest
 
 from lamflow.ops.files import resolve_output
-from lamflow.workflows.compile.compiler import build_plan
 from lamflow.workflows.engines.summary import RunSummary, initial_summary, read_summary
 from lamflow.workflows.errors import RunError, UsageError
-from lamflow.workflows.spec import load_spec
+from lamflow.workflows.planner import build_plan, load_spec
 from tests.conftest import EXAMPLES, run_cli
 
 

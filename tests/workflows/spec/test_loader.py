@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lamflow.workflows.errors import SpecError
-from lamflow.workflows.spec import load_spec
+from lamflow.workflows.planner import load_spec
 from tests.conftest import DEMO_DATA, EXAMPLES, minimal_spec
 
 

@@ -85,7 +85,7 @@ def test_a_released_model_runs_end_to_end(write_spec, tmp_path, fake_dp):
         (
             lambda s: s["stages"]["finetune"][0]["from"].update(model="models.dpa3"),
             "stages.finetune[0].from.model",
-            "no models model named 'dpa3' (models models: dpa2)",
+            "no model 'dpa3' declared under models: (declared: dpa2)",
         ),
         (
             lambda s: s["stages"]["finetune"][0]["from"].update(head="water"),

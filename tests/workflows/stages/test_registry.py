@@ -1,9 +1,14 @@
-"""Stages are discovered from workflows/stages/, ordered, and make up the spec's `stages:` section."""
+"""Stages are discovered from workflows/stages/, ordered, and each has its section in the spec's `stages:`
+(workflows/spec/stages.py), in the same order."""
 
 from __future__ import annotations
 
+from typing import Any, get_args
+
 from lamflow.workflows.spec.spec import Spec
-from lamflow.workflows.stages import all_stages, stages_model
+from lamflow.workflows.spec.stages import Stages
+from lamflow.workflows.stages import all_stages
+from lamflow.workflows.stages.base import Stage
 
 
 def test_stages_are_discovered_in_order():
@@ -20,16 +25,23 @@ def test_stages_are_discovered_in_order():
 
 
 def test_spec_stages_section_has_one_field_per_stage():
-    fields = stages_model().model_fields
-    assert list(fields) == [s.key for s in all_stages()]
-    assert Spec.model_fields["stages"].annotation is stages_model()
+    fields = Stages.model_fields
+    assert list(fields) == [s.key for s in all_stages()]  # the stage modules and the spec agree
+    assert Spec.model_fields["stages"].annotation is Stages
     for stage in all_stages():
-        assert fields[stage.key].description == stage.description
+        assert fields[stage.key].description, stage.key
+        # the section type a stage checks and plans is the one the spec parses
+        (generic,) = [b for b in type(stage).__orig_bases__ if getattr(b, "__origin__", None) is Stage]
+        (section,) = get_args(generic)
+        assert _same(section, fields[stage.key].annotation), stage.key
+
+
+def _same(a: Any, b: Any) -> bool:
+    return a == b or str(a) == str(b)
 
 
 def test_each_stage_uses_one_name_for_spec_key_module_and_op():
-    from lamflow.workflows.compile.compiler import build_plan
-    from lamflow.workflows.spec import load_spec
+    from lamflow.workflows.planner import build_plan, load_spec
     from tests.conftest import EXAMPLES
 
     steps = [
