@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Set everything up (idempotent), then: static checks (scripts/lint.sh: ruff, mypy) and the test suite
-# in two tiers:
+# Set everything up (idempotent), then: static checks (scripts/lint.sh: ruff, mypy), a strict build of the
+# docs site, and the test suite in two tiers:
 #   1. fast tier (-m "not slow", fake dp): must cover >= 85 % of the lines in ops/ on its own;
 #   2. slow tier (-m slow): the real DeePMD-kit end to end.
 # Extra arguments replace both with one pytest call, e.g. `bash scripts/test.sh -m "not slow" -x`.
@@ -13,6 +13,8 @@ if [ $# -gt 0 ]; then
   exec "$PY" -m pytest "$@"
 fi
 bash "$ROOT/scripts/lint.sh"
+# the docs site, strictly: a broken link or a missing page fails (the spec reference is generated)
+NO_MKDOCS_2_WARNING=1 "$PY" -m mkdocs build --strict --quiet -f "$ROOT/mkdocs.yml" -d "$(mktemp -d)"
 "$PY" -m pytest -m "not slow" --durations=15 --cov=ops --cov=workflows --cov-report=term:skip-covered
 "$PY" -m coverage report --include="$ROOT/ops/*" --fail-under=85
 "$PY" -m pytest -m slow --durations=15
