@@ -117,14 +117,26 @@ class References:
         type_map = self.type_maps.get(ref)
         if type_map is None or self.data is None:
             return
-        missing = sorted(self.data.elements(dataset) - set(type_map))
+        missing = self.missing_elements(ref, dataset)
         if missing:
+            how = (
+                f"fine-tune it on data holding them first (stages.finetune with from.model: {ref}; "
+                "DeePMD-kit starts the added elements from random parameters) and test that, or "
+                if ref in self.checkpoints
+                else ""
+            )
             raise self.error(
                 path,
                 f"{ref} knows only {', '.join(type_map)}: {dataset!r} has {', '.join(missing)} outside "
-                "its type map, so it cannot predict them; pretrain with data holding them (stages.pretrain: "
-                "the spec's type map is the union of its datasets'), then fine-tune or test that model",
+                f"its type map, so it cannot predict them; {how}pretrain with data holding them",
             )
+
+    def missing_elements(self, ref: str, dataset: str) -> list[str]:
+        """Elements of ``dataset`` outside a model's type map, where the type map is known."""
+        type_map = self.type_maps.get(ref)
+        if type_map is None or self.data is None:
+            return []
+        return sorted(self.data.elements(dataset) - set(type_map))
 
     def notice_sel(self, path: str, descriptor: dict[str, Any] | None, datasets: list[str]) -> None:
         """A notice where the descriptor's neighbour lists keep fewer atoms than the training data have

@@ -142,7 +142,13 @@ class FinetuneStage(Stage[list[FinetuneSpec]]):
                 descriptor = refs.descriptors.get(f"finetune.{ft.name}")
                 refs.notice_sel(self.yaml_path(i), descriptor, [refs.part(n, "train") for n in ft.datasets])
             for j, name in enumerate(ft.datasets if src.model is not None else ()):
-                refs.need_elements(f"{self.yaml_path(i)}.datasets[{j}]", src.model or "", name)
+                added = refs.missing_elements(src.model or "", name)
+                if added:  # as DeePMD-kit does with --finetune: the new elements start untrained
+                    refs.notices.append(
+                        f"{self.yaml_path(i)}.datasets[{j}]: {src.model} knows only "
+                        f"{', '.join(refs.type_maps[src.model or ''])}; the fine-tune adds "
+                        f"{', '.join(added)}, which DeePMD-kit starts from random parameters (and warns so)"
+                    )
             if src.model is not None:
                 source = src.model
             elif src.model_file is None and src.head != RANDOM_HEAD and heads:

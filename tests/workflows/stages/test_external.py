@@ -15,7 +15,7 @@ from tests.fake_dp import save_checkpoint
 TYPE_MAP = ["O", "H", "C", "Ge", "Te"]
 
 
-def released(path, heads=("water", "gete")):
+def released(path, heads=("water", "gete"), type_map=tuple(TYPE_MAP)):
     """A multi-task checkpoint as DeePMD-kit saves one (what a downloaded DPA-2 model is)."""
     from lamflow.workflows.compile.deepmd_input import architecture
     from lamflow.workflows.spec.model import ModelSpec
@@ -23,7 +23,7 @@ def released(path, heads=("water", "gete")):
     descriptor, fitting = architecture(ModelSpec(preset="dpa2-tiny"))
     branch = {"type_map": "type_map", "descriptor": "descriptor", "fitting_net": fitting}
     params = {
-        "shared_dict": {"type_map": TYPE_MAP, "descriptor": descriptor},
+        "shared_dict": {"type_map": list(type_map), "descriptor": descriptor},
         "model_dict": {h: dict(branch) for h in heads},
     }
     save_checkpoint(path, params, step=1000, lr=1e-4)
@@ -100,3 +100,24 @@ def test_bad_external_models_are_refused(write_spec, tmp_path, change, path, fra
     with pytest.raises(SpecError) as caught:
         validate(write_spec(spec))
     assert caught.value.path == path and fragment in caught.value.message, str(caught.value)
+
+
+def test_an_external_checkpoint_lacking_an_element_is_fine_tuned_with_a_notice_not_tested(
+    write_spec, tmp_path
+):
+    spec = external_spec(tmp_path)
+    spec["models"]["dpa2"]["file"] = str(released(tmp_path / "no-te.pt", type_map=("O", "H", "C", "Ge")))
+    spec["stages"]["test"] = [{"models": ["finetune.gete"], "datasets": ["gete-test"]}]
+    _, plan = validate(write_spec(spec))
+    assert any(
+        n.startswith(
+            "stages.finetune[0].datasets[0]: models.dpa2 knows only O, H, C, Ge; the fine-tune adds Te"
+        )
+        for n in plan.notices
+    )
+    spec["stages"]["test"] = [{"models": ["models.dpa2"], "datasets": ["gete-test"]}]  # zero-shot: refused
+    with pytest.raises(SpecError) as caught:
+        validate(write_spec(spec))
+    assert "fine-tune it on data holding them first (stages.finetune with from.model: models.dpa2" in str(
+        caught.value
+    )

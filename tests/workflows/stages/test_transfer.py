@@ -134,6 +134,6 @@ def test_an_element_outside_the_model_type_map_is_refused(write_spec, fake_dp, t
     with pytest.raises(SpecError) as caught:
         validate(write_spec(spec))
     assert (
-        "stages.transfer[0].datasets[0]: models.ext knows only O, H: 'gete' has Ge, Te outside its type map"
-        in str(caught.value)
-    )
+        "stages.transfer[0].datasets[0]: models.ext knows only O, H: 'gete' has Ge, Te outside its type map, "
+        "so it cannot predict them; pretrain with data holding them" in str(caught.value)
+    )  # a frozen model: it cannot be fine-tuned, so that is not offered
