@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 # lowest first; a package may import those before it (and itself)
 LAYERS: list[tuple[str, ...]] = [
     ("ops",),
-    ("errors", "settings", "dflow_config", "presets", "timestamps"),
+    ("errors", "settings", "dflow_config", "presets", "timestamps", "check_cache"),
     ("spec",),
     ("resolve",),
     ("compile",),

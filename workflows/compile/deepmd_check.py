@@ -9,9 +9,12 @@ Where DeePMD-kit is not installed (a client-only install) the check is skipped a
 from __future__ import annotations
 
 import copy
+import json
 import re
+from functools import lru_cache
 from typing import Any
 
+from lamflow.workflows import check_cache
 from lamflow.workflows.compile.deepmd_input import architecture
 from lamflow.workflows.compile.plan import Plan
 from lamflow.workflows.errors import SpecError
@@ -57,10 +60,55 @@ def yaml_path_of(location: str, origin: str, multitask: bool) -> str:
     return f"{origin}.training.extra"
 
 
+_NORMALIZED: dict[tuple[str, bool], dict[str, Any]] = {}  # inputs DeePMD-kit accepted in this process
+
+
+@lru_cache(maxsize=2)
+def _base_argument(multi_task: bool) -> Any:
+    """DeePMD-kit's argument tree (``gen_args``: over a second to build, and the same every time)."""
+    from dargs import Argument
+    from deepmd.utils.argcheck import gen_args
+
+    return Argument("base", dict, gen_args(multi_task=multi_task))
+
+
+def normalize(config: dict[str, Any], multi_task: bool = False) -> dict[str, Any]:
+    """``deepmd.utils.argcheck.normalize`` (the same steps: normalise, strict check, then its extra
+    validators), with the argument tree built once per process and each accepted input remembered: validate
+    checks every training step of a plan, and a session validates the same spec again and again."""
+    from deepmd.utils import argcheck
+
+    key = (json.dumps(config, sort_keys=True, default=str), multi_task)
+    if key in _NORMALIZED:
+        return copy.deepcopy(_NORMALIZED[key])
+    disk_key = {"input": key[0], "multi_task": multi_task, "deepmd": _deepmd_version()}
+    known = check_cache.recall("deepmd-inputs", disk_key)
+    if isinstance(known, dict):
+        _NORMALIZED[key] = known
+        return copy.deepcopy(known)
+    base = _base_argument(multi_task)
+    data = base.normalize_value(copy.deepcopy(config), trim_pattern="_*")
+    base.check_value(data, strict=True)
+    for name in ("validate_full_validation_config", "validate_no_multitask_lora"):
+        if hasattr(argcheck, name):
+            getattr(argcheck, name)(data, multi_task=multi_task)
+    if hasattr(argcheck, "_check_dpa3_chg_spin_migration"):
+        argcheck._check_dpa3_chg_spin_migration(data)
+    _NORMALIZED[key] = copy.deepcopy(data)
+    check_cache.remember("deepmd-inputs", disk_key, data)
+    return data
+
+
+def _deepmd_version() -> str:
+    from importlib.metadata import version
+
+    return version("deepmd-kit")
+
+
 def check_deepmd_inputs(plan: Plan, model: ModelSpec, type_map: list[str], shown: str) -> bool:
     """Raise SpecError for the first training input DeePMD-kit would reject; False if not checked."""
     try:
-        from deepmd.utils.argcheck import normalize
+        import deepmd.utils.argcheck  # noqa: F401
     except ImportError:
         return False
     for step in plan.steps:

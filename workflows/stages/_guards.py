@@ -27,6 +27,7 @@ from lamflow.ops.data import (
     shortest_distance,
     system_array,
 )
+from lamflow.workflows import check_cache
 
 
 class Datasets:
@@ -225,13 +226,20 @@ def coordinates_stamp(system: str) -> tuple[tuple[str, int, int], ...]:
 @lru_cache(maxsize=4096)
 def system_neighbours(system: str, pbc: bool, rcut: float, stamp: tuple[tuple[str, int, int], ...]) -> int:
     """The most neighbours within ``rcut`` of one atom over SEL_FRAMES evenly spaced frames of a system
-    (cached per process: validate runs this for every training dataset)."""
+    (remembered per process and on disk, by the files' sizes and times: validate runs this for every
+    training dataset, every time)."""
+    key = {"stamp": stamp, "pbc": pbc, "rcut": rcut, "frames": SEL_FRAMES, "v": 1}
+    known = check_cache.recall("neighbours", key)
+    if isinstance(known, int):
+        return known
     coord = system_array(system, "coord")
     box = system_array(system, "box") if pbc else None
     if coord is None:
         return 0
     frames = sorted({int(i) for i in np.linspace(0, len(coord) - 1, min(SEL_FRAMES, len(coord)))})
-    return max(most_neighbours(coord[f], None if box is None else box[f], rcut) for f in frames)
+    most = max(most_neighbours(coord[f], None if box is None else box[f], rcut) for f in frames)
+    check_cache.remember("neighbours", key, most)
+    return most
 
 
 @lru_cache(maxsize=4096)

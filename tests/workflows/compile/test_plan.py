@@ -246,3 +246,24 @@ def test_colliding_step_keys_are_bad_input_naming_both_yaml_paths(write_spec):
         plan_of(write_spec, spec)
     assert info.value.path == "stages.test[0].datasets[1]"
     assert "test-pretrain-a-on-b-on-c" in str(info.value) and "stages.test[0].datasets[0]" in str(info.value)
+
+
+def test_the_deepmd_check_normalises_as_deepmd_kit_does_and_remembers_accepted_inputs():
+    """compile.deepmd_check.normalize builds DeePMD-kit's argument tree once and remembers accepted inputs;
+    its result is DeePMD-kit's own normalize's, and a rejected input is still rejected every time."""
+    import copy
+
+    from deepmd.utils.argcheck import normalize as deepmd_normalize
+
+    from lamflow.workflows.compile import deepmd_check
+
+    plan = build_plan(load_spec(EXAMPLES / "transfer.yaml"))
+    config = copy.deepcopy(plan.step("transfer-gete-scratch-gete-n4-r1").params.deepmd_input)
+    config["training"]["training_data"]["systems"] = ["placeholder"]
+    expected = deepmd_normalize(copy.deepcopy(config))
+    assert deepmd_check.normalize(copy.deepcopy(config)) == expected
+    assert deepmd_check.normalize(copy.deepcopy(config)) == expected  # remembered: the same, a copy
+    config["model"]["descriptor"]["no_such_key"] = 1
+    for _ in range(2):
+        with pytest.raises(Exception, match="no_such_key"):
+            deepmd_check.normalize(copy.deepcopy(config))
