@@ -249,7 +249,7 @@ def test_fake_dp_writes_what_the_real_dp_writes(pipeline_run, fake_pipeline_run)
 
     import torch
 
-    from lamflow.ops.test import parse_test_metrics
+    from lamflow.ops.test import SYSTEMS_FILE, parse_test_metrics
 
     real_dir, result = pipeline_run
     assert result.returncode == 0
@@ -294,7 +294,10 @@ def test_fake_dp_writes_what_the_real_dp_writes(pipeline_run, fake_pipeline_run)
     real, fake = _work(real_dir, key), _work(fake_dir, key)
     real_metrics = parse_test_metrics((real / "test.log").read_text())
     assert set(parse_test_metrics((fake / "test.log").read_text())) == set(real_metrics)
+    assert (fake / "detail" / SYSTEMS_FILE).is_file()  # the test op's record of the systems, not dp's
     for detail in (real / "detail").iterdir():
+        if detail.name == SYSTEMS_FILE:
+            continue
         fake_detail = fake / "detail" / detail.name
         real_lines, fake_lines = detail.read_text().splitlines(), fake_detail.read_text().splitlines()
         assert fake_lines[0].split(":", 1)[1] == real_lines[0].split(":", 1)[1], detail.name  # column names

@@ -31,8 +31,8 @@ def test_a_tiny_transfer_study_runs_and_reports(write_spec, tmp_path):
             "transfer": [{
                 "name": "h2o", "models": ["pretrain.water"], "datasets": ["h2o"],
                 "learning_curve": {"sizes": [2, 7], "repeats": 1, "training": {"steps": 20}},
-                "gates": [{"model": "pretrain.water", "dataset": "h2o", "metric": "normalized_error",
-                           "max": 1.0}],
+                "gates": [{"model": "pretrain.water", "dataset": "h2o", "metric": "force_rmse",
+                           "max": 100.0}],  # eV/Å: passes (a capped normalised error with max 1 is refused)
             }],
         },
     }  # fmt: skip
