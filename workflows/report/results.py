@@ -7,11 +7,11 @@ import math
 import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 from lamflow.ops.baseline import log_average, worse_than_dummy
 from lamflow.workflows.engines.summary import GateResult, TestResult
-from lamflow.workflows.spec.transfer import GateSpec
+from lamflow.workflows.spec.transfer import GateMetric, GateSpec
 
 # what a CSV row holds, in order (metrics in SI-like units: eV/atom, eV/Å; normalised errors in 0..1)
 COLUMNS = (
@@ -43,15 +43,7 @@ COLUMNS = (
     "worse_than_dummy",
     "unlearned_elements",
 )
-CURVE_METRICS = (
-    "energy_rmse_per_atom",
-    "force_rmse",
-    "virial_rmse_per_atom",
-    "normalized_energy",
-    "normalized_force",
-    "normalized_virial",
-    "normalized_error",
-)
+CURVE_METRICS = get_args(GateMetric)  # a learning-curve point carries every metric a gate can read
 
 
 def protocol_of(row: TestResult) -> str:

@@ -154,6 +154,16 @@ class References:
         if notice not in self.notices:
             self.notices.append(notice)
 
+    def training_overlap(self, ref: str, dataset: str) -> tuple[str, str, str] | None:
+        """(training dataset, its YAML path, why) of the first of ``ref``'s training data that shares frames
+        with ``dataset``, or None."""
+        assert self.data is not None
+        for trained, where in self.trained_on.get(ref, {}).items():
+            reason = self.data.overlap(dataset, trained)
+            if reason is not None:
+                return trained, where, reason
+        return None
+
     def learned_elements(self, ref: str) -> set[str] | None:
         """Elements the model's training data held (None when not known: a model from outside the spec)."""
         if ref not in self.learned_from or self.data is None:

@@ -96,14 +96,14 @@ class CompressStage(Stage[list[CompressSpec]]):
                 continue
             base = f"{self.yaml_path(i)}.evaluate"
             tested = refs.part(c.evaluate.dataset, "test")
-            for trained, where in refs.trained_on.get(c.model, {}).items():
-                reason = data.overlap(tested, trained)
-                if reason is not None:
-                    raise refs.error(
-                        f"{base}.dataset",
-                        f"evaluation data {tested!r} shares frames with {trained!r}, training data of "
-                        f"{c.model} or its teacher ({where}): {reason}; evaluate on held-out frames",
-                    )
+            shared = refs.training_overlap(c.model, tested)
+            if shared is not None:
+                trained, where, reason = shared
+                raise refs.error(
+                    f"{base}.dataset",
+                    f"evaluation data {tested!r} shares frames with {trained!r}, training data of "
+                    f"{c.model} or its teacher ({where}): {reason}; evaluate on held-out frames",
+                )
             nve = c.evaluate.nve
             if nve is None:
                 continue

@@ -112,14 +112,14 @@ class TransferStage(Stage[list[TransferSpec]]):
                     refs.need_elements(f"{base}.datasets[{j}]", ref, name)
                     if study.zero_shot:
                         refs.flag_unlearned(f"{base}.datasets[{j}]", ref, test)
-                    for trained, where in refs.trained_on.get(ref, {}).items():
-                        reason = data.overlap(test, trained)
-                        if reason is not None:
-                            raise refs.error(
-                                f"{base}.datasets[{j}]",
-                                f"test part {test!r} shares frames with {trained!r}, training data of {ref} "
-                                f"({where}): {reason}; a transfer study needs data the model has not seen",
-                            )
+                    shared = refs.training_overlap(ref, test)
+                    if shared is not None:
+                        trained, where, reason = shared
+                        raise refs.error(
+                            f"{base}.datasets[{j}]",
+                            f"test part {test!r} shares frames with {trained!r}, training data of {ref} "
+                            f"({where}): {reason}; a transfer study needs data the model has not seen",
+                        )
                 if study.zero_shot:
                     undetermined = undetermined_elements(data.compositions(train), data.compositions(test))
                     if undetermined:
