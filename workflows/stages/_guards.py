@@ -62,11 +62,7 @@ class Datasets:
             self._digests[name] = {
                 d
                 for s in self.infos[name].systems
-                for d in (
-                    cached_frame_digests(s.path, coordinates_stamp(s.path))
-                    if "#" not in s.path
-                    else frame_digests(s.path)
-                )
+                for d in cached_frame_digests(s.path, coordinates_stamp(s.path))
             }
         return self._digests[name]
 
@@ -153,14 +149,22 @@ def metric_problem(metric: str, maximum: float | None, labels: set[str], dataset
 def closest_start(system: SystemInfo, frames: list[int]) -> tuple[float, int] | None:
     """(shortest interatomic distance, frame) over the given frames of a deepmd/npy system; None when its
     coordinates cannot be read here (an hdf5 system)."""
-    if "#" in system.path:
+    arrays = _coordinates(system.path, system.pbc)
+    if arrays is None:
         return None
-    coord = system_array(system.path, "coord")
-    box = system_array(system.path, "box") if system.pbc else None
+    coord, box = arrays
+    return min((shortest_distance(coord[f], None if box is None else box[f]), f) for f in frames)
+
+
+def _coordinates(system: str, pbc: bool) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """(coordinates, cells or None) of every frame of a deepmd/npy system; None for an hdf5 system or one
+    without coordinates."""
+    if "#" in system:
+        return None
+    coord = system_array(system, "coord")
     if coord is None:
         return None
-    found = [(shortest_distance(coord[f], None if box is None else box[f]), f) for f in frames]
-    return min(found)
+    return coord, system_array(system, "box") if pbc else None
 
 
 SEL_FRAMES = 16  # frames per system looked at for the neighbour count (evenly spaced)
@@ -213,8 +217,11 @@ def sel_shortfalls(descriptor: dict[str, Any] | None, data: Datasets, names: lis
 
 
 def coordinates_stamp(system: str) -> tuple[tuple[str, int, int], ...]:
-    """(file, size, mtime) of a deepmd/npy system's coordinate and cell files: what the per-process caches of
-    the guards key on (a changed file is read again)."""
+    """(file, size, mtime) of a system's coordinate and cell files (an hdf5 system's: its file): what the
+    guards' caches key on (a changed file is read again)."""
+    if "#" in system:
+        info = Path(system.partition("#")[0]).stat()
+        return ((system, info.st_size, info.st_mtime_ns),)
     stamp = []
     for path in sorted(Path(system).glob("set.*/*.npy")):
         if path.name in ("coord.npy", "box.npy"):
@@ -232,10 +239,10 @@ def system_neighbours(system: str, pbc: bool, rcut: float, stamp: tuple[tuple[st
     known = check_cache.recall("neighbours", key)
     if isinstance(known, int):
         return known
-    coord = system_array(system, "coord")
-    box = system_array(system, "box") if pbc else None
-    if coord is None:
+    arrays = _coordinates(system, pbc)
+    if arrays is None:
         return 0
+    coord, box = arrays
     frames = sorted({int(i) for i in np.linspace(0, len(coord) - 1, min(SEL_FRAMES, len(coord)))})
     most = max(most_neighbours(coord[f], None if box is None else box[f], rcut) for f in frames)
     check_cache.remember("neighbours", key, most)

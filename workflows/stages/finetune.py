@@ -47,6 +47,17 @@ def check_external_checkpoint(refs: References, base: str, path: Path, head: str
         )
 
 
+def _fitting_source(ft: FinetuneSpec, heads: list[str]) -> str | None:
+    """The model of the spec whose fitting the fine-tune continues: its ``from.model``, or the pretrain head
+    it starts from; None for a new fitting net (random head) or a checkpoint from outside the spec."""
+    src = ft.from_
+    if src.model is not None:
+        return src.model
+    if src.model_file is None and src.head != RANDOM_HEAD and heads:
+        return f"pretrain.{src.head or heads[0]}"
+    return None
+
+
 class FinetuneStage(Stage[list[FinetuneSpec]]):
     key = "finetune"
     order = 20
@@ -104,12 +115,7 @@ class FinetuneStage(Stage[list[FinetuneSpec]]):
                     trained = {**refs.trained_on[ref], **trained}
             refs.trained_on[f"finetune.{ft.name}"] = trained
             own = {refs.part(n, "train"): f"{base}.datasets[{j}]" for j, n in enumerate(ft.datasets)}
-            if src.model is not None:
-                source: str | None = src.model
-            elif src.model_file is None and src.head != RANDOM_HEAD:
-                source = f"pretrain.{src.head or (heads[0] if heads else '')}"
-            else:
-                source = None  # a new fitting net (random head), or a checkpoint from outside the spec
+            source = _fitting_source(ft, heads)
             if source is not None and source in refs.learned_from:
                 refs.learned_from[f"finetune.{ft.name}"] = {**refs.learned_from[source], **own}
             elif src.model_file is None and src.model is None:
@@ -149,11 +155,8 @@ class FinetuneStage(Stage[list[FinetuneSpec]]):
                         f"{', '.join(refs.type_maps[src.model or ''])}; the fine-tune adds "
                         f"{', '.join(added)}, which DeePMD-kit starts from random parameters (and warns so)"
                     )
-            if src.model is not None:
-                source = src.model
-            elif src.model_file is None and src.head != RANDOM_HEAD and heads:
-                source = f"pretrain.{src.head or heads[0]}"
-            else:
+            source = _fitting_source(ft, heads)
+            if source is None:
                 continue
             learned = refs.learned_elements(source)
             if learned is None or refs.data is None:

@@ -61,17 +61,17 @@ class TestStage(Stage[list[TestSpec]]):
             for ref in group.models:
                 refs.need_elements(f"{base}.datasets[{k}]", ref, dataset)
                 refs.flag_unlearned(f"{base}.datasets[{k}]", ref, dataset)
-                for trained, where in refs.trained_on.get(ref, {}).items():
-                    reason = data.overlap(dataset, trained)
-                    if reason is None:
-                        continue
-                    if not group.allow_overlap:
-                        raise refs.error(
-                            f"{base}.datasets[{k}]",
-                            f"test data {dataset!r} shares frames with {trained!r}, training data of {ref} "
-                            f"({where}): {reason}; {hint}",
-                        )
-                    refs.overlaps.add((ref, dataset))
+                shared = refs.training_overlap(ref, dataset)
+                if shared is None:
+                    continue
+                if not group.allow_overlap:
+                    trained, where, why = shared
+                    raise refs.error(
+                        f"{base}.datasets[{k}]",
+                        f"test data {dataset!r} shares frames with {trained!r}, training data of {ref} "
+                        f"({where}): {why}; {hint}",
+                    )
+                refs.overlaps.add((ref, dataset))
             if group.change_bias_on is None:
                 continue
             on = refs.part(group.change_bias_on, "train")
