@@ -11,9 +11,9 @@ import json
 import shlex
 from pathlib import Path
 
-from lamflow.ops import files
 from lamflow.ops.dp import change_bias_command, freeze_command, test_command, train_command
-from lamflow.ops.training import fill_systems
+from lamflow.ops.runtime import files
+from lamflow.ops.training.common import fill_systems
 from lamflow.workflows.compile.plan import DatasetBundle, Plan, StepOutput
 
 OUTPUT_FILES = {"checkpoint": files.CHECKPOINT, "model": files.FROZEN_MODEL}
@@ -45,8 +45,8 @@ def write_script(plan: Plan, root: Path) -> Path:
         }
         commands: list[list[str]] = []
         if step.op.name in ("pretrain", "finetune"):
-            from lamflow.ops.data import DatasetFormat
-            from lamflow.ops.training import HeadData
+            from lamflow.ops.data.datasets import DatasetFormat
+            from lamflow.ops.training.common import HeadData
 
             filled = fill_systems(
                 params["deepmd_input"],

@@ -7,11 +7,11 @@ from typing import Literal
 
 from pydantic import Field
 
-from lamflow.ops import files
-from lamflow.ops.common import ModelOutput, run_dp_step, work_dir
-from lamflow.ops.contract import LamflowOP, OpModel
-from lamflow.ops.data import DatasetFormat, StagedDatasets, dataset_root
+from lamflow.ops.data.datasets import DatasetFormat, StagedDatasets, dataset_root
 from lamflow.ops.dp import change_bias_command
+from lamflow.ops.runtime import files
+from lamflow.ops.runtime.common import ModelOutput, run_dp_step, work_dir
+from lamflow.ops.runtime.contract import LamflowOP, OpModel
 
 
 class ChangeBiasParams(OpModel):

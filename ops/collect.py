@@ -10,9 +10,9 @@ from pathlib import Path
 from dflow.python import FatalError
 from pydantic import Field
 
-from lamflow.ops.common import work_dir
-from lamflow.ops.contract import LamflowOP, OpModel
 from lamflow.ops.explore import REPORT
+from lamflow.ops.runtime.common import work_dir
+from lamflow.ops.runtime.contract import LamflowOP, OpModel
 
 FAN_IN = 8
 

@@ -9,11 +9,11 @@ from pathlib import Path
 from dflow.python import FatalError
 from pydantic import Field
 
-from lamflow.ops.common import run_dp_step, work_dir
-from lamflow.ops.contract import LamflowOP, OpModel
-from lamflow.ops.data import DatasetFormat, StagedDatasets, dataset_systems
+from lamflow.ops.data.datasets import DatasetFormat, StagedDatasets, dataset_systems
 from lamflow.ops.dp import compress_command, deep_potential
-from lamflow.ops.evaluation import errors, load_systems, predict
+from lamflow.ops.evaluation.predict import errors, load_systems, predict
+from lamflow.ops.runtime.common import run_dp_step, work_dir
+from lamflow.ops.runtime.contract import LamflowOP, OpModel
 
 COMPRESSED_MODEL = "model-compressed.pth"
 COMPRESS_LOG = "compress.log"

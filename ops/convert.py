@@ -27,10 +27,10 @@ import numpy as np
 from dflow.python import FatalError
 from pydantic import Field
 
-from lamflow.ops.common import work_dir
-from lamflow.ops.contract import LamflowOP, OpModel
-from lamflow.ops.data import DatasetError, DatasetInfo, inspect_dataset
-from lamflow.ops.split import SplitRule
+from lamflow.ops.data.datasets import DatasetError, DatasetInfo, inspect_dataset
+from lamflow.ops.data.split import SplitRule
+from lamflow.ops.runtime.common import work_dir
+from lamflow.ops.runtime.contract import LamflowOP, OpModel
 
 # format -> reads several systems from one file (MultiSystems.from_file) or one (LabeledSystem)
 RAW_FORMATS = {
@@ -252,7 +252,7 @@ class ConvertOP(LamflowOP[ConvertInput, ConvertOutput]):
     Output = ConvertOutput
 
     def run(self, inp: ConvertInput) -> ConvertOutput:
-        from lamflow.ops.split import PARTS, write_split, write_subset
+        from lamflow.ops.data.split import PARTS, write_split, write_subset
 
         cwd = work_dir()
         out: dict[str, Path] = {}

@@ -1,7 +1,7 @@
 """The one seam to DeePMD-kit: pure builders of ``dp --pt ...`` command lines and :func:`run_dp`.
 
 Builders return argument lists (no I/O) so they can be table-tested; :func:`run_dp` is the only place
-``dp`` runs: as a process, or — inside a step worker (:mod:`lamflow.ops.worker`) — in-process, through
+``dp`` runs: as a process, or — inside a step worker (:mod:`lamflow.ops.runtime.worker`) — in-process, through
 DeePMD-kit's entry point ``deepmd.main.main`` with the same argument list (a Python ``LAMFLOW_DP`` such as
 the fake runs with ``runpy``), its output captured the same way.
 
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 RANDOM_BRANCH = "RANDOM"
-IN_WORKER = False  # set by lamflow.ops.worker: run dp in-process where the program allows it
+IN_WORKER = False  # set by lamflow.ops.runtime.worker: run dp in-process where the program allows it
 TAIL_LINES = 40
 TAIL_BYTES = 1 << 16
 FOLLOW_S = 0.05

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
-from lamflow.ops.common import work_dir, write_json
-from lamflow.ops.contract import LamflowOP, OpModel
-from lamflow.ops.data import DatasetFormat, StagedDatasets, dataset_systems
+from lamflow.ops.data.datasets import DatasetFormat, StagedDatasets, dataset_systems
 from lamflow.ops.dp import ase_calculator, deep_potential
-from lamflow.ops.evaluation import SystemFrames, errors, load_systems, predict, time_per_atom
-from lamflow.ops.md import energy_drift, run_md
+from lamflow.ops.dynamics.md import energy_drift, run_md
+from lamflow.ops.evaluation.predict import SystemFrames, errors, load_systems, predict, time_per_atom
+from lamflow.ops.runtime.common import work_dir, write_json
+from lamflow.ops.runtime.contract import LamflowOP, OpModel
 
 ROLES = ("teacher", "student", "compressed")
 

@@ -11,11 +11,11 @@ from typing import Any, Literal
 from dflow.python import FatalError
 from pydantic import Field
 
-from lamflow.ops.common import work_dir, write_json
-from lamflow.ops.contract import LamflowOP, OpModel
-from lamflow.ops.data import DatasetFormat, StagedDatasets, dataset_systems
+from lamflow.ops.data.datasets import DatasetFormat, StagedDatasets, dataset_systems
 from lamflow.ops.dp import ase_calculator
-from lamflow.ops.md import perturbed, read_frame, run_md
+from lamflow.ops.dynamics.md import perturbed, read_frame, run_md
+from lamflow.ops.runtime.common import work_dir, write_json
+from lamflow.ops.runtime.contract import LamflowOP, OpModel
 
 TRAJECTORY = "trajectory.extxyz"
 REPORT = "report.json"

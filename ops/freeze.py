@@ -6,10 +6,10 @@ from pathlib import Path
 
 from pydantic import Field
 
-from lamflow.ops import files
-from lamflow.ops.common import ModelOutput, run_dp_step, work_dir
-from lamflow.ops.contract import LamflowOP, OpModel
 from lamflow.ops.dp import freeze_command
+from lamflow.ops.runtime import files
+from lamflow.ops.runtime.common import ModelOutput, run_dp_step, work_dir
+from lamflow.ops.runtime.contract import LamflowOP, OpModel
 
 
 class FreezeParams(OpModel):

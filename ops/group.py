@@ -4,7 +4,7 @@ The Argo renderer gives a group's template one parameter, ``steps`` — per step
 and where each input artifact comes from (an input artifact of the group, or an earlier step of the
 group) — and one input artifact per outside source. :func:`run_group` runs the steps in order as the
 local step worker does: each in a directory of its own, ``dp`` called in-process through DeePMD-kit's
-entry point, process state put back after each step (:class:`lamflow.ops.worker.Isolation`). Each step
+entry point, process state put back after each step (:class:`lamflow.ops.runtime.worker.Isolation`). Each step
 stays a unit: its outputs become the group's output artifacts ``<step>--<output>`` (laid out as dflow
 lays out outputs, so that dflow steps downstream read them), its ``metrics`` the output parameter
 ``<step>--metrics``, and its phase and error go into the output parameter ``phases``. A failing step
@@ -25,7 +25,7 @@ from typing import Any
 from dflow.python import OPIO
 
 from lamflow.ops import dp
-from lamflow.ops.files import catalog_output, resolve_input
+from lamflow.ops.runtime.files import catalog_output, resolve_input
 
 ROOT = Path("/tmp")
 
@@ -42,7 +42,7 @@ def _op(reference: str) -> Any:
 
 def run_group(steps: list[dict[str, Any]], root: Path = ROOT) -> int:
     """Run the group's steps; returns the exit status of the pod (0 when every step succeeded)."""
-    from lamflow.ops.worker import Isolation, warm_up
+    from lamflow.ops.runtime.worker import Isolation, warm_up
 
     dp.IN_WORKER = True
     warm_up(deepmd=not os.environ.get("LAMFLOW_DP", "").strip())

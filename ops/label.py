@@ -20,12 +20,12 @@ from dflow.python import FatalError
 from pydantic import Field
 
 from lamflow.ops.collect import branch_folders
-from lamflow.ops.common import work_dir, write_json
-from lamflow.ops.contract import LamflowOP, OpModel
 from lamflow.ops.dp import deep_potential
-from lamflow.ops.evaluation import atom_types
+from lamflow.ops.dynamics.md import frame_problem
+from lamflow.ops.evaluation.predict import atom_types
 from lamflow.ops.explore import REPORT, TRAJECTORY
-from lamflow.ops.md import frame_problem
+from lamflow.ops.runtime.common import work_dir, write_json
+from lamflow.ops.runtime.contract import LamflowOP, OpModel
 
 DROP_REASONS = (
     "exploded_branch",

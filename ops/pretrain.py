@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from lamflow.ops import checkpoint_sync, files
-from lamflow.ops.checkpoint import latest_checkpoint
-from lamflow.ops.common import run_dp_step, work_dir
-from lamflow.ops.contract import LamflowOP
-from lamflow.ops.data import StagedDatasets
+from lamflow.ops.data.datasets import StagedDatasets
 from lamflow.ops.dp import train_command
-from lamflow.ops.training import (
+from lamflow.ops.runtime import files
+from lamflow.ops.runtime.common import run_dp_step, work_dir
+from lamflow.ops.runtime.contract import LamflowOP
+from lamflow.ops.training import checkpoint_sync
+from lamflow.ops.training.checkpoint import latest_checkpoint
+from lamflow.ops.training.common import (
     TrainOutput,
     TrainParams,
     train_output_files,

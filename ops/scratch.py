@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lamflow.ops.common import work_dir
-from lamflow.ops.contract import LamflowOP
-from lamflow.ops.data import StagedDatasets
-from lamflow.ops.training import TrainOutput, TrainParams, train_and_freeze, write_training_input
+from lamflow.ops.data.datasets import StagedDatasets
+from lamflow.ops.runtime.common import work_dir
+from lamflow.ops.runtime.contract import LamflowOP
+from lamflow.ops.training.common import TrainOutput, TrainParams, train_and_freeze, write_training_input
 
 
 class ScratchParams(TrainParams):

@@ -10,11 +10,11 @@ from typing import Any
 from dflow.python import FatalError
 from pydantic import Field
 
-from lamflow.ops import files
-from lamflow.ops.common import work_dir, write_json
-from lamflow.ops.contract import LamflowOP, OpModel
-from lamflow.ops.data import find_npy_systems
-from lamflow.ops.training import TrainOutput, train_and_freeze
+from lamflow.ops.data.datasets import find_npy_systems
+from lamflow.ops.runtime import files
+from lamflow.ops.runtime.common import work_dir, write_json
+from lamflow.ops.runtime.contract import LamflowOP, OpModel
+from lamflow.ops.training.common import TrainOutput, train_and_freeze
 
 
 class StudentParams(OpModel):

@@ -9,11 +9,11 @@ from pathlib import Path
 from dflow.python import FatalError
 from pydantic import Field
 
-from lamflow.ops import files
-from lamflow.ops.common import run_dp_step, work_dir
-from lamflow.ops.contract import LamflowOP, OpModel
-from lamflow.ops.data import DatasetFormat, StagedDatasets, dataset_root, dataset_systems
+from lamflow.ops.data.datasets import DatasetFormat, StagedDatasets, dataset_root, dataset_systems
 from lamflow.ops.dp import test_command
+from lamflow.ops.runtime import files
+from lamflow.ops.runtime.common import run_dp_step, work_dir
+from lamflow.ops.runtime.contract import LamflowOP, OpModel
 
 _METRIC_LINE = re.compile(r"(Energy|Force|Virial)\s+(MAE|RMSE)(/Natoms)?\s*:\s*([-+0-9.eE]+|nan)")
 
@@ -126,8 +126,8 @@ class TestOP(LamflowOP[TestInput, TestOutput]):
     @staticmethod
     def against_dummy(inp: TestInput, metrics: dict[str, float], cwd: Path) -> dict[str, float]:
         """The dummy model's RMSEs on the same frames, and this model's normalised errors."""
-        from lamflow.ops.baseline import dummy_errors, normalized
-        from lamflow.ops.evaluation import load_systems
+        from lamflow.ops.evaluation.baseline import dummy_errors, normalized
+        from lamflow.ops.evaluation.predict import load_systems
 
         def systems(name: str, frames: int) -> list:  # dp test's scratch: a type_map shadow is made once
             return load_systems(

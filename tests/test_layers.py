@@ -90,11 +90,56 @@ def test_imports_run_down_the_layers(module, path):
     assert not wrong, "\n".join(wrong)
 
 
+# inside ops/ (ops/__init__.py): the DeePMD-kit seam, then the step runtime, then data, then what the
+# training, evaluation and dynamics code shares; the step ops (modules at the top) use any of these
+OPS_LAYERS: list[tuple[str, ...]] = [
+    ("dp",),
+    ("runtime",),
+    ("data",),
+    ("training", "evaluation", "dynamics"),
+]
+OPS_RANK = {package: rank for rank, packages in enumerate(OPS_LAYERS) for package in packages}
+STEP_OPS = len(OPS_LAYERS)  # the rank of a step op module (lamflow.ops.<op>)
+
+
+def ops_rank(module: str) -> int:
+    """The rank inside ops/ of a ``lamflow.ops.*`` module: its sub-package's, or a step op's."""
+    part = module.split(".")[2] if module.count(".") >= 2 else ""
+    return OPS_RANK.get(part, STEP_OPS)
+
+
+@pytest.mark.parametrize(
+    ("module", "path"),
+    [(m, p) for m, p in source_files() if package_of(m) == "ops"],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_ops_sub_packages_never_import_a_step_op_or_a_later_sub_package(module, path):
+    here = ops_rank(module)
+    if here == STEP_OPS:
+        return
+    wrong = [
+        f"{path.relative_to(REPO)}:{line} imports {name}"
+        for line, name in imports(path, module)
+        if package_of(name) == "ops" and name != "lamflow.ops" and ops_rank(name) > here
+    ]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_every_ops_sub_package_has_a_rank():
+    packages = {p.name for p in (REPO / "ops").iterdir() if (p / "__init__.py").is_file()}
+    assert packages == set(OPS_RANK) - {"dp"}, (
+        f"rank these in {__file__}: {sorted(packages ^ (set(OPS_RANK) - {'dp'}))}"
+    )
+
+
 def test_the_layer_test_sees_a_wrong_import(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("def f():\n    from lamflow.workflows.engines.local import LocalEngine\n")
     assert imports(bad, "lamflow.workflows.spec.bad") == [(2, "lamflow.workflows.engines.local")]
     assert RANK[package_of("lamflow.workflows.engines.local")] > RANK["spec"]
+    assert (
+        ops_rank("lamflow.ops.freeze") > ops_rank("lamflow.ops.training.common") > ops_rank("lamflow.ops.dp")
+    )
 
 
 def _module_level_imports(path: Path, module: str) -> set[str]:

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lamflow.ops.data import DatasetInfo
+from lamflow.ops.data.datasets import DatasetInfo
 from lamflow.workflows.compile.plan import Plan
 from lamflow.workflows.engines import get_engine
 from lamflow.workflows.engines.base import Reporter
@@ -368,20 +368,20 @@ def data_check(
     into a temporary folder, and the result is checked: the report names the systems dpdata made."""
     import time
 
-    from lamflow.ops import data
+    from lamflow.ops.data import datasets
 
     started = time.perf_counter()
     sources = [str(p) for p in path] if isinstance(path, list) else [str(path)]
     try:
-        if fmt in data.FORMATS:
+        if fmt in datasets.FORMATS:
             if len(sources) != 1:
-                raise data.DatasetError(f"{fmt}: give one dataset path (got {len(sources)})")
-            info = data.inspect_dataset(
-                sources[0], fmt, max_files or data.MAX_ENTRIES, max_depth or data.MAX_DEPTH
+                raise datasets.DatasetError(f"{fmt}: give one dataset path (got {len(sources)})")
+            info = datasets.inspect_dataset(
+                sources[0], fmt, max_files or datasets.MAX_ENTRIES, max_depth or datasets.MAX_DEPTH
             )
         else:
             info = _check_raw(sources, fmt)
-    except data.DatasetError as exc:
+    except datasets.DatasetError as exc:
         raise UsageError(str(exc)) from None
     return info, time.perf_counter() - started
 
@@ -392,27 +392,29 @@ def _check_raw(sources: list[str], fmt: str) -> DatasetInfo:
     import dataclasses
     import tempfile
 
-    from lamflow.ops import convert, data
+    from lamflow.ops import convert
+    from lamflow.ops.data import datasets
 
     shown = " ".join(sources)
     with tempfile.TemporaryDirectory(prefix="lamflow-check-") as tmp:
         out = Path(tmp) / "converted"
         try:
             info = convert.convert(sources, fmt, out).info
-        except data.DatasetError as exc:
+        except datasets.DatasetError as exc:
             message = str(exc).replace(str(out) + os.sep, f"{shown} ({fmt}): converted system ")
-            raise data.DatasetError(message.replace(str(out), f"{shown} ({fmt})")) from None
+            raise datasets.DatasetError(message.replace(str(out), f"{shown} ({fmt})")) from None
     systems = tuple(dataclasses.replace(s, path=os.path.relpath(s.path, out)) for s in info.systems)
     return DatasetInfo(path=shown, format=fmt, systems=systems)
 
 
 def data_convert(sources: list[str], fmt: str, output: str | Path, type_map: list[str] | None = None):
     """Raw DFT outputs (paths or globs) -> a checked deepmd/npy dataset at ``output`` (dpdata reads them)."""
-    from lamflow.ops import convert, data
+    from lamflow.ops import convert
+    from lamflow.ops.data import datasets
 
     try:
         return convert.convert(sources, fmt, output, type_map)
-    except data.DatasetError as exc:
+    except datasets.DatasetError as exc:
         raise UsageError(str(exc)) from None
 
 

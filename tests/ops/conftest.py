@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from dflow.python import OPIO
 
-from lamflow.ops.contract import LamflowOP, OpModel
-from lamflow.ops.data import DatasetFormat
+from lamflow.ops.data.datasets import DatasetFormat
+from lamflow.ops.runtime.contract import LamflowOP, OpModel
 from tests.conftest import DEMO_DATA
 
 STAGED = {

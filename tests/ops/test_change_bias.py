@@ -6,7 +6,7 @@ import pytest
 from dflow.python import FatalError
 
 from lamflow.ops.change_bias import ChangeBiasOP, ChangeBiasParams
-from lamflow.ops.data import DatasetFormat
+from lamflow.ops.data.datasets import DatasetFormat
 from tests.conftest import DEMO_DATA
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from lamflow.ops.convert import convert
-from lamflow.ops.data import DatasetError
+from lamflow.ops.data.datasets import DatasetError
 from tests.conftest import REPO, run_cli
 
 DFT = REPO.parent / "shared" / "data" / "dft_outputs"
@@ -153,7 +153,7 @@ def _job(sources, fmt, systems, **extra):
 def _frames(folder: Path) -> dict[str, int]:
     import os
 
-    from lamflow.ops.data import inspect_dataset
+    from lamflow.ops.data.datasets import inspect_dataset
 
     return {os.path.relpath(s.path, folder): s.nframes for s in inspect_dataset(folder).systems}
 
@@ -162,7 +162,7 @@ def test_the_convert_step_makes_what_validate_made_from_staged_sources(run_op, t
     """Staged entries lose their file names (S3 keys are entry names): the step reads each under its own
     name, a pw.x output beside its input; the output is the validate-time conversion, split and subsets."""
     from lamflow.ops.convert import ConvertOP, ConvertParams
-    from lamflow.ops.split import SplitRule, write_split, write_subset
+    from lamflow.ops.data.split import SplitRule, write_split, write_subset
     from lamflow.workflows.store.step_cache import content_digest
 
     staged = tmp_path / "staged"

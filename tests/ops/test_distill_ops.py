@@ -14,10 +14,10 @@ from dflow.python import FatalError
 from lamflow.ops.collect import CollectOP, CollectParams
 from lamflow.ops.compress import CompressOP, CompressParams
 from lamflow.ops.dp import compress_command, deep_potential, parse_type_map, show_command
+from lamflow.ops.dynamics.md import energy_drift, frame_problem
 from lamflow.ops.evaluate import EvaluateOP, EvaluateParams, NveParams
 from lamflow.ops.explore import ExploreOP, ExploreParams, StartStructure
 from lamflow.ops.label import LabelOP, LabelParams, SelectParams, select
-from lamflow.ops.md import energy_drift, frame_problem
 from lamflow.ops.student import StudentOP, StudentParams
 from tests.fake_dp import save_frozen
 from tests.ops.conftest import STAGED, formats

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from lamflow.ops import dp
-from lamflow.ops.files import bundle_catalog, catalog_output, resolve_output
 from lamflow.ops.group import run_group
 from lamflow.ops.pretrain import PretrainOP
+from lamflow.ops.runtime.files import bundle_catalog, catalog_output, resolve_output
 from lamflow.workflows import api
 from lamflow.workflows.argo.render import RenderOptions, input_parameter
 from lamflow.workflows.compile.dflow_workflow import staging_requests

@@ -8,7 +8,7 @@ import pytest
 from dflow.python import OPIO, FatalError
 
 from lamflow.ops.pretrain import PretrainOP, PretrainParams
-from lamflow.ops.training import HeadData
+from lamflow.ops.training.common import HeadData
 from tests.ops.conftest import STAGED, formats
 
 

@@ -7,7 +7,7 @@ import sys
 import pytest
 from dflow.python import FatalError
 
-from lamflow.ops.data import DatasetFormat
+from lamflow.ops.data.datasets import DatasetFormat
 from lamflow.ops.test import TestOP, parse_test_metrics
 from tests.conftest import DEMO_DATA
 

@@ -14,8 +14,8 @@ import json
 import re
 from typing import Any
 
-from lamflow.ops.contract import artifact_fields
 from lamflow.ops.group import output_name
+from lamflow.ops.runtime.contract import artifact_fields
 from lamflow.workflows.compile.plan import Plan
 
 # a group above this many steps runs as parallel pods instead: on a cluster a large fan-out (1,000 tests)

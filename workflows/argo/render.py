@@ -342,9 +342,9 @@ def _expose_steps(task: dict[str, Any]) -> int | None:
 
 
 def _checkpoint_env(settings: Settings) -> list[dict[str, Any]]:
-    """Environment of training pods that carries their checkpoints to a retried pod (ops/checkpoint_sync):
-    one S3 prefix per workflow and step, the keys from the cluster's Secret. Empty without an s3:// store
-    (a retried training step then starts again from step 0)."""
+    """Environment of training pods that carries their checkpoints to a retried pod
+    (ops/training/checkpoint_sync.py): one S3 prefix per workflow and step, the keys from the cluster's
+    Secret. Empty without an s3:// store (a retried training step then starts again from step 0)."""
     if not settings.store.startswith("s3://"):
         return []
     uri = settings.store.rstrip("/") + "/checkpoints/{{workflow.uid}}/{{inputs.parameters.dflow_key}}"

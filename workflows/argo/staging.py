@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lamflow.ops.files import bundle_catalog
+from lamflow.ops.runtime.files import bundle_catalog
 from lamflow.workflows.compile.dflow_workflow import staging_requests
 from lamflow.workflows.compile.plan import Plan
 from lamflow.workflows.store.backends import S3Backend

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
-from lamflow.ops.baseline import worse_than_dummy
+from lamflow.ops.evaluation.baseline import worse_than_dummy
 from lamflow.ops.label import DROP_REASONS
 from lamflow.workflows.compile.plan import Plan
 from lamflow.workflows.engines.base import StepEvent
@@ -276,7 +276,7 @@ def run_result(run_dir: Path, summary: RunSummary) -> None:
         out.print(f"[red]{summary.error}[/red]")
 
 
-def dataset_report(info, seconds: float) -> None:  # info: lamflow.ops.data.DatasetInfo
+def dataset_report(info, seconds: float) -> None:  # info: lamflow.ops.data.datasets.DatasetInfo
     table = Table(title=f"{info.path} ({info.format}): {len(info.systems)} systems, {info.nframes} frames")
     others = any(system.other_arrays for system in info.systems)
     columns = ["system", "frames", "atoms", "elements", "arrays", "PBC", "E/atom eV (min..max)"]

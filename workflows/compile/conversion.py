@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from lamflow.ops.convert import ConversionJob, ConvertOP, ConvertParams, SourceFile
-from lamflow.ops.split import SplitRule
+from lamflow.ops.data.split import SplitRule
 from lamflow.workflows.compile.plan import ArtifactSource, ConvertedDatasets, DatasetBundle, StepPlan
 from lamflow.workflows.resolve.resolved import ResolvedSpec
 

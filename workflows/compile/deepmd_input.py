@@ -9,7 +9,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from lamflow.ops import files
+from lamflow.ops.runtime import files
 from lamflow.workflows.presets import preset
 from lamflow.workflows.spec.training import TrainingSpec
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-from lamflow.ops.data import DatasetInfo
+from lamflow.ops.data.datasets import DatasetInfo
 from lamflow.workflows.compile.plan import StepPlan
 
 

@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lamflow.ops.contract import LamflowOP, OpModel, artifact_fields, required_artifacts
-from lamflow.ops.data import StagedDatasets
+from lamflow.ops.data.datasets import StagedDatasets
+from lamflow.ops.runtime.contract import LamflowOP, OpModel, artifact_fields, required_artifacts
 
 
 class PlanError(ValueError):

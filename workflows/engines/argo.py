@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from lamflow.ops.files import resolve_output
+from lamflow.ops.runtime.files import resolve_output
 from lamflow.workflows.argo.client import ArgoClient
 from lamflow.workflows.compile.plan import Plan
 from lamflow.workflows.engines.base import Engine, Reporter, report_transitions

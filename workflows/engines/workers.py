@@ -1,10 +1,10 @@
 """The local engine's step workers: one worker process per step group, for the length of one run.
 
-:class:`StepWorkers` starts ``python -m lamflow.ops.worker SOCKET`` for every group that has steps left
-to run, and gives each grouped step the command that hands its script to that worker
-(:mod:`lamflow.ops.worker_client`). A worker that dies — a step that segfaulted or was killed for memory —
-is reaped here: its exit status is written where the waiting client reads it (so that step fails with the
-signal), and a fresh worker takes over the socket for the group's remaining steps. Sockets live in a short
+:class:`StepWorkers` starts ``python -m lamflow.ops.runtime.worker SOCKET`` for every group that has steps
+left to run, and gives each grouped step the command that hands its script to that worker
+(:mod:`lamflow.ops.runtime.worker_client`). A worker that dies — a step that segfaulted or was killed for
+memory — is reaped here: its exit status is written where the waiting client reads it (so that step fails with
+the signal), and a fresh worker takes over the socket for the group's remaining steps. Sockets live in a short
 temporary directory (Unix socket paths are limited to about 100 bytes; run directories can be deeper).
 """
 
@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lamflow.ops import worker_client
+from lamflow.ops.runtime import worker_client
 
 MAX_RESTARTS = 8  # per group: a worker that cannot start at all leaves its steps to run on their own
 STOP_TIMEOUT_S = 5.0
@@ -79,7 +79,7 @@ class StepWorkers:
 
     def _start(self, worker: _Worker) -> None:
         Path(worker.socket).unlink(missing_ok=True)
-        argv = [self.python, "-m", "lamflow.ops.worker", worker.socket]
+        argv = [self.python, "-m", "lamflow.ops.runtime.worker", worker.socket]
         # stdout/stderr: the engine's (its log file); a worker's own messages land there
         worker.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
         threading.Thread(target=self._reap, args=(worker, worker.proc), daemon=True).start()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lamflow.ops.data import DatasetFormat
+from lamflow.ops.data.datasets import DatasetFormat
 from lamflow.workflows.errors import SpecError
 from lamflow.workflows.resolve.datasets import Fetch, check_datasets, split_datasets, subset_datasets
 from lamflow.workflows.resolve.resolved import ResolvedSpec

@@ -21,7 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from lamflow.ops import files
+from lamflow.ops.runtime import files
 from lamflow.workflows.engines.summary import RunSummary, StepRecord, TestResult
 from lamflow.workflows.report import plots
 from lamflow.workflows.report.detail import per_system_errors, read_detail

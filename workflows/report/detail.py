@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from lamflow.ops import files
+from lamflow.ops.runtime import files
 
 SUFFIXES = {"energy": "e_peratom.out", "force": "f.out", "virial": "v_peratom.out"}
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from lamflow.ops.training import read_lcurve
+from lamflow.ops.training.common import read_lcurve
 from lamflow.workflows.report.detail import split_columns
 from lamflow.workflows.report.results import CurvePoint
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, get_args
 
-from lamflow.ops.baseline import log_average, worse_than_dummy
+from lamflow.ops.evaluation.baseline import log_average, worse_than_dummy
 from lamflow.workflows.engines.summary import GateResult, TestResult
 from lamflow.workflows.spec.transfer import GateMetric, GateSpec
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from lamflow.ops.convert import convert_cached, expand_sources, source_files
-from lamflow.ops.data import DatasetError, DatasetInfo, inspect_dataset
-from lamflow.ops.split import PARTS, SplitRule, split_indices, write_split, write_subset
+from lamflow.ops.data.datasets import DatasetError, DatasetInfo, inspect_dataset
+from lamflow.ops.data.split import PARTS, SplitRule, split_indices, write_split, write_subset
 from lamflow.workflows.errors import EXIT_BAD_INPUT, LamflowError, SpecError
 from lamflow.workflows.settings import Settings
 from lamflow.workflows.spec.spec import Spec

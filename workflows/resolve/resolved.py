@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lamflow.ops.data import DatasetFormat, DatasetInfo
+from lamflow.ops.data.datasets import DatasetFormat, DatasetInfo
 from lamflow.workflows.spec.spec import Spec
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from lamflow.ops.checkpoint import CheckpointError, read_checkpoint
 from lamflow.ops.dp import DpError, model_type_map
 from lamflow.ops.freeze import FreezeOP, FreezeParams
+from lamflow.ops.training.checkpoint import CheckpointError, read_checkpoint
 from lamflow.workflows.compile.plan import LocalFile, StepPlan
 from lamflow.workflows.spec.base import slug
 from lamflow.workflows.spec.external import ExternalModelSpec

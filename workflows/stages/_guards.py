@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from lamflow.ops.data import (
+from lamflow.ops.data.datasets import (
     DatasetInfo,
     SystemInfo,
     frame_digests,

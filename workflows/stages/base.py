@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
-from lamflow.ops.data import DatasetFormat, DatasetInfo
+from lamflow.ops.data.datasets import DatasetFormat, DatasetInfo
 from lamflow.workflows.compile.deepmd_input import architecture
 from lamflow.workflows.compile.plan import ArtifactSource, LocalFile, StepOutput, StepPlan
 from lamflow.workflows.errors import SpecError

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lamflow.ops.checkpoint import CheckpointError, read_checkpoint
 from lamflow.ops.dp import RANDOM_BRANCH
 from lamflow.ops.finetune import FinetuneOP, FinetuneParams
-from lamflow.ops.training import HeadData
+from lamflow.ops.training.checkpoint import CheckpointError, read_checkpoint
+from lamflow.ops.training.common import HeadData
 from lamflow.workflows.compile.deepmd_input import single_task_input
 from lamflow.workflows.compile.plan import ArtifactSource, DatasetBundle, LocalFile, StepPlan
 from lamflow.workflows.spec.base import slug

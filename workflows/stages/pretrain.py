@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from lamflow.ops.freeze import FreezeOP, FreezeParams
 from lamflow.ops.pretrain import PretrainOP, PretrainParams
-from lamflow.ops.training import HeadData
+from lamflow.ops.training.common import HeadData
 from lamflow.workflows.compile.deepmd_input import deep_merge, multitask_input, single_task_input
 from lamflow.workflows.compile.plan import DatasetBundle, StepPlan
 from lamflow.workflows.spec.base import slug

@@ -19,7 +19,7 @@ from typing import Any
 from lamflow.ops.finetune import FinetuneOP, FinetuneParams
 from lamflow.ops.scratch import ScratchOP, ScratchParams
 from lamflow.ops.test import TestOP, TestParams
-from lamflow.ops.training import HeadData
+from lamflow.ops.training.common import HeadData
 from lamflow.workflows.compile.deepmd_input import loss_section, single_task_input
 from lamflow.workflows.compile.plan import ArtifactSource, DatasetBundle, Evaluation, StepPlan
 from lamflow.workflows.spec.base import model_slug, slug

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lamflow.ops.files import resolve_output
+from lamflow.ops.runtime.files import resolve_output
 from lamflow.workflows.store.base import ArtifactStore
 
 STEPS_DIR = "steps"  # dflow's workflow id in a local run, hence the folder of step directories

@@ -107,7 +107,7 @@ def stop_while_running(
                 break
             time.sleep(0.2)
         family = psutil.Process(proc.pid).children(recursive=True)
-        workers = [p for p in family if "lamflow.ops.worker" in p.cmdline()]
+        workers = [p for p in family if "lamflow.ops.runtime.worker" in p.cmdline()]
         stopped = run_cli("stop", str(run_dir))
         assert stopped.returncode == 0, stopped.stderr
         assert proc.wait(timeout=30) == 130

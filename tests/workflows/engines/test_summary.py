@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from lamflow.ops.files import resolve_output
+from lamflow.ops.runtime.files import resolve_output
 from lamflow.workflows.engines.summary import RunSummary, initial_summary, read_summary
 from lamflow.workflows.errors import RunError, UsageError
 from lamflow.workflows.planner import build_plan, load_spec

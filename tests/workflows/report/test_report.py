@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import json
 
-from lamflow.ops.baseline import normalized
+from lamflow.ops.evaluation.baseline import normalized
 from lamflow.workflows.engines.summary import TestResult
 from lamflow.workflows.errors import EXIT_GATE_FAILED
 from lamflow.workflows.report.results import curve_points, flat, generalizability

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lamflow.ops.files import resolve_input
+from lamflow.ops.runtime.files import resolve_input
 from lamflow.workflows.api import submit, validate
 from lamflow.workflows.errors import SpecError
 from lamflow.workflows.settings import Settings

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from lamflow.ops.split import SplitRule, split_indices
+from lamflow.ops.data.split import SplitRule, split_indices
 from lamflow.workflows.api import validate
 from lamflow.workflows.errors import SpecError
 from tests.conftest import DEMO_DATA, minimal_spec

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lamflow.ops.split import subset_indices
+from lamflow.ops.data.split import subset_indices
 from lamflow.workflows.api import validate
 from lamflow.workflows.errors import SpecError
 from tests.conftest import DEMO_DATA, minimal_spec

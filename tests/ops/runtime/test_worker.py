@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from lamflow.ops import dp, worker_client
+from lamflow.ops import dp
+from lamflow.ops.runtime import worker_client
 from tests.conftest import FAKE_DP
 
 CLIENT = str(Path(worker_client.__file__).resolve())
@@ -61,7 +62,7 @@ MUTATE = textwrap.dedent(
 
 def start_worker(env: dict[str, str]) -> tuple[str, subprocess.Popen[bytes]]:
     sock = os.path.join(tempfile.mkdtemp(prefix="lamflow-wt-"), "w.sock")
-    proc = subprocess.Popen([sys.executable, "-m", "lamflow.ops.worker", sock], env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "lamflow.ops.runtime.worker", sock], env=env)
     return sock, proc
 
 
@@ -148,7 +149,7 @@ def test_client_without_a_worker_runs_the_step_itself(tmp_path):
     script = tmp_path / "script"
     script.write_text("import os; print('alone', os.getpid())")
     quick = (
-        "import sys; from lamflow.ops import worker_client as w; w.CONNECT_TIMEOUT_S = 0.2; "
+        "import sys; from lamflow.ops.runtime import worker_client as w; w.CONNECT_TIMEOUT_S = 0.2; "
         "sys.exit(w.main(sys.argv))"
     )
     out = subprocess.run(

@@ -5,8 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lamflow.ops.baseline import dummy_errors, element_energies, log_average, normalized, worse_than_dummy
-from lamflow.ops.evaluation import SystemFrames
+from lamflow.ops.evaluation.baseline import (
+    dummy_errors,
+    element_energies,
+    log_average,
+    normalized,
+    worse_than_dummy,
+)
+from lamflow.ops.evaluation.predict import SystemFrames
 
 
 def system(

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from lamflow.ops import dp, worker, worker_client
-from lamflow.ops.worker_client import HEADER
+from lamflow.ops import dp
+from lamflow.ops.runtime import worker, worker_client
+from lamflow.ops.runtime.worker_client import HEADER
 
 
 def send_request(sock: socket.socket, out_fd: int, script: Path, cwd: Path, env: dict[str, str]) -> None:

@@ -7,10 +7,10 @@ import zipfile
 
 import pytest
 
-from lamflow.ops import checkpoint_sync
 from lamflow.ops.finetune import FinetuneOP, FinetuneParams
 from lamflow.ops.pretrain import PretrainOP, PretrainParams
-from lamflow.ops.training import HeadData
+from lamflow.ops.training import checkpoint_sync
+from lamflow.ops.training.common import HeadData
 from tests.ops.conftest import STAGED, formats
 
 

@@ -1,4 +1,4 @@
-"""Training helpers (lamflow.ops.training): lcurve parsing and filling inputs with staged systems."""
+"""Training helpers (lamflow.ops.training.common): lcurve parsing and filling inputs with staged systems."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from lamflow.ops.checkpoint import latest_checkpoint
-from lamflow.ops.data import DatasetFormat
-from lamflow.ops.training import (
+from lamflow.ops.data.datasets import DatasetFormat
+from lamflow.ops.training.checkpoint import latest_checkpoint
+from lamflow.ops.training.common import (
     HeadData,
     fill_systems,
     last_lcurve_row,

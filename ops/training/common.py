@@ -11,12 +11,13 @@ from typing import Any
 
 from pydantic import Field
 
-from lamflow.ops import checkpoint_sync, files
-from lamflow.ops.checkpoint import latest_checkpoint
-from lamflow.ops.common import run_dp_step, write_json
-from lamflow.ops.contract import OpModel
-from lamflow.ops.data import DatasetFormat, dataset_systems
+from lamflow.ops.data.datasets import DatasetFormat, dataset_systems
 from lamflow.ops.dp import freeze_command, train_command
+from lamflow.ops.runtime import files
+from lamflow.ops.runtime.common import run_dp_step, write_json
+from lamflow.ops.runtime.contract import OpModel
+from lamflow.ops.training import checkpoint_sync
+from lamflow.ops.training.checkpoint import latest_checkpoint
 
 
 class HeadData(OpModel):

@@ -11,7 +11,7 @@ import pytest
 from dflow.python import Artifact, Parameter
 
 import lamflow.ops
-from lamflow.ops.contract import LamflowOP, OpModel, signature, to_opio
+from lamflow.ops.runtime.contract import LamflowOP, OpModel, signature, to_opio
 
 
 def all_ops() -> list[type[LamflowOP]]:

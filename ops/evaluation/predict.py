@@ -137,6 +137,6 @@ def time_per_atom(model: Any, systems: list[SystemFrames], repeats: int, warmup:
 
 
 def system_paths(root: Path) -> list[str]:
-    from lamflow.ops.data import find_npy_systems
+    from lamflow.ops.data.datasets import find_npy_systems
 
     return [str(p) for p in find_npy_systems(root)]

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from lamflow.ops.contract import OpModel
+from lamflow.ops.runtime.contract import OpModel
 
 NPY: Literal["deepmd/npy"] = "deepmd/npy"
 HDF5: Literal["deepmd/hdf5"] = "deepmd/hdf5"

@@ -17,8 +17,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from lamflow.ops import files
-from lamflow.ops.checkpoint import CHECKPOINT_PATTERN, latest_checkpoint
+from lamflow.ops.runtime import files
+from lamflow.ops.training.checkpoint import CHECKPOINT_PATTERN, latest_checkpoint
 
 URI_ENV = "LAMFLOW_CHECKPOINT_URI"
 INTERVAL_ENV = "LAMFLOW_CHECKPOINT_SYNC_S"

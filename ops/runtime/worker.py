@@ -1,11 +1,11 @@
 """A step worker: one long-lived process that runs the short steps of a group, one after another.
 
-``python -m lamflow.ops.worker SOCKET`` binds a Unix socket, imports dflow, the ops and DeePMD-kit once
-(not DeePMD-kit when ``LAMFLOW_DP`` replaces it), then serves requests from
-:mod:`lamflow.ops.worker_client`: run this step's dflow script, in this directory, with this
-environment, writing to this file descriptor. Inside the
-worker, :func:`lamflow.ops.dp.run_dp` calls DeePMD-kit's entry point in-process with the argument list it
-would give the ``dp`` program, so a step pays neither an interpreter nor a torch + DeePMD-kit start-up.
+``python -m lamflow.ops.runtime.worker SOCKET`` binds a Unix socket, imports dflow, the ops and DeePMD-kit
+once (not DeePMD-kit when ``LAMFLOW_DP`` replaces it), then serves requests from
+:mod:`lamflow.ops.runtime.worker_client`: run this step's dflow script, in this directory, with this
+environment, writing to this file descriptor. Inside the worker, :func:`lamflow.ops.dp.run_dp` calls
+DeePMD-kit's entry point in-process with the argument list it would give the ``dp`` program, so a step pays
+neither an interpreter nor a torch + DeePMD-kit start-up.
 
 Each step still runs as its own unit: :class:`Isolation` puts back, after every step, what a step may
 change in a process — working directory, environment, ``sys.argv``/``sys.path``, logging handlers and
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lamflow.ops import dp
-from lamflow.ops.worker_client import HEADER
+from lamflow.ops.runtime.worker_client import HEADER
 
 OP_MODULES = ("change_bias", "freeze", "test", "pretrain", "finetune")
 DEEPMD_MODULES = (
@@ -233,7 +233,9 @@ def serve(socket_path: str) -> None:
 def main(argv: list[str]) -> None:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m lamflow.ops.worker", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m lamflow.ops.runtime.worker", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("socket")
     args = parser.parse_args(argv)
     sys.stdout, sys.stderr = dp.fd_stream(1), dp.fd_stream(2)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lamflow.ops.warnings import scan_warnings
+from lamflow.ops.runtime.warnings import scan_warnings
 
 LOG = """\
 [2026-11-24 10:00:00,000] DEEPMD INFO    DeePMD version: 3.2.0

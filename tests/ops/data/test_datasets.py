@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lamflow.ops.data import (
+from lamflow.ops.data.datasets import (
     DatasetError,
     find_npy_systems,
     frame_digests,
@@ -123,7 +123,7 @@ def test_systems_for_dp_shadows_type_map(tmp_path):
 
 def test_shortest_distance_is_the_minimum_image_distance():
     ase = pytest.importorskip("ase")
-    from lamflow.ops.md import min_distance
+    from lamflow.ops.dynamics.md import min_distance
 
     rng = np.random.default_rng(3)
     cell = np.array([[5.0, 0, 0], [2.4, 4.5, 0], [1.5, 1.7, 4.0]])  # skewed: images beyond the next box

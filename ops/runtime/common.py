@@ -10,9 +10,9 @@ from typing import Any
 
 from dflow.python import FatalError
 
-from lamflow.ops import files
-from lamflow.ops.contract import OpModel
 from lamflow.ops.dp import DpError, run_dp
+from lamflow.ops.runtime import files
+from lamflow.ops.runtime.contract import OpModel
 
 
 class ModelOutput(OpModel):

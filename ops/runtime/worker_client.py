@@ -2,8 +2,8 @@
 
 Run as ``python -I -S worker_client.py SOCKET PYTHON SCRIPT`` (standard library only, so it starts in
 tens of milliseconds; dflow appends SCRIPT). It passes its own standard output — the pipe into the step's
-``log.txt`` — to the worker (:mod:`lamflow.ops.worker`), which runs the script there and answers with its
-exit status; this process then exits with that status, so the step succeeds or fails as if it had run
+``log.txt`` — to the worker (:mod:`lamflow.ops.runtime.worker`), which runs the script there and answers
+with its exit status; this process then exits with that status, so the step succeeds or fails as if it had run
 the script itself. When the worker dies during the step (a segfault, the kernel's OOM killer), the step
 fails with the signal, read from the file the engine writes when it reaps the worker. When no worker
 answers at all, the script runs here instead, in a fresh interpreter, as an ungrouped step would.

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from lamflow.ops.evaluation import SystemFrames
+from lamflow.ops.evaluation.predict import SystemFrames
 
 WEIGHTS = {"energy": 0.5, "force": 0.5}
 WEIGHTS_WITH_VIRIAL = {"energy": 0.45, "force": 0.45, "virial": 0.1}

@@ -1,0 +1,5 @@
+"""Datasets inside a step and at validate time: formats and pre-flight checks, system lists for ``dp``,
+frame digests (``datasets``); reproducible train/test splits and nested subsets (``split``).
+
+May import :mod:`lamflow.ops.runtime` and itself.
+"""
