@@ -1,4 +1,5 @@
-"""Shared fixtures: paths, spec writing, and running the installed ``lamflow`` entry point."""
+"""Shared fixtures: paths, spec writing, and running ``lamflow`` (in this process, or as its installed
+entry point in a process of its own)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import shlex
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,7 +156,64 @@ def minimal_spec(**overrides: Any) -> dict[str, Any]:
 def run_cli(
     *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 900
 ) -> subprocess.CompletedProcess[str]:
-    """Run the installed ``lamflow`` console script (not an in-process call)."""
+    """Run ``lamflow ARGS`` in this process, as the console script would run in a process of its own: the
+    console script's ``main`` (one-line errors, exit codes), ``sys.argv``, the environment with ``env`` on
+    top, the working directory, and file descriptors 1 and 2 captured (what the engine and its steps write
+    there, too); all put back afterwards. Saves the interpreter's and the imports' start-up (1-3 s a call
+    on two busy cores). Tests of signals, ``lamflow stop``, concurrent runs or the installed entry point use
+    :func:`run_cli_process`. ``timeout`` applies to :func:`run_cli_process` only."""
+    from lamflow.workflows.cli.app import main
+
+    saved_env, saved_cwd, saved_argv = dict(os.environ), os.getcwd(), sys.argv
+    saved_streams = sys.stdout, sys.stderr
+    out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved_fds = os.dup(1), os.dup(2)
+    code: int | str | None = 0
+    try:
+        os.environ.update(env or {})
+        if cwd is not None:
+            os.chdir(cwd)
+        sys.argv = ["lamflow", *args]
+        os.dup2(out.fileno(), 1)
+        os.dup2(err.fileno(), 2)
+        sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115 - closed below
+        sys.stderr = open(2, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+            if stream not in saved_streams:
+                stream.close()
+        sys.stdout, sys.stderr = saved_streams
+        os.dup2(saved_fds[0], 1)
+        os.dup2(saved_fds[1], 2)
+        for fd in saved_fds:
+            os.close(fd)
+        sys.argv = saved_argv
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    if isinstance(code, str):  # sys.exit("message"): printed to stderr, exit status 1
+        err.write(code.encode() + b"\n")
+        code = 1
+    texts = []
+    for stream in (out, err):
+        stream.seek(0)
+        texts.append(stream.read().decode("utf-8", errors="replace"))
+        stream.close()
+    argv = [str(LAMFLOW), *args]
+    return subprocess.CompletedProcess(argv, code or 0, stdout=texts[0], stderr=texts[1])
+
+
+def run_cli_process(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 900
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``lamflow`` console script as a process of its own."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
         [str(LAMFLOW), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout

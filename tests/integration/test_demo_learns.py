@@ -9,13 +9,13 @@ import os
 import numpy as np
 import pytest
 
-from tests.conftest import DEMO_DATA, EXAMPLES, run_cli
+from tests.conftest import DEMO_DATA, EXAMPLES, run_cli_process
 
 pytestmark = pytest.mark.slow
 
 
 def test_fine_tuning_beats_zero_shot_and_the_label_spread(tmp_path):
-    result = run_cli(
+    result = run_cli_process(
         "submit",
         str(EXAMPLES / "demo.yaml"),
         "--run-dir",

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from lamflow.ops.label import DROP_REASONS
-from tests.conftest import EXAMPLES, FAKE_DP_COMMAND, run_cli
+from tests.conftest import EXAMPLES, FAKE_DP_COMMAND, run_cli_process
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,7 @@ def short_example(tmp: Path) -> Path:
 
 def _submit(tmp: Path, **env: str):
     """`lamflow submit` of the shortened example into tmp/run with a store of its own."""
-    return run_cli(
+    return run_cli_process(
         "submit",
         str(short_example(tmp)),
         "--run-dir",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DEMO_DATA, SHARED_DATASETS, minimal_spec, run_cli
+from tests.conftest import DEMO_DATA, SHARED_DATASETS, minimal_spec, run_cli_process
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ def pipeline_run(tmp_path_factory):
     import yaml
 
     spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
-    result = run_cli(
+    result = run_cli_process(
         "submit",
         str(spec_file),
         "--run-dir",
@@ -108,7 +108,7 @@ def test_grouped_short_steps_match_separate_processes_bit_for_bit(pipeline_run):
     for key in short:
         shutil.rmtree(store / "steps" / grouped["steps"][key]["cache_key"])
     alone_dir = run_dir.parent / "alone"
-    out = run_cli(
+    out = run_cli_process(
         "submit", str(run_dir / "spec.yaml"), "--run-dir", str(alone_dir), "--no-group",
         env={"LAMFLOW_STORE": str(store)},
     )  # fmt: skip
@@ -124,10 +124,10 @@ def test_grouped_short_steps_match_separate_processes_bit_for_bit(pipeline_run):
 
 def test_status_command(pipeline_run):
     run_dir, _ = pipeline_run
-    as_json = run_cli("status", str(run_dir), "--output", "json")
+    as_json = run_cli_process("status", str(run_dir), "--output", "json")
     assert as_json.returncode == 0
     assert json.loads(as_json.stdout)["status"] == "Succeeded"
-    text = run_cli("status", str(run_dir))
+    text = run_cli_process("status", str(run_dir))
     assert "finetune.gete" in text.stdout and "Succeeded" in text.stdout
 
 
@@ -155,7 +155,9 @@ def test_finetune_from_external_checkpoint_on_hdf5_data(pipeline_run, tmp_path, 
         ],
         "test": [{"models": ["finetune.ext"], "datasets": ["gete-test"], "frames": 4}],
     }
-    out = run_cli("submit", str(write_spec(spec)), "--run-dir", str(tmp_path / "ext-run"), "--output", "json")
+    out = run_cli_process(
+        "submit", str(write_spec(spec)), "--run-dir", str(tmp_path / "ext-run"), "--output", "json"
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr
     ext = json.loads(out.stdout)
     assert ext["status"] == "Succeeded"
@@ -167,7 +169,7 @@ def test_finetune_from_external_checkpoint_on_hdf5_data(pipeline_run, tmp_path, 
 def test_failing_step_fails_the_run_with_its_error(tmp_path, write_spec):
     spec = minimal_spec()
     spec["model"]["descriptor"] = {"repinit": {"activation_function": "no-such-activation"}}
-    out = run_cli("submit", str(write_spec(spec)), "--run-dir", str(tmp_path / "bad-run"))
+    out = run_cli_process("submit", str(write_spec(spec)), "--run-dir", str(tmp_path / "bad-run"))
     assert out.returncode == 1
     summary = json.loads((tmp_path / "bad-run" / "summary.json").read_text())
     assert summary["status"] == "Failed"
@@ -207,7 +209,9 @@ def test_someone_elses_spec_single_task_dpa3(tmp_path, write_spec):
             "test": [{"models": ["pretrain.h2o", "finetune.again"], "datasets": ["valid"], "frames": 3}],
         },
     }
-    out = run_cli("submit", str(write_spec(spec)), "--run-dir", str(tmp_path / "run"), "--output", "json")
+    out = run_cli_process(
+        "submit", str(write_spec(spec)), "--run-dir", str(tmp_path / "run"), "--output", "json"
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr
     summary = json.loads(out.stdout)
     inp = json.loads((tmp_path / "run" / summary["steps"]["pretrain"]["outputs"]["input_json"]).read_text())
@@ -226,7 +230,7 @@ def fake_pipeline_run(pipeline_run, tmp_path_factory):
     real_dir, _ = pipeline_run
     tmp = tmp_path_factory.mktemp("fake-pipeline")
     fake = FakeDp(tmp / "calls.jsonl")
-    result = run_cli(
+    result = run_cli_process(
         "submit", str(real_dir / "spec.yaml"), "--run-dir", str(tmp / "run"), cwd=tmp, env=fake.env
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -316,7 +320,7 @@ def test_real_finetune_that_adds_elements_surfaces_deepmd_warning(tmp_path, writ
             "pretrain": {"heads": {"h2o": {"datasets": ["water"]}}, "training": {"steps": 2, "batch_size": 1}}
         },
     }
-    first = run_cli(
+    first = run_cli_process(
         "submit", str(write_spec(water, "water.yaml")), "--run-dir", str(tmp_path / "a"), "--output", "json"
     )
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr
@@ -332,7 +336,7 @@ def test_real_finetune_that_adds_elements_surfaces_deepmd_warning(tmp_path, writ
             ]
         },
     }  # fmt: skip
-    second = run_cli("submit", str(write_spec(gete, "gete.yaml")), "--run-dir", str(tmp_path / "b"))
+    second = run_cli_process("submit", str(write_spec(gete, "gete.yaml")), "--run-dir", str(tmp_path / "b"))
     assert second.returncode == 0, second.stdout[-2000:] + second.stderr
     summary = json.loads((tmp_path / "b" / "summary.json").read_text())
     warning = "types not in the pretrained model are randomly initialised: ['Ge', 'Te']"

@@ -31,7 +31,7 @@ def _descendants(pid: int) -> list[int]:
 
 def _run_until_checkpoint(args: list[str], work: Path, timeout: float = 300) -> None:
     """Run the CLI and SIGKILL its whole process tree once ``work`` holds a complete model.ckpt-*.pt (a torn
-    one is passed over on resume: tests/ops/test_training.py)."""
+    one is passed over on resume: tests/ops/training/test_common.py)."""
     proc = subprocess.Popen([str(LAMFLOW), *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + timeout
     while not any(zipfile.is_zipfile(p) for p in work.glob("model.ckpt-*.pt")):

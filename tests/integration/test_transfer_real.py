@@ -10,7 +10,7 @@ import math
 
 import pytest
 
-from tests.conftest import DEMO_DATA, EXAMPLES, run_cli
+from tests.conftest import DEMO_DATA, EXAMPLES, run_cli_process
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,7 @@ def test_a_tiny_transfer_study_runs_and_reports(write_spec, tmp_path):
             }],
         },
     }  # fmt: skip
-    done = run_cli("submit", str(write_spec(spec)), "--run-dir", str(tmp_path / "run"), cwd=tmp_path,
+    done = run_cli_process("submit", str(write_spec(spec)), "--run-dir", str(tmp_path / "run"), cwd=tmp_path,
                    env={"LAMFLOW_STORE": str(tmp_path / "store"), "LAMFLOW_REPORT": "1"})  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())

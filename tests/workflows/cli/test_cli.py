@@ -1,12 +1,14 @@
-"""The installed ``lamflow`` entry point: exit codes, one-line errors, nothing written on bad input."""
+"""The ``lamflow`` command: exit codes, one-line errors, nothing written on bad input (in this process
+through tests.conftest.run_cli; the installed entry point itself in a process of its own, once)."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
-from tests.conftest import EXAMPLES, REPO, minimal_spec, run_cli
+from tests.conftest import EXAMPLES, LAMFLOW, REPO, minimal_spec, run_cli, run_cli_process
 
 
 def assert_one_line_error(result, *fragments):
@@ -23,6 +25,21 @@ def test_help_lists_commands():
     assert result.returncode == 0
     for command in ("validate", "schema", "submit", "status"):
         assert command in result.stdout
+
+
+def test_the_installed_entry_point_in_a_bare_environment(tmp_path, write_spec):
+    """The console script as a user's shell starts it, with nothing but PATH and HOME set."""
+    import os
+
+    bare = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    result = subprocess.run([str(LAMFLOW), "--version"], env=bare, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.startswith("lamflow "), result.stderr
+    bad = write_spec({"name": "x", "datasets": {}, "stages": {"nonsense": {}}})
+    result = subprocess.run(
+        [str(LAMFLOW), "validate", str(bad)], env=bare, capture_output=True, text=True, timeout=60
+    )
+    assert_one_line_error(result, "stages.nonsense")
+    assert run_cli_process("validate", str(EXAMPLES / "demo.yaml")).returncode == 0
 
 
 def test_validate_ok():
