@@ -77,6 +77,29 @@ def session_store(tmp_path_factory: pytest.TempPathFactory):
             os.environ[key] = value
 
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "DP_INTRA_OP_PARALLELISM_THREADS", "DP_INTER_OP_PARALLELISM_THREADS")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def threads_per_test_worker():
+    """Each pytest worker's share of the cores for what DeePMD-kit and torch run (OpenMP, torch's intra-
+    and inter-op pools): with two workers on two cores, two real ``dp`` processes would otherwise run four
+    spinning threads on two cores. Measured on examples/distill.yaml (shortened, one run alone): one thread
+    trains as fast as two for these tiny models, so the share costs nothing and halves the slow tier's
+    contention. A value already set is kept."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    share = str(max(1, (os.cpu_count() or 1) // workers))
+    saved = {k: os.environ.get(k) for k in THREAD_VARIABLES}
+    for key in THREAD_VARIABLES:
+        os.environ.setdefault(key, share)
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @pytest.fixture(autouse=True)
 def private_store(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own artifact store and dataset cache (never the user's, never another test's)."""

@@ -19,16 +19,18 @@ pytestmark = pytest.mark.slow
 
 
 def short_example(tmp: Path) -> Path:
-    """examples/distill.yaml with its two trainings cut to the steps the pipeline needs (the example's own
+    """examples/distill.yaml with its trainings and MD cut to the steps the pipeline needs (the example's own
     1200-step teacher and 1500-step student are for the README's figures, not for CI): the same stages,
-    data and MD."""
+    data, branches and checks."""
     import yaml
 
     spec = yaml.safe_load((EXAMPLES / "distill.yaml").read_text())
     for dataset in spec["datasets"].values():
         dataset["path"] = str(EXAMPLES / dataset["path"])
     spec["stages"]["finetune"][0]["training"]["steps"] = 100
-    spec["stages"]["distill"][0]["student"]["training"]["steps"] = 300
+    spec["stages"]["distill"][0]["explore"]["steps"] = 60  # 6 dumps per branch
+    spec["stages"]["distill"][0]["student"]["training"]["steps"] = 150
+    spec["stages"]["compress"][0]["evaluate"]["nve"]["steps"] = 50
     path = tmp / "distill.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
