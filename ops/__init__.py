@@ -14,7 +14,9 @@ they do not move. What the ops use lives in sub-packages, by concern:
   checkpoints between pods);
 - :mod:`lamflow.ops.evaluation`: frozen models evaluated in-process, and the dummy model errors are put
   next to;
-- :mod:`lamflow.ops.dynamics`: molecular dynamics with ASE (exploration and stability runs).
+- :mod:`lamflow.ops.dynamics`: molecular dynamics with ASE (exploration and stability runs);
+- :mod:`lamflow.ops.active`: the concurrent-learning loop's decisions (an ensemble's model deviation,
+  selection between trust levels, convergence).
 
 A new op is one module at the top; what two ops share goes into the sub-package of its concern. A
 sub-package may import ``dp``, ``runtime`` and the sub-packages listed before it, never a step op

@@ -272,6 +272,19 @@ def deep_potential(model: str | Path) -> Any:
     return inference_module().DeepPot(str(model))
 
 
+def force_deviation(forces: Any) -> Any:
+    """Per frame, the maximum over atoms of the norm of the standard deviation over models of the atomic
+    force (``max_devi_f`` of ``dp model-devi``), computed by DeePMD-kit's own
+    ``deepmd.infer.model_devi.calc_model_devi_f``. ``forces``: (n_models, n_frames, n_atoms, 3)."""
+    import numpy as np
+    from deepmd.infer.model_devi import calc_model_devi_f
+
+    stacked = np.asarray(forces, dtype=float)
+    if stacked.ndim != 4 or stacked.shape[-1] != 3:
+        raise ValueError(f"forces of shape (models, frames, atoms, 3) expected, got {stacked.shape}")
+    return calc_model_devi_f(stacked)[0]
+
+
 def ase_calculator(model: str | Path) -> Any:
     """DeePMD-kit's ASE calculator on a frozen model (energy, forces, stress)."""
     return inference_module().DP(model=str(model))
