@@ -16,7 +16,8 @@ they do not move. What the ops use lives in sub-packages, by concern:
   next to;
 - :mod:`lamflow.ops.dynamics`: molecular dynamics with ASE (exploration and stability runs);
 - :mod:`lamflow.ops.active`: the concurrent-learning loop's decisions (an ensemble's model deviation,
-  selection between trust levels, convergence).
+  selection between trust levels, convergence);
+- :mod:`lamflow.ops.labeling`: labels from a reference method (DFT with PySCF).
 
 A new op is one module at the top; what two ops share goes into the sub-package of its concern. A
 sub-package may import ``dp``, ``runtime`` and the sub-packages listed before it, never a step op

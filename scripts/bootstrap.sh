@@ -70,9 +70,10 @@ if ! deepmd_ok; then
   fi
 fi
 
-# 3. lamflow itself (editable) with the step extras (DeePMD-kit is already there; ASE for MD) and test/dev.
+# 3. lamflow itself (editable) with the step extras (DeePMD-kit is already there; ASE for MD; PySCF for DFT
+#    labels) and test/dev.
 log "installing lamflow (editable)"
-pip_q install -e "$ROOT[deepmd,dev]"
+pip_q install -e "$ROOT[deepmd,dft,dev]"
 
 # 4. Prove the DeePMD-kit PyTorch backend runs.
 "$VENV/bin/dp" --pt -h >/dev/null

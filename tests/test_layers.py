@@ -92,13 +92,13 @@ def test_imports_run_down_the_layers(module, path):
 
 # inside ops/ (ops/__init__.py): the DeePMD-kit seam, then the step runtime, then data, then what the
 # training, evaluation and dynamics code shares, then the concurrent-learning loop's decisions (which use
-# evaluation); the step ops (modules at the top) use any of these
+# evaluation) and its labelers; the step ops (modules at the top) use any of these
 OPS_LAYERS: list[tuple[str, ...]] = [
     ("dp",),
     ("runtime",),
     ("data",),
     ("training", "evaluation", "dynamics"),
-    ("active",),
+    ("active", "labeling"),
 ]
 OPS_RANK = {package: rank for rank, packages in enumerate(OPS_LAYERS) for package in packages}
 STEP_OPS = len(OPS_LAYERS)  # the rank of a step op module (lamflow.ops.<op>)
