@@ -9,6 +9,8 @@ import shlex
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,19 +64,34 @@ def fake_dp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeDp:
     return fake
 
 
+@contextmanager
+def session_environment(values: dict[str, str], keep_set: bool = False) -> Iterator[None]:
+    """Environment variables for a session fixture's lifetime (``keep_set``: a variable already set keeps
+    its value), the previous values put back at the end."""
+    saved = {k: os.environ.get(k) for k in values}
+    for key, value in values.items():
+        if keep_set:
+            os.environ.setdefault(key, value)
+        else:
+            os.environ[key] = value
+    try:
+        yield
+    finally:
+        for key, before in saved.items():
+            if before is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = before
+
+
 @pytest.fixture(scope="session", autouse=True)
 def session_store(tmp_path_factory: pytest.TempPathFactory):
     """Module and session fixtures run before function ones: never let them use the user's store."""
     root = tmp_path_factory.mktemp("session-store")
-    saved = {k: os.environ.get(k) for k in ("LAMFLOW_STORE", "LAMFLOW_CACHE_DIR")}
-    os.environ["LAMFLOW_STORE"] = str(root / "store")
-    os.environ["LAMFLOW_CACHE_DIR"] = str(root / "cache")
-    yield
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with session_environment(
+        {"LAMFLOW_STORE": str(root / "store"), "LAMFLOW_CACHE_DIR": str(root / "cache")}
+    ):
+        yield
 
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "DP_INTRA_OP_PARALLELISM_THREADS", "DP_INTER_OP_PARALLELISM_THREADS")
@@ -89,15 +106,8 @@ def threads_per_test_worker():
     contention. A value already set is kept."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     share = str(max(1, (os.cpu_count() or 1) // workers))
-    saved = {k: os.environ.get(k) for k in THREAD_VARIABLES}
-    for key in THREAD_VARIABLES:
-        os.environ.setdefault(key, share)
-    yield
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with session_environment(dict.fromkeys(THREAD_VARIABLES, share), keep_set=True):
+        yield
 
 
 @pytest.fixture(autouse=True)
