@@ -92,7 +92,7 @@ def label_frames(system: Any, labeler: CommandLabeler, work: Path) -> CommandLab
             labelled = label_frame(system, index, labeler, work / f"frame-{index:05d}")
         except RuntimeError as exc:
             out.counts["failed"] += 1
-            out.errors.append(f"frame {index}: {exc}")
+            out.errors.append(f"frame {index}: {' '.join(str(exc).split())}")  # one line
             continue
         out.frames.append(index)
         out.systems.append(labelled)

@@ -104,7 +104,9 @@ def label_frames(symbols: Sequence[str], coords: Sequence[np.ndarray], settings:
             label = label_frame(symbols, frame, settings)
         except (RuntimeError, ValueError, KeyError) as exc:  # PySCF's refusals of a molecule or a method
             out.counts["failed"] += 1
-            out.errors.append(f"frame {index}: {type(exc).__name__}: {exc}")
+            out.errors.append(
+                f"frame {index}: {type(exc).__name__}: {' '.join(str(exc).split())}"
+            )  # one line
             continue
         if label is None:
             out.counts["not_converged"] += 1

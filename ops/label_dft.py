@@ -1,0 +1,133 @@
+"""DFT-label step of the concurrent-learning loop: the frames the select step picked (``picked.extxyz``)
+labelled by a reference method — PySCF (molecules, :mod:`lamflow.ops.labeling.pyscf_dft`) or an external
+DFT code run as a command line (:mod:`lamflow.ops.labeling.command`) — and written as deepmd/npy systems
+(one per composition) in the spec's type map. Frames that could not be labelled are counted, never
+labelled; a step that labels none of its frames fails with the counts (what earlier iterations labelled
+is kept by them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from dflow.python import FatalError
+from pydantic import Field
+
+from lamflow.ops.labeling.command import CommandLabeler
+from lamflow.ops.labeling.command import label_frames as command_labels
+from lamflow.ops.labeling.pyscf_dft import PyscfSettings, write_system
+from lamflow.ops.labeling.pyscf_dft import label_frames as pyscf_labels
+from lamflow.ops.runtime.common import work_dir, write_json
+from lamflow.ops.runtime.contract import LamflowOP, OpModel
+from lamflow.ops.select_frames import PICKED
+
+ERRORS_SHOWN = 5
+
+
+class PyscfParams(OpModel):
+    functional: str = "pbe"
+    basis: str = "6-31g*"
+    charge: int = 0
+    spin: int = Field(0, ge=0, description="2S: the number of unpaired electrons.")
+    scf_cycles: int = Field(50, ge=1)
+
+
+class CommandParams(OpModel):
+    command: str = Field(description="Run by the shell in each frame's folder.")
+    input_format: str
+    input_file: str
+    output_format: str
+    output_file: str
+    timeout_s: float | None = Field(None, gt=0)
+
+
+class LabelDftParams(OpModel):
+    labeler: Literal["pyscf", "command"]
+    pyscf: PyscfParams | None = None
+    command: CommandParams | None = None
+    type_map: list[str] = Field(min_length=1)
+
+
+class LabelDftInput(LabelDftParams):
+    picked: Path = Field(description="The select step's folder (picked.extxyz).")
+    template: Path | None = Field(None, description="Files copied beside every frame (command labeler).")
+
+
+class LabelDftOutput(OpModel):
+    labels: Path = Field(description="deepmd/npy systems, one per composition.")
+    report: dict[str, Any]
+
+
+def _compositions(atoms_list: list[Any]) -> dict[tuple[str, ...], list[int]]:
+    """Frame indices grouped by their atoms (symbols in order): one deepmd system each."""
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for index, atoms in enumerate(atoms_list):
+        groups.setdefault(tuple(atoms.get_chemical_symbols()), []).append(index)
+    return groups
+
+
+class LabelDftOP(LamflowOP[LabelDftInput, LabelDftOutput]):
+    """Reference labels for the picked frames."""
+
+    name = "label-dft"
+    Params = LabelDftParams
+    Input = LabelDftInput
+    Output = LabelDftOutput
+
+    def run(self, inp: LabelDftInput) -> LabelDftOutput:
+        from ase.io import read
+
+        picked = inp.picked / PICKED
+        atoms_list = list(read(picked, index=":", format="extxyz")) if picked.stat().st_size else []
+        out = work_dir() / "labels"
+        out.mkdir(parents=True, exist_ok=True)
+        counts = {"frames": len(atoms_list), "labelled": 0, "not_converged": 0, "failed": 0}
+        errors: list[str] = []
+        for n, (symbols, indices) in enumerate(sorted(_compositions(atoms_list).items())):
+            frames = [atoms_list[i] for i in indices]
+            target = out / f"system-{n:03d}"
+            if inp.labeler == "pyscf":
+                found, failed = self._pyscf(inp, symbols, frames, target)
+            else:
+                found, failed = self._command(inp, frames, target, work_dir() / f"dft-{n:03d}")
+            counts["labelled"] += found.counts["labelled"]
+            counts["not_converged"] += found.counts.get("not_converged", 0)
+            counts["failed"] += found.counts["failed"]
+            formula = frames[0].get_chemical_formula()
+            errors += [f"{formula} {e}" for e in failed]
+        report: dict[str, Any] = {**counts, "labeler": inp.labeler, "errors": errors[:ERRORS_SHOWN]}
+        write_json(out.parent / "label-report.json", report)
+        print("label-dft: " + ", ".join(f"{k} {counts[k]}" for k in counts))
+        if atoms_list and counts["labelled"] == 0:
+            shown = "; ".join(errors[:ERRORS_SHOWN])
+            raise FatalError(
+                f"label-dft: none of {counts['frames']} frames labelled ({counts['not_converged']} SCFs "
+                f"did not converge, {counts['failed']} failed)" + (f": {shown}" if shown else "")
+            )
+        return LabelDftOutput(labels=out, report=report)
+
+    @staticmethod
+    def _pyscf(inp: LabelDftInput, symbols: tuple[str, ...], frames: list[Any], target: Path) -> Any:
+        if any(bool(a.pbc.any()) for a in frames):
+            raise FatalError("label-dft: the PySCF labeler labels molecules; these frames have a cell")
+        settings = PyscfSettings(**(inp.pyscf or PyscfParams()).model_dump())
+        coords = [a.positions for a in frames]
+        labels = pyscf_labels(symbols, coords, settings)
+        write_system(target, symbols, coords, labels, inp.type_map)
+        return labels, labels.errors
+
+    @staticmethod
+    def _command(inp: LabelDftInput, frames: list[Any], target: Path, work: Path) -> Any:
+        import dpdata
+
+        if inp.command is None:
+            raise FatalError("label-dft: the command labeler needs its command settings")
+        system = dpdata.System(frames[0], fmt="ase/structure")
+        for atoms in frames[1:]:
+            system.append(dpdata.System(atoms, fmt="ase/structure"))
+        labels = command_labels(
+            system, CommandLabeler(**inp.command.model_dump(), template=inp.template), work
+        )
+        if labels.systems:
+            dpdata.MultiSystems(*labels.systems, type_map=list(inp.type_map)).to("deepmd/npy", str(target))
+        return labels, labels.errors

@@ -1,0 +1,94 @@
+"""The DFT-label step in-process: picked frames labelled by real PySCF (water and H2, STO-3G) or by an
+external code (tests/fake_dft.py), one deepmd/npy system per composition in the spec's type map; frames
+that fail are counted, and a step that labels nothing fails with the counts and the reasons."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from dflow.python import FatalError
+
+from lamflow.ops.label_dft import CommandParams, LabelDftOP, LabelDftParams, PyscfParams
+from lamflow.ops.select_frames import PICKED
+from tests.conftest import DEMO_DATA
+from tests.ops.labeling.test_command import FAKE_DFT
+from tests.ops.labeling.test_pyscf_dft import WATER
+
+TYPE_MAP = ["O", "H", "C"]
+
+
+def picked(tmp_path: Path, frames: list) -> Path:
+    from ase.io import write
+
+    folder = tmp_path / "picked"
+    folder.mkdir()
+    write(folder / PICKED, frames, format="extxyz")
+    return folder
+
+
+def molecules() -> list:
+    from ase import Atoms
+
+    return [
+        Atoms("OH2", positions=WATER),
+        Atoms("OH2", positions=WATER + np.array([0.0, 0.03, 0.0])),
+        Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]]),
+    ]
+
+
+def test_pyscf_labels_each_composition_into_a_system_of_its_own(run_op, tmp_path):
+    import dpdata
+
+    params = LabelDftParams(labeler="pyscf", pyscf=PyscfParams(basis="sto-3g"), type_map=TYPE_MAP)
+    out = run_op(LabelDftOP, params, picked=picked(tmp_path, molecules()))
+    assert out.report["frames"] == out.report["labelled"] == 3 and out.report["failed"] == 0
+    systems = sorted(p for p in out.labels.iterdir() if p.is_dir())
+    loaded = [dpdata.LabeledSystem(str(p), fmt="deepmd/npy") for p in systems]
+    assert sorted(s.get_nframes() for s in loaded) == [1, 2]
+    for system in loaded:
+        assert system["atom_names"] == TYPE_MAP and system.nopbc
+        assert np.all(np.isfinite(system["forces"])) and np.all(system["energies"] < 0)
+    assert json.loads((out.labels.parent / "label-report.json").read_text()) == out.report
+
+
+def test_an_external_code_labels_periodic_frames(run_op, tmp_path):
+    import dpdata
+
+    water = dpdata.System(str(DEMO_DATA / "water/train/data_0"), fmt="deepmd/npy").sub_system([0, 1])
+    frames = water.to("ase/structure")
+    command = CommandParams(
+        command=f"{shlex.quote(sys.executable)} {shlex.quote(str(FAKE_DFT))}",
+        input_format="vasp/poscar", input_file="POSCAR", output_format="extxyz", output_file="out.xyz",
+    )  # fmt: skip
+    params = LabelDftParams(labeler="command", command=command, type_map=TYPE_MAP)
+    out = run_op(LabelDftOP, params, picked=picked(tmp_path, frames))
+    assert out.report["labelled"] == 2 and out.report["failed"] == 0
+    labelled = dpdata.MultiSystems(type_map=TYPE_MAP).from_deepmd_npy(str(out.labels / "system-000"))
+    assert (
+        labelled.get_nframes() == 2
+        and labelled.systems[next(iter(labelled.systems))]["atom_names"] == TYPE_MAP
+    )
+
+
+def test_a_step_that_labels_nothing_fails_with_the_counts_and_reasons(run_op, tmp_path):
+    params = LabelDftParams(labeler="pyscf", pyscf=PyscfParams(basis="sto-3g", spin=1), type_map=TYPE_MAP)
+    with pytest.raises(
+        FatalError,
+        match=r"none of 3 frames labelled \(0 SCFs did not converge, 3 failed\): H2 frame 0: RuntimeError: "
+        r"Electron number 2 and spin 1 are not consistent Note",
+    ):
+        run_op(LabelDftOP, params, picked=picked(tmp_path, molecules()))
+
+
+def test_pyscf_refuses_frames_with_a_cell(run_op, tmp_path):
+    from ase import Atoms
+
+    boxed = Atoms("OH2", positions=WATER, cell=[10, 10, 10], pbc=True)
+    params = LabelDftParams(labeler="pyscf", type_map=TYPE_MAP)
+    with pytest.raises(FatalError, match="labels molecules"):
+        run_op(LabelDftOP, params, picked=picked(tmp_path, [boxed]))
