@@ -56,7 +56,7 @@ def _deviation(value: float | None) -> float:
 class SelectOP(LamflowOP[SelectInput, SelectOutput]):
     """Frames to label, by deviation (and at random for the baseline)."""
 
-    name = "select"
+    name = "select-frames"
     Params = SelectParams
     Input = SelectInput
     Output = SelectOutput
@@ -97,7 +97,7 @@ class SelectOP(LamflowOP[SelectInput, SelectOutput]):
             _write_frames(out / RANDOM, baseline, atoms_of, write)
             report["random_picked"] = len(baseline)
         write_json(out / REPORT, report)
-        print("select: " + ", ".join(f"{k} {v}" for k, v in report.items()))
+        print("select-frames: " + ", ".join(f"{k} {v}" for k, v in report.items()))
         return SelectOutput(picked=out, report=report)
 
 
