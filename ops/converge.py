@@ -1,0 +1,91 @@
+"""Converge step of the concurrent-learning loop: after an iteration, read the selection's accurate
+fraction and (when the loop tests on held-out data) the test step's force RMSE, and decide — converged,
+stopped at ``max_iterations`` without converging, or on to the next iteration — with the reason in words
+(:mod:`lamflow.ops.active.converge`). Its ``stop`` output is what the loop's next iteration is conditioned
+on (``when``), so the number of iterations is decided at run time."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from dflow.python import FatalError
+from pydantic import Field
+
+from lamflow.ops.active.converge import Criteria, decide
+from lamflow.ops.runtime.common import work_dir, write_json
+from lamflow.ops.runtime.contract import LamflowOP, OpModel
+from lamflow.ops.select_frames import REPORT as SELECTION
+
+DECISION = "decision.json"
+
+
+class ConvergeParams(OpModel):
+    iteration: int = Field(ge=1, description="The iteration just finished (1-based).")
+    max_iterations: int = Field(ge=1)
+    accurate_fraction: float = Field(
+        0.0, ge=0, le=1, description="Converged at or above it; 0: no criterion."
+    )
+    test_force_rmse: float = Field(0.0, ge=0, description="eV/Å: converged at or below it; 0: no criterion.")
+    test_metrics: dict[str, float] = Field(
+        default_factory=dict, description="The held-out test step's metrics ({} without a held-out test)."
+    )
+
+
+class ConvergeInput(ConvergeParams):
+    picked: Path = Field(description="The select step's folder (selection.json).")
+
+
+class ConvergeOutput(OpModel):
+    stop: bool
+    converged: bool
+    reason: str
+    next_iteration: int
+    decision: Path
+
+
+class ConvergeOP(LamflowOP[ConvergeInput, ConvergeOutput]):
+    """Stop or go on after one iteration, and why."""
+
+    name = "converge"
+    Params = ConvergeParams
+    Input = ConvergeInput
+    Output = ConvergeOutput
+
+    def run(self, inp: ConvergeInput) -> ConvergeOutput:
+        selection_file = inp.picked / SELECTION
+        if not selection_file.is_file():
+            raise FatalError(f"converge: the select step wrote no {SELECTION}")
+        selection: dict[str, Any] = json.loads(selection_file.read_text())
+        criteria = Criteria(
+            max_iterations=inp.max_iterations,
+            accurate_fraction=inp.accurate_fraction or None,
+            test_force_rmse=inp.test_force_rmse or None,
+        )
+        rmse = inp.test_metrics.get("force_rmse")
+        decision = decide(
+            criteria,
+            inp.iteration,
+            accurate_fraction=selection.get("accurate_fraction"),
+            test_force_rmse=None if rmse is None else float(rmse),
+        )
+        record = {
+            "iteration": inp.iteration,
+            "stop": decision.stop,
+            "converged": decision.converged,
+            "reason": decision.reason,
+            "accurate_fraction": selection.get("accurate_fraction"),
+            "test_force_rmse": rmse if rmse is not None and math.isfinite(rmse) else None,  # JSON has no NaN
+            "selection": selection,
+        }
+        out = write_json(work_dir() / DECISION, record)
+        print(f"converge: {decision.reason}")
+        return ConvergeOutput(
+            stop=decision.stop,
+            converged=decision.converged,
+            reason=decision.reason,
+            next_iteration=inp.iteration + 1,
+            decision=out,
+        )
