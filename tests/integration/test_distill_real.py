@@ -163,3 +163,49 @@ def test_fake_dp_distill_outputs_match_the_real_ones(distill_run, fake_distill_r
     real_rows = {t["model"]: set(t["metrics"]) for t in real_s["tests"] if t["role"]}
     fake_rows = {t["model"]: set(t["metrics"]) for t in fake_s["tests"] if t["role"]}
     assert fake_rows == real_rows
+
+
+def test_the_loops_model_devi_and_selection_on_real_models_and_real_md(distill_run, tmp_path, monkeypatch):
+    """Issue 24's exploration-side steps on what the real run made: the teacher and the student as a
+    two-model ensemble on the collected MD branches (real DeePMD-kit inference), then a selection."""
+    from ase.io import read
+    from dflow.python import OPIO
+
+    from lamflow.ops.dp import deep_potential
+    from lamflow.ops.model_devi import ModelDeviOP
+    from lamflow.ops.select_frames import PICKED, SelectOP
+
+    run_dir, result = distill_run
+    assert result.returncode == 0
+    summary = _summary(run_dir)
+    branches = run_dir / summary["steps"]["collect-water"]["outputs"]["branches"]
+    teacher, student = (run_dir / summary["models"][m] for m in ("finetune.water", "distill.water"))
+    monkeypatch.chdir(tmp_path)
+    devi = ModelDeviOP().execute(
+        OPIO({"models": 2, "branches": branches, "model1": teacher, "model2": student})
+    )
+    found = json.loads(Path(devi["deviations"]).read_text())
+    values = [v for branch in found.values() for v in branch["max_devi_f"]]
+    assert values and all(v is not None and 0 < v < 100 for v in values)  # eV/Å: finite, real disagreement
+    # the last frame of one branch by hand: both models' forces, max over atoms of |std over models|
+    name = sorted(found)[0]
+    frame = read(branches / name / "trajectory.extxyz", index=-1)
+    types = [["O", "H", "C"].index(s) for s in frame.get_chemical_symbols()]
+    coords, cell = frame.positions.reshape(1, -1), frame.cell.array.reshape(1, 9)
+    forces = np.stack(
+        [deep_potential(m).eval(coords, cell, types)[1].reshape(-1, 3) for m in (teacher, student)]
+    )
+    expected = float(np.max(np.linalg.norm(np.std(forces, axis=0), axis=-1)))
+    assert found[name]["max_devi_f"][-1] == pytest.approx(expected, rel=1e-5)
+    lo, hi = float(np.median(values)), max(values) + 1.0
+    chosen = {"lo": lo, "hi": hi, "max_picks": 3, "random_baseline": False, "seed": 0}
+    picked = SelectOP().execute(
+        OPIO({**chosen, "branches": branches, "deviations": Path(devi["deviations"])})
+    )
+    report = picked["report"]
+    assert report["explored"] == len(values) == report["accurate"] + report["candidate"] + report["failed"]
+    assert report["candidate"] == report["picked"] + report["adjacent"] + report["over_budget"]
+    assert (
+        1 <= report["picked"] <= 3
+        and len(read(Path(picked["picked"]) / PICKED, index=":")) == report["picked"]
+    )
