@@ -28,9 +28,9 @@ def short_example(tmp: Path) -> Path:
     for dataset in spec["datasets"].values():
         dataset["path"] = str(EXAMPLES / dataset["path"])
     spec["stages"]["finetune"][0]["training"]["steps"] = 100
-    spec["stages"]["distill"][0]["explore"]["steps"] = 60  # 6 dumps per branch
-    spec["stages"]["distill"][0]["student"]["training"]["steps"] = 150
-    spec["stages"]["compress"][0]["evaluate"]["nve"]["steps"] = 50
+    spec["stages"]["distill"][0]["explore"]["steps"] = 40  # 5 dumps per branch
+    spec["stages"]["distill"][0]["student"]["training"]["steps"] = 100
+    spec["stages"]["compress"][0]["evaluate"]["nve"]["steps"] = 30
     path = tmp / "distill.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path

@@ -61,14 +61,14 @@ def test_killed_run_resumes_training_from_checkpoints(tmp_path):
         "stages": {
             "pretrain": {
                 "heads": {"water": {"datasets": ["water"]}},
-                "training": {"steps": 120, "save_freq": 20, "disp_freq": 20},
+                "training": {"steps": 80, "save_freq": 20, "disp_freq": 20},
             },
             "finetune": [
                 {
                     "name": "gete",
                     "from": {"head": "water"},
                     "datasets": ["gete"],
-                    "training": {"steps": 80, "save_freq": 20, "disp_freq": 20},
+                    "training": {"steps": 60, "save_freq": 20, "disp_freq": 20},
                 }
             ],
         },
@@ -80,13 +80,13 @@ def test_killed_run_resumes_training_from_checkpoints(tmp_path):
     finetune_work = run_dir / "steps" / "finetune-gete" / "workdir" / "work"
 
     _run_until_checkpoint(["submit", str(spec_file), "--run-dir", str(run_dir)], pretrain_work)
-    assert not (pretrain_work / "model.ckpt-120.pt").exists()
+    assert not (pretrain_work / "model.ckpt-80.pt").exists()
     _run_until_checkpoint(["resume", str(run_dir)], finetune_work)
-    assert not (finetune_work / "model.ckpt-80.pt").exists()
+    assert not (finetune_work / "model.ckpt-60.pt").exists()
     done = subprocess.run([str(LAMFLOW), "resume", str(run_dir)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
 
-    for work, total in ((pretrain_work, 120), (finetune_work, 80)):
+    for work, total in ((pretrain_work, 80), (finetune_work, 60)):
         log = (work / "train.log").read_text()
         restarts = [line for line in log.splitlines() if line.startswith("$ ") and "--restart" in line]
         assert len(restarts) == 1, log[-2000:]
