@@ -16,7 +16,10 @@ pytestmark = pytest.mark.slow
 
 
 def test_failing_step_fails_the_run_with_its_error(tmp_path, write_spec):
+    """DeePMD-kit fails the pretraining (an activation it does not know): the run fails with its error and
+    the steps after it are skipped. One head and no fine-tune: only one step group's worker starts."""
     spec = minimal_spec()
+    spec["stages"] = {"pretrain": {"heads": {"water": {"datasets": ["water"]}}, "training": {"steps": 10}}}
     spec["model"]["descriptor"] = {"repinit": {"activation_function": "no-such-activation"}}
     out = run_cli_process("submit", str(write_spec(spec)), "--run-dir", str(tmp_path / "bad-run"))
     assert out.returncode == 1
