@@ -164,6 +164,18 @@ class References:
                 return trained, where, reason
         return None
 
+    def overlap_error(
+        self, path: str, what: str, dataset: str, shared: tuple[str, str, str], owner: str, advice: str
+    ) -> SpecError:
+        """The one-line refusal of evaluation data that shares frames with training data:
+        ``shared`` is what :meth:`training_overlap` found, ``owner`` the model(s) that trained on it."""
+        trained, where, reason = shared
+        return self.error(
+            path,
+            f"{what} {dataset!r} shares frames with {trained!r}, training data of {owner} ({where}): "
+            f"{reason}; {advice}",
+        )
+
     def learned_elements(self, ref: str) -> set[str] | None:
         """Elements the model's training data held (None when not known: a model from outside the spec)."""
         if ref not in self.learned_from or self.data is None:

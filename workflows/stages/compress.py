@@ -98,12 +98,9 @@ class CompressStage(Stage[list[CompressSpec]]):
             tested = refs.part(c.evaluate.dataset, "test")
             shared = refs.training_overlap(c.model, tested)
             if shared is not None:
-                trained, where, reason = shared
-                raise refs.error(
-                    f"{base}.dataset",
-                    f"evaluation data {tested!r} shares frames with {trained!r}, training data of "
-                    f"{c.model} or its teacher ({where}): {reason}; evaluate on held-out frames",
-                )
+                owner = f"{c.model} or its teacher"
+                advice = "evaluate on held-out frames"
+                raise refs.overlap_error(f"{base}.dataset", "evaluation data", tested, shared, owner, advice)
             nve = c.evaluate.nve
             if nve is None:
                 continue

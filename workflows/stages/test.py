@@ -65,12 +65,7 @@ class TestStage(Stage[list[TestSpec]]):
                 if shared is None:
                     continue
                 if not group.allow_overlap:
-                    trained, where, why = shared
-                    raise refs.error(
-                        f"{base}.datasets[{k}]",
-                        f"test data {dataset!r} shares frames with {trained!r}, training data of {ref} "
-                        f"({where}): {why}; {hint}",
-                    )
+                    raise refs.overlap_error(f"{base}.datasets[{k}]", "test data", dataset, shared, ref, hint)
                 refs.overlaps.add((ref, dataset))
             if group.change_bias_on is None:
                 continue

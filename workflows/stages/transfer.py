@@ -114,11 +114,9 @@ class TransferStage(Stage[list[TransferSpec]]):
                         refs.flag_unlearned(f"{base}.datasets[{j}]", ref, test)
                     shared = refs.training_overlap(ref, test)
                     if shared is not None:
-                        trained, where, reason = shared
-                        raise refs.error(
-                            f"{base}.datasets[{j}]",
-                            f"test part {test!r} shares frames with {trained!r}, training data of {ref} "
-                            f"({where}): {reason}; a transfer study needs data the model has not seen",
+                        advice = "a transfer study needs data the model has not seen"
+                        raise refs.overlap_error(
+                            f"{base}.datasets[{j}]", "test part", test, shared, ref, advice
                         )
                 if study.zero_shot:
                     undetermined = undetermined_elements(data.compositions(train), data.compositions(test))
