@@ -20,8 +20,9 @@ from dflow.python import FatalError
 from pydantic import Field
 
 from lamflow.ops.collect import branch_folders
+from lamflow.ops.data.labelled import labelled_system
 from lamflow.ops.dp import deep_potential
-from lamflow.ops.dynamics.md import frame_problem
+from lamflow.ops.dynamics.md import frame_problem, read_trajectory
 from lamflow.ops.evaluation.predict import atom_types
 from lamflow.ops.explore import REPORT, TRAJECTORY
 from lamflow.ops.runtime.common import work_dir, write_json
@@ -96,15 +97,10 @@ def select(
 
 
 def read_branches(folder: Path) -> list[tuple[dict[str, Any], list[Any]]]:
-    from ase.io import read
-
-    out = []
-    for branch in branch_folders(folder):
-        report = json.loads((branch / REPORT).read_text())
-        trajectory = branch / TRAJECTORY
-        frames = read(trajectory, index=":", format="extxyz") if trajectory.stat().st_size else []
-        out.append((report, list(frames)))
-    return out
+    return [
+        (json.loads((branch / REPORT).read_text()), read_trajectory(branch / TRAJECTORY))
+        for branch in branch_folders(folder)
+    ]
 
 
 def _kind(atoms: Any) -> tuple[tuple[str, ...], bool]:
@@ -120,7 +116,6 @@ def _system_name(symbols: tuple[str, ...], pbc: bool) -> str:
 def write_labels(frames: list[Any], teacher: Any, type_map: list[str], out: Path) -> dict[str, int]:
     """Teacher labels of ``frames`` as deepmd/npy systems under ``out`` (one per composition and
     periodicity); returns frames per system."""
-    import dpdata
 
     groups: dict[tuple[tuple[str, ...], bool], list[Any]] = {}
     for atoms in frames:
@@ -136,20 +131,7 @@ def write_labels(frames: list[Any], teacher: Any, type_map: list[str], out: Path
         energy, force, virial = teacher.eval(
             coords.reshape(len(members), -1), None if cells is None else cells.reshape(len(members), 9), types
         )[:3]
-        data: dict[str, Any] = {
-            "atom_names": list(type_map),
-            "atom_numbs": [int(np.sum(types == i)) for i in range(len(type_map))],
-            "atom_types": types,
-            "orig": np.zeros(3),
-            "cells": cells if cells is not None else np.zeros((len(members), 3, 3)),
-            "coords": coords,
-            "energies": np.asarray(energy).reshape(len(members)),
-            "forces": np.asarray(force).reshape(len(members), len(symbols), 3),
-            "nopbc": not pbc,
-        }
-        if pbc:
-            data["virials"] = np.asarray(virial).reshape(len(members), 3, 3)
-        system = dpdata.LabeledSystem(data=data)
+        system = labelled_system(type_map, types, coords, energy, force, cells, virial)
         name = _system_name(symbols, pbc)
         system.to("deepmd/npy", str(out / name))
         written[name] = len(members)

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from dflow.python import FatalError
 from pydantic import Field
 
+from lamflow.ops.dynamics.md import read_trajectory
 from lamflow.ops.labeling.command import CommandLabeler
 from lamflow.ops.labeling.command import label_frames as command_labels
 from lamflow.ops.labeling.pyscf_dft import PyscfSettings, write_system
@@ -75,10 +76,7 @@ class LabelDftOP(LamflowOP[LabelDftInput, LabelDftOutput]):
     Output = LabelDftOutput
 
     def run(self, inp: LabelDftInput) -> LabelDftOutput:
-        from ase.io import read
-
-        picked = inp.picked / PICKED
-        atoms_list = list(read(picked, index=":", format="extxyz")) if picked.stat().st_size else []
+        atoms_list = read_trajectory(inp.picked / PICKED)
         out = work_dir() / "labels"
         out.mkdir(parents=True, exist_ok=True)
         counts = {"frames": len(atoms_list), "labelled": 0, "not_converged": 0, "failed": 0}

@@ -15,6 +15,7 @@ from pydantic import Field
 from lamflow.ops.active.deviation import MIN_MODELS, max_force_deviation
 from lamflow.ops.collect import branch_folders
 from lamflow.ops.dp import deep_potential
+from lamflow.ops.dynamics.md import read_trajectory
 from lamflow.ops.evaluation.predict import SystemFrames
 from lamflow.ops.explore import TRAJECTORY
 from lamflow.ops.runtime.common import work_dir, write_json
@@ -43,12 +44,6 @@ class ModelDeviInput(ModelDeviParams):
 class ModelDeviOutput(OpModel):
     deviations: Path = Field(description="deviations.json: branch -> {dumps, max_devi_f}.")
     report: dict[str, Any]
-
-
-def frames_of(trajectory: Path) -> list[Any]:
-    from ase.io import read
-
-    return list(read(trajectory, index=":", format="extxyz")) if trajectory.stat().st_size else []
 
 
 def as_system(branch: str, atoms_list: list[Any]) -> SystemFrames:
@@ -82,7 +77,7 @@ class ModelDeviOP(LamflowOP[ModelDeviInput, ModelDeviOutput]):
         found: dict[str, dict[str, list[Any]]] = {}
         report: dict[str, Any] = {"models": inp.models, "branches": {}}
         for folder in branch_folders(inp.branches):
-            atoms_list = frames_of(folder / TRAJECTORY)
+            atoms_list = read_trajectory(folder / TRAJECTORY)
             if not atoms_list:  # a branch that blew up and dropped its frames
                 found[folder.name] = {"dumps": [], "max_devi_f": []}
                 report["branches"][folder.name] = {"frames": 0}

@@ -16,8 +16,8 @@ from pydantic import Field, model_validator
 
 from lamflow.ops.active.select import Frame, TrustLevels, random_picks, select
 from lamflow.ops.collect import branch_folders
+from lamflow.ops.dynamics.md import read_trajectory
 from lamflow.ops.explore import TRAJECTORY
-from lamflow.ops.model_devi import frames_of
 from lamflow.ops.runtime.common import work_dir, write_json
 from lamflow.ops.runtime.contract import LamflowOP, OpModel
 
@@ -26,7 +26,7 @@ RANDOM = "random.extxyz"
 REPORT = "selection.json"
 
 
-class SelectParams(OpModel):
+class SelectFramesParams(OpModel):
     lo: float = Field(gt=0, description="eV/Å: below it a frame is accurate.")
     hi: float = Field(gt=0, description="eV/Å: at or above it a frame failed.")
     max_picks: int = Field(ge=1, description="Labelling budget of this iteration.")
@@ -34,17 +34,17 @@ class SelectParams(OpModel):
     seed: int = 0
 
     @model_validator(mode="after")
-    def _levels(self) -> SelectParams:
+    def _levels(self) -> SelectFramesParams:
         TrustLevels(self.lo, self.hi)  # raises ValueError: 0 < lo < hi
         return self
 
 
-class SelectInput(SelectParams):
+class SelectFramesInput(SelectFramesParams):
     branches: Path = Field(description="Collected exploration branches.")
     deviations: Path = Field(description="The model-devi step's deviations.json.")
 
 
-class SelectOutput(OpModel):
+class SelectFramesOutput(OpModel):
     picked: Path = Field(description="Folder with picked.extxyz (and random.extxyz) and selection.json.")
     report: dict[str, Any]
 
@@ -53,15 +53,15 @@ def _deviation(value: float | None) -> float:
     return math.nan if value is None else float(value)
 
 
-class SelectOP(LamflowOP[SelectInput, SelectOutput]):
+class SelectFramesOP(LamflowOP[SelectFramesInput, SelectFramesOutput]):
     """Frames to label, by deviation (and at random for the baseline)."""
 
     name = "select-frames"
-    Params = SelectParams
-    Input = SelectInput
-    Output = SelectOutput
+    Params = SelectFramesParams
+    Input = SelectFramesInput
+    Output = SelectFramesOutput
 
-    def run(self, inp: SelectInput) -> SelectOutput:
+    def run(self, inp: SelectFramesInput) -> SelectFramesOutput:
         from ase.io import write
 
         deviations = json.loads(inp.deviations.read_text())
@@ -72,7 +72,7 @@ class SelectOP(LamflowOP[SelectInput, SelectOutput]):
             if folder.name not in deviations:
                 raise FatalError(f"select: no deviations for branch {folder.name!r}")
             branch = deviations[folder.name]
-            atoms_list = frames_of(folder / TRAJECTORY)
+            atoms_list = read_trajectory(folder / TRAJECTORY)
             if len(atoms_list) != len(branch["max_devi_f"]):
                 raise FatalError(
                     f"select: branch {folder.name!r} has {len(atoms_list)} frames, "
@@ -98,7 +98,7 @@ class SelectOP(LamflowOP[SelectInput, SelectOutput]):
             report["random_picked"] = len(baseline)
         write_json(out / REPORT, report)
         print("select-frames: " + ", ".join(f"{k} {v}" for k, v in report.items()))
-        return SelectOutput(picked=out, report=report)
+        return SelectFramesOutput(picked=out, report=report)
 
 
 def _write_frames(path: Path, picks: list[Frame], atoms_of: dict[tuple[str, int], Any], write: Any) -> None:

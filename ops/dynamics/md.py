@@ -1,5 +1,6 @@
 """Molecular dynamics with ASE on a DeePMD-kit model (exploration and stability runs), and what they share:
-start structures read with dpdata, the checks that say a frame is unphysical, and the energy drift.
+start structures read with dpdata, dumped trajectories read back, the checks that say a frame is
+unphysical, and the energy drift.
 
 Units are ASE's (eV, Å, fs via ``ase.units.fs``); temperatures in K, pressures in bar.
 """
@@ -26,6 +27,14 @@ def read_frame(system: str | Path, frame: int) -> Any:
     if not 0 <= frame < data.get_nframes():
         raise IndexError(f"{system}: no frame {frame} (the system has {data.get_nframes()})")
     return data.sub_system([frame]).to("ase/structure")[0]
+
+
+def read_trajectory(path: Path) -> list[Any]:
+    """Every frame of an extended-XYZ file as ``ase.Atoms`` (an empty file, as a branch that blew up and
+    dropped its frames leaves, is no frames)."""
+    from ase.io import read
+
+    return list(read(path, index=":", format="extxyz")) if path.stat().st_size else []
 
 
 def perturbed(atoms: Any, copies: int, cell_fraction: float, atom_distance: float, seed: int) -> list[Any]:

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from lamflow.ops.data.labelled import labelled_system
+
 HARTREE_EV = 27.211386245988  # CODATA 2018, as ASE and dpdata use
 BOHR_ANGSTROM = 0.529177210903
 FORCE_UNIT = HARTREE_EV / BOHR_ANGSTROM  # Hartree/Bohr -> eV/Å
@@ -122,8 +124,6 @@ def write_system(
 ) -> Path | None:
     """The labelled frames as one deepmd/npy system at ``path`` (no cell: ``nopbc``), types in
     ``type_map``'s order; None when no frame was labelled."""
-    import dpdata
-
     if not labels.frames:
         return None
     names = list(type_map)
@@ -131,19 +131,12 @@ def write_system(
     if missing:
         raise ValueError(f"type map {names} lacks {', '.join(missing)}")
     types = np.array([names.index(s) for s in symbols], dtype=int)
-    n = len(labels.frames)
-    system = dpdata.LabeledSystem(
-        data={
-            "atom_names": names,
-            "atom_numbs": [int(np.sum(types == i)) for i in range(len(names))],
-            "atom_types": types,
-            "orig": np.zeros(3),
-            "cells": np.zeros((n, 3, 3)),
-            "coords": np.stack([np.asarray(coords[i], dtype=float).reshape(-1, 3) for i in labels.frames]),
-            "energies": np.array([label.energy for label in labels.labels]),
-            "forces": np.stack([label.forces for label in labels.labels]),
-            "nopbc": True,
-        }
+    system = labelled_system(
+        names,
+        types,
+        coords=np.stack([np.asarray(coords[i], dtype=float).reshape(-1, 3) for i in labels.frames]),
+        energies=np.array([label.energy for label in labels.labels]),
+        forces=np.stack([label.forces for label in labels.labels]),
     )
     system.to("deepmd/npy", str(path))
     return path

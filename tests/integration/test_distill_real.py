@@ -173,7 +173,7 @@ def test_the_loops_model_devi_and_selection_on_real_models_and_real_md(distill_r
 
     from lamflow.ops.dp import deep_potential
     from lamflow.ops.model_devi import ModelDeviOP
-    from lamflow.ops.select_frames import PICKED, SelectOP
+    from lamflow.ops.select_frames import PICKED, SelectFramesOP
 
     run_dir, result = distill_run
     assert result.returncode == 0
@@ -199,7 +199,7 @@ def test_the_loops_model_devi_and_selection_on_real_models_and_real_md(distill_r
     assert found[name]["max_devi_f"][-1] == pytest.approx(expected, rel=1e-5)
     lo, hi = float(np.median(values)), max(values) + 1.0
     chosen = {"lo": lo, "hi": hi, "max_picks": 3, "random_baseline": False, "seed": 0}
-    picked = SelectOP().execute(
+    picked = SelectFramesOP().execute(
         OPIO({**chosen, "branches": branches, "deviations": Path(devi["deviations"])})
     )
     report = picked["report"]

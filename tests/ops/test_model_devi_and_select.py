@@ -18,7 +18,7 @@ from lamflow.ops.collect import CollectOP, CollectParams
 from lamflow.ops.dp import deep_potential
 from lamflow.ops.explore import ExploreOP
 from lamflow.ops.model_devi import DEVIATIONS, ModelDeviOP, ModelDeviParams
-from lamflow.ops.select_frames import PICKED, RANDOM, REPORT, SelectOP, SelectParams
+from lamflow.ops.select_frames import PICKED, RANDOM, REPORT, SelectFramesOP, SelectFramesParams
 from tests.fake_dp import save_frozen
 from tests.ops.conftest import STAGED
 from tests.ops.test_distill_ops import DESCRIPTOR, explore_params
@@ -94,8 +94,8 @@ def test_select_picks_by_deviation_and_draws_the_baseline_from_the_same_frames(r
         "s0-300k": [0.01, 0.2, 0.35, 0.05, None],  # None: the models could not evaluate it (failed)
         "s0-600k": [0.3, 0.9, 0.25, 0.15, 0.02],
     })  # fmt: skip
-    params = SelectParams(lo=0.1, hi=0.5, max_picks=3, random_baseline=True, seed=3)
-    out = run_op(SelectOP, params, branches=branches, deviations=deviations)
+    params = SelectFramesParams(lo=0.1, hi=0.5, max_picks=3, random_baseline=True, seed=3)
+    out = run_op(SelectFramesOP, params, branches=branches, deviations=deviations)
     report = out.report
     assert {k: report[k] for k in ("explored", "accurate", "candidate", "failed", "picked", "adjacent")} == {
         "explored": 10, "accurate": 3, "candidate": 5, "failed": 2, "picked": 3, "adjacent": 2,
@@ -117,10 +117,11 @@ def test_select_picks_by_deviation_and_draws_the_baseline_from_the_same_frames(r
 
 def test_select_refuses_trust_levels_in_the_wrong_order_and_deviations_that_do_not_fit(run_op, branches):
     with pytest.raises(ValidationError, match="0 < lo < hi"):
-        SelectParams(lo=0.5, hi=0.1, max_picks=2)
+        SelectFramesParams(lo=0.5, hi=0.1, max_picks=2)
+    params = SelectFramesParams(lo=0.1, hi=0.5, max_picks=2)
     short = _deviations(branches, {"s0-300k": [0.2] * 3, "s0-600k": [0.2] * 5})
     with pytest.raises(FatalError, match="'s0-300k' has 5 frames, 3 deviations"):
-        run_op(SelectOP, SelectParams(lo=0.1, hi=0.5, max_picks=2), branches=branches, deviations=short)
+        run_op(SelectFramesOP, params, branches=branches, deviations=short)
     missing = _deviations(branches, {"s0-600k": [0.2] * 5})
     with pytest.raises(FatalError, match="no deviations for branch 's0-300k'"):
-        run_op(SelectOP, SelectParams(lo=0.1, hi=0.5, max_picks=2), branches=branches, deviations=missing)
+        run_op(SelectFramesOP, params, branches=branches, deviations=missing)
