@@ -557,13 +557,27 @@ COMMANDS = {
 }
 
 
+def _started_by() -> str:
+    """The command line of the process that started the step process that called this dp (the step
+    launcher, dflow's pool process, ...): the parent's parent, or this process's parent inside a worker."""
+    try:
+        parent = os.getppid()
+        with open(f"/proc/{parent}/stat") as f:
+            grandparent = int(f.read().rsplit(")", 1)[1].split()[1])
+        with open(f"/proc/{grandparent}/cmdline", "rb") as f:
+            return " ".join(part.decode() for part in f.read().split(b"\0") if part)
+    except (OSError, ValueError, IndexError):
+        return ""
+
+
 def main(argv: list[str]) -> None:
     from deepmd.main import main_parser
 
     log = os.environ.get("LAMFLOW_FAKE_DP_LOG")
     if log:
         with open(log, "a") as out:
-            out.write(json.dumps({"argv": argv, "cwd": os.getcwd(), "pid": os.getpid()}) + "\n")
+            record = {"argv": argv, "cwd": os.getcwd(), "pid": os.getpid(), "started_by": _started_by()}
+            out.write(json.dumps(record) + "\n")
     args = main_parser().parse_args(argv)  # DeePMD-kit's parser: exits 2 on an unknown flag
     if args.backend != "pytorch":
         fail(f"lamflow must select the PyTorch backend (--pt); got backend {args.backend!r}", 2)

@@ -1,4 +1,6 @@
-"""The command a grouped step runs: hands the step's script to its group's worker process and waits.
+"""The command a step runs when no interpreter is started for it: hands the step's script to its group's
+worker process, or to the step launcher (:mod:`lamflow.ops.runtime.launcher`, which forks a process of
+its own for the step), and waits.
 
 Run as ``python -I -S worker_client.py SOCKET PYTHON SCRIPT`` (standard library only, so it starts in
 tens of milliseconds; dflow appends SCRIPT). It passes its own standard output — the pipe into the step's
@@ -7,6 +9,7 @@ with its exit status; this process then exits with that status, so the step succ
 the script itself. When the worker dies during the step (a segfault, the kernel's OOM killer), the step
 fails with the signal, read from the file the engine writes when it reaps the worker. When no worker
 answers at all, the script runs here instead, in a fresh interpreter, as an ungrouped step would.
+With the launcher, this process stands in for the forked one (see :func:`_stand_in_for`).
 """
 
 from __future__ import annotations
@@ -79,6 +82,46 @@ def _worker_died(socket_path: str, pid: int) -> int:
     return 128 - status if status is not None and status < 0 else 1
 
 
+def _dispositions() -> dict[str, str]:
+    """Which of the signals a step may get this process ignores (a background job ignores SIGINT): a
+    forked step process takes on the same, as a fresh interpreter started here would."""
+    found = {}
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        found[name] = "ignore" if signal.getsignal(getattr(signal, name)) == signal.SIG_IGN else "default"
+    return found
+
+
+def _stand_in_for(pid: int) -> None:
+    """The step runs in a process the launcher forked (``pid``): this one only stands in for it. Ctrl-C
+    and ``lamflow stop`` reach that process directly, so SIGINT is ignored here and the step's own exit
+    status awaited; a SIGTERM or SIGHUP sent to this process alone is passed on."""
+
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) != signal.SIG_IGN:
+            signal.signal(signum, forward)
+
+
+def _exit_as(status: int) -> int:
+    """Exit with the step's status; a step killed by a signal ends this process with the same signal."""
+    if status < 0:
+        sys.stdout.flush()
+        try:
+            signal.signal(-status, signal.SIG_DFL)
+        except (OSError, ValueError):  # SIGKILL, SIGSTOP: no handler to reset
+            pass
+        os.kill(os.getpid(), -status)
+        time.sleep(1.0)  # pragma: no cover - the signal ends the process first
+        return 128 - status  # pragma: no cover
+    return status
+
+
 def main(argv: list[str]) -> int:
     socket_path, python, script = argv[1], argv[2], argv[3]
     try:
@@ -89,25 +132,42 @@ def main(argv: list[str]) -> int:
     if sock is None:
         print(f"lamflow: no step worker at {socket_path}; running the step in its own process", flush=True)
         os.execv(python, [python, script])
-    request = json.dumps({"script": script, "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
+    request = json.dumps(
+        {"script": script, "cwd": os.getcwd(), "env": dict(os.environ), "signals": _dispositions()}
+    ).encode()
     sys.stdout.flush()
     with sock:
         socket.send_fds(sock, [HEADER.pack(len(request))], [1])
         sock.sendall(request)
         answers = sock.makefile("r", encoding="utf-8")
-        pid = 0
+        pid, forked = 0, False
         log: dict[str, object] = {}
         for line in answers:
             message = json.loads(line)
             if "pid" in message:
                 pid = message["pid"]
+                forked = bool(message.get("forked"))
+                if forked:
+                    _stand_in_for(pid)
             if "log" in message:
                 log = message
             if "exit" in message:
-                return int(message["exit"])
+                return _exit_as(int(message["exit"]))
+    if forked:
+        return _launcher_died(pid)
     if log:
         _show_tail(str(log["log"]), int(str(log["offset"])))
     return _worker_died(socket_path, pid)
+
+
+def _launcher_died(pid: int) -> int:
+    """The launcher ended before it reported the step's end (it was killed): end the step too."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    print(f"StepLauncherError: the step launcher ended while this step (pid {pid}) ran", flush=True)
+    return 1
 
 
 def _show_tail(path: str, offset: int, lines: int = 40) -> None:

@@ -432,6 +432,12 @@ class LocalEngine(Engine):
         if steps_dir.is_dir():
             _let_dflow_continue(steps_dir)
         groups = _groups_to_run(plan, summary) if self.settings.group else {}
+        grouped = {key for keys in groups.values() for key in keys}
+        launched = [
+            key
+            for key, record in summary.steps.items()
+            if self.settings.fork_steps and record.phase not in DONE and key not in grouped
+        ]
         for key, record in summary.steps.items():
             record.group = plan.group_of(key) if self.settings.group else None
         config = local_debug_config(str(run_dir), str(run_dir / "artifacts"), self.settings.local_workers)
@@ -447,7 +453,7 @@ class LocalEngine(Engine):
                 if record.phase in DONE:
                     watcher.emit(key, record.phase, None)
             try:
-                with dflow_config(config), StepWorkers(self.settings.python, groups) as workers:
+                with dflow_config(config), StepWorkers(self.settings.python, groups, launched) as workers:
                     staged = {rid: self.store.stage(rid, req) for rid, req in staging_requests(plan).items()}
                     runtime = StepRuntime(command=(self.settings.python,), step_commands=workers.commands())
                     workflow = build_workflow(plan, staged, runtime, workflow_id=STEPS_DIR)

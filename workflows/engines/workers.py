@@ -1,11 +1,16 @@
-"""The local engine's step workers: one worker process per step group, for the length of one run.
+"""The local engine's step workers: one worker process per step group, and one step launcher, for the
+length of one run.
 
 :class:`StepWorkers` starts ``python -m lamflow.ops.runtime.worker SOCKET`` for every group that has steps
 left to run, and gives each grouped step the command that hands its script to that worker
-(:mod:`lamflow.ops.runtime.worker_client`). A worker that dies — a step that segfaulted or was killed for
-memory — is reaped here: its exit status is written where the waiting client reads it (so that step fails with
-the signal), and a fresh worker takes over the socket for the group's remaining steps. Sockets live in a short
-temporary directory (Unix socket paths are limited to about 100 bytes; run directories can be deeper).
+(:mod:`lamflow.ops.runtime.worker_client`). Steps that run in a process of their own get the same command
+pointed at the step launcher (``python -m lamflow.ops.runtime.launcher SOCKET``), which forks that process
+from an interpreter that has dflow and the ops imported already.
+
+A worker that dies — a step that segfaulted or was killed for memory — is reaped here: its exit status is
+written where the waiting client reads it (so that step fails with the signal), and a fresh worker takes
+over the socket for the group's remaining steps. Sockets live in a short temporary directory (Unix socket
+paths are limited to about 100 bytes; run directories can be deeper).
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ MAX_RESTARTS = 8  # per group: a worker that cannot start at all leaves its step
 STOP_TIMEOUT_S = 5.0
 
 
+LAUNCHER = "the step launcher"  # its name where a group's name would be
+
+
 @dataclass
 class _Worker:
     group: str
@@ -33,13 +41,22 @@ class _Worker:
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
 
+    @property
+    def module(self) -> str:
+        return "lamflow.ops.runtime.launcher" if self.group == LAUNCHER else "lamflow.ops.runtime.worker"
+
 
 class StepWorkers:
-    """Worker processes for a run's step groups; use as a context manager around the run."""
+    """Worker processes for a run's step groups, and the launcher of the steps in ``launched``; use as a
+    context manager around the run."""
 
-    def __init__(self, python: str, groups: Mapping[str, Sequence[str]]) -> None:
+    def __init__(
+        self, python: str, groups: Mapping[str, Sequence[str]], launched: Sequence[str] = ()
+    ) -> None:
         self.python = python
         self.groups = {name: tuple(keys) for name, keys in groups.items() if keys}
+        if launched:
+            self.groups[LAUNCHER] = tuple(launched)
         self.workers: dict[str, _Worker] = {}
         self.stopping = threading.Event()
         self.lock = threading.Lock()
@@ -79,7 +96,7 @@ class StepWorkers:
 
     def _start(self, worker: _Worker) -> None:
         Path(worker.socket).unlink(missing_ok=True)
-        argv = [self.python, "-m", "lamflow.ops.runtime.worker", worker.socket]
+        argv = [self.python, "-m", worker.module, worker.socket]
         # stdout/stderr: the engine's (its log file); a worker's own messages land there
         worker.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
         threading.Thread(target=self._reap, args=(worker, worker.proc), daemon=True).start()
@@ -89,8 +106,9 @@ class StepWorkers:
         if self.stopping.is_set():
             return
         Path(worker_client.death_note(worker.socket, proc.pid)).write_text(f"{status}\n")
+        what = LAUNCHER if worker.group == LAUNCHER else f"the worker of step group {worker.group}"
         print(
-            f"lamflow: the worker of step group {worker.group} (pid {proc.pid}) ended with status {status}",
+            f"lamflow: {what} (pid {proc.pid}) ended with status {status}",
             file=sys.stderr,
             flush=True,
         )

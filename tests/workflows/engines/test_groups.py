@@ -35,10 +35,12 @@ def _sha(path: Path) -> str:
 def test_grouped_steps_share_a_worker_and_give_the_same_results(tmp_path, write_spec):
     spec = write_spec(minimal_spec())
     runs = {}
-    for name, extra in (("grouped", []), ("alone", ["--no-group"])):
-        fake = FakeDp(tmp_path / f"{name}.jsonl")
+    fakes = {}
+    for name, extra, fork in (("grouped", [], "1"), ("alone", ["--no-group"], "0")):
+        fake = fakes[name] = FakeDp(tmp_path / f"{name}.jsonl")
         run_dir = tmp_path / name
-        out = run_cli("submit", str(spec), "--run-dir", str(run_dir), "--no-cache", *extra, env=fake.env)
+        env = {**fake.env, "LAMFLOW_FORK_STEPS": fork}  # alone: every step a fresh `python SCRIPT`
+        out = run_cli("submit", str(spec), "--run-dir", str(run_dir), "--no-cache", *extra, env=env)
         assert out.returncode == 0, out.stdout + out.stderr
         runs[name] = (run_dir, _summary(run_dir), _step_pids(fake, run_dir))
     (g_dir, grouped, g_pids), (a_dir, alone, a_pids) = runs["grouped"], runs["alone"]
@@ -60,6 +62,12 @@ def test_grouped_steps_share_a_worker_and_give_the_same_results(tmp_path, write_
         "after-pretrain"
     )
     assert all(r["group"] is None for r in alone["steps"].values())
+    # training steps: a process of their own, forked by the step launcher unless LAMFLOW_FORK_STEPS=0
+    trainings = [r for r in fakes["grouped"].records() if r["argv"][:2] == ["--pt", "train"]]
+    assert trainings and all("lamflow.ops.runtime.launcher" in r["started_by"] for r in trainings)
+    assert len({g_pids[k] for k in ("pretrain", "finetune-gete")}) == 2
+    fresh = [r for r in fakes["alone"].records() if r["argv"][:2] == ["--pt", "train"]]
+    assert fresh and not any("launcher" in r["started_by"] for r in fresh)
     for key in members:  # each step keeps its own directory, log, phase and timing
         record = grouped["steps"][key]
         assert record["phase"] == "Succeeded" and record["duration_s"] is not None

@@ -1,0 +1,291 @@
+"""A step launcher: a prestarted interpreter that forks one process per step, so that a step that runs in a
+process of its own (training, MD, exploration) does not pay for starting Python and importing dflow.
+
+``python -m lamflow.ops.runtime.launcher SOCKET`` binds a Unix socket, imports dflow and every step op once,
+then serves requests from :mod:`lamflow.ops.runtime.worker_client` (the same client and protocol as a step
+group's worker): run this step's dflow script, in this directory, with this environment and these signal
+dispositions, writing to these file descriptors. Unlike a worker, it runs each script in a child it forks
+for that step: the step is a process of its own, exactly as when dflow starts ``python SCRIPT`` — its own
+pid (signals reach it as before), memory, ``dp`` subprocess and exit status — less the ~1 s of start-up.
+The client gets the child's pid, then its exit status (minus the signal number when a signal killed it).
+
+The launcher itself ignores SIGINT (Ctrl-C and ``lamflow stop`` reach every step process directly); on
+SIGTERM it ends its children and exits. A child whose client goes away (its dflow step was killed) gets
+SIGTERM. The launcher is single-threaded: it forks from a select loop that wakes on SIGCHLD.
+"""
+
+from __future__ import annotations
+
+import builtins
+import importlib
+import io
+import json
+import os
+import pkgutil
+import random
+import select
+import signal
+import socket
+import sys
+import traceback
+from typing import Any
+
+from lamflow.ops.runtime.worker_client import HEADER
+
+# signal dispositions a client passes on: what a fresh ``python SCRIPT`` started where the client was has
+DISPOSITIONS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
+def warm_up() -> None:
+    """Import dflow and every step op (not DeePMD-kit or torch: steps here call ``dp`` as a program, and
+    a process that forks must not have started torch's thread pools)."""
+    importlib.import_module("dflow.python")
+    for module in pkgutil.iter_modules(importlib.import_module("lamflow.ops").__path__):
+        if not module.ispkg:
+            importlib.import_module(f"lamflow.ops.{module.name}")
+
+
+def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
+    conn.settimeout(10.0)
+    header, fds, _, _ = socket.recv_fds(conn, HEADER.size, 2)
+    if len(header) != HEADER.size or not fds:
+        for fd in fds:
+            os.close(fd)
+        raise ConnectionError("malformed request")
+    size = HEADER.unpack(header)[0]
+    body = bytearray()
+    while len(body) < size:
+        chunk = conn.recv(min(1 << 20, size - len(body)))
+        if not chunk:
+            raise ConnectionError("request cut short")
+        body += chunk
+    conn.settimeout(None)
+    return json.loads(body), fds
+
+
+def _std_stream(fd: int, unbuffered: bool, line_buffered: bool) -> io.TextIOWrapper:
+    """fd 1 or 2 as a fresh interpreter would open it."""
+    raw = io.FileIO(fd, "w", closefd=False)
+    if unbuffered:
+        return io.TextIOWrapper(raw, encoding="utf-8", errors="backslashreplace", write_through=True)
+    return io.TextIOWrapper(
+        io.BufferedWriter(raw), encoding="utf-8", errors="backslashreplace", line_buffering=line_buffered
+    )
+
+
+def _become_step(request: dict[str, Any], fds: list[int]) -> None:
+    """In the forked child: take on the step's descriptors, directory, environment and signals."""
+    out = fds[0]
+    err = fds[1] if len(fds) > 1 else out
+    os.dup2(out, 1)
+    os.dup2(err, 2)
+    for fd in set(fds):
+        if fd > 2:
+            os.close(fd)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    unbuffered = bool(os.environ.get("PYTHONUNBUFFERED"))
+    sys.stdout = _std_stream(1, unbuffered, os.isatty(1))
+    sys.stderr = _std_stream(2, unbuffered, True)
+    for name in DISPOSITIONS:
+        signum = getattr(signal, name)
+        ignored = request.get("signals", {}).get(name) == "ignore"
+        default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+        signal.signal(signum, signal.SIG_IGN if ignored else default)
+    script = request["script"]
+    sys.argv[:] = [script]
+    sys.path[0] = os.path.dirname(os.path.abspath(script))
+    random.seed()  # a fresh process draws its own seeds; the fork would share the launcher's
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed()
+
+
+def run_child(request: dict[str, Any], fds: list[int]) -> int:
+    """Run the step's script as ``python SCRIPT`` would; returns the exit status. An uncaught
+    KeyboardInterrupt ends the process with SIGINT, as Python does."""
+    _become_step(request, fds)
+    script = request["script"]
+    try:
+        with open(script, encoding="utf-8") as f:
+            code = compile(f.read(), script, "exec")
+        exec(code, {"__name__": "__main__", "__file__": script, "__builtins__": builtins})
+        return 0
+    except SystemExit as exc:
+        if exc.code is None:
+            return 0
+        if isinstance(exc.code, int):
+            return exc.code
+        print(exc.code, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        traceback.print_exc()
+        _flush()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+        return 130  # pragma: no cover - not reached
+    except BaseException:
+        traceback.print_exc()
+        return 1
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def _exit_code(status: int) -> int:
+    """A wait status as subprocess reports it: the exit status, or minus the signal that killed it."""
+    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+
+
+def _answer(conn: socket.socket, message: dict[str, Any]) -> None:
+    try:
+        conn.sendall((json.dumps(message) + "\n").encode())
+    except OSError:
+        pass  # the client went away; the step's status is lost with it
+
+
+class Launcher:
+    """The select loop: accepts requests, forks a child for each, reports each child's end."""
+
+    def __init__(self, listener: socket.socket) -> None:
+        self.listener = listener
+        self.children: dict[int, socket.socket | None] = {}  # pid -> its client's connection (None: gone)
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        self.terminating = False
+
+    def serve(self) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.set_wakeup_fd(self.wake_w)
+        while not self.terminating:
+            clients = {conn.fileno(): conn for conn in self.children.values() if conn is not None}
+            listening = self.listener.fileno()
+            ready, _, _ = select.select([listening, self.wake_r, *clients], [], [], 5.0)
+            if self.wake_r in ready:
+                while True:
+                    try:
+                        os.read(self.wake_r, 512)
+                    except BlockingIOError:
+                        break
+            self._reap()
+            for fd in ready:
+                if fd in clients:
+                    self._client_readable(clients[fd])
+            if listening in ready and not self.terminating:
+                self._accept()
+        self._end_children()
+
+    def _on_term(self, *_: object) -> None:
+        self.terminating = True
+
+    def _accept(self) -> None:
+        conn, _ = self.listener.accept()
+        try:
+            request, fds = _receive(conn)
+        except (ConnectionError, OSError, ValueError) as exc:
+            print(f"lamflow launcher: request dropped ({exc})", file=sys.stderr, flush=True)
+            conn.close()
+            return
+        _flush()
+        pid = os.fork()
+        if pid == 0:  # the step
+            status = 1
+            try:
+                signal.set_wakeup_fd(-1)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                self.listener.close()
+                conn.close()
+                for other in self.children.values():
+                    if other is not None:
+                        other.close()
+                os.close(self.wake_r)
+                os.close(self.wake_w)
+                status = run_child(request, fds)
+            finally:
+                _flush()
+                os._exit(status & 0xFF)
+        for fd in set(fds):
+            os.close(fd)
+        self.children[pid] = conn
+        _answer(conn, {"pid": pid, "forked": True})
+
+    def _client_readable(self, conn: socket.socket) -> None:
+        """A client sends nothing after its request: readable means it went away; end its step."""
+        try:
+            data = conn.recv(1, socket.MSG_PEEK)
+        except OSError:
+            data = b""
+        if data:
+            return
+        for pid, other in list(self.children.items()):
+            if other is conn:
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+                conn.close()
+                self.children[pid] = None
+
+    def _reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid not in self.children:
+                continue
+            conn = self.children.pop(pid)
+            if conn is None:
+                continue
+            _answer(conn, {"exit": _exit_code(status)})
+            conn.close()
+
+    def _end_children(self) -> None:
+        """SIGTERM: end every step, and tell each client how its step ended."""
+        for pid in self.children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for pid, conn in list(self.children.items()):
+            try:
+                _, status = os.waitpid(pid, 0)
+            except ChildProcessError:
+                continue
+            if conn is not None:
+                _answer(conn, {"exit": _exit_code(status)})
+                conn.close()
+
+
+def serve(socket_path: str) -> None:
+    """Bind first (clients may connect while the imports run), warm up, then serve until SIGTERM."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(socket_path)
+    listener.listen(64)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    warm_up()
+    Launcher(listener).serve()
+
+
+def main(argv: list[str]) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m lamflow.ops.runtime.launcher", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("socket")
+    serve(parser.parse_args(argv).socket)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
