@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import tomllib
 from dockerfile_parse import DockerfileParser
 
 from lamflow.workflows.argo.render import default_image, render
@@ -83,6 +84,11 @@ def test_runtime_stage_has_wheels_only_a_non_root_user_and_python3_entry_point(v
     installs = " ".join(i["value"] for i in runtime if i["instruction"] == "RUN")
     assert "/tmp/wheels/lamflow-*.whl" in installs and "e3nn" in installs and "ase" in installs
     assert "import deepmd.pt, lamflow.ops.pretrain, dpdata, ase" in installs, "the image checks itself"
+    # the label-dft step's PySCF labeler runs in this image: lamflow's `dft` extra, checked at build
+    assert '"$(echo /tmp/wheels/lamflow-*.whl)[dft]"' in installs
+    assert "pyscf, lamflow.ops.labeling.pyscf_dft" in installs
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(req.startswith("pyscf") for req in extras["dft"])
     (entrypoint,) = [i["value"] for i in runtime if i["instruction"] == "ENTRYPOINT"]
     assert entrypoint == '["python3"]'
     (user,) = [i["value"] for i in runtime if i["instruction"] == "USER"]
