@@ -30,7 +30,8 @@ import sys
 import traceback
 from typing import Any
 
-from lamflow.ops.runtime.worker_client import HEADER
+from lamflow.ops import dp
+from lamflow.ops.runtime.worker_client import read_request
 
 # signal dispositions a client passes on: what a fresh ``python SCRIPT`` started where the client was has
 DISPOSITIONS = ("SIGINT", "SIGTERM", "SIGHUP")
@@ -47,20 +48,9 @@ def warm_up() -> None:
 
 def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
     conn.settimeout(10.0)
-    header, fds, _, _ = socket.recv_fds(conn, HEADER.size, 2)
-    if len(header) != HEADER.size or not fds:
-        for fd in fds:
-            os.close(fd)
-        raise ConnectionError("malformed request")
-    size = HEADER.unpack(header)[0]
-    body = bytearray()
-    while len(body) < size:
-        chunk = conn.recv(min(1 << 20, size - len(body)))
-        if not chunk:
-            raise ConnectionError("request cut short")
-        body += chunk
+    request, fds = read_request(conn, 2)
     conn.settimeout(None)
-    return json.loads(body), fds
+    return request, fds
 
 
 def _std_stream(fd: int, unbuffered: bool, line_buffered: bool) -> io.TextIOWrapper:
@@ -112,12 +102,7 @@ def run_child(request: dict[str, Any], fds: list[int]) -> int:
         exec(code, {"__name__": "__main__", "__file__": script, "__builtins__": builtins})
         return 0
     except SystemExit as exc:
-        if exc.code is None:
-            return 0
-        if isinstance(exc.code, int):
-            return exc.code
-        print(exc.code, file=sys.stderr)
-        return 1
+        return dp.exit_status(exc)
     except KeyboardInterrupt:
         traceback.print_exc()
         _flush()

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lamflow.ops import dp
-from lamflow.ops.runtime.worker_client import HEADER
+from lamflow.ops.runtime.worker_client import read_request
 
 OP_MODULES = ("change_bias", "freeze", "test", "pretrain", "finetune")
 DEEPMD_MODULES = (
@@ -179,17 +179,8 @@ def run_script(script: str) -> int:
 
 
 def _receive(conn: socket.socket) -> tuple[dict[str, Any], int]:
-    header, fds, _, _ = socket.recv_fds(conn, HEADER.size, 1)
-    if len(header) != HEADER.size or len(fds) != 1:
-        raise ConnectionError("malformed request")
-    size = HEADER.unpack(header)[0]
-    body = bytearray()
-    while len(body) < size:
-        chunk = conn.recv(min(1 << 20, size - len(body)))
-        if not chunk:
-            raise ConnectionError("request cut short")
-        body += chunk
-    return json.loads(body), fds[0]
+    request, fds = read_request(conn, 1)
+    return request, fds[0]
 
 
 def serve_one(conn: socket.socket, baseline: Isolation) -> None:

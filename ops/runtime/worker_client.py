@@ -27,6 +27,24 @@ DEATH_NOTE_WAIT_S = 5.0
 HEADER = struct.Struct("!Q")
 
 
+def read_request(conn: socket.socket, max_fds: int) -> tuple[dict[str, object], list[int]]:
+    """The server side of a request (a step worker's or the step launcher's): the header with the file
+    descriptors passed along, then the JSON body."""
+    header, fds, _, _ = socket.recv_fds(conn, HEADER.size, max_fds)
+    if len(header) != HEADER.size or not fds:
+        for fd in fds:
+            os.close(fd)
+        raise ConnectionError("malformed request")
+    size = HEADER.unpack(header)[0]
+    body = bytearray()
+    while len(body) < size:
+        chunk = conn.recv(min(1 << 20, size - len(body)))
+        if not chunk:
+            raise ConnectionError("request cut short")
+        body += chunk
+    return json.loads(body), fds
+
+
 def death_note(socket_path: str, pid: int) -> str:
     """Where the engine writes a dead worker's exit status (shared with lamflow.workflows.engines)."""
     return f"{socket_path}.{pid}.exit"
