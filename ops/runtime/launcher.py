@@ -16,7 +16,6 @@ SIGTERM. The launcher is single-threaded: it forks from a select loop that wakes
 
 from __future__ import annotations
 
-import builtins
 import importlib
 import io
 import json
@@ -30,7 +29,7 @@ import sys
 import traceback
 from typing import Any
 
-from lamflow.ops import dp
+from lamflow.ops.runtime.worker import run_script
 from lamflow.ops.runtime.worker_client import read_request
 
 # signal dispositions a client passes on: what a fresh ``python SCRIPT`` started where the client was has
@@ -95,23 +94,14 @@ def run_child(request: dict[str, Any], fds: list[int]) -> int:
     """Run the step's script as ``python SCRIPT`` would; returns the exit status. An uncaught
     KeyboardInterrupt ends the process with SIGINT, as Python does."""
     _become_step(request, fds)
-    script = request["script"]
     try:
-        with open(script, encoding="utf-8") as f:
-            code = compile(f.read(), script, "exec")
-        exec(code, {"__name__": "__main__", "__file__": script, "__builtins__": builtins})
-        return 0
-    except SystemExit as exc:
-        return dp.exit_status(exc)
+        return run_script(request["script"])  # exceptions: a traceback and status 1, as Python does
     except KeyboardInterrupt:
         traceback.print_exc()
         _flush()
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGINT)
         return 130  # pragma: no cover - not reached
-    except BaseException:
-        traceback.print_exc()
-        return 1
 
 
 def _flush() -> None:
