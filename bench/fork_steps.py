@@ -16,15 +16,16 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 FAKE_DP = REPO / "tests" / "fake_dp.py"
+sys.path.insert(0, str(HERE))
+
+from local_overhead import submit  # noqa: E402
 
 
 def run(spec: Path, work: Path, fork: bool, real_dp: bool) -> tuple[float, list[float]]:
@@ -32,23 +33,8 @@ def run(spec: Path, work: Path, fork: bool, real_dp: bool) -> tuple[float, list[
     env["LAMFLOW_STORE"] = str(work / "store")
     if not real_dp:
         env["LAMFLOW_DP"] = f"{sys.executable} {FAKE_DP}"
-    lamflow = Path(sys.executable).with_name("lamflow")
-    argv = [
-        str(lamflow),
-        "submit",
-        str(spec),
-        "--run-dir",
-        str(work / "run"),
-        "--output",
-        "json",
-        "--no-cache",
-    ]
-    started = time.monotonic()
-    result = subprocess.run(argv, capture_output=True, text=True, env=env)
-    wall = time.monotonic() - started
-    if result.returncode not in (0, 4):  # 4: a transfer gate failed (the fake dp learns nothing)
-        raise SystemExit(f"lamflow submit failed:\n{result.stderr[-2000:]}")
-    summary = json.loads(result.stdout)
+    # exit 4: a transfer gate failed (the fake dp learns nothing)
+    wall, summary = submit(spec, work, env=env, ok=(0, 4))
     own = [r["duration_s"] for r in summary["steps"].values() if r["group"] is None and r["duration_s"]]
     return wall, own
 

@@ -360,7 +360,8 @@ def fd_stream(fd: int) -> io.TextIOWrapper:
     return io.TextIOWrapper(io.BufferedWriter(raw), encoding="utf-8", errors="replace", line_buffering=True)
 
 
-def _flush_std() -> None:
+def flush_std() -> None:
+    """Flush sys.stdout and sys.stderr, whatever they are now (closed or broken ones are skipped)."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -373,7 +374,7 @@ def output_to(fd: int) -> Iterator[int]:
     """Inside the block fd 1 and 2 write to ``fd`` (which the caller may close once inside), and
     ``sys.stdout``/``sys.stderr`` are streams on them, whatever they were (a test's capture, ...). Yields
     a duplicate of the previous fd 1, valid until the block ends; everything is put back afterwards."""
-    _flush_std()
+    flush_std()
     saved = os.dup(1), os.dup(2)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
@@ -382,7 +383,7 @@ def output_to(fd: int) -> Iterator[int]:
     try:
         yield saved[0]
     finally:
-        _flush_std()
+        flush_std()
         sys.stdout, sys.stderr = streams
         os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
@@ -423,7 +424,7 @@ def _run_in_process(entry: Callable[[], None], log_path: Path, echo: bool, tail:
         try:
             return _call(entry)
         finally:
-            _flush_std()
+            flush_std()
             done.set()
             follower.join()
             tail.extend(seen.decode("utf-8", errors="replace").splitlines(keepends=True)[-TAIL_LINES:])

@@ -20,7 +20,7 @@ from dflow.python import FatalError
 from pydantic import Field
 
 from lamflow.ops.collect import branch_folders
-from lamflow.ops.data.labelled import labelled_system
+from lamflow.ops.data.labelled import indices_by_kind, labelled_system
 from lamflow.ops.dp import deep_potential
 from lamflow.ops.dynamics.md import frame_problem, read_trajectory
 from lamflow.ops.evaluation.predict import atom_types
@@ -103,11 +103,6 @@ def read_branches(folder: Path) -> list[tuple[dict[str, Any], list[Any]]]:
     ]
 
 
-def _kind(atoms: Any) -> tuple[tuple[str, ...], bool]:
-    """What puts frames in one deepmd/npy system: the atoms (in order) and periodicity."""
-    return tuple(atoms.get_chemical_symbols()), bool(all(atoms.pbc))
-
-
 def _system_name(symbols: tuple[str, ...], pbc: bool) -> str:
     counts = Counter(symbols)
     return "".join(f"{el}{counts[el]}" for el in sorted(counts)) + ("" if pbc else "-nopbc")
@@ -116,12 +111,9 @@ def _system_name(symbols: tuple[str, ...], pbc: bool) -> str:
 def write_labels(frames: list[Any], teacher: Any, type_map: list[str], out: Path) -> dict[str, int]:
     """Teacher labels of ``frames`` as deepmd/npy systems under ``out`` (one per composition and
     periodicity); returns frames per system."""
-
-    groups: dict[tuple[tuple[str, ...], bool], list[Any]] = {}
-    for atoms in frames:
-        groups.setdefault(_kind(atoms), []).append(atoms)
     written: dict[str, int] = {}
-    for (symbols, pbc), members in sorted(groups.items()):
+    for (symbols, pbc), indices in sorted(indices_by_kind(frames).items()):
+        members = [frames[i] for i in indices]
         try:
             types = atom_types(teacher, symbols)
         except ValueError as exc:
@@ -158,12 +150,9 @@ def split(frames: list[Any], fraction: float, seed: int) -> tuple[list[Any], lis
     two or more) go to valid, chosen with ``seed``."""
     if fraction <= 0:
         return list(frames), []
-    by_kind: dict[tuple[Any, ...], list[int]] = {}
-    for i, atoms in enumerate(frames):
-        by_kind.setdefault(_kind(atoms), []).append(i)
     rng = np.random.default_rng(seed)
     valid: set[int] = set()
-    for indices in by_kind.values():
+    for indices in indices_by_kind(frames).values():
         if len(indices) < 2:
             continue
         n = max(1, int(round(fraction * len(indices))))

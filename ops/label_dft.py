@@ -1,9 +1,9 @@
 """DFT-label step of the concurrent-learning loop: the frames the select step picked (``picked.extxyz``)
 labelled by a reference method — PySCF (molecules, :mod:`lamflow.ops.labeling.pyscf_dft`) or an external
 DFT code run as a command line (:mod:`lamflow.ops.labeling.command`) — and written as deepmd/npy systems
-(one per composition) in the spec's type map. Frames that could not be labelled are counted, never
-labelled; a step that labels none of its frames fails with the counts (what earlier iterations labelled
-is kept by them)."""
+(one per composition and periodicity) in the spec's type map. Frames that could not be labelled are
+counted, never labelled; a step that labels none of its frames fails with the counts (what earlier
+iterations labelled is kept by them)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any, Literal
 from dflow.python import FatalError
 from pydantic import Field
 
+from lamflow.ops.data.labelled import indices_by_kind
 from lamflow.ops.dynamics.md import read_trajectory
 from lamflow.ops.labeling.command import CommandLabeler
 from lamflow.ops.labeling.command import label_frames as command_labels
@@ -55,16 +56,8 @@ class LabelDftInput(LabelDftParams):
 
 
 class LabelDftOutput(OpModel):
-    labels: Path = Field(description="deepmd/npy systems, one per composition.")
+    labels: Path = Field(description="deepmd/npy systems, one per composition and periodicity.")
     report: dict[str, Any]
-
-
-def _compositions(atoms_list: list[Any]) -> dict[tuple[str, ...], list[int]]:
-    """Frame indices grouped by their atoms (symbols in order): one deepmd system each."""
-    groups: dict[tuple[str, ...], list[int]] = {}
-    for index, atoms in enumerate(atoms_list):
-        groups.setdefault(tuple(atoms.get_chemical_symbols()), []).append(index)
-    return groups
 
 
 class LabelDftOP(LamflowOP[LabelDftInput, LabelDftOutput]):
@@ -81,7 +74,7 @@ class LabelDftOP(LamflowOP[LabelDftInput, LabelDftOutput]):
         out.mkdir(parents=True, exist_ok=True)
         counts = {"frames": len(atoms_list), "labelled": 0, "not_converged": 0, "failed": 0}
         errors: list[str] = []
-        for n, (symbols, indices) in enumerate(sorted(_compositions(atoms_list).items())):
+        for n, ((symbols, _), indices) in enumerate(sorted(indices_by_kind(atoms_list).items())):
             frames = [atoms_list[i] for i in indices]
             target = out / f"system-{n:03d}"
             if inp.labeler == "pyscf":

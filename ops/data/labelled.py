@@ -1,13 +1,24 @@
 """Labelled frames as a dpdata ``LabeledSystem``: the one place that lays out dpdata's fields for frames a
 labeler computed (the distillation's teacher, DFT with PySCF), so every labeler writes the same deepmd/npy
-layout — atom names in the spec's type map, zero cells and ``nopbc`` for molecules, virials only with a cell.
+layout — atom names in the spec's type map, zero cells and ``nopbc`` for molecules, virials only with a cell;
+and which frames go into one system (:func:`indices_by_kind`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+
+def indices_by_kind(frames: Sequence[Any]) -> dict[tuple[tuple[str, ...], bool], list[int]]:
+    """Indices of ASE frames grouped by what puts frames into one deepmd/npy system: their atoms (symbols
+    in order) and periodicity."""
+    groups: dict[tuple[tuple[str, ...], bool], list[int]] = {}
+    for index, atoms in enumerate(frames):
+        groups.setdefault((tuple(atoms.get_chemical_symbols()), bool(all(atoms.pbc))), []).append(index)
+    return groups
 
 
 def labelled_system(

@@ -29,11 +29,9 @@ import sys
 import traceback
 from typing import Any
 
+from lamflow.ops.dp import flush_std
 from lamflow.ops.runtime.worker import run_script
-from lamflow.ops.runtime.worker_client import read_request
-
-# signal dispositions a client passes on: what a fresh ``python SCRIPT`` started where the client was has
-DISPOSITIONS = ("SIGINT", "SIGTERM", "SIGHUP")
+from lamflow.ops.runtime.worker_client import PASSED_SIGNALS, read_request
 
 
 def warm_up() -> None:
@@ -77,7 +75,7 @@ def _become_step(request: dict[str, Any], fds: list[int]) -> None:
     unbuffered = bool(os.environ.get("PYTHONUNBUFFERED"))
     sys.stdout = _std_stream(1, unbuffered, os.isatty(1))
     sys.stderr = _std_stream(2, unbuffered, True)
-    for name in DISPOSITIONS:
+    for name in PASSED_SIGNALS:
         signum = getattr(signal, name)
         ignored = request.get("signals", {}).get(name) == "ignore"
         default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
@@ -98,18 +96,10 @@ def run_child(request: dict[str, Any], fds: list[int]) -> int:
         return run_script(request["script"])  # exceptions: a traceback and status 1, as Python does
     except KeyboardInterrupt:
         traceback.print_exc()
-        _flush()
+        flush_std()
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGINT)
         return 130  # pragma: no cover - not reached
-
-
-def _flush() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
 
 
 def _exit_code(status: int) -> int:
@@ -169,7 +159,7 @@ class Launcher:
             print(f"lamflow launcher: request dropped ({exc})", file=sys.stderr, flush=True)
             conn.close()
             return
-        _flush()
+        flush_std()
         pid = os.fork()
         if pid == 0:  # the step
             status = 1
@@ -185,7 +175,7 @@ class Launcher:
                 os.close(self.wake_w)
                 status = run_child(request, fds)
             finally:
-                _flush()
+                flush_std()
                 os._exit(status & 0xFF)
         for fd in set(fds):
             os.close(fd)

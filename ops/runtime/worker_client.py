@@ -25,6 +25,9 @@ import time
 CONNECT_TIMEOUT_S = 30.0  # a crashed worker is restarted by the engine within a second or two
 DEATH_NOTE_WAIT_S = 5.0
 HEADER = struct.Struct("!Q")
+# the signals whose disposition (ignored or not) a client passes on to a forked step: what a fresh
+# ``python SCRIPT`` started where the client was would have
+PASSED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 
 
 def read_request(conn: socket.socket, max_fds: int) -> tuple[dict[str, object], list[int]]:
@@ -103,10 +106,10 @@ def _worker_died(socket_path: str, pid: int) -> int:
 def _dispositions() -> dict[str, str]:
     """Which of the signals a step may get this process ignores (a background job ignores SIGINT): a
     forked step process takes on the same, as a fresh interpreter started here would."""
-    found = {}
-    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
-        found[name] = "ignore" if signal.getsignal(getattr(signal, name)) == signal.SIG_IGN else "default"
-    return found
+    return {
+        name: "ignore" if signal.getsignal(getattr(signal, name)) == signal.SIG_IGN else "default"
+        for name in PASSED_SIGNALS
+    }
 
 
 def _stand_in_for(pid: int) -> None:

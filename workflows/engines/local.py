@@ -433,11 +433,8 @@ class LocalEngine(Engine):
             _let_dflow_continue(steps_dir)
         groups = _groups_to_run(plan, summary) if self.settings.group else {}
         grouped = {key for keys in groups.values() for key in keys}
-        launched = [
-            key
-            for key, record in summary.steps.items()
-            if self.settings.fork_steps and record.phase not in DONE and key not in grouped
-        ]
+        left = [key for key, record in summary.steps.items() if record.phase not in DONE]
+        launched = [key for key in left if key not in grouped] if self.settings.fork_steps else []
         for key, record in summary.steps.items():
             record.group = plan.group_of(key) if self.settings.group else None
         config = local_debug_config(str(run_dir), str(run_dir / "artifacts"), self.settings.local_workers)
