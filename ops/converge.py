@@ -15,9 +15,11 @@ from dflow.python import FatalError
 from pydantic import Field
 
 from lamflow.ops.active.converge import Criteria, decide
+from lamflow.ops.label_dft import REPORT as LABEL_REPORT
 from lamflow.ops.runtime.common import work_dir, write_json
 from lamflow.ops.runtime.contract import LamflowOP, OpModel
 from lamflow.ops.select_frames import REPORT as SELECTION
+from lamflow.ops.test import parse_test_metrics
 
 DECISION = "decision.json"
 
@@ -29,13 +31,12 @@ class ConvergeParams(OpModel):
         0.0, ge=0, le=1, description="Converged at or above it; 0: no criterion."
     )
     test_force_rmse: float = Field(0.0, ge=0, description="eV/Å: converged at or below it; 0: no criterion.")
-    test_metrics: dict[str, float] = Field(
-        default_factory=dict, description="The held-out test step's metrics ({} without a held-out test)."
-    )
 
 
 class ConvergeInput(ConvergeParams):
     picked: Path = Field(description="The select step's folder (selection.json).")
+    test_log: Path | None = Field(None, description="The held-out test step's `dp test` log, if any.")
+    labels: Path | None = Field(None, description="The label step's folder (label-report.json), if any.")
 
 
 class ConvergeOutput(OpModel):
@@ -43,7 +44,9 @@ class ConvergeOutput(OpModel):
     converged: bool
     reason: str
     next_iteration: int
+    next_tag: str = Field(description="The next iteration as step keys carry it: i002.")
     decision: Path
+    record: dict[str, Any] = Field(description="The iteration's row: counts, fractions, test RMSE, decision.")
 
 
 class ConvergeOP(LamflowOP[ConvergeInput, ConvergeOutput]):
@@ -64,7 +67,15 @@ class ConvergeOP(LamflowOP[ConvergeInput, ConvergeOutput]):
             accurate_fraction=inp.accurate_fraction or None,
             test_force_rmse=inp.test_force_rmse or None,
         )
-        rmse = inp.test_metrics.get("force_rmse")
+        rmse = None
+        if inp.test_log is not None:
+            try:
+                rmse = parse_test_metrics(inp.test_log.read_text(errors="replace")).get("force_rmse")
+            except ValueError as exc:
+                raise FatalError(f"converge: the held-out test's log: {exc}") from None
+        labelled = None
+        if inp.labels is not None and (inp.labels / LABEL_REPORT).is_file():
+            labelled = json.loads((inp.labels / LABEL_REPORT).read_text())
         decision = decide(
             criteria,
             inp.iteration,
@@ -79,6 +90,7 @@ class ConvergeOP(LamflowOP[ConvergeInput, ConvergeOutput]):
             "accurate_fraction": selection.get("accurate_fraction"),
             "test_force_rmse": rmse if rmse is not None and math.isfinite(rmse) else None,  # JSON has no NaN
             "selection": selection,
+            "labelling": labelled,
         }
         out = write_json(work_dir() / DECISION, record)
         print(f"converge: {decision.reason}")
@@ -87,5 +99,7 @@ class ConvergeOP(LamflowOP[ConvergeInput, ConvergeOutput]):
             converged=decision.converged,
             reason=decision.reason,
             next_iteration=inp.iteration + 1,
+            next_tag=f"i{inp.iteration + 1:03d}",
             decision=out,
+            record=record,
         )

@@ -86,9 +86,15 @@ class ExploreOP(LamflowOP[ExploreInput, ExploreOutput]):
     Input = ExploreInput
     Output = ExploreOutput
 
+    def schedule(self, inp: ExploreInput) -> tuple[int, int]:
+        """(MD steps, random seed) of this branch."""
+        return inp.steps, inp.seed
+
     def run(self, inp: ExploreInput) -> ExploreOutput:
         from ase.io import write
 
+        steps, seed = self.schedule(inp)
+        inp = inp.model_copy(update={"steps": steps, "seed": seed})
         cwd = work_dir()
         atoms = start_atoms(inp, cwd / "systems")
         ensemble = inp.ensemble if all(atoms.pbc) else "nvt"  # NPT needs a cell

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from dflow.python import FatalError
 from pydantic import Field
 
-from lamflow.ops.data.datasets import StagedDatasets
+from lamflow.ops.data.datasets import StagedDatasets, find_npy_systems
 from lamflow.ops.dp import freeze_command, train_command
 from lamflow.ops.runtime import files
-from lamflow.ops.runtime.common import run_dp_step, work_dir
+from lamflow.ops.runtime.common import run_dp_step, work_dir, write_json
 from lamflow.ops.runtime.contract import LamflowOP
 from lamflow.ops.training import checkpoint_sync
 from lamflow.ops.training.checkpoint import latest_checkpoint
@@ -32,11 +33,26 @@ class FinetuneParams(TrainParams):
 
 class FinetuneInput(FinetuneParams, StagedDatasets):
     base_checkpoint: Path
+    labelled: Path | None = Field(
+        None,
+        description="More training systems (deepmd/npy, found below this folder): the frames a "
+        "concurrent-learning loop labelled so far.",
+    )
 
 
 class FinetuneOutput(TrainOutput):
     model: Path
     freeze_log: Path
+
+
+def add_training_systems(input_json: Path, folder: Path) -> None:
+    """Append the deepmd/npy systems below ``folder`` to a single-task input's training systems."""
+    systems = [str(p) for p in find_npy_systems(folder)]
+    if not systems:
+        return  # an iteration that labelled nothing new hands on an empty folder
+    config = json.loads(input_json.read_text())
+    config["training"]["training_data"]["systems"] += systems
+    write_json(input_json, config)
 
 
 class FinetuneOP(LamflowOP[FinetuneInput, FinetuneOutput]):
@@ -58,7 +74,9 @@ class FinetuneOP(LamflowOP[FinetuneInput, FinetuneOutput]):
             raise FatalError(
                 f"{inp.base_checkpoint.name}: fine-tuning needs a DeePMD-kit training checkpoint (.pt)"
             )
-        write_training_input(inp, inp.datasets, cwd)
+        written = write_training_input(inp, inp.datasets, cwd)
+        if inp.labelled is not None:
+            add_training_systems(written, inp.labelled.resolve())
         checkpoint_sync.restore(cwd)  # a retried pod on Argo: the lost pod's newest checkpoint
         restart = latest_checkpoint(cwd)
         if restart is not None and (cwd / files.COMPLETED_INPUT).is_file():

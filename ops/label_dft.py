@@ -24,6 +24,7 @@ from lamflow.ops.runtime.contract import LamflowOP, OpModel
 from lamflow.ops.select_frames import PICKED
 
 ERRORS_SHOWN = 5
+REPORT = "label-report.json"  # in the labels folder, beside the systems
 
 
 class PyscfParams(OpModel):
@@ -87,7 +88,7 @@ class LabelDftOP(LamflowOP[LabelDftInput, LabelDftOutput]):
             formula = frames[0].get_chemical_formula()
             errors += [f"{formula} {e}" for e in failed]
         report: dict[str, Any] = {**counts, "labeler": inp.labeler, "errors": errors[:ERRORS_SHOWN]}
-        write_json(out.parent / "label-report.json", report)
+        write_json(out / REPORT, report)
         print("label-dft: " + ", ".join(f"{k} {counts[k]}" for k in counts))
         if atoms_list and counts["labelled"] == 0:
             shown = "; ".join(errors[:ERRORS_SHOWN])

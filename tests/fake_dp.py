@@ -58,12 +58,12 @@ def _put(archive: zipfile.ZipFile, name: str, data: str | bytes) -> None:
 # --- checkpoints (.pt): torch.save format, read back without importing torch when it holds no tensors ---
 
 
-def save_checkpoint(path: Path, model_params: dict[str, Any], step: int, lr: float) -> None:
+def save_checkpoint(path: Path, model_params: dict[str, Any], step: int, lr: float, **trained: Any) -> None:
     """What ``torch.save`` writes for a checkpoint without tensors: the same zip entries, no torch import
-    (which would cost ~2 s per call); ``torch.load(..., weights_only=True)`` reads it like a real one."""
-    state = {
-        "model": {"_extra_state": {"model_params": model_params, "train_infos": {"lr": lr, "step": step}}}
-    }
+    (which would cost ~2 s per call); ``torch.load(..., weights_only=True)`` reads it like a real one.
+    ``trained`` (the seed, the data) joins ``train_infos``: what makes real weights differ."""
+    infos = {"lr": lr, "step": step, **trained}
+    state = {"model": {"_extra_state": {"model_params": model_params, "train_infos": infos}}}
     data = {**state, "optimizer": {"state": {}, "param_groups": []}}
     stem = path.stem
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
@@ -275,7 +275,13 @@ def train(args: Any) -> None:
         lcurve.write("".join(rows))
     Path("out.json").write_text(json.dumps(normalized, indent=2))
     for step in saves:
-        save_checkpoint(Path(f"model.ckpt-{step}.pt"), normalized["model"], step - 1, lr0)
+        save_checkpoint(
+            Path(f"model.ckpt-{step}.pt"), normalized["model"], step - 1, lr0,
+            seed=training.get("seed"), systems=sum(
+                len((section.get("training_data") or {}).get("systems", []))
+                for section in (training["data_dict"].values() if "data_dict" in training else [training])
+            ),
+        )  # fmt: skip
         print(f"{INFO}Saved model to model.ckpt-{step}.pt")
     if killed:
         os.kill(os.getpid(), 9)

@@ -77,6 +77,13 @@ def _set_cache_keys(plan: Plan, summary: RunSummary):
     return digests
 
 
+def _as_run(plan: Plan, run_dir: Path) -> Plan:
+    """The plan with its loops unrolled as far as the local run in ``run_dir`` got (no loops: itself)."""
+    from lamflow.workflows.engines.loops import unrolled
+
+    return unrolled(plan, run_dir)
+
+
 def _step_cache(settings: Settings, use: bool | None):
     """The step cache in the configured store, checked before any work; None when turned off."""
     from lamflow.workflows.store.locate import store_backend
@@ -129,7 +136,7 @@ def submit(
         summary.tests = test_results(summary, plan)
         finish_run(resolved, directory, summary, settings)
         return directory, summary
-    register_models(resolved, plan, directory, summary, settings, digests)
+    register_models(resolved, _as_run(plan, directory), directory, summary, settings, digests)
     finish_run(resolved, directory, summary, settings)
     return directory, summary
 
@@ -162,13 +169,16 @@ def resume(
             "(unchanged steps come from the step cache)"
         )
     resolved, plan = validate(spec_file, settings)
-    if set(plan_keys := [s.key for s in plan.steps]) != set(summary.steps):
+    plan_keys = list(
+        dict.fromkeys([s.key for s in plan.steps] + [s.key for s in _as_run(plan, run_dir).steps])
+    )
+    if set(plan_keys) != set(summary.steps):
         raise UsageError(f"{run_dir}: the spec now compiles to other steps ({', '.join(plan_keys)})")
     step_cache = _step_cache(settings, cache)
     summary.attempts += 1
     digests = _set_cache_keys(plan, summary)
     summary = runner.submit(plan, run_dir, summary, report, cache=step_cache, resume=True)
-    register_models(resolved, plan, run_dir, summary, settings, digests)
+    register_models(resolved, _as_run(plan, run_dir), run_dir, summary, settings, digests)
     finish_run(resolved, run_dir, summary, settings)
     return run_dir, summary
 

@@ -4,7 +4,6 @@ decide whether the loop stops, and the decision is recorded with its reason."""
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,9 @@ from dflow.python import FatalError
 from pydantic import ValidationError
 
 from lamflow.ops.converge import DECISION, ConvergeOP, ConvergeParams
+from lamflow.ops.label_dft import REPORT as LABEL_REPORT
 from lamflow.ops.select_frames import REPORT
+from tests.ops.test_test import DP_TEST_LOG
 
 
 def picked(tmp_path: Path, accurate_fraction: float) -> Path:
@@ -31,17 +32,32 @@ def test_the_accurate_fraction_converges_the_loop(run_op, tmp_path):
     assert out.decision.name == DECISION and record["selection"]["explored"] == 40
 
 
+def dp_test_log(tmp_path: Path, force_rmse: str) -> Path:
+    """A `dp test` log whose weighted block gives this force RMSE."""
+    log = tmp_path / f"test-{force_rmse}.log"
+    log.write_text(DP_TEST_LOG.replace("4.653188e-01", force_rmse))
+    return log
+
+
 def test_the_held_out_rmse_converges_it_and_a_missing_one_does_not(run_op, tmp_path):
-    params = ConvergeParams(
-        iteration=1, max_iterations=3, test_force_rmse=0.2, test_metrics={"force_rmse": 0.15}
-    )
-    assert run_op(ConvergeOP, params, picked=picked(tmp_path, 0.1)).converged
-    broken = params.model_copy(update={"test_metrics": {"force_rmse": math.nan}})
-    going = run_op(ConvergeOP, broken, picked=picked(tmp_path, 0.1))
+    params = ConvergeParams(iteration=1, max_iterations=3, test_force_rmse=0.2)
+    assert run_op(
+        ConvergeOP, params, picked=picked(tmp_path, 0.1), test_log=dp_test_log(tmp_path, "0.15")
+    ).converged
+    going = run_op(ConvergeOP, params, picked=picked(tmp_path, 0.1), test_log=dp_test_log(tmp_path, "nan"))
     assert not going.stop and "test force RMSE not finite (nan)" in going.reason
     assert json.loads(going.decision.read_text())["test_force_rmse"] is None
-    without = run_op(ConvergeOP, params.model_copy(update={"test_metrics": {}}), picked=picked(tmp_path, 0.1))
+    without = run_op(ConvergeOP, params, picked=picked(tmp_path, 0.1))
     assert not without.converged and "test force RMSE missing" in without.reason
+
+
+def test_the_labelling_counts_join_the_iterations_record(run_op, tmp_path):
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    (labels / LABEL_REPORT).write_text(json.dumps({"frames": 4, "labelled": 3, "failed": 1}))
+    out = run_op(ConvergeOP, ConvergeParams(iteration=1, max_iterations=2), picked=picked(tmp_path, 0.5),
+                 labels=labels)  # fmt: skip
+    assert out.record["labelling"]["labelled"] == 3 and out.record["accurate_fraction"] == 0.5
 
 
 def test_the_last_iteration_stops_without_converging(run_op, tmp_path):

@@ -53,7 +53,7 @@ def test_pyscf_labels_each_composition_into_a_system_of_its_own(run_op, tmp_path
     for system in loaded:
         assert system["atom_names"] == TYPE_MAP and system.nopbc
         assert np.all(np.isfinite(system["forces"])) and np.all(system["energies"] < 0)
-    assert json.loads((out.labels.parent / "label-report.json").read_text()) == out.report
+    assert json.loads((out.labels / "label-report.json").read_text()) == out.report
 
 
 def test_an_external_code_labels_periodic_frames(run_op, tmp_path):

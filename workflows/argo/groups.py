@@ -56,6 +56,10 @@ def group_tasks(
     task_of = {key: group for group, keys in groups.items() for key in keys}
     by_key = {task["name"]: task for task in tasks}
     steps = {step.key: step for step in plan.steps}
+    depends = {
+        **{loop.key: loop.outer_depends for loop in plan.loops},
+        **{k: s.depends for k, s in steps.items()},
+    }
     interfaces: dict[str, dict[str, Any]] = {}
     grouped: dict[str, dict[str, Any]] = {}
     for group, keys in groups.items():
@@ -118,7 +122,7 @@ def group_tasks(
         result.append(task)
     for task in result:  # dependencies: on tasks, a group standing for each of its steps
         members = groups.get(task["name"], (task["name"],))
-        upstream = {task_of.get(d, d) for key in members for d in steps[key].depends} - {task["name"]}
+        upstream = {task_of.get(d, d) for key in members for d in depends[key]} - {task["name"]}
         if upstream:
             task["depends"] = " && ".join(f"({name}.Succeeded)" for name in sorted(upstream))
         else:

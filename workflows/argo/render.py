@@ -20,14 +20,15 @@ import copy
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lamflow.workflows.argo.cron import check_schedule, check_timezone
 from lamflow.workflows.argo.groups import group_tasks, group_template, pod_groups, rewrite, task_output
+from lamflow.workflows.argo.loops import loop_task, loop_template
 from lamflow.workflows.argo.resources import pod_fields, resolve
 from lamflow.workflows.compile.dflow_workflow import request_id, staging_requests, template_name
-from lamflow.workflows.compile.plan import Plan, StepOutput
+from lamflow.workflows.compile.plan import DatasetBundle, LocalFile, Plan, StepOutput, StepPlan
 from lamflow.workflows.dflow_config import dflow_config
 from lamflow.workflows.errors import UsageError
 from lamflow.workflows.settings import Settings
@@ -137,7 +138,7 @@ def render(
         timezone = check_timezone(options.timezone)
     elif options.schedule:
         raise UsageError(f"--schedule: only for --kind cronworkflow (not {options.kind})")
-    classes = dict.fromkeys(step.resource for step in plan.steps)  # plan order: errors name the first
+    classes = dict.fromkeys(step.resource for step in _all_steps(plan))  # plan order: errors name the first
     pods = {c: resolve(c, resources, settings.cluster_profile) for c in classes}
     spec = _workflow_spec(plan, settings, identity, pods, options.input_keys)
     labels = _labels(identity, options.run_id)
@@ -181,9 +182,16 @@ def _labels(identity: SpecIdentity, run_id: str | None) -> dict[str, str]:
     return labels
 
 
+def _all_steps(plan: Plan) -> list[StepPlan]:
+    """The plan's steps and its loops' body steps (keyed ``<loop>/<relative key>``)."""
+    body = [replace(step, key=f"{loop.key}/{step.key}") for loop in plan.loops for step in loop.body]
+    return [*plan.steps, *body]
+
+
 def _step_templates(plan: Plan, image: str) -> tuple[dict[str, str], list[dict[str, Any]]]:
-    """Step key -> template name, and the step templates: dflow's PythonOP templates, one per op and
-    resource class, named as the local engine's workflow names them (``template_name``)."""
+    """Step key (``<loop>/<relative key>`` in a loop's body) -> template name, and the step templates:
+    dflow's PythonOP templates, one per op and resource class, named as the local engine's workflow names
+    them (``template_name``)."""
     with dflow_config({"mode": "default"}, {"access_key": "", "secret_key": ""}):
         from argo.workflows.client import ApiClient
         from dflow.python import PythonOPTemplate
@@ -192,7 +200,7 @@ def _step_templates(plan: Plan, image: str) -> tuple[dict[str, str], list[dict[s
         names: dict[tuple[type, str], str] = {}
         of_step: dict[str, str] = {}
         documents = []
-        for step in plan.steps:
+        for step in _all_steps(plan):
             if (step.op, step.resource) not in names:
                 template = PythonOPTemplate(step.op, image=image, command=["python3"], upload_dflow=False)
                 template.name = template_name(step, set(names.values()))
@@ -215,6 +223,7 @@ def dag_tasks(plan: Plan, of_step: dict[str, str], inputs: dict[str, str]) -> li
             if isinstance(source, StepOutput):
                 artifacts.append({"name": name, "from": task_output(source.step, "artifacts", source.name)})
             else:
+                assert isinstance(source, DatasetBundle | LocalFile), (step.key, source)
                 key = workflow_parameter(inputs[request_id(source)])
                 artifacts.append({"name": name, "s3": {"key": key}})
         parameters = [{"name": k, "value": convert_value_to_str(v)} for k, v in step.parameters.items()]
@@ -239,7 +248,7 @@ def _workflow_spec(
 ) -> dict[str, Any]:
     image = settings.image or default_image(settings.cluster_profile)
     of_step, step_templates = _step_templates(plan, image)
-    by_key = {step.key: step for step in plan.steps}
+    by_key = {step.key: step for step in _all_steps(plan)}
     template_class = {of_step[key]: step.resource for key, step in by_key.items()}
 
     parameters = [{"name": "spec-sha256", "value": identity.sha256, "description": "sha256 of the spec file"}]
@@ -259,6 +268,11 @@ def _workflow_spec(
             parameters.append(
                 {"name": f"{task['name']}-steps", "value": str(steps), "description": "dp train numb_steps"}
             )
+    loop_templates: list[dict[str, Any]] = []
+    for loop in sorted(plan.loops, key=lambda loop: -loop.position):  # later first: positions stay right
+        tasks.insert(loop.position, loop_task(loop, inputs, workflow_parameter, request_id))
+        of_body = {step.key: of_step[f"{loop.key}/{step.key}"] for step in loop.body}
+        loop_templates.insert(0, loop_template(loop, of_body, inputs, workflow_parameter, request_id))
     outputs = _dag_outputs(plan)
     group_templates = []
     groups = pod_groups(plan) if settings.group else {}
@@ -270,13 +284,14 @@ def _workflow_spec(
         for artifact in outputs["artifacts"]:
             artifact["from"] = rewrite(artifact["from"], task_of)
         used = {task["template"] for task in tasks}
+        used |= {task["template"] for template in loop_templates for task in template["dag"]["tasks"]}
         step_templates = [t for t in step_templates if t["name"] in used]
         for group, interface in interfaces.items():
             pod = pods[by_key[plan.groups[group][0]].resource]
             group_templates.append(_pod_template(group_template(group, interface, image), pod, [], "group"))
     dag = {"name": f"{plan.name}-dag", "dag": {"tasks": tasks}, "outputs": outputs}
     carry = _checkpoint_env(settings)
-    templates: list[dict[str, Any]] = [dag]
+    templates: list[dict[str, Any]] = [dag, *loop_templates]
     for template in step_templates:
         pod = pods[template_class[template["name"]]]
         templates.append(_step_template(template, pod, carry if pod.training else []))
@@ -312,6 +327,13 @@ def _dag_outputs(plan: Plan) -> dict[str, Any]:
             }
         )
     artifacts = []
+    for loop in plan.loops:
+        for output, suffix in (("model", "pth"), ("checkpoint", "pt")):
+            if loop.model_ref is not None and output in loop.outputs:
+                source = task_output(loop.key, "artifacts", output)
+                artifacts.append(
+                    {"name": f"{model_slug(loop.model_ref)}-{suffix}", "from": source, "optional": True}
+                )
     for step in plan.steps:
         for ref, output, suffix in (
             (step.model_ref, "model", "pth"),

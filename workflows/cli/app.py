@@ -19,7 +19,7 @@ from lamflow.workflows.errors import EXIT_BAD_INPUT, EXIT_GATE_FAILED, EXIT_RUN_
 
 # the stages a spec can hold, for --help (written out: importing the stages would slow every command's
 # start-up; tests/workflows/cli/test_cli.py checks it against workflows/stages)
-STAGES = ("pretrain", "finetune", "distill", "compress", "transfer", "test")
+STAGES = ("pretrain", "finetune", "active", "distill", "compress", "transfer", "test")
 
 app = typer.Typer(
     name="lamflow",
@@ -83,7 +83,9 @@ def validate(spec: Annotated[Path, typer.Argument(help="Spec YAML file.")]) -> N
     render.notices(list(plan.notices))
     render.console().print(
         f"[green]ok[/green] {spec}: {len(resolved.spec.datasets)} datasets, "
-        f"{len(plan.steps)} steps, type_map {resolved.type_map}"
+        f"{len(plan.steps)} steps"
+        + "".join(f" + loop {loop.key} ({len(loop.body)} steps per iteration)" for loop in plan.loops)
+        + f", type_map {resolved.type_map}"
     )
 
 

@@ -16,9 +16,9 @@ from rich.tree import Tree
 
 from lamflow.ops.evaluation.baseline import worse_than_dummy
 from lamflow.ops.label import DROP_REASONS
-from lamflow.workflows.compile.plan import Plan
+from lamflow.workflows.compile.plan import Plan, StepPlan
 from lamflow.workflows.engines.base import StepEvent
-from lamflow.workflows.engines.summary import RunSummary
+from lamflow.workflows.engines.summary import LoopRecord, RunSummary
 
 SYMBOL = {
     "Running": "[cyan]▶[/cyan]",
@@ -53,14 +53,29 @@ def notices(lines: list[str]) -> None:
 
 
 def plan_tree(plan: Plan) -> None:
-    tree = Tree(f"[bold]{plan.name}[/bold]  ({len(plan.steps)} steps)")
-    for step in plan.steps:
-        after = f"  [dim]after {', '.join(step.depends)}[/dim]" if step.depends else ""
-        data = f"  [dim]data: {', '.join(step.datasets)}[/dim]" if step.datasets else ""
-        tree.add(f"[bold]{step.key}[/bold]  {step.summary}{data}{after}")
+    loops = f", {len(plan.loops)} loop{'s' if len(plan.loops) > 1 else ''}" if plan.loops else ""
+    tree = Tree(f"[bold]{plan.name}[/bold]  ({len(plan.steps)} steps{loops})")
+    at = {loop.position: loop for loop in plan.loops}
+    for n in range(len(plan.steps) + 1):
+        if n in at:
+            loop = at[n]
+            branch = tree.add(
+                f"[bold]{loop.key}[/bold]  {loop.summary}  [dim]iterations decided at run time, each step "
+                f"keyed {loop.key}-i<nnn>-<step>[/dim]"
+            )
+            for step in loop.body:
+                branch.add(_step_line(step))
+        if n < len(plan.steps):
+            tree.add(_step_line(plan.steps[n]))
     console().print(tree)
     for name, keys in plan.groups.items():
         console().print(f"[dim]step group {name} (one worker process): {', '.join(keys)}[/dim]")
+
+
+def _step_line(step: StepPlan) -> str:
+    after = f"  [dim]after {', '.join(step.depends)}[/dim]" if step.depends else ""
+    data = f"  [dim]data: {', '.join(step.datasets)}[/dim]" if step.datasets else ""
+    return f"[bold]{step.key}[/bold]  {step.summary}{data}{after}"
 
 
 def progress_reporter():
@@ -226,6 +241,35 @@ def comparison_table(summary: RunSummary) -> Table:
     return table
 
 
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.0f} %"
+
+
+def loop_table(loop: LoopRecord) -> Table:
+    """A loop's iterations: explored frames and their shares by trust level, picks, labels, the held-out
+    force RMSE of the ensemble's first model and where the time went."""
+    table = Table(title=f"Loop {loop.key}: iterations")
+    columns = ("iteration", "explored", "accurate", "candidate", "failed", "picked", "labelled",
+               "label failures", "test F RMSE meV/Å", "train / MD / devi / label s")  # fmt: skip
+    for column in columns:
+        table.add_column(column, justify="left" if column == "iteration" else "right")
+    for row in loop.iterations:
+        t = row.seconds
+        table.add_row(
+            str(row.iteration),
+            "-" if row.explored is None else str(row.explored),
+            _share(row.accurate_fraction),
+            _share(row.candidate_fraction),
+            _share(row.failed_fraction),
+            "-" if row.picked is None else str(row.picked),
+            "-" if row.labelled is None else str(row.labelled),
+            "-" if row.label_failures is None else str(row.label_failures),
+            _fmt(row.test_force_rmse, 1000),
+            " / ".join(f"{t.get(k, 0):.0f}" for k in ("training", "md", "deviation", "labelling")),
+        )
+    return table
+
+
 def run_result(run_dir: Path, summary: RunSummary) -> None:
     out = console()
     steps = Table(title=f"Run {summary.run_id}: {summary.status}")
@@ -236,6 +280,11 @@ def run_result(run_dir: Path, summary: RunSummary) -> None:
         row = [record.key, f"{SYMBOL.get(record.phase, '')} {record.phase}", _fmt(record.duration_s)]
         steps.add_row(*row, *((record.group or "own process",) if grouped else ()))
     out.print(steps)
+    for loop in summary.loops.values():
+        out.print(loop_table(loop))
+        if loop.reason:
+            mark = ("[green]✓[/green] " if loop.converged else "[yellow]✗[/yellow] ") if loop.stopped else ""
+            out.print(f"{loop.key}: {mark}{loop.reason}")
     if any(t.protocol not in ("finetune", "scratch") for t in summary.tests):
         out.print(metrics_table(summary))
     if any(t.protocol in ("finetune", "scratch") for t in summary.tests):

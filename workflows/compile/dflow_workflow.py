@@ -37,12 +37,15 @@ def request_id(source: DatasetBundle | LocalFile) -> str:
 def staging_requests(plan: Plan) -> dict[str, Path | dict[str, Path]]:
     """What the steps need staged: request id -> a path, or {entry name: path} for dataset bundles."""
     requests: dict[str, Path | dict[str, Path]] = {}
-    for step in plan.steps:
-        for source in step.artifacts.values():
-            if isinstance(source, DatasetBundle):
-                requests[request_id(source)] = {n: plan.dataset_paths[n] for n in source.names}
-            elif isinstance(source, LocalFile):
-                requests[request_id(source)] = source.path
+    sources = [source for step in plan.steps for source in step.artifacts.values()]
+    for loop in plan.loops:  # what every iteration reads from outside (Argo renders loops whole)
+        sources += [source for step in loop.body for source in step.artifacts.values()]
+        sources += [c.initial for c in loop.carried.values() if c.initial is not None]
+    for source in sources:
+        if isinstance(source, DatasetBundle):
+            requests[request_id(source)] = {n: plan.dataset_paths[n] for n in source.names}
+        elif isinstance(source, LocalFile):
+            requests[request_id(source)] = source.path
     return requests
 
 
@@ -80,6 +83,7 @@ def build_workflow(
             if isinstance(source, StepOutput):
                 artifacts[name] = tasks[source.step].outputs.artifacts[source.name]
             else:
+                assert isinstance(source, DatasetBundle | LocalFile), (step.key, source)  # loops: unrolled
                 artifacts[name] = staged[request_id(source)]
         task = Task(
             name=step.key,

@@ -27,8 +27,8 @@ def _long_upstream(
     if step.key not in memo:
         found: set[str] = set()
         for dep in step.depends:
-            upstream = by_key[dep]
-            found |= _long_upstream(upstream, by_key, memo) if upstream.short else {dep}
+            upstream = by_key.get(dep)  # None: a loop (its last iteration trains)
+            found |= _long_upstream(upstream, by_key, memo) if upstream and upstream.short else {dep}
         memo[step.key] = frozenset(found)
     return memo[step.key]
 

@@ -53,7 +53,25 @@ class DatasetBundle:
     names: tuple[str, ...]
 
 
-ArtifactSource = StepOutput | LocalFile | DatasetBundle
+@dataclass(frozen=True)
+class Carried:
+    """In a loop's body: an artifact one iteration hands to the next (:class:`CarriedArtifact`)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class IterationOutput(StepOutput):
+    """In a loop's body: an output of another body step of the same iteration (``step``: its relative
+    key)."""
+
+
+@dataclass(frozen=True)
+class LoopOutput(StepOutput):
+    """An output of a loop (``step``: the loop's key): its last iteration's, known once the loop stopped."""
+
+
+ArtifactSource = StepOutput | LocalFile | DatasetBundle | Carried
 
 
 @dataclass(frozen=True)
@@ -143,6 +161,99 @@ class StepPlan:
         return self.params.model_dump(mode="json")
 
 
+ITERATION = "iteration"  # a body step's parameter that the loop sets to the iteration (1-based)
+
+
+def iteration_tag(iteration: int) -> str:
+    """``i001``: the iteration as step keys carry it (sorted as text, they stay in order)."""
+    return f"i{iteration:03d}"
+
+
+@dataclass(frozen=True)
+class CarriedArtifact:
+    """What a loop carries: iteration 1 reads ``initial`` (None: the body's input is optional and left
+    out), iteration n+1 reads ``following`` of iteration n (an output of a body step)."""
+
+    initial: StepOutput | LocalFile | DatasetBundle | None
+    following: IterationOutput
+
+
+@dataclass(frozen=True)
+class LoopPlan:
+    """A loop decided at run time (the concurrent-learning stage): the same body of steps, iteration after
+    iteration, until its ``decision`` step outputs ``stop``. Body steps have relative keys (``train-1``);
+    iteration n's step keys are ``<key>-i<nnn>-<relative key>`` (compile/loops.py unrolls them). Body
+    artifacts come from the same iteration's steps (:class:`IterationOutput`), from what the loop carries
+    (:class:`Carried`), or from outside the loop (steps before it, datasets, files). A body step whose
+    params have an ``iteration`` field gets the iteration there."""
+
+    key: str
+    summary: str
+    body: tuple[StepPlan, ...]
+    carried: dict[str, CarriedArtifact]
+    decision: str  # relative key of the step whose output parameter `stop` ends the loop
+    outputs: dict[str, IterationOutput]  # the loop's outputs: the last iteration's
+    max_iterations: int
+    position: int  # how many of the plan's steps come before the loop (its iterations are placed there)
+    model_ref: str | None = None  # the spec's name for the loop's output `model` (and `checkpoint`)
+
+    def body_step(self, key: str) -> StepPlan:
+        return next(s for s in self.body if s.key == key)
+
+    def body_key(self, iteration: int, relative: str) -> str:
+        return f"{self.key}-{iteration_tag(iteration)}-{relative}"
+
+    @property
+    def outer_depends(self) -> list[str]:
+        """Steps outside the loop that its body (or what it carries in) reads."""
+        found = {
+            a.step
+            for s in self.body
+            for a in s.artifacts.values()
+            if isinstance(a, StepOutput) and not isinstance(a, IterationOutput)
+        }
+        found |= {c.initial.step for c in self.carried.values() if isinstance(c.initial, StepOutput)}
+        return sorted(found)
+
+    def check(self) -> None:
+        """Body keys unique; iteration outputs name earlier body steps' outputs; carried names agree."""
+        seen: dict[str, StepPlan] = {}
+        for step in self.body:
+            if step.key in seen:
+                raise PlanError(f"{self.key}: duplicate body step {step.key!r}")
+            for name, source in step.artifacts.items():
+                if isinstance(source, IterationOutput):
+                    if source.step not in seen:
+                        raise PlanError(f"{self.key}.{step.key}.{name}: no earlier body step {source.step!r}")
+                    seen[source.step].output(source.name)
+                elif isinstance(source, Carried) and source.name not in self.carried:
+                    raise PlanError(f"{self.key}.{step.key}.{name}: carries no {source.name!r}")
+            seen[step.key] = step
+        for name, source in [*((n, c.following) for n, c in self.carried.items()), *self.outputs.items()]:
+            if source.step not in seen:
+                raise PlanError(f"{self.key}: {name} from no body step {source.step!r}")
+            seen[source.step].output(source.name)
+        if self.decision not in seen or "stop" not in seen[self.decision].op.Output.model_fields:
+            raise PlanError(f"{self.key}: decision step {self.decision!r} missing or outputs no `stop`")
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "summary": self.summary,
+            "max_iterations": self.max_iterations,
+            "decision": self.decision,
+            "carried": {
+                n: {
+                    "initial": None if c.initial is None else _source_record(c.initial),
+                    "following": asdict(c.following),
+                }
+                for n, c in self.carried.items()
+            },  # fmt: skip
+            "outputs": {n: asdict(o) for n, o in self.outputs.items()},
+            "body": [_step_record(s) for s in self.body],
+        }
+
+
 @dataclass(frozen=True)
 class Plan:
     name: str
@@ -157,6 +268,7 @@ class Plan:
     splits: dict[str, dict[str, dict[str, list[int]]]] = field(default_factory=dict)
     # learning-curve subsets: name -> {train-part system: [frame...]} (recorded in plan.json)
     subsets: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    loops: tuple[LoopPlan, ...] = ()  # loops decided at run time (compile/loops.py unrolls them)
 
     def group_of(self, key: str) -> str | None:
         return next((name for name, keys in self.groups.items() if key in keys), None)
@@ -171,11 +283,22 @@ class Plan:
     def check(self) -> None:
         """Every step output referenced exists on an earlier step; keys are unique."""
         seen: dict[str, StepPlan] = {}
-        for step in self.steps:
+        loops = {loop.key: loop for loop in self.loops}
+        for loop in self.loops:
+            loop.check()
+        for n, step in enumerate(self.steps):
             if step.key in seen:
                 raise PlanError(f"duplicate step key {step.key!r}")
             for name, source in step.artifacts.items():
-                if isinstance(source, StepOutput):
+                if isinstance(source, LoopOutput):
+                    producing = loops.get(source.step)
+                    if producing is None or producing.position > n or source.name not in producing.outputs:
+                        raise PlanError(
+                            f"{step.key}.{name}: no earlier loop output {source.step}.{source.name}"
+                        )
+                elif isinstance(source, Carried | IterationOutput):
+                    raise PlanError(f"{step.key}.{name}: a loop body's source outside a loop")
+                elif isinstance(source, StepOutput):
                     producer = seen.get(source.step)
                     if producer is None:
                         raise PlanError(f"{step.key}.{name}: no earlier step {source.step!r}")
@@ -190,29 +313,34 @@ class Plan:
         """The plan as written to ``plan.json`` (and the golden files)."""
         return {
             "name": self.name,
-            "steps": [
-                {
-                    "key": s.key,
-                    "op": s.op.name,
-                    "summary": s.summary,
-                    "depends": s.depends,
-                    "datasets": list(s.datasets),
-                    "artifacts": {
-                        k: _source_record(v)
-                        for k, v in s.artifacts.items()
-                        if not isinstance(v, DatasetBundle)
-                    },
-                    "parameters": s.parameters,
-                }
-                for s in self.steps
-            ],
+            "steps": [_step_record(s) for s in self.steps],
+            **({"loops": [loop.record() for loop in self.loops]} if self.loops else {}),
             "groups": {name: list(keys) for name, keys in self.groups.items()},
             **({"splits": self.splits} if self.splits else {}),
             **({"subsets": self.subsets} if self.subsets else {}),
         }
 
 
+def _step_record(s: StepPlan) -> dict[str, Any]:
+    return {
+        "key": s.key,
+        "op": s.op.name,
+        "summary": s.summary,
+        "depends": s.depends,
+        "datasets": list(s.datasets),
+        "artifacts": {
+            k: _source_record(v) for k, v in s.artifacts.items() if not isinstance(v, DatasetBundle)
+        },
+        "parameters": s.parameters,
+    }
+
+
 def _source_record(source: ArtifactSource) -> dict[str, Any]:
+    if isinstance(source, Carried):
+        return {"carried": source.name}
+    if isinstance(source, IterationOutput | LoopOutput):
+        kind = "iteration_step" if isinstance(source, IterationOutput) else "loop"
+        return {kind: source.step, "name": source.name}
     if isinstance(source, ConvertedDatasets):
         return {"step": source.step, "name": source.name, "names": list(source.names)}
     if isinstance(source, StepOutput):

@@ -14,6 +14,7 @@ runs) and ``resume`` (``resubmit`` runs the workflow again instead).
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -24,7 +25,7 @@ from lamflow.ops.runtime.files import resolve_output
 from lamflow.workflows.argo.client import ArgoClient
 from lamflow.workflows.compile.plan import Plan
 from lamflow.workflows.engines.base import Engine, Reporter, report_transitions
-from lamflow.workflows.engines.summary import ArgoRun, RunSummary, read_summary
+from lamflow.workflows.engines.summary import ArgoRun, RunSummary, StepRecord, read_summary
 from lamflow.workflows.errors import UsageError
 from lamflow.workflows.settings import Settings
 from lamflow.workflows.store.step_cache import StepCache
@@ -139,7 +140,11 @@ class ArgoEngine(Engine):
         summary.argo.phase = phase
         by_task: dict[str, dict[str, Any]] = {}  # a step's or a step group's node
         for node in _nodes(workflow):
-            name = str(node.get("displayName", ""))
+            name = _step_key(node)
+            if name not in summary.steps and LOOP_STEP.search(name) and node.get("type") in ("Pod", "Retry"):
+                summary.steps[name] = StepRecord(  # a loop's iteration: its steps exist once it runs
+                    key=name, op=str(node.get("templateName", "")), summary="a step of a loop's iteration"
+                )
             if node.get("type") in ("Pod", "Retry"):
                 # a retried task has a Retry node over its attempts: it speaks for the task
                 if name not in by_task or node.get("type") == "Retry":
@@ -311,6 +316,18 @@ class ArgoEngine(Engine):
 
 def _run_ref(client: ArgoClient, name: str) -> ArgoRun:
     return ArgoRun(server=client.server, namespace=client.namespace, name=name, ui=client.ui_link(name))
+
+
+LOOP_STEP = re.compile(r"-i[0-9]{3}-")  # the iteration in the key of a loop's step (compile/plan.py)
+
+
+def _step_key(node: dict[str, Any]) -> str:
+    """The step a node runs: its ``dflow_key`` (a loop's steps carry their iteration there; the task name
+    is the same in every iteration), else its task name."""
+    for parameter in (node.get("inputs") or {}).get("parameters") or []:
+        if parameter.get("name") == "dflow_key" and parameter.get("value"):
+            return str(parameter["value"])
+    return str(node.get("displayName", ""))
 
 
 def _nodes(workflow: dict[str, Any]) -> list[dict[str, Any]]:

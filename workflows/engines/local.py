@@ -35,16 +35,18 @@ from typing import TextIO
 
 from lamflow.ops.runtime.warnings import scan_warnings
 from lamflow.workflows.compile.dflow_workflow import StepRuntime, build_workflow, staging_requests
+from lamflow.workflows.compile.loops import unroll
 from lamflow.workflows.compile.plan import Plan
 from lamflow.workflows.dflow_config import dflow_config, local_debug_config
 from lamflow.workflows.engines.base import Engine, Reporter, StepEvent
+from lamflow.workflows.engines.loops import add_records, loop_progress, loop_records
 from lamflow.workflows.engines.outputs import link_models
 from lamflow.workflows.engines.summary import DONE, RunSummary, read_summary
 from lamflow.workflows.engines.workers import StepWorkers
 from lamflow.workflows.errors import LamflowError, UsageError
 from lamflow.workflows.settings import Settings
 from lamflow.workflows.store.local import STEPS_DIR, LocalStore
-from lamflow.workflows.store.step_cache import StepCache
+from lamflow.workflows.store.step_cache import Digests, StepCache, cache_keys
 from lamflow.workflows.timestamps import now
 
 POLL_S = 0.5
@@ -396,6 +398,7 @@ class LocalEngine(Engine):
     def __init__(self, settings: Settings, store: LocalStore | None = None) -> None:
         self.settings = settings
         self.store = store or LocalStore()
+        self.digests = Digests()  # content digests of the inputs, for the cache keys of loop iterations
 
     def submit(
         self,
@@ -422,25 +425,10 @@ class LocalEngine(Engine):
         steps_dir = run_dir / STEPS_DIR
         stale = _reset_unfinished(steps_dir, summary) if resume else {}
         publish = _publisher(run_dir, summary, cache)
-        if cache is not None:
-            for key in _restore_cached(plan, steps_dir, summary, cache):
-                summary.steps[key].phase = "Cached"
-            for key, record in summary.steps.items():
-                if record.phase == "Succeeded":  # finished by an earlier attempt, maybe not stored yet
-                    publish(key)
-            summary.write(run_dir)
-        if steps_dir.is_dir():
-            _let_dflow_continue(steps_dir)
-        groups = _groups_to_run(plan, summary) if self.settings.group else {}
-        grouped = {key for keys in groups.values() for key in keys}
-        left = [key for key, record in summary.steps.items() if record.phase not in DONE]
-        launched = [key for key in left if key not in grouped] if self.settings.fork_steps else []
-        for key, record in summary.steps.items():
-            record.group = plan.group_of(key) if self.settings.group else None
-        config = local_debug_config(str(run_dir), str(run_dir / "artifacts"), self.settings.local_workers)
         interrupted = False
         (run_dir / STOPPING_FILE).unlink(missing_ok=True)
         _hear_interrupts()
+        current = plan
         with _CapturedOutput(run_dir / ENGINE_LOG) as terminal:
             watcher = _Watcher(
                 run_dir, summary, (lambda e: report(e, terminal)) if report else (lambda e: None), publish
@@ -450,27 +438,32 @@ class LocalEngine(Engine):
                 if record.phase in DONE:
                     watcher.emit(key, record.phase, None)
             try:
-                with dflow_config(config), StepWorkers(self.settings.python, groups, launched) as workers:
-                    staged = {rid: self.store.stage(rid, req) for rid, req in staging_requests(plan).items()}
-                    runtime = StepRuntime(command=(self.settings.python,), step_commands=workers.commands())
-                    workflow = build_workflow(plan, staged, runtime, workflow_id=STEPS_DIR)
-                    watcher.start()
-                    cwd = os.getcwd()
-                    try:
-                        workflow.submit()  # debug mode: blocks until the DAG finishes or a step fails
-                    finally:
-                        os.chdir(cwd)
-            except KeyboardInterrupt:
-                interrupted = True
-                _mark_stopping(run_dir)  # Ctrl-C: no `lamflow stop` wrote it
-                _end_stragglers(run_dir)
+                progress = None
+                while True:  # one pass, or one per iteration of the plan's loops (engines/loops.py)
+                    if plan.loops:
+                        progress = loop_progress(plan, run_dir)
+                        current = unroll(plan, progress)
+                        with watcher.lock:
+                            for key in add_records(
+                                summary, current, cache_keys(current, digest=self.digests)
+                            ):
+                                watcher.stale.pop(key, None)
+                            summary.loops = loop_records(plan, run_dir, summary)
+                            summary.write(run_dir)
+                    status, interrupted = self._run_pass(current, run_dir, summary, cache, publish, watcher)
+                    if interrupted or status != "Succeeded" or not plan.loops:
+                        break
+                    _collect_outputs(run_dir, summary, current, self.store)
+                    if loop_progress(plan, run_dir) == progress:
+                        break  # every loop stopped and the steps after them ran
             finally:
                 watcher.stop_event.set()
                 if watcher.is_alive():
                     watcher.join()
                 watcher.poll()
-        status = _read(run_dir / STEPS_DIR / "status")
-        _collect_outputs(run_dir, summary, plan, self.store)
+        _collect_outputs(run_dir, summary, current, self.store)
+        if plan.loops:
+            summary.loops = loop_records(plan, run_dir, summary)
         if interrupted:
             _settle_interrupted(summary, _stop_time(run_dir))
         failed = [r for r in summary.steps.values() if r.phase == "Failed"]
@@ -497,6 +490,57 @@ class LocalEngine(Engine):
         if interrupted:
             raise KeyboardInterrupt
         return summary
+
+    def _run_pass(
+        self,
+        plan: Plan,
+        run_dir: Path,
+        summary: RunSummary,
+        cache: StepCache | None,
+        publish: Callable[[str], None],
+        watcher: _Watcher,
+    ) -> tuple[str | None, bool]:
+        """Run one static plan with dflow (steps that finished before are kept): (dflow's status of the
+        workflow, whether it was interrupted)."""
+        steps_dir = run_dir / STEPS_DIR
+        if cache is not None:
+            with watcher.lock:
+                for key in _restore_cached(plan, steps_dir, summary, cache):
+                    summary.steps[key].phase = "Cached"
+                    watcher.emit(key, "Cached", None)
+                for key, record in summary.steps.items():
+                    if record.phase == "Succeeded":  # finished by an earlier attempt, maybe not stored yet
+                        publish(key)
+                summary.write(run_dir)
+        if steps_dir.is_dir():
+            _let_dflow_continue(steps_dir)
+        in_plan = {step.key for step in plan.steps}
+        groups = _groups_to_run(plan, summary) if self.settings.group else {}
+        grouped = {key for keys in groups.values() for key in keys}
+        left = [k for k, record in summary.steps.items() if record.phase not in DONE and k in in_plan]
+        launched = [key for key in left if key not in grouped] if self.settings.fork_steps else []
+        for key in in_plan:
+            summary.steps[key].group = plan.group_of(key) if self.settings.group else None
+        config = local_debug_config(str(run_dir), str(run_dir / "artifacts"), self.settings.local_workers)
+        interrupted = False
+        try:
+            with dflow_config(config), StepWorkers(self.settings.python, groups, launched) as workers:
+                staged = {rid: self.store.stage(rid, req) for rid, req in staging_requests(plan).items()}
+                runtime = StepRuntime(command=(self.settings.python,), step_commands=workers.commands())
+                workflow = build_workflow(plan, staged, runtime, workflow_id=STEPS_DIR)
+                if not watcher.is_alive():
+                    watcher.start()
+                cwd = os.getcwd()
+                try:
+                    workflow.submit()  # debug mode: blocks until the DAG finishes or a step fails
+                finally:
+                    os.chdir(cwd)
+        except KeyboardInterrupt:
+            interrupted = True
+            _mark_stopping(run_dir)  # Ctrl-C: no `lamflow stop` wrote it
+            _end_stragglers(run_dir)
+        watcher.poll()
+        return _read(steps_dir / "status"), interrupted
 
     def status(self, run_dir: Path) -> RunSummary:
         return read_summary(run_dir, self.settings.run_root)[1]

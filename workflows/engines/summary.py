@@ -106,6 +106,39 @@ class ArgoRun(BaseModel):
     phase: str | None = Field(None, description="The workflow's phase as Argo last reported it.")
 
 
+class IterationRow(BaseModel):
+    """One iteration of a loop, as its decision step recorded it, and its steps' wall time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    iteration: int
+    explored: int | None = None
+    accurate_fraction: float | None = None
+    candidate_fraction: float | None = None
+    failed_fraction: float | None = None
+    picked: int | None = None
+    labelled: int | None = None
+    label_failures: int | None = Field(None, description="Picks the labeler could not label (SCF etc.).")
+    test_force_rmse: float | None = Field(None, description="eV/Å, the ensemble's first model, held out.")
+    seconds: dict[str, float] = Field(
+        default_factory=dict,
+        description="Summed step time by kind: training, md, deviation, labelling, other.",
+    )
+    decision: str | None = None
+
+
+class LoopRecord(BaseModel):
+    """A loop decided at run time: its iterations so far and how it ended."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str
+    iterations: list[IterationRow] = Field(default_factory=list)
+    stopped: bool = False
+    converged: bool = False
+    reason: str | None = None
+
+
 class RunSummary(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -137,6 +170,9 @@ class RunSummary(BaseModel):
         default_factory=dict, description="Dataset name -> content digest (SHA-256 of its files' tree)."
     )
     gates: list[GateResult] = Field(default_factory=list, description="The transfer studies' gates.")
+    loops: dict[str, LoopRecord] = Field(
+        default_factory=dict, description="Loops decided at run time (stage active), by loop key."
+    )
     report: str | None = Field(None, description="The run's report page (run-relative), once written.")
 
     def write(self, run_dir: Path) -> None:

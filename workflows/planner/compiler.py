@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from lamflow.workflows.compile.conversion import CONVERT_STEP, plan_conversion
 from lamflow.workflows.compile.groups import group_steps
 from lamflow.workflows.compile.notices import data_notices
@@ -31,6 +33,8 @@ def build_plan(resolved: ResolvedSpec) -> Plan:
         stage.plan(spec.stages.section(stage.key), ctx)
     planned = tuple(ctx.steps)
     steps, sources = plan_conversion(planned, resolved)
+    shift = len(steps) - len(planned)  # the conversion step, first
+    loops = tuple(replace(loop, position=loop.position + shift) for loop in ctx.loops)
     origins = {CONVERT_STEP: "datasets", **ctx.origins} if sources else dict(ctx.origins)
     plan = Plan(
         name=slug(spec.name),
@@ -46,6 +50,7 @@ def build_plan(resolved: ResolvedSpec) -> Plan:
         resources=spec.resources,
         splits=dict(resolved.splits),
         subsets=dict(resolved.subsets),
+        loops=loops,
     )
     plan.check()
     return plan

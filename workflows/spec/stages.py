@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
+from lamflow.workflows.spec.active import ActiveSpec
 from lamflow.workflows.spec.base import SpecModel
 from lamflow.workflows.spec.compress import CompressSpec
 from lamflow.workflows.spec.distill import DistillSpec
@@ -25,6 +26,11 @@ class Stages(SpecModel):
 
     pretrain: PretrainSpec | None = Field(None, description="Multi-task (or single-task) pretraining.")
     finetune: list[FinetuneSpec] = Field(default_factory=list, description="Fine-tuning runs.")
+    active: list[ActiveSpec] = Field(
+        default_factory=list,
+        description="Concurrent learning: ensemble, MD exploration, selection by model deviation, DFT "
+        "labels, retraining — until converged.",
+    )
     distill: list[DistillSpec] = Field(
         default_factory=list,
         description="Distillation: teacher MD exploration, teacher labels, a compressible student.",

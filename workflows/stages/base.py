@@ -16,14 +16,14 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from lamflow.ops.data.datasets import DatasetFormat, DatasetInfo
 from lamflow.workflows.compile.deepmd_input import architecture
-from lamflow.workflows.compile.plan import ArtifactSource, LocalFile, StepOutput, StepPlan
+from lamflow.workflows.compile.plan import ArtifactSource, LocalFile, LoopPlan, StepOutput, StepPlan
 from lamflow.workflows.errors import SpecError
 from lamflow.workflows.spec.base import slug
 from lamflow.workflows.spec.model import ModelSpec
 from lamflow.workflows.stages._guards import Datasets, sel_shortfalls
 
 SectionT = TypeVar("SectionT")
-TRAINED_STAGES = ("pretrain", "finetune", "distill")  # their models come with a training checkpoint
+TRAINED_STAGES = ("pretrain", "finetune", "active", "distill")  # their models come with a training checkpoint
 VIRIAL_PREFS = {"start_pref_v": 0.02, "limit_pref_v": 1.0}  # DeePMD-kit's usual virial schedule
 CHECKPOINT_REF = "pretrain"  # key of the pretraining checkpoint in PlanContext.checkpoints
 
@@ -256,6 +256,7 @@ class PlanContext:
     teachers: dict[str, tuple[str, ArtifactSource]] = field(
         default_factory=dict
     )  # distill model reference -> (teacher's name for people, teacher model source)
+    loops: list[LoopPlan] = field(default_factory=list)  # loops decided at run time (stage active)
 
     def part(self, name: str, role: str) -> str:
         """The dataset a step reads for ``role`` ('train' or 'test'): a split dataset's part, else itself."""
@@ -308,6 +309,14 @@ class PlanContext:
         self.steps.append(step)
         self.origins[step.key] = origin
         return step
+
+    def add_loop(self, loop: LoopPlan, origin: str) -> LoopPlan:
+        """Add a loop decided at run time (its body's steps are added as iterations run)."""
+        if loop.key in self.origins or any(other.key == loop.key for other in self.loops):
+            raise SpecError(self.shown, origin, f"gives loop key {loop.key!r}, which is already taken")
+        self.loops.append(loop)
+        self.origins[loop.key] = origin
+        return loop
 
     def resolve_file(self, path: Path) -> Path:
         return path if path.is_absolute() else (self.base_dir / path).resolve()

@@ -75,6 +75,8 @@ def cache_keys(
 
     keys: dict[str, str] = {}
     for step in plan.steps:
+        if any(dep not in keys for dep in step.depends):
+            continue  # it reads a loop's output (known once the loop stopped: compile/loops.py)
         inputs: dict[str, Any] = {}
         for name, source in sorted(step.artifacts.items()):
             if isinstance(source, DatasetBundle | ConvertedDatasets):  # converted: what validate converted

@@ -34,7 +34,8 @@ def test_every_op_declares_a_consistent_contract():
     assert {op.name for op in ops} == {
         "pretrain", "freeze", "finetune", "change-bias", "test",
         "explore", "collect", "label", "student", "compress", "evaluate", "scratch", "convert",
-        "model-devi", "select-frames", "label-dft", "converge",  # the concurrent-learning loop's (issue 24)
+        # the concurrent-learning loop's (issue 24)
+        "model-devi", "select-frames", "label-dft", "converge", "explore-loop", "merge-labels",
     }  # fmt: skip
     for op in ops:
         assert issubclass(op.Input, op.Params), f"{op.__name__}.Input must extend its Params"

@@ -15,6 +15,7 @@ def test_stages_are_discovered_in_order():
     assert [s.key for s in all_stages()] == [
         "pretrain",
         "finetune",
+        "active",
         "distill",
         "compress",
         "transfer",

@@ -1,0 +1,75 @@
+"""The concurrent-learning loop on the local engine (fake dp, fake DFT code): iterations decided at run
+time with their steps keyed by iteration, a labeler that fails on every pick failing its iteration with
+the counts while what earlier iterations labelled is kept, resume in the iteration that failed, the
+per-iteration rows in summary.json and `lamflow status`, and the step cache by run-time keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import FakeDp, run_cli
+from tests.workflows.active_spec import active_spec, fake_dft_command
+from tests.workflows.engines.test_cache import _phases, _summary
+
+
+def _trainings(fake: FakeDp) -> int:
+    return sum(1 for call in fake.calls() if call[:2] == ["--pt", "train"])
+
+
+def test_a_loop_fails_in_iteration_two_resumes_there_and_is_cached(tmp_path):
+    fake = FakeDp(tmp_path / "calls.jsonl")
+    flag = tmp_path / "fail-labels"
+    flag.touch()
+    spec = active_spec()
+    spec["stages"]["active"][0]["label"]["command"]["command"] = fake_dft_command(
+        f'case "$PWD" in *-i002-*) test -e {flag} && echo "SCF failed" && exit 3;; esac; '
+    )  # iteration 2's DFT fails while the flag file is there
+    file = tmp_path / "spec.yaml"
+    file.write_text(yaml.safe_dump(spec))
+    run_dir = tmp_path / "run"
+
+    failed = run_cli("submit", str(file), "--run-dir", str(run_dir), env=fake.env)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    phases = _phases(run_dir)
+    assert all(phases[k] == "Succeeded" for k in phases if k.startswith("active-w-i001-"))
+    assert phases["active-w-i002-label"] == "Failed" and phases["test-active-w-on-water-valid"] == "Skipped"
+    summary = _summary(run_dir)
+    assert "none of 2 frames labelled (0 SCFs did not converge, 2 failed)" in summary["error"]
+    first, second = summary["loops"]["active-w"]["iterations"]
+    assert (first["explored"], first["picked"], first["labelled"], first["candidate_fraction"]) == (
+        6,
+        2,
+        2,
+        1.0,
+    )
+    assert first["decision"] == "iteration 1: accurate fraction 0.000 < 0.99"
+    assert second["explored"] is None and not summary["loops"]["active-w"]["stopped"]
+    assert _trainings(fake) == 5  # pretrain and two ensembles of two
+
+    flag.unlink()
+    resumed = run_cli("resume", str(run_dir), env=fake.env)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert _trainings(fake) == 5  # iterations 1 and 2's trainings kept
+    summary = _summary(run_dir)
+    loop = summary["loops"]["active-w"]
+    assert loop["stopped"] and not loop["converged"]
+    assert loop["reason"] == "not converged: max_iterations (2) reached (accurate fraction 0.000 < 0.99)"
+    assert [row["explored"] for row in loop["iterations"]] == [6, 10]  # MD grows: steps_by_iteration
+    assert all(
+        row["test_force_rmse"] is not None and row["seconds"]["training"] > 0 for row in loop["iterations"]
+    )
+    assert set(_phases(run_dir).values()) == {"Succeeded"}
+    assert summary["models"]["active.w"] == "models/active-w.pth"
+    model = (run_dir / summary["models"]["active.w"]).resolve()
+    assert "active-w-i002-train-1" in str(model)  # the last iteration's first model
+    merged = run_dir / summary["steps"]["active-w-i002-merge"]["outputs"]["labelled"]
+    assert sorted(p.name for p in Path(merged).iterdir()) == ["i001-system-000", "i002-system-000"]
+    status = run_cli("status", str(run_dir), env=fake.env)
+    assert "active-w" in status.stdout and "not converged: max_iterations (2) reached" in status.stdout
+
+    again = run_cli("submit", str(file), "--run-dir", str(tmp_path / "again"), env=fake.env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert set(_phases(tmp_path / "again").values()) == {"Cached"} and _trainings(fake) == 5
+    assert _summary(tmp_path / "again")["loops"]["active-w"]["reason"] == loop["reason"]

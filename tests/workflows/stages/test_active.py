@@ -1,0 +1,103 @@
+"""The active stage at validate time: the loop's body, the model it provides to later stages, and every
+bad input refused with one line naming its YAML path (exit 2 from the CLI) before anything runs."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from lamflow.workflows.api import validate
+from lamflow.workflows.errors import SpecError
+from tests.conftest import DEMO_DATA, run_cli
+from tests.workflows.active_spec import active_spec
+
+
+def with_active(**changes: Any) -> dict[str, Any]:
+    spec = active_spec()
+    entry = spec["stages"]["active"][0]
+    for dotted, value in changes.items():
+        target = entry
+        *parents, last = dotted.split("__")
+        for part in parents:
+            target = target.setdefault(part, {})
+        if value is None:
+            target.pop(last, None)
+        else:
+            target[last] = value
+    return spec
+
+
+def refused(write_spec, spec: dict[str, Any]) -> SpecError:
+    with pytest.raises(SpecError) as info:
+        validate(write_spec(spec))
+    return info.value
+
+
+def test_the_loop_provides_its_model_to_the_stages_after_it(write_spec):
+    spec = with_active()
+    spec["stages"]["distill"] = [
+        {
+            "name": "s",
+            "teacher": {"model": "active.w"},
+            "explore": {"datasets": ["water"], "temperatures": [300], "steps": 10},
+            "student": {"preset": "se_e2_a-tiny", "training": {"steps": 10}},
+        }
+    ]
+    _, plan = validate(write_spec(spec))
+    explore = plan.step("explore-s-s0-300k")
+    assert explore.artifacts["teacher"].step == "active-w"  # the loop's output, known once it stopped
+
+
+def test_the_ensemble_seeds_differ_and_the_labeler_is_wired(write_spec):
+    _, plan = validate(write_spec(with_active(ensemble=3)))
+    (loop,) = plan.loops
+    seeds = [loop.body_step(f"train-{k}").params.deepmd_input["training"]["seed"] for k in (1, 2, 3)]
+    assert len(set(seeds)) == 3
+    assert loop.body_step("model-devi").params.models == 3
+    assert loop.body_step("label").params.labeler == "command"
+    assert loop.body_step("converge").params.accurate_fraction == 0.99
+
+
+@pytest.mark.parametrize(
+    ("changes", "path", "words"),
+    [
+        ({"select": {"lo": 0.5, "hi": 0.2}}, ".select.hi", "lo 0.5 >= hi 0.2"),
+        ({"ensemble": 1}, ".ensemble", "at least 2"),
+        ({"converge__max_iterations": 0}, ".converge.max_iterations", "at least 1"),
+        ({"converge__max_iterations": 51}, ".converge.max_iterations", "at most 50"),
+        ({"explore__datasets": []}, ".explore.datasets", "at least 1"),
+        ({"explore__steps": 3}, ".explore.steps", "nothing explored"),
+        ({"explore__steps_by_iteration": [10, 2]}, ".explore.steps_by_iteration[1]", "nothing explored"),
+        ({"converge": {"max_iterations": 3}}, ".converge", "no convergence criterion"),
+        ({"converge__test_force_rmse": 0.1, "test": None}, ".converge.test_force_rmse", "held-out"),
+        ({"test": "water"}, ".test", "shares frames"),
+        ({"label": {}}, ".label", "exactly one labeler"),
+        ({"label": {"pyscf": {}}}, ".label.pyscf", "periodic"),
+        ({"explore__datasets": ["nope"]}, ".explore.datasets[0]", "unknown dataset"),
+        ({"from": {"head": "nope"}}, ".from.head", "no pretrain head"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_refused_naming_its_path(write_spec, changes, path, words):
+    spec = with_active(**changes)
+    file = write_spec(spec)
+    result = run_cli("validate", str(file))
+    assert result.returncode == 2, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert f"stages.active[0]{path}:" in line and words in line, line
+
+
+def molecules_spec(**pyscf: Any) -> dict[str, Any]:
+    spec = copy.deepcopy(with_active(label={"pyscf": {"basis": "sto-3g", **pyscf}}, test=None))
+    spec["datasets"]["mol"] = {"path": str(DEMO_DATA / "molecules/train/C3H3O4")}  # 53 electrons
+    spec["stages"]["active"][0]["explore"]["datasets"] = ["mol"]
+    return spec
+
+
+def test_pyscf_refuses_a_spin_the_molecule_cannot_have_and_a_basis_without_its_elements(write_spec):
+    error = refused(write_spec, molecules_spec())
+    assert error.path == "stages.active[0].label.pyscf.spin" and "53 electrons" in str(error)
+    assert validate(write_spec(molecules_spec(spin=1)))[1].loops  # a doublet is fine
+    error = refused(write_spec, molecules_spec(spin=1, basis="no-such-basis"))
+    assert error.path == "stages.active[0].label.pyscf.basis" and "C, H, O" in str(error)
