@@ -59,8 +59,8 @@ def test_the_loop_is_a_recursive_template_conditioned_on_the_decision(write_spec
     assert inputs["labelled"].get("optional") is True  # iteration 1 has nothing labelled yet
     outputs = {a["name"]: a["fromExpression"] for a in loop["outputs"]["artifacts"]}
     assert outputs["model"] == (
-        "tasks['converge'].outputs.parameters['stop'] == 'true' ? tasks['train-1'].outputs.artifacts['model'] "
-        ": tasks['next'].outputs.artifacts['model']"
+        "tasks['converge'].outputs.parameters['stop'] == 'true' ? "
+        "tasks['train-1'].outputs.artifacts['model'] : tasks['next'].outputs.artifacts['model']"
     )
     main = next(t for name, t in found.items() if name.endswith("-dag"))
     starts = {t["name"]: t for t in main["dag"]["tasks"]}["active-w"]
