@@ -36,6 +36,9 @@ class ConvergeParams(OpModel):
 class ConvergeInput(ConvergeParams):
     picked: Path = Field(description="The select step's folder (selection.json).")
     test_log: Path | None = Field(None, description="The held-out test step's `dp test` log, if any.")
+    random_test_log: Path | None = Field(
+        None, description="The same test of the model trained on frames picked at random (the baseline)."
+    )
     labels: Path | None = Field(None, description="The label step's folder (label-report.json), if any.")
 
 
@@ -67,12 +70,8 @@ class ConvergeOP(LamflowOP[ConvergeInput, ConvergeOutput]):
             accurate_fraction=inp.accurate_fraction or None,
             test_force_rmse=inp.test_force_rmse or None,
         )
-        rmse = None
-        if inp.test_log is not None:
-            try:
-                rmse = parse_test_metrics(inp.test_log.read_text(errors="replace")).get("force_rmse")
-            except ValueError as exc:
-                raise FatalError(f"converge: the held-out test's log: {exc}") from None
+        rmse = _force_rmse(inp.test_log, "the held-out test")
+        random_rmse = _force_rmse(inp.random_test_log, "the random baseline's test")
         labelled = None
         if inp.labels is not None and (inp.labels / LABEL_REPORT).is_file():
             labelled = json.loads((inp.labels / LABEL_REPORT).read_text())
@@ -88,9 +87,10 @@ class ConvergeOP(LamflowOP[ConvergeInput, ConvergeOutput]):
             "converged": decision.converged,
             "reason": decision.reason,
             "accurate_fraction": selection.get("accurate_fraction"),
-            "test_force_rmse": rmse if rmse is not None and math.isfinite(rmse) else None,  # JSON has no NaN
+            "test_force_rmse": _finite(rmse),
             "selection": selection,
             "labelling": labelled,
+            "random_test_force_rmse": _finite(random_rmse),
         }
         out = write_json(work_dir() / DECISION, record)
         print(f"converge: {decision.reason}")
@@ -103,3 +103,18 @@ class ConvergeOP(LamflowOP[ConvergeInput, ConvergeOutput]):
             decision=out,
             record=record,
         )
+
+
+def _force_rmse(log: Path | None, what: str) -> float | None:
+    """The force RMSE a `dp test` log reports (None without a log)."""
+    if log is None:
+        return None
+    try:
+        value = parse_test_metrics(log.read_text(errors="replace")).get("force_rmse")
+    except ValueError as exc:
+        raise FatalError(f"converge: {what}'s log: {exc}") from None
+    return None if value is None else float(value)
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None  # JSON has no NaN

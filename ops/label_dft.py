@@ -21,7 +21,7 @@ from lamflow.ops.labeling.pyscf_dft import PyscfSettings, write_system
 from lamflow.ops.labeling.pyscf_dft import label_frames as pyscf_labels
 from lamflow.ops.runtime.common import work_dir, write_json
 from lamflow.ops.runtime.contract import LamflowOP, OpModel
-from lamflow.ops.select_frames import PICKED
+from lamflow.ops.select_frames import PICKED, RANDOM
 
 ERRORS_SHOWN = 5
 REPORT = "label-report.json"  # in the labels folder, beside the systems
@@ -46,6 +46,9 @@ class CommandParams(OpModel):
 
 class LabelDftParams(OpModel):
     labeler: Literal["pyscf", "command"]
+    frames: Literal["picked", "random"] = Field(
+        "picked", description="Label the frames picked by deviation, or those drawn at random (the baseline)."
+    )
     pyscf: PyscfParams | None = None
     command: CommandParams | None = None
     type_map: list[str] = Field(min_length=1)
@@ -70,7 +73,10 @@ class LabelDftOP(LamflowOP[LabelDftInput, LabelDftOutput]):
     Output = LabelDftOutput
 
     def run(self, inp: LabelDftInput) -> LabelDftOutput:
-        atoms_list = read_trajectory(inp.picked / PICKED)
+        source = inp.picked / (PICKED if inp.frames == "picked" else RANDOM)
+        if not source.is_file():
+            raise FatalError(f"label-dft: the select step wrote no {source.name}")
+        atoms_list = read_trajectory(source)
         out = work_dir() / "labels"
         out.mkdir(parents=True, exist_ok=True)
         counts = {"frames": len(atoms_list), "labelled": 0, "not_converged": 0, "failed": 0}

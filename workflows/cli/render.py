@@ -250,7 +250,8 @@ def loop_table(loop: LoopRecord) -> Table:
     force RMSE of the ensemble's first model and where the time went."""
     table = Table(title=f"Loop {loop.key}: iterations")
     columns = ("iteration", "explored", "accurate", "candidate", "failed", "picked", "labelled",
-               "label failures", "test F RMSE meV/Å", "train / MD / devi / label s")  # fmt: skip
+               "label failures", "test F RMSE meV/Å", "random picks: F RMSE",
+               "train / MD / devi / label s")  # fmt: skip
     for column in columns:
         table.add_column(column, justify="left" if column == "iteration" else "right")
     for row in loop.iterations:
@@ -265,6 +266,7 @@ def loop_table(loop: LoopRecord) -> Table:
             "-" if row.labelled is None else str(row.labelled),
             "-" if row.label_failures is None else str(row.label_failures),
             _fmt(row.test_force_rmse, 1000),
+            _fmt(row.random_test_force_rmse, 1000),
             " / ".join(f"{t.get(k, 0):.0f}" for k in ("training", "md", "deviation", "labelling")),
         )
     return table
@@ -285,6 +287,8 @@ def run_result(run_dir: Path, summary: RunSummary) -> None:
         if loop.reason:
             mark = ("[green]✓[/green] " if loop.converged else "[yellow]✗[/yellow] ") if loop.stopped else ""
             out.print(f"{loop.key}: {mark}{loop.reason}")
+        if loop.baseline:
+            out.print(f"{loop.key}: {loop.baseline}")
     if any(t.protocol not in ("finetune", "scratch") for t in summary.tests):
         out.print(metrics_table(summary))
     if any(t.protocol in ("finetune", "scratch") for t in summary.tests):

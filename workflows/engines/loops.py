@@ -91,7 +91,24 @@ def _loop_record(loop: LoopPlan, state: LoopProgress, summary: RunSummary) -> Lo
             record.stopped = bool(found.get("stop"))
             record.converged = bool(found.get("converged"))
             record.reason = found.get("reason")
+    record.baseline = baseline_verdict(record.iterations)
     return record
+
+
+def baseline_verdict(rows: list[IterationRow]) -> str | None:
+    """Selection by deviation against random picks at equal budget, on the last iteration that tested
+    both (the first iteration's two models train on the same data: no verdict from it alone)."""
+    both = [r for r in rows if r.test_force_rmse is not None and r.random_test_force_rmse is not None]
+    if not both or both[-1].iteration == 1:
+        return None
+    last = both[-1]
+    selected, random = last.test_force_rmse * 1000, last.random_test_force_rmse * 1000  # type: ignore[operator]
+    figures = (
+        f"held-out force RMSE {selected:.1f} against {random:.1f} meV/Å after iteration {last.iteration}"
+    )
+    if selected < random:
+        return f"selection by model deviation beat random picks at equal budget: {figures}"
+    return f"selection by model deviation did NOT beat random picks at equal budget: {figures}"
 
 
 def _row(iteration: int, found: dict[str, Any]) -> IterationRow:
@@ -113,5 +130,6 @@ def _row(iteration: int, found: dict[str, Any]) -> IterationRow:
         labelled=labelling.get("labelled"),
         label_failures=sum(failures) if failures else None,
         test_force_rmse=found.get("test_force_rmse"),
+        random_test_force_rmse=found.get("random_test_force_rmse"),
         decision=found.get("reason"),
     )

@@ -120,6 +120,9 @@ class IterationRow(BaseModel):
     labelled: int | None = None
     label_failures: int | None = Field(None, description="Picks the labeler could not label (SCF etc.).")
     test_force_rmse: float | None = Field(None, description="eV/Å, the ensemble's first model, held out.")
+    random_test_force_rmse: float | None = Field(
+        None, description="eV/Å, the same test of a model trained on as many frames picked at random."
+    )
     seconds: dict[str, float] = Field(
         default_factory=dict,
         description="Summed step time by kind: training, md, deviation, labelling, other.",
@@ -137,6 +140,9 @@ class LoopRecord(BaseModel):
     stopped: bool = False
     converged: bool = False
     reason: str | None = None
+    baseline: str | None = Field(
+        None, description="Whether selection by deviation beat random picks at equal budget (held-out RMSE)."
+    )
 
 
 class RunSummary(BaseModel):

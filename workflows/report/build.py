@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lamflow.ops.runtime import files
-from lamflow.workflows.engines.summary import RunSummary, StepRecord, TestResult
+from lamflow.workflows.engines.summary import LoopRecord, RunSummary, StepRecord, TestResult
 from lamflow.workflows.report import plots
 from lamflow.workflows.report.detail import per_system_errors, read_detail
 from lamflow.workflows.report.results import (
@@ -146,6 +146,12 @@ def build(run_dir: Path, summary: RunSummary, out: Path) -> dict[str, Any]:
         )
         if figure is not None:
             figures.append(figure)
+    for loop in summary.loops.values():
+        figure = plots.loop_iterations(
+            out, f"loop-{loop.key}.png", f"{loop.key}: iterations", loop.iterations
+        )
+        if figure is not None:
+            figures.append(figure)
     flat_rows = [flat(r) for r in rows]
     metrics: dict[str, Any] = {
         "run_id": summary.run_id,
@@ -156,6 +162,7 @@ def build(run_dir: Path, summary: RunSummary, out: Path) -> dict[str, Any]:
         "coverage": coverage_rows,
         "gates": [g.model_dump() for g in summary.gates],
         "datasets": summary.datasets,
+        "loops": {key: loop.model_dump() for key, loop in summary.loops.items()},
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     _csv(out / "metrics.csv", COLUMNS, flat_rows)
@@ -231,6 +238,60 @@ def _worse(row: dict[str, Any]) -> str:
     return text + (f" ✗ worse: {html.escape(str(worse))}" if worse else "")
 
 
+def _loop_section(loop: LoopRecord) -> list[str]:
+    """A loop's iterations as a table, how it ended and how it did against random picks."""
+    esc = html.escape
+    body = [
+        [
+            str(r.iteration),
+            _fmt(r.explored, digits=0),
+            _fmt(r.accurate_fraction, 100, 0),
+            _fmt(r.candidate_fraction, 100, 0),
+            _fmt(r.failed_fraction, 100, 0),
+            _fmt(r.picked, digits=0),
+            _fmt(r.labelled, digits=0),
+            _fmt(r.label_failures, digits=0),
+            _fmt(r.test_force_rmse, 1000),
+            _fmt(r.random_test_force_rmse, 1000),
+            " / ".join(f"{r.seconds.get(k, 0.0):.0f}" for k in ("training", "md", "deviation", "labelling")),
+            esc(r.decision or ""),
+        ]
+        for r in loop.iterations
+    ]
+    if loop.stopped:
+        ending = ("converged: " if loop.converged else "<b>not converged</b>: ") + esc(loop.reason or "")
+    else:
+        ending = "did not finish" + (f" ({esc(loop.reason)})" if loop.reason else "")
+    parts = [
+        f"<h2>Concurrent learning: {esc(loop.key)}</h2>",
+        "<p>Per iteration: the explored frames by the ensemble's maximum force deviation (accurate below "
+        "<i>lo</i>, failed at or above <i>hi</i>, in %), the frames picked and labelled, the held-out force "
+        "RMSE (meV/Å) of the ensemble's first model and of a model trained on as many frames picked at "
+        "random (where the loop ran that baseline), and the summed step time (s).</p>",
+        _table(
+            [
+                "iteration",
+                "explored",
+                "accurate %",
+                "candidate %",
+                "failed %",
+                "picked",
+                "labelled",
+                "label failures",
+                "test F RMSE",
+                "random picks",
+                "train / MD / devi / label s",
+                "decision",
+            ],
+            body,
+        ),  # fmt: skip
+        f"<p>{ending}</p>",
+    ]
+    if loop.baseline:
+        parts.append(f"<p>{esc(loop.baseline)}</p>")
+    return parts
+
+
 def _page(
     run_dir: Path, summary: RunSummary, metrics: dict[str, Any], figures: list[plots.Figure], out: Path
 ) -> str:
@@ -251,6 +312,8 @@ def _page(
             for g in summary.gates
         ]
         parts += ["<h2>Gates</h2>", _table(["", "gate"], body)]
+    for loop in summary.loops.values():
+        parts += _loop_section(loop)
     parts.append(
         "<h2>Test errors</h2><p>Energy per atom and virial per atom in meV/atom, force components in "
         "meV/Å. <i>÷ dummy</i>: the RMSE over that of a model that knows only the chemical formula "
@@ -340,6 +403,7 @@ def _page(
             _table(["step", "device", "last step", "wall time s", "phase"], body),
         ]
     for kind, heading in (
+        ("loop", "Concurrent learning by iteration"),
         ("learning-curve", "Learning curves"),
         ("parity", "Parity plots"),
         ("training-curve", "Training curves"),

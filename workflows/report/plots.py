@@ -188,3 +188,48 @@ def training_curve(out: Path, name: str, title: str, lcurve: Path) -> Figure | N
     fig.savefig(out / name, dpi=DPI)
     plt.close(fig)
     return Figure(name, title, "training-curve", tuple(header[i] for i in columns))
+
+
+def loop_iterations(out: Path, name: str, title: str, rows: Sequence[Any]) -> Figure | None:
+    """A loop's iterations (``IterationRow`` records): the shares of explored frames that were accurate,
+    candidates and failed (left), and the held-out force RMSE of the ensemble's first model, with the
+    random-picks baseline where the loop ran one (right)."""
+    done = [r for r in rows if r.explored is not None]
+    if not done:
+        return None
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8.4, 3.6))
+    x = [r.iteration for r in done]
+    series = []
+    for attribute, label in (
+        ("accurate_fraction", "accurate"), ("candidate_fraction", "candidate"), ("failed_fraction", "failed"),
+    ):  # fmt: skip
+        values = [getattr(r, attribute) for r in done]
+        if all(v is not None for v in values):
+            left.plot(x, [100 * v for v in values], marker="o", label=label)
+            series.append(label)
+    left.set_ylim(-3, 103)
+    left.set_xlabel("iteration")
+    left.set_ylabel("explored frames (%)")
+    left.legend(fontsize=7)
+    left.grid(True, alpha=0.3)
+    for attribute, label in (
+        ("test_force_rmse", "selected by deviation"),
+        ("random_test_force_rmse", "random picks"),
+    ):
+        points = [(r.iteration, getattr(r, attribute)) for r in done if getattr(r, attribute) is not None]
+        if points:
+            right.plot([i for i, _ in points], [1000 * v for _, v in points], marker="o", label=label)
+            series.append(f"test: {label}")
+    right.set_xlabel("iteration")
+    right.set_ylabel("held-out force RMSE (meV/Å)")
+    right.grid(True, alpha=0.3)
+    if right.lines:
+        right.legend(fontsize=7)
+    for axis in (left, right):
+        axis.set_xticks(x)
+    fig.suptitle(title, fontsize=10)
+    fig.subplots_adjust(left=0.09, right=0.98, bottom=0.15, top=0.86, wspace=0.3)
+    fig.savefig(out / name, dpi=DPI)
+    plt.close(fig)
+    return Figure(name, title, "loop", tuple(series))

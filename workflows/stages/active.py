@@ -48,6 +48,7 @@ from lamflow.workflows.stages.base import CHECKPOINT_REF, PlanContext, Reference
 from lamflow.workflows.stages.distill import start_frames, temperature_key
 from lamflow.workflows.stages.finetune import check_external_checkpoint
 
+LABELLED, RANDOM_LABELLED = "labelled", "random_labelled"  # what the loop carries
 MIN_DISTANCE = 0.5  # Å: closer atoms in an MD frame mean it blew up (as the distill stage's default)
 
 
@@ -219,155 +220,138 @@ class ActiveStage(Stage[list[ActiveSpec]]):
 
     def plan(self, section: list[ActiveSpec], ctx: PlanContext) -> None:
         for i, a in enumerate(section):
-            base = self.yaml_path(i)
-            name = slug(a.name)
-            checkpoint, branch, origin = self._source(a, ctx)
-            train = tuple(ctx.part(n, "train") for n in a.datasets)
-            body: list[StepPlan] = []
-            for k in range(1, a.ensemble + 1):
-                training = a.training.model_copy(update={"seed": a.training.seed + k - 1})
-                deepmd_input = single_task_input(
-                    ctx.model, ctx.type_map, training, with_validation=False, descriptor={}, fitting_net={}
-                )
-                ctx.fit_virials(deepmd_input["loss"], a.training.loss, train, base)
-                body.append(
-                    StepPlan(
-                        key=f"train-{k}",
-                        op=FinetuneOP,
-                        resource="finetune",
-                        summary=f"ensemble model {k}/{a.ensemble}: dp train --finetune ({origin}) on "
-                        f"{', '.join(a.datasets)} and the frames labelled so far, {a.training.steps} steps",
-                        params=FinetuneParams(
-                            deepmd_input=deepmd_input,
-                            head_datasets={a.name: HeadData(train=list(train))},
-                            dataset_formats=ctx.formats(train),
-                            model_branch=branch,
-                        ),
-                        artifacts={
-                            "datasets": DatasetBundle(train),
-                            "base_checkpoint": checkpoint,
-                            "labelled": Carried("labelled"),
-                        },
-                    )
-                )
-            branches = self._explore(a, body, ctx)
-            collected = self._collect(branches, body)
-            model_inputs: dict[str, ArtifactSource] = {
-                f"model{k}": IterationOutput(f"train-{k}", "model") for k in range(1, a.ensemble + 1)
-            }
-            body.append(
-                StepPlan(
-                    key="model-devi",
-                    op=ModelDeviOP,
-                    summary=f"max force deviation of the {a.ensemble} models on every explored frame",
-                    params=ModelDeviParams(models=a.ensemble),
-                    artifacts={"branches": collected, **model_inputs},
-                )
+            self._plan_loop(a, self.yaml_path(i), ctx)
+
+    def _plan_loop(self, a: ActiveSpec, base: str, ctx: PlanContext) -> None:
+        name = slug(a.name)
+        checkpoint, branch, origin = self._source(a, ctx)
+        train = tuple(ctx.part(n, "train") for n in a.datasets)
+        body: list[StepPlan] = []
+
+        def training_step(key: str, seed: int, labelled: str, what: str) -> StepPlan:
+            training = a.training.model_copy(update={"seed": seed})
+            deepmd_input = single_task_input(
+                ctx.model, ctx.type_map, training, with_validation=False, descriptor={}, fitting_net={}
             )
-            sel = a.select
-            body.append(
-                StepPlan(
-                    key="select",
-                    op=SelectFramesOP,
-                    summary=f"frames between the trust levels {sel.lo:g} and {sel.hi:g} eV/Å, at most "
-                    f"{sel.max_picks}",
-                    params=SelectFramesParams(
-                        lo=sel.lo,
-                        hi=sel.hi,
-                        max_picks=sel.max_picks,
-                        random_baseline=sel.random_baseline,
-                        seed=a.explore.seed,
-                    ),  # fmt: skip
-                    artifacts={
-                        "branches": collected,
-                        "deviations": IterationOutput("model-devi", "deviations"),
-                    },
-                    short=True,
-                )
-            )
-            body.append(self._label(a, ctx))
-            body.append(
-                StepPlan(
-                    key="merge",
-                    op=MergeLabelsOP,
-                    summary="every frame labelled so far, one dataset",
-                    params=MergeLabelsParams(),
-                    artifacts={"previous": Carried("labelled"), "labels": IterationOutput("label", "labels")},
-                    short=True,
-                )
-            )
-            converge_inputs: dict[str, ArtifactSource] = {
-                "picked": IterationOutput("select", "picked"),
-                "labels": IterationOutput("label", "labels"),
-            }
-            if a.test is not None:
-                tested = ctx.part(a.test, "test")
-                body.append(
-                    StepPlan(
-                        key="test",
-                        op=TestOP,
-                        summary=f"dp test of ensemble model 1 on {tested} (held out)",
-                        params=TestParams(
-                            dataset=tested,
-                            baseline_dataset=train[0],
-                            dataset_formats=ctx.formats((tested, train[0])),
-                        ),  # fmt: skip
-                        artifacts={
-                            "model": IterationOutput("train-1", "model"),
-                            "datasets": DatasetBundle(tuple(dict.fromkeys((tested, train[0])))),
-                        },
-                        short=True,
-                    )
-                )
-                converge_inputs["test_log"] = IterationOutput("test", "log")
-            conv = a.converge
-            body.append(
-                StepPlan(
-                    key="converge",
-                    op=ConvergeOP,
-                    summary="stop or go on: "
-                    + ", ".join(
-                        c
-                        for c in (
-                            f"accurate fraction >= {conv.accurate_fraction:g}"
-                            if conv.accurate_fraction
-                            else "",
-                            f"test force RMSE <= {conv.test_force_rmse:g} eV/Å"
-                            if conv.test_force_rmse
-                            else "",
-                            f"at most {conv.max_iterations} iterations",
-                        )
-                        if c
-                    ),  # fmt: skip
-                    params=ConvergeParams(
-                        iteration=1,
-                        max_iterations=conv.max_iterations,
-                        accurate_fraction=conv.accurate_fraction or 0.0,
-                        test_force_rmse=conv.test_force_rmse or 0.0,
-                    ),
-                    artifacts=converge_inputs,
-                    short=True,
-                )
-            )
-            loop = LoopPlan(
-                key=f"active-{name}",
-                summary=f"concurrent learning {a.name}: ensemble of {a.ensemble}, MD, selection, "
-                f"{'PySCF' if a.label.pyscf else 'command'} labels, up to {conv.max_iterations} iterations",
-                body=tuple(body),
-                carried={"labelled": CarriedArtifact(None, IterationOutput("merge", "labelled"))},
-                decision="converge",
-                outputs={
-                    "model": IterationOutput("train-1", "model"),
-                    "checkpoint": IterationOutput("train-1", "checkpoint"),
-                    "labelled": IterationOutput("merge", "labelled"),
+            ctx.fit_virials(deepmd_input["loss"], a.training.loss, train, base)
+            so_far = "the frames labelled so far" if labelled == LABELLED else "the random picks so far"
+            return StepPlan(
+                key=key,
+                op=FinetuneOP,
+                resource="finetune",
+                summary=f"{what}: dp train --finetune ({origin}) on {', '.join(a.datasets)} and {so_far}, "
+                f"{a.training.steps} steps",
+                params=FinetuneParams(
+                    deepmd_input=deepmd_input,
+                    head_datasets={a.name: HeadData(train=list(train))},
+                    dataset_formats=ctx.formats(train),
+                    model_branch=branch,
+                ),
+                artifacts={
+                    "datasets": DatasetBundle(train),
+                    "base_checkpoint": checkpoint,
+                    "labelled": Carried(labelled),
                 },
-                max_iterations=conv.max_iterations,
-                position=len(ctx.steps),
-                model_ref=f"active.{a.name}",
             )
-            ctx.add_loop(loop, base)
-            ctx.models[f"active.{a.name}"] = LoopOutput(loop.key, "model")
-            ctx.checkpoints[f"active.{a.name}"] = LoopOutput(loop.key, "checkpoint")
+
+        for k in range(1, a.ensemble + 1):
+            seed = a.training.seed + k - 1
+            body.append(training_step(f"train-{k}", seed, LABELLED, f"ensemble model {k}/{a.ensemble}"))
+        branches = self._explore(a, body, ctx)
+        collected = self._collect(branches, body)
+        model_inputs: dict[str, ArtifactSource] = {
+            f"model{k}": IterationOutput(f"train-{k}", "model") for k in range(1, a.ensemble + 1)
+        }
+        body.append(
+            StepPlan(
+                key="model-devi",
+                op=ModelDeviOP,
+                summary=f"max force deviation of the {a.ensemble} models on every explored frame",
+                params=ModelDeviParams(models=a.ensemble),
+                artifacts={"branches": collected, **model_inputs},
+            )
+        )
+        sel = a.select
+        body.append(
+            StepPlan(
+                key="select",
+                op=SelectFramesOP,
+                summary=f"frames between the trust levels {sel.lo:g} and {sel.hi:g} eV/Å, at most "
+                f"{sel.max_picks}",
+                params=SelectFramesParams(
+                    lo=sel.lo,
+                    hi=sel.hi,
+                    max_picks=sel.max_picks,
+                    random_baseline=sel.random_baseline,
+                    seed=a.explore.seed,
+                ),  # fmt: skip
+                artifacts={
+                    "branches": collected,
+                    "deviations": IterationOutput("model-devi", "deviations"),
+                },
+                short=True,
+            )
+        )
+        carried = {LABELLED: CarriedArtifact(None, IterationOutput("merge", "labelled"))}
+        body += self._label_and_merge(a, ctx, "")
+        converge_inputs: dict[str, ArtifactSource] = {
+            "picked": IterationOutput("select", "picked"),
+            "labels": IterationOutput("label", "labels"),
+        }
+        if sel.random_baseline:  # the same budget on random picks: its own labels, model and test
+            carried[RANDOM_LABELLED] = CarriedArtifact(None, IterationOutput("merge-random", "labelled"))
+            body += self._label_and_merge(a, ctx, "-random")
+            body.append(training_step("train-random", a.training.seed, RANDOM_LABELLED, "random baseline"))
+        if a.test is not None:
+            body.append(self._test(a, ctx, train, ""))
+            converge_inputs["test_log"] = IterationOutput("test", "log")
+            if sel.random_baseline:
+                body.append(self._test(a, ctx, train, "-random"))
+                converge_inputs["random_test_log"] = IterationOutput("test-random", "log")
+        conv = a.converge
+        body.append(
+            StepPlan(
+                key="converge",
+                op=ConvergeOP,
+                summary="stop or go on: "
+                + ", ".join(
+                    c
+                    for c in (
+                        f"accurate fraction >= {conv.accurate_fraction:g}" if conv.accurate_fraction else "",
+                        f"test force RMSE <= {conv.test_force_rmse:g} eV/Å" if conv.test_force_rmse else "",
+                        f"at most {conv.max_iterations} iterations",
+                    )
+                    if c
+                ),  # fmt: skip
+                params=ConvergeParams(
+                    iteration=1,
+                    max_iterations=conv.max_iterations,
+                    accurate_fraction=conv.accurate_fraction or 0.0,
+                    test_force_rmse=conv.test_force_rmse or 0.0,
+                ),
+                artifacts=converge_inputs,
+                short=True,
+            )
+        )
+        loop = LoopPlan(
+            key=f"active-{name}",
+            summary=f"concurrent learning {a.name}: ensemble of {a.ensemble}, MD, selection, "
+            f"{'PySCF' if a.label.pyscf else 'command'} labels, up to {conv.max_iterations} iterations",
+            body=tuple(body),
+            carried=carried,
+            decision="converge",
+            outputs={
+                "model": IterationOutput("train-1", "model"),
+                "checkpoint": IterationOutput("train-1", "checkpoint"),
+                "labelled": IterationOutput("merge", "labelled"),
+            },
+            max_iterations=conv.max_iterations,
+            position=len(ctx.steps),
+            model_ref=f"active.{a.name}",
+        )
+        ctx.add_loop(loop, base)
+        ctx.models[f"active.{a.name}"] = LoopOutput(loop.key, "model")
+        ctx.checkpoints[f"active.{a.name}"] = LoopOutput(loop.key, "checkpoint")
 
     @staticmethod
     def _source(a: ActiveSpec, ctx: PlanContext) -> tuple[ArtifactSource, str, str]:
@@ -463,12 +447,50 @@ class ActiveStage(Stage[list[ActiveSpec]]):
             parts, level = merged, level + 1
 
     @staticmethod
-    def _label(a: ActiveSpec, ctx: PlanContext) -> StepPlan:
+    def _test(a: ActiveSpec, ctx: PlanContext, train: tuple[str, ...], suffix: str) -> StepPlan:
+        assert a.test is not None
+        tested = ctx.part(a.test, "test")
+        who = "the random baseline" if suffix else "ensemble model 1"
+        return StepPlan(
+            key=f"test{suffix}",
+            op=TestOP,
+            summary=f"dp test of {who} on {tested} (held out)",
+            params=TestParams(
+                dataset=tested, baseline_dataset=train[0], dataset_formats=ctx.formats((tested, train[0]))
+            ),
+            artifacts={
+                "model": IterationOutput("train-random" if suffix else "train-1", "model"),
+                "datasets": DatasetBundle(tuple(dict.fromkeys((tested, train[0])))),
+            },
+            short=True,
+        )
+
+    def _label_and_merge(self, a: ActiveSpec, ctx: PlanContext, suffix: str) -> list[StepPlan]:
+        """Label the picks (``suffix`` '-random': the random ones) and merge them into what is carried."""
+        label = self._label(a, ctx, suffix)
+        merge = StepPlan(
+            key=f"merge{suffix}",
+            op=MergeLabelsOP,
+            summary="every frame labelled so far, one dataset" + (" (random picks)" if suffix else ""),
+            params=MergeLabelsParams(),
+            artifacts={
+                "previous": Carried(RANDOM_LABELLED if suffix else LABELLED),
+                "labels": IterationOutput(label.key, "labels"),
+            },
+            short=True,
+        )
+        return [label, merge]
+
+    @staticmethod
+    def _label(a: ActiveSpec, ctx: PlanContext, suffix: str) -> StepPlan:
         artifacts: dict[str, ArtifactSource] = {"picked": IterationOutput("select", "picked")}
         if a.label.pyscf is not None:
             p = a.label.pyscf
             params = LabelDftParams(
-                labeler="pyscf", pyscf=PyscfParams(**p.model_dump()), type_map=ctx.type_map
+                labeler="pyscf",
+                frames="random" if suffix else "picked",
+                pyscf=PyscfParams(**p.model_dump()),
+                type_map=ctx.type_map,
             )
             what = f"PySCF {p.functional}/{p.basis}"
         else:
@@ -476,6 +498,7 @@ class ActiveStage(Stage[list[ActiveSpec]]):
             assert c is not None
             params = LabelDftParams(
                 labeler="command",
+                frames="random" if suffix else "picked",
                 command=CommandParams(**c.model_dump(exclude={"template"})),
                 type_map=ctx.type_map,
             )
@@ -483,9 +506,9 @@ class ActiveStage(Stage[list[ActiveSpec]]):
                 artifacts["template"] = LocalFile(ctx.resolve_file(c.template))
             what = f"`{c.command}`"
         return StepPlan(
-            key="label",
+            key=f"label{suffix}",
             op=LabelDftOP,
-            summary=f"label the picked frames with {what}",
+            summary=f"label the {'random' if suffix else 'picked'} frames with {what}",
             params=params,
             artifacts=artifacts,
         )

@@ -23,6 +23,7 @@ def test_a_loop_fails_in_iteration_two_resumes_there_and_is_cached(tmp_path):
     flag = tmp_path / "fail-labels"
     flag.touch()
     spec = active_spec()
+    spec["stages"]["active"][0]["select"]["random_baseline"] = True
     spec["stages"]["active"][0]["label"]["command"]["command"] = fake_dft_command(
         f'case "$PWD" in *-i002-*) test -e {flag} && echo "SCF failed" && exit 3;; esac; '
     )  # iteration 2's DFT fails while the flag file is there
@@ -46,12 +47,12 @@ def test_a_loop_fails_in_iteration_two_resumes_there_and_is_cached(tmp_path):
     )
     assert first["decision"] == "iteration 1: accurate fraction 0.000 < 0.99"
     assert second["explored"] is None and not summary["loops"]["active-w"]["stopped"]
-    assert _trainings(fake) == 5  # pretrain and two ensembles of two
+    assert _trainings(fake) == 7  # pretrain, two ensembles of two and two random baselines
 
     flag.unlink()
-    resumed = run_cli("resume", str(run_dir), env=fake.env)
+    resumed = run_cli("resume", str(run_dir), env={**fake.env, "LAMFLOW_REPORT": "1"})
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert _trainings(fake) == 5  # iterations 1 and 2's trainings kept
+    assert _trainings(fake) == 7  # iterations 1 and 2's trainings kept
     summary = _summary(run_dir)
     loop = summary["loops"]["active-w"]
     assert loop["stopped"] and not loop["converged"]
@@ -61,15 +62,22 @@ def test_a_loop_fails_in_iteration_two_resumes_there_and_is_cached(tmp_path):
         row["test_force_rmse"] is not None and row["seconds"]["training"] > 0 for row in loop["iterations"]
     )
     assert set(_phases(run_dir).values()) == {"Succeeded"}
+    first, second = loop["iterations"]
+    assert first["random_test_force_rmse"] == first["test_force_rmse"]  # the same data in iteration 1
+    assert second["random_test_force_rmse"] is not None and "random picks at equal budget" in loop["baseline"]
     assert summary["models"]["active.w"] == "models/active-w.pth"
     model = (run_dir / summary["models"]["active.w"]).resolve()
     assert "active-w-i002-train-1" in str(model)  # the last iteration's first model
     merged = run_dir / summary["steps"]["active-w-i002-merge"]["outputs"]["labelled"]
     assert sorted(p.name for p in Path(merged).iterdir()) == ["i001-system-000", "i002-system-000"]
     status = run_cli("status", str(run_dir), env=fake.env)
-    assert "active-w" in status.stdout and "not converged: max_iterations (2) reached" in status.stdout
+    assert "Loop active-w: iterations" in status.stdout
+    assert "not converged: max_iterations (2) reached" in status.stdout
+    page = (run_dir / summary["report"]).read_text()
+    assert "Concurrent learning: active-w" in page and "random picks at equal budget" in page
+    assert (run_dir / "report" / "loop-active-w.png").is_file()
 
     again = run_cli("submit", str(file), "--run-dir", str(tmp_path / "again"), env=fake.env)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert set(_phases(tmp_path / "again").values()) == {"Cached"} and _trainings(fake) == 5
+    assert set(_phases(tmp_path / "again").values()) == {"Cached"} and _trainings(fake) == 7
     assert _summary(tmp_path / "again")["loops"]["active-w"]["reason"] == loop["reason"]
