@@ -20,6 +20,7 @@ import re
 import runpy
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -430,11 +431,24 @@ def _run_in_process(entry: Callable[[], None], log_path: Path, echo: bool, tail:
             tail.extend(seen.decode("utf-8", errors="replace").splitlines(keepends=True)[-TAIL_LINES:])
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child, between fork and exec
+    """Linux: SIGTERM to this ``dp`` when the process that started it dies (``PR_SET_PDEATHSIG``). A step
+    ended by a signal it cannot pass on (its launcher stopping, a SIGKILL) then never leaves a ``dp`` training
+    on its own, re-parented to init and out of reach of ``lamflow stop``."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _run_process(argv: Sequence[str], cwd: Path, log_path: Path, echo: bool, tail: list[str]) -> int:
     with log_path.open("a", encoding="utf-8") as log:
         proc = subprocess.Popen(
             list(argv),
             cwd=cwd,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
             # unbuffered: a piped Python child would otherwise emit stdout after stderr, out of order
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             stdout=subprocess.PIPE,

@@ -14,7 +14,9 @@ from dflow.python import FatalError
 from pydantic import Field
 
 from lamflow.ops.data.labelled import indices_by_kind
+from lamflow.ops.dp import deep_potential
 from lamflow.ops.dynamics.md import read_trajectory
+from lamflow.ops.label import write_labels
 from lamflow.ops.labeling.command import CommandLabeler
 from lamflow.ops.labeling.command import label_frames as command_labels
 from lamflow.ops.labeling.pyscf_dft import PyscfSettings, write_system
@@ -45,7 +47,7 @@ class CommandParams(OpModel):
 
 
 class LabelDftParams(OpModel):
-    labeler: Literal["pyscf", "command"]
+    labeler: Literal["pyscf", "command", "teacher"]
     frames: Literal["picked", "random"] = Field(
         "picked", description="Label the frames picked by deviation, or those drawn at random (the baseline)."
     )
@@ -57,6 +59,9 @@ class LabelDftParams(OpModel):
 class LabelDftInput(LabelDftParams):
     picked: Path = Field(description="The select step's folder (picked.extxyz).")
     template: Path | None = Field(None, description="Files copied beside every frame (command labeler).")
+    teacher: Path | None = Field(
+        None, description="A frozen model whose predictions are the labels (teacher)."
+    )
 
 
 class LabelDftOutput(OpModel):
@@ -81,7 +86,14 @@ class LabelDftOP(LamflowOP[LabelDftInput, LabelDftOutput]):
         out.mkdir(parents=True, exist_ok=True)
         counts = {"frames": len(atoms_list), "labelled": 0, "not_converged": 0, "failed": 0}
         errors: list[str] = []
-        for n, ((symbols, _), indices) in enumerate(sorted(indices_by_kind(atoms_list).items())):
+        if inp.labeler == "teacher":  # distillation: the teacher's predictions, every frame
+            if inp.teacher is None:
+                raise FatalError("label-dft: the teacher labeler needs its teacher model")
+            if atoms_list:
+                write_labels(atoms_list, deep_potential(inp.teacher.resolve()), inp.type_map, out)
+            counts["labelled"] = len(atoms_list)
+        groups = [] if inp.labeler == "teacher" else sorted(indices_by_kind(atoms_list).items())
+        for n, ((symbols, _), indices) in enumerate(groups):
             frames = [atoms_list[i] for i in indices]
             target = out / f"system-{n:03d}"
             if inp.labeler == "pyscf":

@@ -24,15 +24,21 @@ def test_there_are_examples():
 
 @pytest.mark.parametrize("spec", SPECS + BENCH_SPECS, ids=lambda p: p.parent.name + "/" + p.name)
 def test_example_compiles(spec, tmp_path):
+    """Every example builds as a dflow workflow; one with a loop as it runs: its first iteration, and all
+    its iterations with the steps after it."""
+    from lamflow.workflows.compile.loops import LoopProgress, unroll
+
     _, plan = validate(spec)
     assert plan.steps
-    with dflow_config({"mode": "debug", "debug_workdir": str(tmp_path)}):
-        from dflow import InputArtifact
+    stopped = {loop.key: LoopProgress(loop.max_iterations, stopped=True) for loop in plan.loops}
+    for ran in [unroll(plan), unroll(plan, stopped)] if plan.loops else [plan]:
+        with dflow_config({"mode": "debug", "debug_workdir": str(tmp_path)}):
+            from dflow import InputArtifact
 
-        staged = {rid: InputArtifact() for rid in staging_requests(plan)}
-        workflow = build_workflow(plan, staged, StepRuntime())
-    keys = [task.key for task in workflow.entrypoint.tasks]
-    assert keys == [step.key for step in plan.steps]
+            staged = {rid: InputArtifact() for rid in staging_requests(ran)}
+            workflow = build_workflow(ran, staged, StepRuntime())
+        keys = [task.key for task in workflow.entrypoint.tasks]
+        assert keys == [step.key for step in ran.steps]
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.name)

@@ -75,6 +75,18 @@ def distill(s: dict[str, Any], **explore: Any) -> dict[str, Any]:
     return entry
 
 
+def active(s: dict[str, Any], **entry: Any) -> dict[str, Any]:
+    """Add a concurrent-learning loop on GeTe from the water head (PySCF labels; returns the entry)."""
+    loop = {"name": "a", "from": {"head": "water"}, "datasets": ["gete"], "test": "gete-test", "ensemble": 2,
+            "explore": {"datasets": ["gete"], "temperatures": [300], "steps": 20, "dump_every": 5},
+            "select": {"lo": 0.05, "hi": 0.3},
+            "label": {"command": {"command": "vasp_std", "input_format": "vasp/poscar", "input_file": "POSCAR",
+                                  "output_format": "vasp/outcar", "output_file": "OUTCAR"}},
+            "converge": {"accurate_fraction": 0.9, "max_iterations": 3}, **entry}  # fmt: skip
+    s["stages"]["active"] = [loop]
+    return loop
+
+
 # (file stem, spec dict or raw text, exit code, yaml path or "-", message fragment)
 CASES: list[tuple[str, Any, int, str, str]] = [
     ("steps-quoted", spec(lambda s: pre(s)["training"].update(steps="2")), 2,
@@ -307,6 +319,29 @@ CASES: list[tuple[str, Any, int, str, str]] = [
      "resources.default.cpu", "below Kubernetes' smallest CPU unit"),
     ("resources-gpus-more-than-a-node", spec(lambda s: s.update(resources={"pretrain": {"gpus": 64}})), 2,
      "resources.pretrain.gpus", "must be at most 16"),
+    ("active-trust-levels-crossed", spec(lambda s: active(s, select={"lo": 0.3, "hi": 0.05})), 2,
+     "stages.active[0].select.hi", "trust levels lo 0.3 >= hi 0.05"),
+    ("active-ensemble-of-one", spec(lambda s: active(s, ensemble=1)), 2,
+     "stages.active[0].ensemble", "must be at least 2"),
+    ("active-no-start-structures", spec(lambda s: active(s)["explore"].update(datasets=[])), 2,
+     "stages.active[0].explore.datasets", "at least 1"),
+    ("active-max-iterations-zero", spec(lambda s: active(s)["converge"].update(max_iterations=0)), 2,
+     "stages.active[0].converge.max_iterations", "must be at least 1"),
+    ("active-md-explores-nothing", spec(lambda s: active(s)["explore"].update(steps_by_iteration=[20, 3])), 2,
+     "stages.active[0].explore.steps_by_iteration[1]", "nothing explored"),
+    ("active-no-convergence-criterion", spec(lambda s: active(s, converge={"max_iterations": 3})), 2,
+     "stages.active[0].converge", "no convergence criterion"),
+    ("active-rmse-criterion-without-test-data", spec(lambda s: active(s, test=None,
+        converge={"test_force_rmse": 0.1})), 2,
+     "stages.active[0].converge.test_force_rmse", "needs a held-out dataset"),
+    ("active-held-out-is-training-data", spec(lambda s: active(s, test="gete")), 2,
+     "stages.active[0].test", "shares frames"),
+    ("active-pyscf-on-a-crystal", spec(lambda s: active(s, label={"pyscf": {}})), 2,
+     "stages.active[0].label.pyscf", "the PySCF labeler labels molecules"),
+    ("active-pyscf-spin-the-molecule-cannot-have", spec(lambda s: active(s, datasets=["molecules"], test=None,
+        explore={"datasets": ["molecules"], "temperatures": [300], "steps": 20, "dump_every": 5},
+        label={"pyscf": {"basis": "sto-3g"}}, **{"from": {"head": "molecules"}})), 2,
+     "stages.active[0].label.pyscf.spin", "53 electrons at charge 0"),
     ("duplicate-yaml-key", "name: a\nname: b\n", 2, "-", "duplicate key 'name'"),
     ("invalid-yaml", "name: x\ndatasets: [unclosed\n", 2, "-", "invalid YAML: line"),
     ("nested-too-deep", "name: x\ndeep: " + "[" * 1000 + "]" * 1000 + "\n", 2, "-", "nested too deeply"),

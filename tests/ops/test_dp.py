@@ -176,3 +176,38 @@ def test_training_on_several_gpus_runs_under_torchrun(monkeypatch):
     monkeypatch.setenv(dp.NPROC_ENV, "four")
     with pytest.raises(ValueError, match="LAMFLOW_NPROC_PER_NODE='four': expected a positive whole number"):
         dp.train_command("input.json")
+
+
+def test_a_dp_process_dies_with_the_step_that_started_it(tmp_path):
+    """A step killed by a signal it cannot pass on (its launcher stopping) leaves no `dp` running."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pid_file = tmp_path / "dp.pid"
+    long_dp = [
+        sys.executable,
+        "-c",
+        f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)",
+    ]
+    call = f"run_dp({long_dp!r}, cwd={str(tmp_path)!r}, log_file='log.txt')"
+    step = subprocess.Popen([sys.executable, "-c", f"from lamflow.ops.dp import run_dp; {call}"])
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline and step.poll() is None
+        time.sleep(0.05)
+    dp_pid = int(pid_file.read_text())
+    step.send_signal(signal.SIGKILL)
+    step.wait()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{dp_pid}").exists() and "Z" not in _state(dp_pid):
+        assert time.monotonic() < deadline, "dp outlived its step"
+        time.sleep(0.05)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "Z"

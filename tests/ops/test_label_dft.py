@@ -92,3 +92,34 @@ def test_pyscf_refuses_frames_with_a_cell(run_op, tmp_path):
     params = LabelDftParams(labeler="pyscf", type_map=TYPE_MAP)
     with pytest.raises(FatalError, match="labels molecules"):
         run_op(LabelDftOP, params, picked=picked(tmp_path, [boxed]))
+
+
+def test_the_teacher_labels_every_frame_with_its_predictions(run_op, tmp_path):
+    """Distillation in the loop: the labels are a frozen model's energy and forces, every frame."""
+    import dpdata
+
+    from lamflow.ops.dp import deep_potential
+    from tests.fake_dp import save_frozen
+
+    teacher = tmp_path / "teacher.pth"
+    save_frozen(teacher, {"type_map": TYPE_MAP, "name": "teacher"}, frozen_by_freeze=True)
+    frames = molecules()
+    out = run_op(
+        LabelDftOP, LabelDftParams(labeler="teacher", type_map=TYPE_MAP), picked=picked(tmp_path, frames),
+        teacher=teacher,
+    )  # fmt: skip
+    assert out.report["labelled"] == out.report["frames"] == 3
+    water = next(p for p in out.labels.iterdir() if p.is_dir() and "H2O1" in p.name)
+    system = dpdata.LabeledSystem(str(water), fmt="deepmd/npy")
+    types = np.array([TYPE_MAP.index(s) for s in ("O", "H", "H")])
+    energy, force, _ = deep_potential(teacher).eval(frames[0].positions.reshape(1, -1), None, types)[:3]
+    assert np.allclose(system["energies"][0], energy.ravel()[0]) and np.allclose(
+        system["forces"][0], force[0]
+    )
+    (tmp_path / "b").mkdir()
+    with pytest.raises(FatalError, match="needs its teacher"):
+        run_op(
+            LabelDftOP,
+            LabelDftParams(labeler="teacher", type_map=TYPE_MAP),
+            picked=picked(tmp_path / "b", frames),
+        )

@@ -289,6 +289,8 @@ def run_result(run_dir: Path, summary: RunSummary) -> None:
             out.print(f"{loop.key}: {mark}{loop.reason}")
         if loop.baseline:
             out.print(f"{loop.key}: {loop.baseline}")
+        if loop.labelled:
+            out.print(f"{loop.key}: every labelled frame (deepmd/npy): {run_dir / loop.labelled}")
     if any(t.protocol not in ("finetune", "scratch") for t in summary.tests):
         out.print(metrics_table(summary))
     if any(t.protocol in ("finetune", "scratch") for t in summary.tests):

@@ -92,6 +92,10 @@ def _loop_record(loop: LoopPlan, state: LoopProgress, summary: RunSummary) -> Lo
             record.converged = bool(found.get("converged"))
             record.reason = found.get("reason")
     record.baseline = baseline_verdict(record.iterations)
+    if record.stopped and "labelled" in loop.outputs:
+        source = loop.outputs["labelled"]
+        last = summary.steps.get(loop.body_key(state.iterations, source.step))
+        record.labelled = last.outputs.get(source.name) if last is not None else None
     return record
 
 

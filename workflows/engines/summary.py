@@ -143,6 +143,9 @@ class LoopRecord(BaseModel):
     baseline: str | None = Field(
         None, description="Whether selection by deviation beat random picks at equal budget (held-out RMSE)."
     )
+    labelled: str | None = Field(
+        None, description="Every frame the loop labelled, as deepmd/npy systems (run-relative), once stopped."
+    )
 
 
 class RunSummary(BaseModel):

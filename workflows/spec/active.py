@@ -8,7 +8,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from lamflow.workflows.spec.base import MAX_STEPS, Name, SpecModel, SpecPath
-from lamflow.workflows.spec.distill import ExploreSpec
+from lamflow.workflows.spec.distill import ExploreSpec, TeacherSpec
 from lamflow.workflows.spec.finetune import FinetuneFrom
 from lamflow.workflows.spec.training import TrainingSpec
 
@@ -68,11 +68,14 @@ class CommandLabelerSpec(SpecModel):
 class LabelerSpec(SpecModel):
     pyscf: PyscfLabelerSpec | None = Field(None, description="DFT with PySCF (molecules).")
     command: CommandLabelerSpec | None = Field(None, description="An external DFT code run as a command.")
+    teacher: TeacherSpec | None = Field(
+        None, description="Distillation: a model of this spec or a frozen .pth file whose predictions label."
+    )
 
     @model_validator(mode="after")
     def _one(self) -> LabelerSpec:
-        if (self.pyscf is None) == (self.command is None):
-            raise ValueError("give exactly one labeler: pyscf or command")
+        if sum(x is not None for x in (self.pyscf, self.command, self.teacher)) != 1:
+            raise ValueError("give exactly one labeler: pyscf, command or teacher")
         return self
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from lamflow.ops.collect import FAN_IN, CollectOP, CollectParams
 from lamflow.ops.converge import ConvergeOP, ConvergeParams
 from lamflow.ops.data.datasets import SystemInfo
-from lamflow.ops.dp import RANDOM_BRANCH
+from lamflow.ops.dp import RANDOM_BRANCH, DpError, model_type_map
 from lamflow.ops.explore import Perturbation, StartStructure
 from lamflow.ops.explore_loop import LoopExploreOP, LoopExploreParams
 from lamflow.ops.finetune import FinetuneOP, FinetuneParams
@@ -107,6 +107,23 @@ class ActiveStage(Stage[list[ActiveSpec]]):
                     f"{base}.converge.test_force_rmse",
                     "needs a held-out dataset to test on: set test: <dataset>",
                 )
+            teacher = a.label.teacher
+            if teacher is not None and teacher.model is not None:
+                refs.need_model(f"{base}.label.teacher.model", teacher.model)
+                if teacher.model.startswith(("compress.", "active.")):
+                    raise refs.error(
+                        f"{base}.label.teacher.model",
+                        f"{teacher.model} cannot label a loop: name a pretrained, fine-tuned or distilled "
+                        "model (a compressed one: the model it was compressed from)",
+                    )
+            elif teacher is not None:
+                assert teacher.model_file is not None
+                path = refs.resolve_file(teacher.model_file)
+                if teacher.model_file.suffix != ".pth" or not path.is_file():
+                    raise refs.error(
+                        f"{base}.label.teacher.model_file",
+                        f"{path}: not a frozen DeePMD-kit model (.pth) here",
+                    )
             if a.label.command is not None and a.label.command.template is not None:
                 path = refs.resolve_file(a.label.command.template)
                 if not path.is_dir():
@@ -155,6 +172,14 @@ class ActiveStage(Stage[list[ActiveSpec]]):
         assert refs.data is not None
         for i, a in enumerate(section):
             base = self.yaml_path(i)
+            if a.from_.head != RANDOM_HEAD:
+                refs.notices.append(
+                    f"{base}.from: every ensemble member fine-tunes the same fitting net, so the members "
+                    "start identical and differ only by the order of their batches: their model deviation "
+                    "can be far below their error (examples/active.yaml measured 0.005-0.017 eV/Å of "
+                    "deviation at 0.7-1 eV/Å of training force error) and the loop may stop early; "
+                    "from.head: random gives each member a fitting net of its own"
+                )
             elements: set[str] = set()
             periodic = False
             electrons: dict[str, int] = {}  # start system -> its electron count (neutral)
@@ -193,6 +218,8 @@ class ActiveStage(Stage[list[ActiveSpec]]):
                         f"{base}.test", "held-out dataset", a.test, shared, f"active.{a.name}",
                         "hold out data the ensemble never trains on",
                     )  # fmt: skip
+            if a.label.teacher is not None:
+                self._guard_teacher(a, base, elements, refs)
             pyscf = a.label.pyscf
             if pyscf is not None:
                 if periodic:
@@ -217,6 +244,33 @@ class ActiveStage(Stage[list[ActiveSpec]]):
                         f"PySCF's basis {pyscf.basis!r} has no functions for {', '.join(missing)} of the "
                         f"start structures ({known(a.explore.datasets)})",
                     )
+
+    @staticmethod
+    def _guard_teacher(a: ActiveSpec, base: str, elements: set[str], refs: References) -> None:
+        """The teacher labels every element of the start structures: its training data held them (a model
+        of this spec) or its type map names them (a file)."""
+        teacher = a.label.teacher
+        assert teacher is not None
+        if teacher.model is not None:
+            where, learned = f"{base}.label.teacher.model", refs.learned_elements(teacher.model)
+            known_map = refs.type_maps.get(teacher.model)
+            found = learned if learned is not None else (set(known_map) if known_map is not None else None)
+            if found is None:
+                return
+        else:
+            where = f"{base}.label.teacher.model_file"
+            path = refs.resolve_file(teacher.model_file)  # type: ignore[arg-type]
+            try:
+                found = set(model_type_map(path))
+            except (DpError, ValueError, OSError) as exc:
+                raise refs.error(where, f"{path}: cannot read its type map ({exc})") from None
+        missing = sorted(elements - found)
+        if missing:
+            raise refs.error(
+                where,
+                f"the teacher never learned {', '.join(missing)} of the start structures "
+                f"({known(a.explore.datasets)}): its labels for them would be meaningless",
+            )
 
     def plan(self, section: list[ActiveSpec], ctx: PlanContext) -> None:
         for i, a in enumerate(section):
@@ -336,7 +390,8 @@ class ActiveStage(Stage[list[ActiveSpec]]):
         loop = LoopPlan(
             key=f"active-{name}",
             summary=f"concurrent learning {a.name}: ensemble of {a.ensemble}, MD, selection, "
-            f"{'PySCF' if a.label.pyscf else 'command'} labels, up to {conv.max_iterations} iterations",
+            f"{'PySCF' if a.label.pyscf else 'teacher' if a.label.teacher else 'command'} labels, up to "
+            f"{conv.max_iterations} iterations",
             body=tuple(body),
             carried=carried,
             decision="converge",
@@ -493,6 +548,18 @@ class ActiveStage(Stage[list[ActiveSpec]]):
                 type_map=ctx.type_map,
             )
             what = f"PySCF {p.functional}/{p.basis}"
+        elif a.label.teacher is not None:
+            t = a.label.teacher
+            params = LabelDftParams(
+                labeler="teacher", frames="random" if suffix else "picked", type_map=ctx.type_map
+            )
+            if t.model is not None:
+                artifacts["teacher"] = ctx.models[t.model]
+                what = t.model
+            else:
+                assert t.model_file is not None
+                artifacts["teacher"] = LocalFile(ctx.resolve_file(t.model_file))
+                what = t.model_file.name
         else:
             c = a.label.command
             assert c is not None

@@ -237,7 +237,10 @@ def test_dag_tasks_are_what_dflow_writes_for_the_same_plan(spec):
     from lamflow.workflows.compile.dflow_workflow import StepRuntime, build_workflow, staging_requests
     from lamflow.workflows.dflow_config import dflow_config
 
+    from lamflow.workflows.compile.loops import unroll
+
     _, plan = api.validate(spec)
+    plan = unroll(plan)  # a loop: its first iteration's steps, as plain tasks (argo/loops.py nests them)
     inputs = {rid: input_parameter(rid) for rid in staging_requests(plan)}
     with dflow_config({"mode": "default"}, {"access_key": "", "secret_key": ""}):
         from dflow import S3Artifact

@@ -69,6 +69,7 @@ def test_a_loop_fails_in_iteration_two_resumes_there_and_is_cached(tmp_path):
     model = (run_dir / summary["models"]["active.w"]).resolve()
     assert "active-w-i002-train-1" in str(model)  # the last iteration's first model
     merged = run_dir / summary["steps"]["active-w-i002-merge"]["outputs"]["labelled"]
+    assert loop["labelled"] == summary["steps"]["active-w-i002-merge"]["outputs"]["labelled"]
     assert sorted(p.name for p in Path(merged).iterdir()) == ["i001-system-000", "i002-system-000"]
     status = run_cli("status", str(run_dir), env=fake.env)
     assert "Loop active-w: iterations" in status.stdout

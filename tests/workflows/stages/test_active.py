@@ -101,3 +101,23 @@ def test_pyscf_refuses_a_spin_the_molecule_cannot_have_and_a_basis_without_its_e
     assert validate(write_spec(molecules_spec(spin=1)))[1].loops  # a doublet is fine
     error = refused(write_spec, molecules_spec(spin=1, basis="no-such-basis"))
     assert error.path == "stages.active[0].label.pyscf.basis" and "C, H, O" in str(error)
+
+
+def test_a_teacher_labels_the_loop_and_must_know_its_elements(write_spec):
+    _, plan = validate(write_spec(with_active(label={"teacher": {"model": "pretrain.water"}})))
+    label = plan.loops[0].body_step("label")
+    assert label.params.labeler == "teacher" and label.artifacts["teacher"].step == "freeze-water"
+    spec = with_active(label={"teacher": {"model": "pretrain.water"}}, datasets=["molecules"])
+    spec["datasets"]["molecules"] = {"path": str(DEMO_DATA / "molecules/train")}
+    spec["stages"]["active"][0]["explore"]["datasets"] = ["molecules"]
+    error = refused(write_spec, spec)
+    assert error.path == "stages.active[0].label.teacher.model" and "never learned C" in str(error)
+    error = refused(write_spec, with_active(label={"teacher": {"model_file": "nope.pth"}}))
+    assert error.path == "stages.active[0].label.teacher.model_file"
+
+
+def test_members_sharing_a_head_get_a_notice(write_spec):
+    _, plan = validate(write_spec(with_active()))
+    assert any("every ensemble member fine-tunes the same fitting net" in n for n in plan.notices)
+    _, plan = validate(write_spec(with_active(**{"from": {"head": "random"}})))
+    assert not any("every ensemble member" in n for n in plan.notices)
