@@ -235,9 +235,8 @@ def test_dag_tasks_are_what_dflow_writes_for_the_same_plan(spec):
     (parameter type descriptions, artifact paths, `optional: false`, empty hooks)."""
     from lamflow.workflows.argo.render import _step_templates, dag_tasks, input_parameter
     from lamflow.workflows.compile.dflow_workflow import StepRuntime, build_workflow, staging_requests
-    from lamflow.workflows.dflow_config import dflow_config
-
     from lamflow.workflows.compile.loops import unroll
+    from lamflow.workflows.dflow_config import dflow_config
 
     _, plan = api.validate(spec)
     plan = unroll(plan)  # a loop: its first iteration's steps, as plain tasks (argo/loops.py nests them)
