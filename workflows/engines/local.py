@@ -21,6 +21,7 @@ others in their old work directories, where training steps find their checkpoint
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -36,7 +37,7 @@ from typing import TextIO
 from lamflow.ops.runtime.warnings import scan_warnings
 from lamflow.workflows.compile.dflow_workflow import StepRuntime, build_workflow, staging_requests
 from lamflow.workflows.compile.loops import unroll
-from lamflow.workflows.compile.plan import Plan
+from lamflow.workflows.compile.plan import ArtifactSource, LocalFile, Plan, StepOutput
 from lamflow.workflows.dflow_config import dflow_config, local_debug_config
 from lamflow.workflows.engines.base import Engine, Reporter, StepEvent
 from lamflow.workflows.engines.loops import add_records, loop_progress, loop_records
@@ -381,6 +382,31 @@ def _groups_to_run(plan: Plan, summary: RunSummary) -> dict[str, tuple[str, ...]
     return {name: keys for name, keys in left.items() if keys}
 
 
+def _left_to_run(plan: Plan, summary: RunSummary, run_dir: Path, store: LocalStore) -> Plan:
+    """The steps that have not finished, reading what finished steps output as files. dflow's debug mode
+    deep-copies its whole DAG whenever a step ends (quadratic in the steps, finished ones included): a loop's
+    later iterations, a resumed or a cached run would pay for every step that already ran. The plan as it
+    is when an output of a finished step cannot be found."""
+    done = {key for key, record in summary.steps.items() if record.phase in DONE}
+    steps = []
+    for step in plan.steps:
+        if step.key in done:
+            continue
+        artifacts: dict[str, ArtifactSource] = {}
+        for name, source in step.artifacts.items():
+            if isinstance(source, StepOutput) and source.step in done:
+                found = store.output_path(run_dir, source.step, source.name)
+                if found is None:
+                    return plan
+                artifacts[name] = LocalFile(found)
+            else:
+                artifacts[name] = source
+        steps.append(step if artifacts == step.artifacts else dataclasses.replace(step, artifacts=artifacts))
+    left = {step.key for step in steps}
+    groups = {name: tuple(k for k in keys if k in left) for name, keys in plan.groups.items()}
+    return dataclasses.replace(plan, steps=tuple(steps), groups={n: k for n, k in groups.items() if k})
+
+
 def _let_dflow_continue(steps_dir: Path) -> None:
     """dflow's debug mode continues a workflow directory (skipping its succeeded steps) when it finds a
     status other than Succeeded and a ``pid`` that is not alive; make sure it finds both."""
@@ -514,13 +540,16 @@ class LocalEngine(Engine):
                 summary.write(run_dir)
         if steps_dir.is_dir():
             _let_dflow_continue(steps_dir)
+        for key in (step.key for step in plan.steps):
+            summary.steps[key].group = plan.group_of(key) if self.settings.group else None
+        plan = _left_to_run(plan, summary, run_dir, self.store)
+        if not plan.steps:
+            return "Succeeded", False  # every step finished before (an earlier pass, attempt or the cache)
         in_plan = {step.key for step in plan.steps}
         groups = _groups_to_run(plan, summary) if self.settings.group else {}
         grouped = {key for keys in groups.values() for key in keys}
         left = [k for k, record in summary.steps.items() if record.phase not in DONE and k in in_plan]
         launched = [key for key in left if key not in grouped] if self.settings.fork_steps else []
-        for key in in_plan:
-            summary.steps[key].group = plan.group_of(key) if self.settings.group else None
         config = local_debug_config(str(run_dir), str(run_dir / "artifacts"), self.settings.local_workers)
         interrupted = False
         try:
