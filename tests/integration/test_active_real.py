@@ -45,7 +45,7 @@ def test_a_real_two_iteration_loop_labels_with_pyscf_and_retrains_on_its_labels(
     loop = summary["loops"]["active-methanol"]
     assert loop["stopped"] and not loop["converged"] and "max_iterations (2)" in loop["reason"]
     for row in loop["iterations"]:
-        assert row["explored"] == 3 and row["picked"] == 2 and row["labelled"] == 2  # dumps 0, 4, 8; not adjacent
+        assert row["explored"] == 3 and row["picked"] == 2 and row["labelled"] == 2  # dumps 0, 4, 8
         assert row["test_force_rmse"] > 0 and row["random_test_force_rmse"] > 0
     assert loop["baseline"] is not None
     # iteration 2 trained on iteration 1's PySCF labels: 1 start system + 1 labelled one
