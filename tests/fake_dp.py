@@ -61,9 +61,11 @@ def _put(archive: zipfile.ZipFile, name: str, data: str | bytes) -> None:
 def save_checkpoint(path: Path, model_params: dict[str, Any], step: int, lr: float, **trained: Any) -> None:
     """What ``torch.save`` writes for a checkpoint without tensors: the same zip entries, no torch import
     (which would cost ~2 s per call); ``torch.load(..., weights_only=True)`` reads it like a real one.
-    ``trained`` (the seed, the data) joins ``train_infos``: what makes real weights differ."""
-    infos = {"lr": lr, "step": step, **trained}
-    state = {"model": {"_extra_state": {"model_params": model_params, "train_infos": infos}}}
+    ``trained`` (the seed, the data: what makes real weights differ) goes to an entry of its own, which
+    torch ignores: ``train_infos`` keeps exactly DeePMD-kit's keys."""
+    state = {
+        "model": {"_extra_state": {"model_params": model_params, "train_infos": {"lr": lr, "step": step}}}
+    }
     data = {**state, "optimizer": {"state": {}, "param_groups": []}}
     stem = path.stem
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
@@ -73,6 +75,10 @@ def save_checkpoint(path: Path, model_params: dict[str, Any], step: int, lr: flo
         _put(archive, f"{stem}/byteorder", "little")
         _put(archive, f"{stem}/version", "3\n")
         _put(archive, f"{stem}/.data/serialization_id", hashlib.sha1(path.name.encode()).hexdigest())
+        _put(archive, f"{stem}/{TRAINED_ENTRY}", json.dumps(trained, sort_keys=True))
+
+
+TRAINED_ENTRY = "fake_dp_trained.json"  # a fake checkpoint's seed and data (not part of torch's format)
 
 
 def load_checkpoint_state(path: Path) -> dict[str, Any]:
@@ -83,9 +89,16 @@ def load_checkpoint_state(path: Path) -> dict[str, Any]:
 
 
 def _train_infos(path: Path) -> dict[str, Any]:
+    """``train_infos`` of a fake checkpoint with what it was trained on (seed, data): what tells two
+    trainings apart. Empty for a real checkpoint (its weights are what differ)."""
     try:
-        return dict(load_checkpoint_state(path)["train_infos"])
-    except Exception:  # a real checkpoint: its weights are what differ
+        infos = dict(load_checkpoint_state(path)["train_infos"])
+        with zipfile.ZipFile(path) as archive:
+            entry = next((n for n in archive.namelist() if n.endswith("/" + TRAINED_ENTRY)), None)
+            if entry is not None:
+                infos.update(json.loads(archive.read(entry)))
+        return infos
+    except Exception:  # a real checkpoint
         return {}
 
 
