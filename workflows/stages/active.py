@@ -45,7 +45,7 @@ from lamflow.workflows.spec.base import slug
 from lamflow.workflows.spec.finetune import RANDOM_HEAD
 from lamflow.workflows.stages._guards import closest_start
 from lamflow.workflows.stages.base import CHECKPOINT_REF, PlanContext, References, Stage, known
-from lamflow.workflows.stages.distill import start_frames, temperature_key
+from lamflow.workflows.stages.distill import md_settings, start_frames, temperature_key
 from lamflow.workflows.stages.finetune import check_external_checkpoint
 
 LABELLED, RANDOM_LABELLED = "labelled", "random_labelled"  # what the loop carries
@@ -454,18 +454,12 @@ class ActiveStage(Stage[list[ActiveSpec]]):
                                         branch=branch,
                                         start=start,
                                         temperature=t,
-                                        ensemble=ex.ensemble,
-                                        pressure_bar=ex.pressure_bar,
-                                        steps=ex.steps,
-                                        timestep_fs=ex.timestep_fs,
-                                        dump_every=ex.dump_every,
-                                        friction=ex.friction,
                                         perturb=perturb,
-                                        min_distance=MIN_DISTANCE,
-                                        on_blowup=ex.on_blowup,
                                         seed=ex.seed + k,
+                                        min_distance=MIN_DISTANCE,
                                         dataset_formats=ctx.formats([dataset]),
                                         steps_by_iteration=list(ex.steps_by_iteration),
+                                        **md_settings(ex),
                                     ),  # fmt: skip
                                     artifacts={
                                         "teacher": IterationOutput("train-1", "model"),

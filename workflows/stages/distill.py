@@ -8,6 +8,8 @@ than 8 branches are merged), ``label-<name>``, ``student-<name>``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from lamflow.ops.collect import FAN_IN, CollectOP, CollectParams
@@ -18,7 +20,7 @@ from lamflow.ops.student import StudentOP, StudentParams
 from lamflow.workflows.compile.deepmd_input import architecture, single_task_input
 from lamflow.workflows.compile.plan import ArtifactSource, DatasetBundle, LocalFile, StepOutput, StepPlan
 from lamflow.workflows.spec.base import slug
-from lamflow.workflows.spec.distill import DistillSpec
+from lamflow.workflows.spec.distill import DistillSpec, ExploreSpec
 from lamflow.workflows.stages._guards import closest_start
 from lamflow.workflows.stages.base import PlanContext, References, Stage, known
 
@@ -26,6 +28,15 @@ from lamflow.workflows.stages.base import PlanContext, References, Stage, known
 def start_frames(nframes: int, per_system: int) -> list[int]:
     """``per_system`` evenly spaced frame indices (all frames when the system has fewer)."""
     return sorted({int(i) for i in np.linspace(0, nframes - 1, min(per_system, nframes)).round()})
+
+
+def md_settings(ex: ExploreSpec) -> dict[str, Any]:
+    """The MD settings every exploration step takes from its stage's ``explore:`` section."""
+    return {
+        "ensemble": ex.ensemble, "pressure_bar": ex.pressure_bar, "steps": ex.steps,
+        "timestep_fs": ex.timestep_fs, "dump_every": ex.dump_every, "friction": ex.friction,
+        "on_blowup": ex.on_blowup,
+    }  # fmt: skip
 
 
 def temperature_key(t: float) -> str:
@@ -231,17 +242,11 @@ class DistillStage(Stage[list[DistillSpec]]):
                             branch=branch,
                             start=start,
                             temperature=t,
-                            ensemble=ex.ensemble,
-                            pressure_bar=ex.pressure_bar,
-                            steps=ex.steps,
-                            timestep_fs=ex.timestep_fs,
-                            dump_every=ex.dump_every,
-                            friction=ex.friction,
                             perturb=perturb,
-                            min_distance=d.select.min_distance,
-                            on_blowup=ex.on_blowup,
                             seed=ex.seed + k,
+                            min_distance=d.select.min_distance,
                             dataset_formats=ctx.formats([start.dataset]),
+                            **md_settings(ex),
                         ),  # fmt: skip
                         artifacts={"teacher": teacher, "datasets": DatasetBundle((start.dataset,))},
                     ),
