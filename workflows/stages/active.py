@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from lamflow.ops.collect import FAN_IN, CollectOP, CollectParams
 from lamflow.ops.converge import ConvergeOP, ConvergeParams
 from lamflow.ops.data.datasets import SystemInfo
 from lamflow.ops.dp import RANDOM_BRANCH, DpError, model_type_map
@@ -45,7 +44,7 @@ from lamflow.workflows.spec.base import slug
 from lamflow.workflows.spec.finetune import RANDOM_HEAD
 from lamflow.workflows.stages._guards import closest_start
 from lamflow.workflows.stages.base import CHECKPOINT_REF, PlanContext, References, Stage, known
-from lamflow.workflows.stages.distill import md_settings, start_frames, temperature_key
+from lamflow.workflows.stages.distill import collect_tree, md_settings, start_frames, temperature_key
 from lamflow.workflows.stages.finetune import check_external_checkpoint
 
 LABELLED, RANDOM_LABELLED = "labelled", "random_labelled"  # what the loop carries
@@ -312,7 +311,8 @@ class ActiveStage(Stage[list[ActiveSpec]]):
             seed = a.training.seed + k - 1
             body.append(training_step(f"train-{k}", seed, LABELLED, f"ensemble model {k}/{a.ensemble}"))
         branches = self._explore(a, body, ctx)
-        collected = self._collect(branches, body)
+        collecting, collected = collect_tree(branches, "collect", IterationOutput)
+        body += collecting
         model_inputs: dict[str, ArtifactSource] = {
             f"model{k}": IterationOutput(f"train-{k}", "model") for k in range(1, a.ensemble + 1)
         }
@@ -470,30 +470,6 @@ class ActiveStage(Stage[list[ActiveSpec]]):
                             outputs.append(IterationOutput(f"explore-{branch}", "branch"))
                         k += 1
         return outputs
-
-    @staticmethod
-    def _collect(parts: list[IterationOutput], body: list[StepPlan]) -> IterationOutput:
-        """A tree of collect steps, at most FAN_IN inputs each, ending in ``collect``."""
-        level = 0
-        while True:
-            chunks = [parts[i : i + FAN_IN] for i in range(0, len(parts), FAN_IN)]
-            merged = []
-            for j, chunk in enumerate(chunks):
-                key = "collect" if len(chunks) == 1 else f"collect-{level}-{j}"
-                body.append(
-                    StepPlan(
-                        key=key,
-                        op=CollectOP,
-                        summary=f"collect {len(chunk)} exploration outputs",
-                        params=CollectParams(parts=len(chunk)),
-                        artifacts={f"part{n + 1}": part for n, part in enumerate(chunk)},
-                        short=True,
-                    )
-                )
-                merged.append(IterationOutput(key, "branches"))
-            if len(chunks) == 1:
-                return merged[0]
-            parts, level = merged, level + 1
 
     @staticmethod
     def _test(a: ActiveSpec, ctx: PlanContext, train: tuple[str, ...], suffix: str) -> StepPlan:

@@ -8,6 +8,7 @@ than 8 branches are merged), ``label-<name>``, ``student-<name>``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,35 @@ def md_settings(ex: ExploreSpec) -> dict[str, Any]:
         "timestep_fs": ex.timestep_fs, "dump_every": ex.dump_every, "friction": ex.friction,
         "on_blowup": ex.on_blowup,
     }  # fmt: skip
+
+
+def collect_tree(
+    parts: Sequence[StepOutput], key: str, output: type[StepOutput]
+) -> tuple[list[StepPlan], StepOutput]:
+    """The collect steps of exploration outputs ``parts``: a tree of steps with at most FAN_IN inputs each,
+    ending in step ``key`` (``<key>-<level>-<j>`` below it); ``output`` is the kind of reference their
+    readers use (a loop body's: IterationOutput). Returns the steps, in order, and the root's output."""
+    steps: list[StepPlan] = []
+    level = 0
+    while True:
+        chunks = [parts[i : i + FAN_IN] for i in range(0, len(parts), FAN_IN)]
+        merged = []
+        for j, chunk in enumerate(chunks):
+            step_key = key if len(chunks) == 1 else f"{key}-{level}-{j}"
+            steps.append(
+                StepPlan(
+                    key=step_key,
+                    op=CollectOP,
+                    summary=f"collect {len(chunk)} exploration outputs",
+                    params=CollectParams(parts=len(chunk)),
+                    artifacts={f"part{n + 1}": part for n, part in enumerate(chunk)},
+                    short=True,
+                )
+            )
+            merged.append(output(step_key, "branches"))
+        if len(chunks) == 1:
+            return steps, merged[0]
+        parts, level = merged, level + 1
 
 
 def temperature_key(t: float) -> str:
@@ -173,7 +203,9 @@ class DistillStage(Stage[list[DistillSpec]]):
                 )
             ctx.teachers[f"distill.{d.name}"] = (teacher_name, teacher)
             branches = self._explore(d, name, teacher, ctx, base)
-            root = self._collect(branches, name, ctx, base)
+            steps, root = collect_tree(branches, f"collect-{name}", StepOutput)
+            for step in steps:
+                ctx.add(step, f"{base}.explore")
             sel = d.select
             label = ctx.add(
                 StepPlan(
@@ -254,30 +286,6 @@ class DistillStage(Stage[list[DistillSpec]]):
                 )
                 outputs.append(step.output("branch"))
         return outputs
-
-    def _collect(self, parts: list[StepOutput], name: str, ctx: PlanContext, base: str) -> StepOutput:
-        """A tree of collect steps, at most FAN_IN inputs each, ending in ``collect-<name>``."""
-        level = 0
-        while True:
-            chunks = [parts[i : i + FAN_IN] for i in range(0, len(parts), FAN_IN)]
-            merged = []
-            for j, chunk in enumerate(chunks):
-                key = f"collect-{name}" if len(chunks) == 1 else f"collect-{name}-{level}-{j}"
-                step = ctx.add(
-                    StepPlan(
-                        key=key,
-                        op=CollectOP,
-                        summary=f"collect {len(chunk)} exploration outputs",
-                        params=CollectParams(parts=len(chunk)),
-                        artifacts={f"part{n + 1}": part for n, part in enumerate(chunk)},
-                        short=True,
-                    ),
-                    f"{base}.explore",
-                )
-                merged.append(step.output("branches"))
-            if len(chunks) == 1:
-                return merged[0]
-            parts, level = merged, level + 1
 
 
 STAGE = DistillStage()
