@@ -81,7 +81,11 @@ def launcher() -> list[str]:
         return []
     if not text.isdigit() or int(text) < 1:
         raise ValueError(f"{NPROC_ENV}={text!r}: expected a positive whole number of processes")
-    return [] if int(text) == 1 else ["torchrun", f"--nproc_per_node={int(text)}", "--no-python"]
+    if int(text) == 1:
+        return []
+    beside = Path(sys.executable).with_name("torchrun")  # the environment's own, as for dp
+    torchrun = str(beside) if beside.exists() else shutil.which("torchrun") or "torchrun"
+    return [torchrun, f"--nproc_per_node={int(text)}", "--no-python"]
 
 
 def train_command(

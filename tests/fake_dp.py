@@ -15,7 +15,8 @@ errors" log block and ``<detail>.e.out``/``.e_peratom.out``/``.f.out``/``.v.out`
 predictions = labels + a deterministic, model-dependent perturbation (so errors are finite, non-zero and
 differ between models). No network weights exist: only the file formats are real.
 
-Test knobs: ``LAMFLOW_FAKE_DP_LOG`` (append one JSON line per call: argv, cwd, pid),
+Test knobs: ``LAMFLOW_FAKE_DP_LOG`` (append one JSON line per call: argv, cwd, pid, start time, the
+slot's variables and CPU affinity it saw),
 ``LAMFLOW_FAKE_DP_FAIL`` (a sub-command that exits 1), ``LAMFLOW_FAKE_DP_SLEEP`` (seconds to sleep
 first, or ``COMMAND:SECONDS`` for one sub-command; for stop/interrupt tests), ``LAMFLOW_FAKE_DP_CRASH``
 (a sub-command that dies with SIGKILL, as an out-of-memory process would),
@@ -589,14 +590,35 @@ def _started_by() -> str:
         return ""
 
 
+# what a call saw of its slot (ops/runtime/slots.py) and of torchrun, in its LAMFLOW_FAKE_DP_LOG line
+SEEN_VARIABLES = (
+    "CUDA_VISIBLE_DEVICES",
+    "OMP_NUM_THREADS",
+    "DP_INTRA_OP_PARALLELISM_THREADS",
+    "DP_INTER_OP_PARALLELISM_THREADS",
+    "WORLD_SIZE",
+    "RANK",
+)
+
+
 def main(argv: list[str]) -> None:
     from deepmd.main import main_parser
 
     log = os.environ.get("LAMFLOW_FAKE_DP_LOG")
     if log:
         with open(log, "a") as out:
-            record = {"argv": argv, "cwd": os.getcwd(), "pid": os.getpid(), "started_by": _started_by()}
+            record = {
+                "argv": argv,
+                "cwd": os.getcwd(),
+                "pid": os.getpid(),
+                "started_by": _started_by(),
+                "started_at": time.time(),
+                "env": {name: os.environ.get(name) for name in SEEN_VARIABLES},
+                "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+            }
             out.write(json.dumps(record) + "\n")
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun: as in DeePMD-kit, rank 0 alone writes the outputs
     args = main_parser().parse_args(argv)  # DeePMD-kit's parser: exits 2 on an unknown flag
     if args.backend != "pytorch":
         fail(f"lamflow must select the PyTorch backend (--pt); got backend {args.backend!r}", 2)

@@ -72,9 +72,35 @@ class Settings(BaseSettings):
         "1 s less per step); false starts a fresh interpreter for each (for debugging).",
     )
     python: str = Field(sys.executable, description="Interpreter that runs each local step.")
-    local_workers: int = Field(
-        1,
+    local_workers: int | None = Field(
+        None,
         ge=1,
-        description="Steps run at once by the local engine. Each DeePMD-kit process already uses every core, "
-        "so 1 is fastest on small machines.",
+        description="At most this many steps at once on the local engine (default: as many as the GPUs and "
+        "cores allow, see local_train_cores); 1 runs one step at a time, each training step with every core.",
     )
+    local_gpus: int | None = Field(
+        None,
+        ge=0,
+        description="GPUs local runs may use (default: those CUDA_VISIBLE_DEVICES lists, else every GPU the "
+        "NVIDIA driver shows); 0 runs every step on CPU.",
+    )
+    local_cores: int | None = Field(
+        None, ge=1, description="Cores local runs may use (default: every core this process may run on)."
+    )
+    local_train_gpus: int | None = Field(
+        None,
+        ge=0,
+        description="GPUs of each training step on the local engine (default: 1 where there are GPUs; the "
+        "spec's resources.<class>.gpus wins where set; more than 1 trains under torchrun).",
+    )
+    local_train_cores: int | None = Field(
+        None,
+        ge=1,
+        description="Cores of each training step on the local engine (default: all of them with "
+        "local_workers=1; else the cores split evenly between the GPUs; without GPUs half the cores, "
+        "at most 4).",
+    )
+    local_step_gpus: int = Field(
+        0, ge=0, description="GPUs of every other local step (MD, model deviation, freeze, test ...)."
+    )
+    local_step_cores: int = Field(1, ge=1, description="Cores of every other local step.")

@@ -21,6 +21,8 @@ from dflow.python import OP, OPIO, Artifact, FatalError, OPIOSign, Parameter
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.fields import FieldInfo
 
+from lamflow.ops.runtime import slots
+
 
 class OpModel(BaseModel):
     """Base of op models: unknown keys are errors; instances are immutable."""
@@ -148,7 +150,8 @@ class LamflowOP(OP, Generic[InputT, OutputT]):
             inp = type(self).Input.model_validate(raw)
         except ValidationError as exc:
             raise FatalError(f"{self.name}: invalid step input: {describe_validation_error(exc)}") from None
-        output = self.run(typing.cast(InputT, inp))
+        with slots.held():  # the local engine's GPUs and cores for this step (nothing elsewhere)
+            output = self.run(typing.cast(InputT, inp))
         return OPIO(to_opio(output))
 
     def run(self, inp: InputT) -> OutputT:  # pragma: no cover - abstract

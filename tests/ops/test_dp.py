@@ -167,9 +167,9 @@ def test_training_on_several_gpus_runs_under_torchrun(monkeypatch):
     with torchrun (DeePMD-kit's documented multi-GPU launch); freeze/test are single-process."""
     monkeypatch.setenv("LAMFLOW_DP", "dp")
     monkeypatch.setenv(dp.NPROC_ENV, "4")
-    assert dp.train_command("input.json") == [
-        "torchrun", "--nproc_per_node=4", "--no-python", "dp", "--pt", "train", "input.json"
-    ]  # fmt: skip
+    argv = dp.train_command("input.json")
+    assert Path(argv[0]).name == "torchrun" and Path(argv[0]).parent == Path(sys.executable).parent
+    assert argv[1:] == ["--nproc_per_node=4", "--no-python", "dp", "--pt", "train", "input.json"]
     assert dp.freeze_command("m.pth")[:3] == ["dp", "--pt", "freeze"]
     monkeypatch.setenv(dp.NPROC_ENV, "1")
     assert dp.train_command("input.json")[0] == "dp"

@@ -18,7 +18,8 @@ from lamflow.ops.evaluation.baseline import worse_than_dummy
 from lamflow.ops.label import DROP_REASONS
 from lamflow.workflows.compile.plan import Plan, StepPlan
 from lamflow.workflows.engines.base import StepEvent
-from lamflow.workflows.engines.summary import LoopRecord, RunSummary
+from lamflow.workflows.engines.machine import held_now
+from lamflow.workflows.engines.summary import LoopRecord, RunSummary, Slot, StepRecord
 
 SYMBOL = {
     "Running": "[cyan]▶[/cyan]",
@@ -272,15 +273,29 @@ def loop_table(loop: LoopRecord) -> Table:
     return table
 
 
+def _held(record: StepRecord, live: dict[str, Slot]) -> str:
+    """What a step runs on now (a running local step), or ran on."""
+    if record.phase == "Running":
+        return f"{live[record.key]} now" if record.key in live else "waiting for a slot"
+    return "" if record.ran_on is None else str(record.ran_on)
+
+
 def run_result(run_dir: Path, summary: RunSummary) -> None:
     out = console()
     steps = Table(title=f"Run {summary.run_id}: {summary.status}")
     grouped = any(r.group for r in summary.steps.values())
-    for column in ("step", "phase", "time s", *(("worker",) if grouped else ())):
+    live = held_now(run_dir) if summary.status in ("Pending", "Running") else {}
+    held = bool(live) or any(r.ran_on for r in summary.steps.values())
+    columns = ("step", "phase", "time s", *(("worker",) if grouped else ()), *(("on",) if held else ()))
+    for column in columns:
         steps.add_column(column, justify="right" if column == "time s" else "left", no_wrap=column == "step")
     for record in summary.steps.values():
         row = [record.key, f"{SYMBOL.get(record.phase, '')} {record.phase}", _fmt(record.duration_s)]
-        steps.add_row(*row, *((record.group or "own process",) if grouped else ()))
+        if grouped:
+            row.append(record.group or "own process")
+        if held:
+            row.append(_held(record, live))
+        steps.add_row(*row)
     out.print(steps)
     for loop in summary.loops.values():
         out.print(loop_table(loop))

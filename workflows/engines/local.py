@@ -34,6 +34,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
 
+from lamflow.ops.runtime.slots import lay_out
 from lamflow.ops.runtime.warnings import scan_warnings
 from lamflow.workflows.compile.dflow_workflow import StepRuntime, build_workflow, staging_requests
 from lamflow.workflows.compile.loops import unroll
@@ -41,6 +42,16 @@ from lamflow.workflows.compile.plan import ArtifactSource, LocalFile, Plan, Step
 from lamflow.workflows.dflow_config import dflow_config, local_debug_config
 from lamflow.workflows.engines.base import Engine, Reporter, StepEvent
 from lamflow.workflows.engines.loops import add_records, loop_progress, loop_records
+from lamflow.workflows.engines.machine import (
+    SLOTS_DIR,
+    Machine,
+    check_fits,
+    detect,
+    needs_of,
+    pool_size,
+    ran_on,
+    step_environment,
+)
 from lamflow.workflows.engines.outputs import link_models
 from lamflow.workflows.engines.summary import DONE, RunSummary, read_summary
 from lamflow.workflows.engines.workers import StepWorkers
@@ -67,6 +78,19 @@ def _step_span(step_dir: Path, since_ns: int) -> tuple[int, int] | None:
     if start is None or end is None or start < since_ns or end < start:
         return None
     return start, end
+
+
+def _with_slots(
+    plan: Plan, commands: dict[str, tuple[str, ...]], pool: Path, settings: Settings, machine: Machine
+) -> dict[str, tuple[str, ...]]:
+    """Every step's command, starting with the environment that tells it its slot (``env K=V ... cmd``)."""
+    env = shutil.which("env") or "/usr/bin/env"
+    out: dict[str, tuple[str, ...]] = {}
+    for step in plan.steps:
+        variables = step_environment(pool, step.key, needs_of(step, plan, settings, machine))
+        base = commands.get(step.key, (settings.python,))
+        out[step.key] = (env, *(f"{k}={v}" for k, v in variables.items()), *base)
+    return out
 
 
 def _read(path: Path) -> str | None:
@@ -143,6 +167,7 @@ class _Watcher(threading.Thread):
                         duration = round((span[1] - span[0]) / 1e9, 2)
                     record.duration_s = duration
                     record.warnings = scan_warnings(_read(self.run_dir / STEPS_DIR / key / "log.txt") or "")
+                    record.ran_on = ran_on(self.run_dir, key)
                     if phase == "Failed":
                         record.error = _step_error(self.run_dir / STEPS_DIR / key)
                     else:
@@ -425,6 +450,7 @@ class LocalEngine(Engine):
         self.settings = settings
         self.store = store or LocalStore()
         self.digests = Digests()  # content digests of the inputs, for the cache keys of loop iterations
+        self._machine: Machine | None = None
 
     def submit(
         self,
@@ -441,6 +467,7 @@ class LocalEngine(Engine):
         With ``cache``, steps with a stored result (by the ``cache_key`` of their summary record) are
         restored instead of run, and finished steps are stored. With ``resume``, ``run_dir`` holds an
         earlier, unfinished attempt of the same plan."""
+        check_fits(plan, self.settings, self.machine())  # before anything is written
         started = time.monotonic()
         summary.cache = cache is not None
         summary.status = "Running"
@@ -550,12 +577,20 @@ class LocalEngine(Engine):
         grouped = {key for keys in groups.values() for key in keys}
         left = [k for k, record in summary.steps.items() if record.phase not in DONE and k in in_plan]
         launched = [key for key in left if key not in grouped] if self.settings.fork_steps else []
-        config = local_debug_config(str(run_dir), str(run_dir / "artifacts"), self.settings.local_workers)
+        machine = self.machine()
+        pool = run_dir / SLOTS_DIR
+        lay_out(pool, machine)
+        config = local_debug_config(
+            str(run_dir), str(run_dir / "artifacts"), pool_size(self.settings, machine)
+        )
         interrupted = False
         try:
             with dflow_config(config), StepWorkers(self.settings.python, groups, launched) as workers:
                 staged = {rid: self.store.stage(rid, req) for rid, req in staging_requests(plan).items()}
-                runtime = StepRuntime(command=(self.settings.python,), step_commands=workers.commands())
+                runtime = StepRuntime(
+                    command=(self.settings.python,),
+                    step_commands=_with_slots(plan, workers.commands(), pool, self.settings, machine),
+                )
                 workflow = build_workflow(plan, staged, runtime, workflow_id=STEPS_DIR)
                 if not watcher.is_alive():
                     watcher.start()
@@ -570,6 +605,12 @@ class LocalEngine(Engine):
             _end_stragglers(run_dir)
         watcher.poll()
         return _read(steps_dir / "status"), interrupted
+
+    def machine(self) -> Machine:
+        """The GPUs and cores this engine hands out (engines/machine.py)."""
+        if self._machine is None:
+            self._machine = detect(self.settings)
+        return self._machine
 
     def status(self, run_dir: Path) -> RunSummary:
         return read_summary(run_dir, self.settings.run_root)[1]

@@ -19,6 +19,20 @@ Phase = Literal["Pending", "Running", "Succeeded", "Cached", "Failed", "Skipped"
 DONE = ("Succeeded", "Cached")
 
 
+class Slot(BaseModel):
+    """What a local step held while it ran (engines/machine.py, ops/runtime/slots.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gpus: list[str] = Field(default_factory=list, description="CUDA_VISIBLE_DEVICES of the step.")
+    cores: int = Field(description="Cores (threads and CPU affinity) of the step.")
+    waited_s: float = Field(0.0, description="Seconds the step waited for these to be free.")
+
+    def __str__(self) -> str:
+        gpus = f"GPU{'s' if len(self.gpus) > 1 else ''} {','.join(self.gpus)}, " if self.gpus else ""
+        return f"{gpus}{self.cores} core{'s' if self.cores != 1 else ''}"
+
+
 class StepRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -39,6 +53,7 @@ class StepRecord(BaseModel):
     )
     parameters: dict[str, Any] = Field(default_factory=dict, description="Output parameters (metrics, ...).")
     error: str | None = None
+    ran_on: Slot | None = Field(None, description="Local runs: the GPUs and cores the step held.")
     warnings: list[str] = Field(
         default_factory=list, description="DeePMD-kit warnings that change the meaning of the result."
     )

@@ -391,6 +391,7 @@ def _page(
             [
                 esc(key),
                 esc(str(record.parameters.get("device", "unknown"))),
+                esc(str(record.ran_on) if record.ran_on is not None else "—"),
                 _fmt(record.parameters.get("lcurve_last", {}).get("step"), digits=0),
                 _fmt(record.duration_s),
                 esc(record.phase),
@@ -398,9 +399,10 @@ def _page(
             for key, record in trainings
         ]
         parts += [
-            "<h2>Training</h2><p>Where each <code>dp train</code> ran (from DeePMD-kit's start-up summary) "
+            "<h2>Training</h2><p>Where each <code>dp train</code> ran (from DeePMD-kit's start-up summary), "
+            "what the local engine gave the step (its GPUs and cores; — on Argo or from the cache) "
             "and the step's wall time in seconds (with the model's freezing, for a step that freezes).</p>",
-            _table(["step", "device", "last step", "wall time s", "phase"], body),
+            _table(["step", "device", "held", "last step", "wall time s", "phase"], body),
         ]
     for kind, heading in (
         ("loop", "Concurrent learning by iteration"),
