@@ -38,6 +38,11 @@ class FinetuneInput(FinetuneParams, StagedDatasets):
         description="More training systems (deepmd/npy, found below this folder): the frames a "
         "concurrent-learning loop labelled so far.",
     )
+    previous: Path | None = Field(
+        None,
+        description="A concurrent-learning member's own checkpoint of the previous iteration: when given, "
+        "training fine-tunes it (with its own fitting net) instead of base_checkpoint.",
+    )
 
 
 class FinetuneOutput(TrainOutput):
@@ -70,10 +75,11 @@ class FinetuneOP(LamflowOP[FinetuneInput, FinetuneOutput]):
 
     def run(self, inp: FinetuneInput) -> FinetuneOutput:
         cwd = work_dir()
-        if inp.base_checkpoint.suffix != ".pt":
-            raise FatalError(
-                f"{inp.base_checkpoint.name}: fine-tuning needs a DeePMD-kit training checkpoint (.pt)"
-            )
+        # a loop member that continues: its own single-task checkpoint, fitting net and all
+        start = inp.previous if inp.previous is not None else inp.base_checkpoint
+        branch = None if inp.previous is not None else inp.model_branch or None
+        if start.suffix != ".pt":
+            raise FatalError(f"{start.name}: fine-tuning needs a DeePMD-kit training checkpoint (.pt)")
         written = write_training_input(inp, inp.datasets, cwd)
         if inp.labelled is not None:
             add_training_systems(written, inp.labelled.resolve())
@@ -84,8 +90,8 @@ class FinetuneOP(LamflowOP[FinetuneInput, FinetuneOutput]):
         else:
             argv = train_command(
                 files.INPUT_JSON,
-                finetune=inp.base_checkpoint.resolve(),
-                model_branch=inp.model_branch or None,
+                finetune=start.resolve(),
+                model_branch=branch,
                 use_pretrain_script=True,
             )
         with checkpoint_sync.Uploader(cwd):

@@ -1,7 +1,9 @@
 """DFT-label step of the concurrent-learning loop: the frames the select step picked (``picked.extxyz``)
 labelled by a reference method — PySCF (molecules, :mod:`lamflow.ops.labeling.pyscf_dft`) or an external
 DFT code run as a command line (:mod:`lamflow.ops.labeling.command`) — and written as deepmd/npy systems
-(one per composition and periodicity) in the spec's type map. Frames that could not be labelled are
+(one per composition and periodicity) in the spec's type map. With ``shares`` > 1 the picks are dealt
+among that many label steps (fan-out), this one labelling every ``shares``-th frame from ``share``; the merge
+step gathers them. Frames that could not be labelled are
 counted, never labelled; a step that labels none of its frames fails with the counts (what earlier
 iterations labelled is kept by them)."""
 
@@ -54,6 +56,10 @@ class LabelDftParams(OpModel):
     pyscf: PyscfParams | None = None
     command: CommandParams | None = None
     type_map: list[str] = Field(min_length=1)
+    share: int = Field(1, ge=1, description="Which of the `shares` label steps this is (1-based).")
+    shares: int = Field(
+        1, ge=1, description="Label steps of one iteration: step k labels frames k-1, k-1+n ..."
+    )
 
 
 class LabelDftInput(LabelDftParams):
@@ -81,7 +87,9 @@ class LabelDftOP(LamflowOP[LabelDftInput, LabelDftOutput]):
         source = inp.picked / (PICKED if inp.frames == "picked" else RANDOM)
         if not source.is_file():
             raise FatalError(f"label-dft: the select step wrote no {source.name}")
-        atoms_list = read_trajectory(source)
+        if inp.share > inp.shares:
+            raise FatalError(f"label-dft: share {inp.share} of {inp.shares} does not exist")
+        atoms_list = read_trajectory(source)[inp.share - 1 :: inp.shares]  # this step's share of the picks
         out = work_dir() / "labels"
         out.mkdir(parents=True, exist_ok=True)
         counts = {"frames": len(atoms_list), "labelled": 0, "not_converged": 0, "failed": 0}
@@ -106,6 +114,8 @@ class LabelDftOP(LamflowOP[LabelDftInput, LabelDftOutput]):
             formula = frames[0].get_chemical_formula()
             errors += [f"{formula} {e}" for e in failed]
         report: dict[str, Any] = {**counts, "labeler": inp.labeler, "errors": errors[:ERRORS_SHOWN]}
+        if inp.shares > 1:
+            report["share"] = f"{inp.share}/{inp.shares}"
         write_json(out / REPORT, report)
         print("label-dft: " + ", ".join(f"{k} {counts[k]}" for k in counts))
         if atoms_list and counts["labelled"] == 0:

@@ -1,7 +1,8 @@
 """examples/active.yaml, shortened, end to end with the real DeePMD-kit, real ASE MD and real PySCF DFT
 (slow): a 2-iteration concurrent-learning loop — an ensemble of fine-tunes, MD driven by its first model,
-DeePMD-kit's model deviation, selection, PySCF labels (PBE/6-31G), the random baseline — whose second
-iteration trains on the frames the first labelled."""
+DeePMD-kit's model deviation, selection, PySCF labels (PBE/6-31G) in two label steps, the random
+baseline — whose second iteration trains on the frames the first labelled, each member fine-tuning its own
+checkpoint of the first."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ def short_example(tmp: Path) -> Path:
     active["explore"].update({"steps": 8, "steps_by_iteration": [8], "dump_every": 4})
     active["select"].update({"lo": 1e-6, "hi": 1e3, "max_picks": 2})
     active["converge"] = {"accurate_fraction": 0.999, "max_iterations": 2}
+    active["label"]["parallel"] = 2  # two PySCF steps, one pick each
+    active["init_from_previous"] = True  # iteration 2: each member from its own checkpoint
     path = tmp / "active.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
@@ -52,8 +55,10 @@ def test_a_real_two_iteration_loop_labels_with_pyscf_and_retrains_on_its_labels(
     work = run_dir / "steps" / "active-methanol-i002-train-1" / "workdir" / "work"
     config = json.loads((work / "input.json").read_text())
     systems = config["training"]["training_data"]["systems"]
-    assert len(systems) == 2 and any("i001-system-000" in s for s in systems)
-    labels = run_dir / summary["steps"]["active-methanol-i001-label"]["outputs"]["labels"]
+    assert len(systems) == 3 and sum("i001-s" in s for s in systems) == 2  # one system per label step
+    command = (work / "train.log").read_text().splitlines()[0]
+    assert "--finetune" in command and "--model-branch" not in command  # its own checkpoint of iteration 1
+    labels = run_dir / summary["steps"]["active-methanol-i001-label-1"]["outputs"]["labels"]
     energies = np.load(next(Path(labels).glob("*/set.000/energy.npy"))).ravel()
     assert all(-3200 < e < -3100 for e in energies)  # methanol at PBE/6-31G: about -115.5 Hartree
     assert summary["models"]["active.methanol"] == "models/active-methanol.pth"

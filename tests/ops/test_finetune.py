@@ -35,3 +35,21 @@ def test_finetune_refuses_a_frozen_model(run_op, demo_in_process):
             datasets=plan.dataset_paths,
             base_checkpoint=outputs["freeze-water"].model,
         )
+
+
+def test_a_loop_member_continues_from_its_own_previous_checkpoint(run_op, demo_in_process, fake_dp):
+    """init_from_previous: `previous` replaces the base checkpoint and its head (the member's own
+    single-task checkpoint keeps its fitting net: no --model-branch)."""
+    plan, outputs, calls, root = demo_in_process
+    step = plan.step("finetune-gete")
+    previous = outputs["finetune-gete"].checkpoint.resolve()
+    out = run_op(
+        FinetuneOP,
+        step.params,
+        datasets=plan.dataset_paths,
+        base_checkpoint=outputs["pretrain"].checkpoint,
+        previous=previous,
+    )
+    train = [c for c in fake_dp.calls() if c[1] == "train"][-1]
+    assert train == ["--pt", "train", "input.json", "--finetune", str(previous), "--use-pretrain-script"]
+    assert out.model.is_file()

@@ -123,3 +123,39 @@ def test_the_teacher_labels_every_frame_with_its_predictions(run_op, tmp_path):
             LabelDftParams(labeler="teacher", type_map=TYPE_MAP),
             picked=picked(tmp_path / "b", frames),
         )
+
+
+def test_label_steps_share_the_picks_and_the_merge_gathers_them(run_op, tmp_path):
+    """Fan-out: step k of n labels frames k-1, k-1+n ...; the merge takes every step's labels, keeps them
+    apart by step (i001-s<k>-...), and sums their reports into this iteration's labels."""
+    import dpdata
+
+    from lamflow.ops.merge_labels import MergeLabelsOP, MergeLabelsParams
+    from tests.fake_dp import save_frozen
+
+    teacher = tmp_path / "teacher.pth"
+    save_frozen(teacher, {"type_map": TYPE_MAP, "name": "teacher"}, frozen_by_freeze=True)
+    folder = picked(tmp_path, molecules())  # water, water (shifted), H2
+    shares = []
+    for share in (1, 2):
+        params = LabelDftParams(labeler="teacher", type_map=TYPE_MAP, share=share, shares=2)
+        shares.append(run_op(LabelDftOP, params, picked=folder, teacher=teacher))
+    assert [s.report["frames"] for s in shares] == [2, 1] and shares[1].report["share"] == "2/2"
+    merged = run_op(
+        MergeLabelsOP, MergeLabelsParams(parts=2), labels=shares[0].labels, labels2=shares[1].labels
+    )
+    names = sorted(p.name for p in merged.labelled.iterdir())
+    assert names and all(n.startswith(("i001-s1-", "i001-s2-")) for n in names)
+    assert {n[:8] for n in names} == {"i001-s1-", "i001-s2-"}
+    assert merged.report["frames_added"] == 3
+    report = json.loads((merged.labels / "label-report.json").read_text())
+    assert report["frames"] == report["labelled"] == 3 and report["steps"] == 2
+    water = [
+        dpdata.LabeledSystem(str(p), fmt="deepmd/npy") for p in merged.labelled.iterdir() if "H2O1" in p.name
+    ]
+    assert sum(s.get_nframes() for s in water) == 2  # one water frame from each step
+    with pytest.raises(FatalError, match="2 label steps expected"):
+        run_op(MergeLabelsOP, MergeLabelsParams(parts=2), labels=shares[0].labels)
+    with pytest.raises(FatalError, match="share 3 of 2 does not exist"):
+        params = LabelDftParams(labeler="teacher", type_map=TYPE_MAP, share=3, shares=2)
+        run_op(LabelDftOP, params, picked=folder, teacher=teacher)

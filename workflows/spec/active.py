@@ -14,6 +14,7 @@ from lamflow.workflows.spec.training import TrainingSpec
 
 MAX_ENSEMBLE = 8
 MAX_ITERATIONS = 50
+MAX_LABEL_STEPS = 8  # the merge step's fan-in (ops/merge_labels.py: MAX_PARTS)
 MAX_PICKS = 10_000
 
 
@@ -71,6 +72,13 @@ class LabelerSpec(SpecModel):
     teacher: TeacherSpec | None = Field(
         None, description="Distillation: a model of this spec or a frozen .pth file whose predictions label."
     )
+    parallel: int = Field(
+        1,
+        ge=1,
+        le=MAX_LABEL_STEPS,
+        description="Label steps per iteration, the picks dealt among them in turn: side by side on this "
+        "machine as its cores allow, one pod each on Argo.",
+    )
 
     @model_validator(mode="after")
     def _one(self) -> LabelerSpec:
@@ -105,6 +113,11 @@ class ActiveSpec(SpecModel):
         4, ge=2, le=MAX_ENSEMBLE, description="Models trained per iteration (seeds differ)."
     )
     training: TrainingSpec = Field(default_factory=TrainingSpec)
+    init_from_previous: bool = Field(
+        False,
+        description="From iteration 2 on, each ensemble member fine-tunes its own checkpoint of the previous "
+        "iteration (dpgen2's init-model policy) instead of `from`.",
+    )
     explore: ActiveExploreSpec
     select: ActiveSelectSpec
     label: LabelerSpec

@@ -1,9 +1,10 @@
 """``resources:`` — what each kind of step asks of a Kubernetes node when the spec runs on Argo.
 
 Keys are the steps' resource classes: ``pretrain`` and ``finetune`` (the training steps) and ``default``
-(everything else: freeze, change-bias, test, and a training stage without an entry of its own). The local
-engine ignores this section; the cluster side (which nodes have GPUs) comes from the settings' cluster
-profile (``LAMFLOW_CLUSTER_PROFILE``), which also gives the defaults when the spec is silent.
+(everything else: freeze, change-bias, test, and a training stage without an entry of its own). The cluster
+side (which nodes have GPUs) comes from the settings' cluster profile (``LAMFLOW_CLUSTER_PROFILE``), which
+also gives the defaults when the spec is silent. The local engine reads only the training classes' ``gpus``
+(on a machine that has GPUs: engines/machine.py); the rest is the cluster's.
 """
 
 from __future__ import annotations

@@ -6,8 +6,10 @@ first model on held-out data and decides whether to stop. Provides the model ref
 (the last iteration's first model) once the loop stopped.
 
 Step keys: ``active-<name>-i<nnn>-`` followed by ``train-<k>``, ``explore-s<i>-<T>k``, ``collect``
-(``collect-<level>-<j>`` above 8 branches), ``model-devi``, ``select``, ``label``, ``merge``, ``test``
-(with a held-out dataset) and ``converge``.
+(``collect-<level>-<j>`` above 8 branches), ``model-devi``, ``select``, ``label`` (``label-1`` ...
+``label-N`` with ``label.parallel: N``, each a share of the picks), ``merge``, ``test`` (with a held-out
+dataset) and ``converge``; with the random baseline also ``label-random``, ``merge-random``,
+``train-random`` and ``test-random``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from lamflow.ops.converge import ConvergeOP, ConvergeParams
 from lamflow.ops.data.datasets import SystemInfo
-from lamflow.ops.dp import RANDOM_BRANCH, DpError, model_type_map
+from lamflow.ops.dp import RANDOM_BRANCH
 from lamflow.ops.explore import Perturbation, StartStructure
 from lamflow.ops.explore_loop import LoopExploreOP, LoopExploreParams
 from lamflow.ops.finetune import FinetuneOP, FinetuneParams
@@ -44,7 +46,13 @@ from lamflow.workflows.spec.base import slug
 from lamflow.workflows.spec.finetune import RANDOM_HEAD
 from lamflow.workflows.stages._guards import closest_start
 from lamflow.workflows.stages.base import CHECKPOINT_REF, PlanContext, References, Stage, known
-from lamflow.workflows.stages.distill import collect_tree, md_settings, start_frames, temperature_key
+from lamflow.workflows.stages.distill import (
+    collect_tree,
+    guard_teacher,
+    md_settings,
+    start_frames,
+    temperature_key,
+)
 from lamflow.workflows.stages.finetune import check_external_checkpoint
 
 LABELLED, RANDOM_LABELLED = "labelled", "random_labelled"  # what the loop carries
@@ -218,7 +226,7 @@ class ActiveStage(Stage[list[ActiveSpec]]):
                         "hold out data the ensemble never trains on",
                     )  # fmt: skip
             if a.label.teacher is not None:
-                self._guard_teacher(a, base, elements, refs)
+                guard_teacher(a.label.teacher, f"{base}.label.teacher", elements, a.explore.datasets, refs)
             pyscf = a.label.pyscf
             if pyscf is not None:
                 if periodic:
@@ -244,33 +252,6 @@ class ActiveStage(Stage[list[ActiveSpec]]):
                         f"start structures ({known(a.explore.datasets)})",
                     )
 
-    @staticmethod
-    def _guard_teacher(a: ActiveSpec, base: str, elements: set[str], refs: References) -> None:
-        """The teacher labels every element of the start structures: its training data held them (a model
-        of this spec) or its type map names them (a file)."""
-        teacher = a.label.teacher
-        assert teacher is not None
-        if teacher.model is not None:
-            where, learned = f"{base}.label.teacher.model", refs.learned_elements(teacher.model)
-            known_map = refs.type_maps.get(teacher.model)
-            found = learned if learned is not None else (set(known_map) if known_map is not None else None)
-            if found is None:
-                return
-        else:
-            where = f"{base}.label.teacher.model_file"
-            path = refs.resolve_file(teacher.model_file)  # type: ignore[arg-type]
-            try:
-                found = set(model_type_map(path))
-            except (DpError, ValueError, OSError) as exc:
-                raise refs.error(where, f"{path}: cannot read its type map ({exc})") from None
-        missing = sorted(elements - found)
-        if missing:
-            raise refs.error(
-                where,
-                f"the teacher never learned {', '.join(missing)} of the start structures "
-                f"({known(a.explore.datasets)}): its labels for them would be meaningless",
-            )
-
     def plan(self, section: list[ActiveSpec], ctx: PlanContext) -> None:
         for i, a in enumerate(section):
             self._plan_loop(a, self.yaml_path(i), ctx)
@@ -281,6 +262,8 @@ class ActiveStage(Stage[list[ActiveSpec]]):
         train = tuple(ctx.part(n, "train") for n in a.datasets)
         body: list[StepPlan] = []
 
+        carried: dict[str, CarriedArtifact] = {}
+
         def training_step(key: str, seed: int, labelled: str, what: str) -> StepPlan:
             training = a.training.model_copy(update={"seed": seed})
             deepmd_input = single_task_input(
@@ -288,12 +271,19 @@ class ActiveStage(Stage[list[ActiveSpec]]):
             )
             ctx.fit_virials(deepmd_input["loss"], a.training.loss, train, base)
             so_far = "the frames labelled so far" if labelled == LABELLED else "the random picks so far"
+            previous: dict[str, ArtifactSource] = {}
+            if a.init_from_previous:  # iteration n+1 starts from this member's checkpoint of iteration n
+                carried[f"{key}-checkpoint"] = CarriedArtifact(None, IterationOutput(key, "checkpoint"))
+                previous["previous"] = Carried(f"{key}-checkpoint")
+                origin_words = f"its iteration-before checkpoint (iteration 1: {origin})"
+            else:
+                origin_words = origin
             return StepPlan(
                 key=key,
                 op=FinetuneOP,
                 resource="finetune",
-                summary=f"{what}: dp train --finetune ({origin}) on {', '.join(a.datasets)} and {so_far}, "
-                f"{a.training.steps} steps",
+                summary=f"{what}: dp train --finetune ({origin_words}) on {', '.join(a.datasets)} and "
+                f"{so_far}, {a.training.steps} steps",
                 params=FinetuneParams(
                     deepmd_input=deepmd_input,
                     head_datasets={a.name: HeadData(train=list(train))},
@@ -304,6 +294,7 @@ class ActiveStage(Stage[list[ActiveSpec]]):
                     "datasets": DatasetBundle(train),
                     "base_checkpoint": checkpoint,
                     "labelled": Carried(labelled),
+                    **previous,
                 },
             )
 
@@ -346,11 +337,11 @@ class ActiveStage(Stage[list[ActiveSpec]]):
                 short=True,
             )
         )
-        carried = {LABELLED: CarriedArtifact(None, IterationOutput("merge", "labelled"))}
+        carried[LABELLED] = CarriedArtifact(None, IterationOutput("merge", "labelled"))
         body += self._label_and_merge(a, ctx, "")
         converge_inputs: dict[str, ArtifactSource] = {
             "picked": IterationOutput("select", "picked"),
-            "labels": IterationOutput("label", "labels"),
+            "labels": IterationOutput("merge", "labels"),  # every label step's report, summed
         }
         if sel.random_baseline:  # the same budget on random picks: its own labels, model and test
             carried[RANDOM_LABELLED] = CarriedArtifact(None, IterationOutput("merge-random", "labelled"))
@@ -491,23 +482,28 @@ class ActiveStage(Stage[list[ActiveSpec]]):
         )
 
     def _label_and_merge(self, a: ActiveSpec, ctx: PlanContext, suffix: str) -> list[StepPlan]:
-        """Label the picks (``suffix`` '-random': the random ones) and merge them into what is carried."""
-        label = self._label(a, ctx, suffix)
+        """Label the picks (``suffix`` '-random': the random ones) — in ``label.parallel`` steps that share
+        them — and merge them into what is carried."""
+        shares = a.label.parallel
+        labels = [self._label(a, ctx, suffix, share, shares) for share in range(1, shares + 1)]
         merge = StepPlan(
             key=f"merge{suffix}",
             op=MergeLabelsOP,
             summary="every frame labelled so far, one dataset" + (" (random picks)" if suffix else ""),
-            params=MergeLabelsParams(),
+            params=MergeLabelsParams(parts=shares),
             artifacts={
                 "previous": Carried(RANDOM_LABELLED if suffix else LABELLED),
-                "labels": IterationOutput(label.key, "labels"),
+                **{
+                    "labels" if k == 1 else f"labels{k}": IterationOutput(label.key, "labels")
+                    for k, label in enumerate(labels, start=1)
+                },
             },
             short=True,
         )
-        return [label, merge]
+        return [*labels, merge]
 
     @staticmethod
-    def _label(a: ActiveSpec, ctx: PlanContext, suffix: str) -> StepPlan:
+    def _label(a: ActiveSpec, ctx: PlanContext, suffix: str, share: int, shares: int) -> StepPlan:
         artifacts: dict[str, ArtifactSource] = {"picked": IterationOutput("select", "picked")}
         if a.label.pyscf is not None:
             p = a.label.pyscf
@@ -542,11 +538,12 @@ class ActiveStage(Stage[list[ActiveSpec]]):
             if c.template is not None:
                 artifacts["template"] = LocalFile(ctx.resolve_file(c.template))
             what = f"`{c.command}`"
+        part = f", share {share} of {shares}" if shares > 1 else ""
         return StepPlan(
-            key=f"label{suffix}",
+            key=f"label{suffix}" + (f"-{share}" if shares > 1 else ""),
             op=LabelDftOP,
-            summary=f"label the {'random' if suffix else 'picked'} frames with {what}",
-            params=params,
+            summary=f"label the {'random' if suffix else 'picked'} frames with {what}{part}",
+            params=params.model_copy(update={"share": share, "shares": shares}),
             artifacts=artifacts,
         )
 

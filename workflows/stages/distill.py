@@ -21,7 +21,7 @@ from lamflow.ops.student import StudentOP, StudentParams
 from lamflow.workflows.compile.deepmd_input import architecture, single_task_input
 from lamflow.workflows.compile.plan import ArtifactSource, DatasetBundle, LocalFile, StepOutput, StepPlan
 from lamflow.workflows.spec.base import slug
-from lamflow.workflows.spec.distill import DistillSpec, ExploreSpec
+from lamflow.workflows.spec.distill import DistillSpec, ExploreSpec, TeacherSpec
 from lamflow.workflows.stages._guards import closest_start
 from lamflow.workflows.stages.base import PlanContext, References, Stage, known
 
@@ -67,6 +67,47 @@ def collect_tree(
         if len(chunks) == 1:
             return steps, merged[0]
         parts, level = merged, level + 1
+
+
+def guard_teacher(
+    teacher: TeacherSpec, where: str, elements: set[str], starts: Sequence[str], refs: References
+) -> None:
+    """A teacher (at YAML path ``where``) labels every element of the start structures (datasets
+    ``starts``): its type map has it and, for a model of this spec, its training data held it (a type map
+    may name an element only because the spec's type map is the union of all datasets). Shared by the
+    distill stage and the loop's teacher labeler."""
+    if teacher.model is not None:
+        where = f"{where}.model"
+        learned = refs.learned_elements(teacher.model)
+        if learned is not None:
+            unlearned = sorted(elements - learned)
+            if unlearned:
+                seen = known(sorted(refs.learned_from[teacher.model]))
+                raise refs.error(
+                    where,
+                    f"the teacher {teacher.model} never learned {', '.join(unlearned)} (trained on "
+                    f"{seen}), which the start structures ({known(starts)}) hold: its labels "
+                    "for them would be meaningless; teach with a model trained on data holding them",
+                )
+            return
+        known_map = refs.type_maps.get(teacher.model)
+        if known_map is None:
+            return
+        type_map = list(known_map)  # an external model's
+    else:
+        path = refs.resolve_file(teacher.model_file)  # type: ignore[arg-type]
+        where = f"{where}.model_file"
+        try:
+            type_map = model_type_map(path)
+        except (DpError, ValueError, OSError) as exc:
+            raise refs.error(where, f"{path}: cannot read its type map ({exc})") from None
+    missing = sorted(elements - set(type_map))
+    if missing:
+        raise refs.error(
+            where,
+            f"the teacher's type map {type_map} lacks {', '.join(missing)} of the start structures "
+            f"({known(starts)})",
+        )
 
 
 def temperature_key(t: float) -> str:
@@ -149,44 +190,7 @@ class DistillStage(Stage[list[DistillSpec]]):
                             f"frame {closest[1]} are {closest[0]:.3f} Å apart: every MD would count as blown "
                             "up at step 0; give a min_distance below the start structures' own",
                         )
-            self._guard_teacher(d, base, elements, refs)
-
-    def _guard_teacher(self, d: DistillSpec, base: str, elements: set[str], refs: References) -> None:
-        """The teacher labels every element of the start structures: its type map has it and, for a model of
-        this spec, its training data held it (a type map may name an element only because the spec's type
-        map is the union of all datasets)."""
-        if d.teacher.model is not None:
-            where = f"{base}.teacher.model"
-            learned = refs.learned_elements(d.teacher.model)
-            if learned is not None:
-                unlearned = sorted(elements - learned)
-                if unlearned:
-                    seen = known(sorted(refs.learned_from[d.teacher.model]))
-                    raise refs.error(
-                        where,
-                        f"the teacher {d.teacher.model} never learned {', '.join(unlearned)} (trained on "
-                        f"{seen}), which the start structures ({known(d.explore.datasets)}) hold: its labels "
-                        "for them would be meaningless; teach with a model trained on data holding them",
-                    )
-                return
-            known_map = refs.type_maps.get(d.teacher.model)
-            if known_map is None:
-                return
-            type_map = list(known_map)  # an external model's
-        else:
-            path = refs.resolve_file(d.teacher.model_file)  # type: ignore[arg-type]
-            where = f"{base}.teacher.model_file"
-            try:
-                type_map = model_type_map(path)
-            except (DpError, ValueError, OSError) as exc:
-                raise refs.error(where, f"{path}: cannot read its type map ({exc})") from None
-        missing = sorted(elements - set(type_map))
-        if missing:
-            raise refs.error(
-                where,
-                f"the teacher's type map {type_map} lacks {', '.join(missing)} of the start structures "
-                f"({known(d.explore.datasets)})",
-            )
+            guard_teacher(d.teacher, f"{base}.teacher", elements, d.explore.datasets, refs)
 
     def plan(self, section: list[DistillSpec], ctx: PlanContext) -> None:
         for i, d in enumerate(section):

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from lamflow.workflows.api import validate
+from lamflow.workflows.compile.plan import Carried, IterationOutput
 from lamflow.workflows.errors import SpecError
 from tests.conftest import DEMO_DATA, run_cli
 from tests.workflows.active_spec import active_spec
@@ -121,3 +122,39 @@ def test_members_sharing_a_head_get_a_notice(write_spec):
     assert any("every ensemble member fine-tunes the same fitting net" in n for n in plan.notices)
     _, plan = validate(write_spec(with_active(**{"from": {"head": "random"}})))
     assert not any("every ensemble member" in n for n in plan.notices)
+
+
+def test_label_steps_share_the_picks_and_one_merge_gathers_them(write_spec):
+    """label.parallel: n label steps per iteration (and n for the random baseline), each its share of the
+    picks; the merge takes them all and the decision reads its summed report."""
+    spec = with_active(label__parallel=3, select__random_baseline=True)
+    _, plan = validate(write_spec(spec))
+    loop = plan.loops[0]
+    keys = [step.key for step in loop.body]
+    for suffix in ("", "-random"):
+        labels = [loop.body_step(f"label{suffix}-{k}") for k in (1, 2, 3)]
+        assert [(s.params.share, s.params.shares) for s in labels] == [(1, 3), (2, 3), (3, 3)]
+        assert all(s.params.frames == ("random" if suffix else "picked") for s in labels)
+        merge = loop.body_step(f"merge{suffix}")
+        assert merge.params.parts == 3
+        assert [merge.artifacts[n].step for n in ("labels", "labels2", "labels3")] == [s.key for s in labels]
+        assert keys.index(merge.key) > max(keys.index(s.key) for s in labels)
+    assert "label" not in keys and loop.body_step("converge").artifacts["labels"].step == "merge"
+    error = refused(write_spec, with_active(label__parallel=9))
+    assert error.path == "stages.active[0].label.parallel"
+
+
+def test_members_may_continue_from_their_own_checkpoints(write_spec):
+    """init_from_previous: each member (and the random baseline's model) carries its checkpoint into the next
+    iteration; iteration 1 has none and fine-tunes `from`."""
+    _, plan = validate(write_spec(with_active(init_from_previous=True, select__random_baseline=True)))
+    loop = plan.loops[0]
+    for key in ("train-1", "train-2", "train-random"):
+        step = loop.body_step(key)
+        assert step.artifacts["previous"] == Carried(f"{key}-checkpoint")
+        carried = loop.carried[f"{key}-checkpoint"]
+        assert carried.initial is None and carried.following == IterationOutput(key, "checkpoint")
+        assert "base_checkpoint" in step.artifacts and "iteration-before checkpoint" in step.summary
+    _, plan = validate(write_spec(with_active()))
+    assert "previous" not in plan.loops[0].body_step("train-1").artifacts
+    assert set(plan.loops[0].carried) == {"labelled"}
