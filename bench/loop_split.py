@@ -4,7 +4,8 @@ Reads a finished run's summary.json and sums its steps' own durations by kind â€
 step, the pretraining included), MD, model deviation, labelling, other steps (freeze, test, select,
 merge, converge, collect) â€” and calls the rest of the wall time orchestration: everything that is not a
 step's own command (dflow, the engine's passes between iterations, staging, workers' start-up). Valid for
-runs whose steps ran one at a time (the local engine's default, LAMFLOW_LOCAL_WORKERS=1).
+runs whose steps ran one at a time (LAMFLOW_LOCAL_WORKERS=1, the local engine's default before its
+scheduler ran independent steps side by side: with steps at once, the sums exceed the wall time).
 
     .venv/bin/python bench/loop_split.py runs/<run-id>
 """

@@ -67,11 +67,12 @@ def main() -> None:
     parser.add_argument("spec", nargs="?", default=str(REPO / "examples" / "transfer.yaml"))
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--fake-dp", action="store_true")
+    parser.add_argument("--serial-first", action="store_true", help="Start round 1 with one at a time.")
     args = parser.parse_args()
     spec = Path(args.spec).resolve()
     rounds = []
     for i in range(args.rounds):
-        order = (False, True) if i % 2 == 0 else (True, False)
+        order = (False, True) if (i + args.serial_first) % 2 == 0 else (True, False)
         measured = {}
         for serial in order:
             with tempfile.TemporaryDirectory(prefix="lamflow-bench-") as tmp:

@@ -116,3 +116,30 @@ def test_rendered_templates_call_what_the_image_provides_and_default_tags_match_
 
 def test_docker_build_context_is_only_the_wheels():
     assert (REPO / ".dockerignore").read_text().split("\n")[1:3] == ["*", "!dist/"]
+
+
+def test_the_labeler_image_adds_lamflows_label_step_to_a_dft_image():
+    """images/Dockerfile.labeler: FROM the user's DFT image, lamflow's wheel in a venv first on PATH,
+    checked at build by importing the label step, the entry point the templates call; no torch."""
+    parser = DockerfileParser(fileobj=(IMAGES / "Dockerfile.labeler").open("rb"))
+    froms = [i["value"] for i in parser.structure if i["instruction"] == "FROM"]
+    assert froms == ["${DFT_IMAGE}"]
+    text = (IMAGES / "Dockerfile.labeler").read_text()
+    assert "lamflow-*.whl" in text and "import lamflow.ops.label_dft" in text
+    assert "torch" not in text.replace("neither torch", "")
+    assert "ENV PATH=/opt/lamflow/bin:${PATH}" in text and 'ENTRYPOINT ["python3"]' in text
+    build = (REPO / "images" / "build.sh").read_text()
+    assert "images/Dockerfile.labeler" in build and "DFT_IMAGE=" in build
+
+
+def test_the_label_step_imports_without_torch_deepmd_kit_or_pyscf():
+    """What makes the labeler image small: the command labeler's step needs none of them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "for m in ('torch', 'deepmd', 'pyscf'): sys.modules[m] = None\n"
+        "import lamflow.ops.label_dft, lamflow.ops.merge_labels\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -197,16 +197,23 @@ def _step_templates(plan: Plan, image: str) -> tuple[dict[str, str], list[dict[s
         from dflow.python import PythonOPTemplate
 
         client = ApiClient()
-        names: dict[tuple[type, str], str] = {}
+        names: dict[tuple[type, str, str | None], str] = {}
         of_step: dict[str, str] = {}
         documents = []
         for step in _all_steps(plan):
-            if (step.op, step.resource) not in names:
-                template = PythonOPTemplate(step.op, image=image, command=["python3"], upload_dflow=False)
+            kind = (
+                step.op,
+                step.resource,
+                step.image,
+            )  # a step with an image of its own: a template of its own
+            if kind not in names:
+                template = PythonOPTemplate(
+                    step.op, image=step.image or image, command=["python3"], upload_dflow=False
+                )
                 template.name = template_name(step, set(names.values()))
-                names[step.op, step.resource] = template.name
+                names[kind] = template.name
                 documents.append(client.sanitize_for_serialization(template.convert_to_argo()))
-            of_step[step.key] = names[step.op, step.resource]
+            of_step[step.key] = names[kind]
         return of_step, documents
 
 

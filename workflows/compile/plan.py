@@ -113,6 +113,9 @@ class StepPlan:
     # with other short steps (compile/groups.py); training steps own their process
     short: bool = False
     resource: str = "default"  # the kind of machine the step needs; groups never mix two kinds
+    # on Argo: the container image of this step when not the steps' own (the command labeler's DFT code);
+    # the local engine runs every step on this machine
+    image: str | None = None
 
     def __post_init__(self) -> None:
         if type(self.params) is not self.op.Params:
@@ -332,6 +335,7 @@ def _step_record(s: StepPlan) -> dict[str, Any]:
             k: _source_record(v) for k, v in s.artifacts.items() if not isinstance(v, DatasetBundle)
         },
         "parameters": s.parameters,
+        **({"image": s.image} if s.image is not None else {}),
     }
 
 

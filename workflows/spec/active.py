@@ -5,6 +5,8 @@ run time."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field, model_validator
 
 from lamflow.workflows.spec.base import MAX_STEPS, Name, SpecModel, SpecPath
@@ -14,6 +16,14 @@ from lamflow.workflows.spec.training import TrainingSpec
 
 MAX_ENSEMBLE = 8
 MAX_ITERATIONS = 50
+# a container image reference: [registry[:port]/]path[:tag][@sha256:digest], as Docker/OCI spell them
+ImageRef = Annotated[
+    str,
+    Field(
+        pattern=r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-]{1,2}[a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?(@sha256:[a-f0-9]{64})?$",
+        max_length=255,
+    ),
+]
 MAX_LABEL_STEPS = 8  # the merge step's fan-in (ops/merge_labels.py: MAX_PARTS)
 MAX_PICKS = 10_000
 
@@ -64,6 +74,12 @@ class CommandLabelerSpec(SpecModel):
         None, description="A folder copied into every frame's folder (INCAR...)."
     )
     timeout_s: float | None = Field(None, gt=0, le=7 * 86400)
+    image: ImageRef | None = Field(
+        None,
+        description="On Argo: the image the label steps run in — your DFT code with lamflow added "
+        "(images/Dockerfile.labeler builds one from your DFT image); default: the steps' image. The local "
+        "engine runs the command on this machine.",
+    )
 
 
 class LabelerSpec(SpecModel):

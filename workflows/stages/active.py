@@ -532,7 +532,7 @@ class ActiveStage(Stage[list[ActiveSpec]]):
             params = LabelDftParams(
                 labeler="command",
                 frames="random" if suffix else "picked",
-                command=CommandParams(**c.model_dump(exclude={"template"})),
+                command=CommandParams(**c.model_dump(exclude={"template", "image"})),
                 type_map=ctx.type_map,
             )
             if c.template is not None:
@@ -545,6 +545,7 @@ class ActiveStage(Stage[list[ActiveSpec]]):
             summary=f"label the {'random' if suffix else 'picked'} frames with {what}{part}",
             params=params.model_copy(update={"share": share, "shares": shares}),
             artifacts=artifacts,
+            image=a.label.command.image if a.label.command is not None else None,
         )
 
 

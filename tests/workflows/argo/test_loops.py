@@ -81,3 +81,27 @@ def test_a_loops_pod_is_named_by_its_iterations_key():
     }  # fmt: skip
     assert _step_key(node) == "active-w-i003-train-1"
     assert _step_key({"displayName": "pretrain"}) == "pretrain"
+
+
+@pytest.mark.skipif(not argo_available(), reason="../shared/data/argo not present")
+@pytest.mark.parametrize("version", ["3.7.18", "4.1.2"])
+def test_label_steps_fan_out_carry_checkpoints_and_run_in_the_labelers_image(write_spec, version):
+    """label.parallel: 2 label tasks per iteration in the labeler's image (every other step in the steps'
+    image); init_from_previous: each member's checkpoint handed to the next iteration; schema-valid."""
+    spec = active_spec(init_from_previous=True)
+    entry = spec["stages"]["active"][0]
+    entry["label"]["parallel"] = 2
+    entry["label"]["command"]["image"] = "registry.example.org/lab/vasp-lamflow:6.4.3"
+    manifest = api.render(write_spec(yaml.safe_dump(spec)), settings(group=True), RenderOptions())
+    assert schema_errors(manifest, version, KINDS["workflow"]) == []
+    found = templates(manifest)
+    loop = {t["name"]: t for t in found["active-w"]["dag"]["tasks"]}
+    labels = [loop["label-1"], loop["label-2"]]
+    assert {t["template"] for t in labels} == {"label-dft"}
+    assert found["label-dft"]["script"]["image"] == "registry.example.org/lab/vasp-lamflow:6.4.3"
+    others = {t["script"]["image"] for name, t in found.items() if "script" in t and name != "label-dft"}
+    assert len(others) == 1 and next(iter(others)).startswith("lamflow-ops:")
+    merge = {a["name"]: a["from"] for a in loop["merge"]["arguments"]["artifacts"]}
+    assert merge["labels2"] == "{{tasks.label-2.outputs.artifacts.labels}}"
+    carried = {a["name"]: a["from"] for a in loop["next"]["arguments"]["artifacts"]}
+    assert carried["train-1-checkpoint"] == "{{tasks.train-1.outputs.artifacts.checkpoint}}"

@@ -158,3 +158,12 @@ def test_members_may_continue_from_their_own_checkpoints(write_spec):
     _, plan = validate(write_spec(with_active()))
     assert "previous" not in plan.loops[0].body_step("train-1").artifacts
     assert set(plan.loops[0].carried) == {"labelled"}
+
+
+def test_the_labeler_image_is_an_image_reference_and_the_label_steps_carry_it(write_spec):
+    image = "ghcr.io/lab/cp2k-lamflow:2024.1@sha256:" + "a" * 64
+    _, plan = validate(write_spec(with_active(label__command__image=image)))
+    assert plan.loops[0].body_step("label").image == image
+    assert plan.loops[0].body_step("merge").image is None
+    error = refused(write_spec, with_active(label__command__image="My Image"))
+    assert error.path == "stages.active[0].label.command.image"
