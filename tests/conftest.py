@@ -106,7 +106,10 @@ def threads_per_test_worker():
     contention. A value already set is kept."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     share = str(max(1, (os.cpu_count() or 1) // workers))
-    with session_environment(dict.fromkeys(THREAD_VARIABLES, share), keep_set=True):
+    # ... and the local engine hands out only that share, so that the runs of two pytest workers do not
+    # each run a step per core (tests of the scheduler set their own machine: test_slots_run.py)
+    values = {**dict.fromkeys(THREAD_VARIABLES, share), "LAMFLOW_LOCAL_CORES": share}
+    with session_environment(values, keep_set=True):
         yield
 
 

@@ -8,8 +8,9 @@ with ``flock`` and sets the step's process up to use exactly them:
 
 - ``CUDA_VISIBLE_DEVICES`` lists its GPUs (empty when it holds none, so it never lands on another's GPU);
 - ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS`` and DeePMD-kit's ``DP_INTRA_OP_PARALLELISM_THREADS`` are its
-  cores, ``DP_INTER_OP_PARALLELISM_THREADS`` is 1, torch's thread count follows where torch is loaded,
-  and the process (with the ``dp`` it starts) is pinned to those cores;
+  cores, ``DP_INTER_OP_PARALLELISM_THREADS`` is 1 and torch's thread count follows where torch is loaded
+  (thread counts, not CPU affinity: two runs on one machine, each handing out all its cores, would pin
+  their steps to the same cores; unpinned, the kernel spreads them);
 - with more than one GPU, ``LAMFLOW_NPROC_PER_NODE`` makes training run under torchrun with one process
   per GPU (:func:`lamflow.ops.dp.launcher`, the command the Argo pods use).
 
@@ -234,12 +235,6 @@ def _apply(grant: Grant) -> dict[str, str | None]:
     values[NPROC_ENV] = str(max(1, len(grant.gpus)))
     before = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
-    if hasattr(os, "sched_setaffinity"):
-        # pinned to the granted cores this process may use (a machine given by setting can name more)
-        pin = set(grant.cores) & os.sched_getaffinity(0)
-        if pin:
-            with contextlib.suppress(OSError):
-                os.sched_setaffinity(0, pin)
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(len(grant.cores))
@@ -254,7 +249,6 @@ def held() -> Iterator[Grant | None]:
         yield None
         return
     needs = Needs.parse(text)
-    affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     threads = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
     grant = acquire(Path(pool), key, needs)
     before = _apply(grant)
@@ -266,9 +260,6 @@ def held() -> Iterator[Grant | None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        if affinity is not None:
-            with contextlib.suppress(OSError):
-                os.sched_setaffinity(0, affinity)
         if threads is not None and "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(threads)
         with contextlib.suppress(OSError):

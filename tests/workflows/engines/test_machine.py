@@ -46,7 +46,7 @@ def test_gpus_come_from_cuda_visible_devices_then_the_driver_and_settings_overri
 
 def test_cores_are_those_this_process_may_use_unless_set():
     real = sorted(os.sched_getaffinity(0))
-    assert m.detect(Settings(), {}).cores == tuple(real)
+    assert m.detect(Settings(local_cores=None), {}).cores == tuple(real)  # (tests set it: conftest.py)
     assert m.detect(Settings(local_cores=1), {}).cores == (real[0],)
     assert len(m.detect(Settings(local_cores=len(real) + 3), {}).cores) == len(real) + 3
 
