@@ -28,6 +28,7 @@ from lamflow.ops.runtime.contract import LamflowOP, OpModel
 from lamflow.ops.select_frames import PICKED, RANDOM
 
 ERRORS_SHOWN = 5
+COUNTS = ("frames", "labelled", "not_converged", "failed")  # of a label step's report (summed by the merge)
 REPORT = "label-report.json"  # in the labels folder, beside the systems
 
 
@@ -92,7 +93,7 @@ class LabelDftOP(LamflowOP[LabelDftInput, LabelDftOutput]):
         atoms_list = read_trajectory(source)[inp.share - 1 :: inp.shares]  # this step's share of the picks
         out = work_dir() / "labels"
         out.mkdir(parents=True, exist_ok=True)
-        counts = {"frames": len(atoms_list), "labelled": 0, "not_converged": 0, "failed": 0}
+        counts = {**dict.fromkeys(COUNTS, 0), "frames": len(atoms_list)}
         errors: list[str] = []
         if inp.labeler == "teacher":  # distillation: the teacher's predictions, every frame
             if inp.teacher is None:

@@ -17,7 +17,7 @@ from dflow.python import FatalError
 from pydantic import Field
 
 from lamflow.ops.data.datasets import find_npy_systems
-from lamflow.ops.label_dft import ERRORS_SHOWN
+from lamflow.ops.label_dft import COUNTS, ERRORS_SHOWN
 from lamflow.ops.label_dft import REPORT as LABEL_REPORT
 from lamflow.ops.runtime.common import work_dir, write_json
 from lamflow.ops.runtime.contract import LamflowOP, OpModel
@@ -26,7 +26,6 @@ RECORD = "labelled.json"
 
 
 MAX_PARTS = 8
-SUMMED = ("frames", "labelled", "not_converged", "failed")
 
 
 class MergeLabelsParams(OpModel):
@@ -58,8 +57,8 @@ def summed_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
     """The label steps' reports as one: counts added, errors kept (up to five)."""
     if len(reports) == 1:
         return reports[0]
-    total: dict[str, Any] = {k: sum(int(r.get(k, 0)) for r in reports) for k in SUMMED}
-    total["labeler"] = reports[0].get("labeler") if reports else None
+    total: dict[str, Any] = {k: sum(int(r.get(k, 0)) for r in reports) for k in COUNTS}
+    total["labeler"] = reports[0].get("labeler")
     total["errors"] = [e for r in reports for e in r.get("errors", [])][:ERRORS_SHOWN]
     total["steps"] = len(reports)
     return total

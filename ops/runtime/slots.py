@@ -18,8 +18,8 @@ The kernel drops a ``flock`` when its process ends, however it ends, so a step t
 killed frees its units without anyone cleaning up. Taking units is all-or-nothing under one pool lock, so two
 steps never deadlock on half-taken sets. What a step got is written to ``granted/<key>.json`` (read by the
 run's summary, ``lamflow status`` and the report). Outside a local run (Argo pods, tests of single ops) the
-variables are absent and :func:`held` does nothing. Standard library only: group workers and the step
-launcher load it before anything else.
+variables are absent and :func:`held` does nothing. Light to import (the standard library and the ``dp``
+seam's names): every op imports it.
 """
 
 from __future__ import annotations
@@ -36,10 +36,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from lamflow.ops.dp import NPROC_ENV
+
 POOL_ENV = "LAMFLOW_SLOTS_DIR"
 KEY_ENV = "LAMFLOW_STEP_KEY"
 NEEDS_ENV = "LAMFLOW_STEP_NEEDS"
-NPROC_ENV = "LAMFLOW_NPROC_PER_NODE"  # as ops/dp.py reads it (this module imports nothing of lamflow's)
 MACHINE_FILE = "machine.json"
 GRANTED_DIR = "granted"
 UNITS_DIR = "units"
@@ -197,6 +198,14 @@ def write_record(grant: Grant, *, ended: bool) -> None:
     tmp = grant.record.with_name(f".{grant.record.name}.{os.getpid()}")
     tmp.write_text(json.dumps(data) + "\n")
     tmp.replace(grant.record)
+
+
+def read_grant(pool: Path, key: str) -> dict[str, Any] | None:
+    """What step ``key`` was granted (None: it never got units, or its record is being replaced)."""
+    try:
+        return json.loads((pool / GRANTED_DIR / f"{key}.json").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def read_grants(pool: Path) -> dict[str, dict[str, Any]]:

@@ -201,11 +201,8 @@ def _step_templates(plan: Plan, image: str) -> tuple[dict[str, str], list[dict[s
         of_step: dict[str, str] = {}
         documents = []
         for step in _all_steps(plan):
-            kind = (
-                step.op,
-                step.resource,
-                step.image,
-            )  # a step with an image of its own: a template of its own
+            # a step with an image of its own (the command labeler's) gets a template of its own
+            kind = (step.op, step.resource, step.image)
             if kind not in names:
                 template = PythonOPTemplate(
                     step.op, image=step.image or image, command=["python3"], upload_dflow=False

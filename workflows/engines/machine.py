@@ -22,7 +22,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from lamflow.ops.runtime.slots import KEY_ENV, NEEDS_ENV, POOL_ENV, Machine, Needs, holding_now, read_grants
+from lamflow.ops.runtime.slots import (
+    KEY_ENV,
+    NEEDS_ENV,
+    POOL_ENV,
+    Machine,
+    Needs,
+    holding_now,
+    read_grant,
+    read_grants,
+)
 from lamflow.workflows.compile.plan import Plan, StepPlan
 from lamflow.workflows.engines.summary import Slot
 from lamflow.workflows.errors import UsageError
@@ -146,7 +155,7 @@ def _slot(grant: dict[str, object]) -> Slot:
 
 def ran_on(run_dir: Path, key: str) -> Slot | None:
     """What a step held (None: it never got a slot: cached, on Argo, or failed before its op started)."""
-    grant = read_grants(run_dir / SLOTS_DIR).get(key)
+    grant = read_grant(run_dir / SLOTS_DIR, key)  # one file: called as each step ends
     return None if grant is None else _slot(grant)
 
 

@@ -25,7 +25,7 @@ class Slot(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     gpus: list[str] = Field(default_factory=list, description="CUDA_VISIBLE_DEVICES of the step.")
-    cores: int = Field(description="Cores (threads and CPU affinity) of the step.")
+    cores: int = Field(description="Cores of the step (its thread counts).")
     waited_s: float = Field(0.0, description="Seconds the step waited for these to be free.")
 
     def __str__(self) -> str:

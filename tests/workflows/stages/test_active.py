@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 
+from lamflow.ops.merge_labels import MAX_PARTS
 from lamflow.workflows.api import validate
 from lamflow.workflows.compile.plan import Carried, IterationOutput
 from lamflow.workflows.errors import SpecError
+from lamflow.workflows.spec.active import MAX_LABEL_STEPS
 from tests.conftest import DEMO_DATA, run_cli
 from tests.workflows.active_spec import active_spec
 
@@ -142,6 +144,7 @@ def test_label_steps_share_the_picks_and_one_merge_gathers_them(write_spec):
     assert "label" not in keys and loop.body_step("converge").artifacts["labels"].step == "merge"
     error = refused(write_spec, with_active(label__parallel=9))
     assert error.path == "stages.active[0].label.parallel"
+    assert MAX_LABEL_STEPS == MAX_PARTS  # the spec's bound is the merge step's fan-in
 
 
 def test_members_may_continue_from_their_own_checkpoints(write_spec):
