@@ -10,6 +10,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -208,14 +209,22 @@ def test_worker_serves_requests_until_interrupted(sock_path, tmp_path, monkeypat
     out = tmp_path / "out.txt"
     results: list[object] = []
 
+    def connected() -> socket.socket:
+        """A connection once the worker listens (its socket file exists from bind, before listen: a
+        connect in between is refused, as the real client's retries allow for)."""
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.connect(sock_path)
+                return sock
+            except OSError:
+                sock.close()
+                time.sleep(0.01)
+
     def clients() -> None:
-        while not os.path.exists(sock_path):
-            pass
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as broken:
-            broken.connect(sock_path)
+        with connected() as broken:
             broken.sendall(HEADER.pack(2) + b"{}")
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as good, out.open("wb") as sink:
-            good.connect(sock_path)
+        with connected() as good, out.open("wb") as sink:
             send_request(good, sink.fileno(), script, tmp_path, {})
             results.extend(answers(good))
         os.kill(os.getpid(), signal.SIGINT)
