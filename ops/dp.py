@@ -26,7 +26,7 @@ import sys
 import threading
 import traceback
 import types
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,22 +70,109 @@ def _dp(sub: str) -> list[str]:
     return [*dp_program(), "--pt", sub]
 
 
-NPROC_ENV = "LAMFLOW_NPROC_PER_NODE"  # set by the Argo renderer on pods with more than one GPU
+CPU_DDP_MODULE = "lamflow.ops.training.cpu_ddp"  # dp for data-parallel training without GPUs
+NVIDIA_GPUS = Path("/proc/driver/nvidia/gpus")
 
 
-def launcher() -> list[str]:
-    """What training runs under: ``torchrun --nproc_per_node=N --no-python`` when the step's pod has N > 1
-    GPUs (``LAMFLOW_NPROC_PER_NODE``), nothing otherwise (DeePMD-kit's documented multi-GPU launch)."""
-    text = os.environ.get(NPROC_ENV, "").strip()
-    if not text:
-        return []
+def has_gpu(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether this process may use an NVIDIA GPU (``CUDA_VISIBLE_DEVICES``, else the driver's list); no
+    torch import."""
+    env = os.environ if environ is None else environ
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return bool(visible.strip()) and visible.strip() != "-1"
+    try:
+        return any(NVIDIA_GPUS.iterdir())
+    except OSError:
+        return False
+
+
+def _train_program(topo: Topology) -> list[str]:
+    """``dp``; for more than one training process on a machine without GPUs, DeePMD-kit's entry point
+    through :mod:`lamflow.ops.training.cpu_ddp` (DeePMD-kit 3.2 sets data parallelism up for CUDA only)."""
+    if topo.world_size > 1 and not os.environ.get("LAMFLOW_DP", "").strip() and not has_gpu():
+        return [sys.executable, "-m", CPU_DDP_MODULE]
+    return dp_program()
+
+
+NPROC_ENV = "LAMFLOW_NPROC_PER_NODE"  # processes (GPUs) per node: the Argo renderer, the local slots
+NNODES_ENV = "LAMFLOW_NNODES"  # nodes: `resources.<class>.nodes`, set by the local engine
+RDZV_ENV = "LAMFLOW_RDZV_ENDPOINT"  # host:port of the c10d rendezvous of a local multi-node step
+RDZV_ID_ENV = "LAMFLOW_RDZV_ID"
+# what the Kubeflow training operator sets in a PyTorchJob's pods (elasticPolicy, c10d rendezvous)
+OPERATOR_NNODES, OPERATOR_NPROC = "PET_NNODES", "PET_NPROC_PER_NODE"
+OPERATOR_RDZV, OPERATOR_RDZV_ID = "PET_RDZV_ENDPOINT", "PET_RDZV_ID"
+
+
+@dataclass(frozen=True)
+class Topology:
+    """How many nodes and processes per node one ``dp train`` runs on, and where they meet."""
+
+    nnodes: int = 1
+    nproc_per_node: int = 1
+    rdzv_endpoint: str | None = None  # host:port of the c10d rendezvous (more than one node only)
+    rdzv_id: str = "lamflow"
+
+    @property
+    def world_size(self) -> int:
+        return self.nnodes * self.nproc_per_node
+
+
+def _whole(name: str, text: str) -> int:
     if not text.isdigit() or int(text) < 1:
-        raise ValueError(f"{NPROC_ENV}={text!r}: expected a positive whole number of processes")
-    if int(text) == 1:
+        raise ValueError(f"{name}={text!r}: expected a positive whole number")
+    return int(text)
+
+
+def _whole_range(text: str) -> int:
+    """``min:max`` of the operator's ``PET_NNODES``: lamflow's jobs set both to the spec's nodes."""
+    low, _, high = text.partition(":")
+    if not (low.isdigit() and high.isdigit()) or int(high) < 1:
+        raise ValueError(f"{OPERATOR_NNODES}={text!r}: expected a positive whole number or min:max")
+    return int(high)
+
+
+def process_topology(environ: Mapping[str, str] | None = None) -> Topology:
+    """The topology of this training process: the training operator's ``PET_*`` variables in a pod of a
+    PyTorchJob (``PET_NNODES`` as ``min:max``, which lamflow sets equal), lamflow's own otherwise."""
+    env = os.environ if environ is None else environ
+    if env.get(OPERATOR_NNODES, "").strip():
+        nodes = env[OPERATOR_NNODES].strip()
+        return Topology(
+            nnodes=_whole(OPERATOR_NNODES, nodes) if ":" not in nodes else _whole_range(nodes),
+            nproc_per_node=_whole(OPERATOR_NPROC, env.get(OPERATOR_NPROC, "1").strip() or "1"),
+            rdzv_endpoint=env.get(OPERATOR_RDZV, "").strip() or None,
+            rdzv_id=env.get(OPERATOR_RDZV_ID, "").strip() or "lamflow",
+        )
+    return Topology(
+        nnodes=_whole(NNODES_ENV, env.get(NNODES_ENV, "").strip() or "1"),
+        nproc_per_node=_whole(NPROC_ENV, env.get(NPROC_ENV, "").strip() or "1"),
+        rdzv_endpoint=env.get(RDZV_ENV, "").strip() or None,
+        rdzv_id=env.get(RDZV_ID_ENV, "").strip() or "lamflow",
+    )
+
+
+def launcher(topo: Topology | None = None) -> list[str]:
+    """What training runs under (DeePMD-kit's documented data-parallel launch): nothing for one process;
+    ``torchrun --nproc_per_node=N --no-python`` for N GPUs of one node; with more than one node, also
+    ``--nnodes``, the c10d rendezvous endpoint and id — in a pod of a PyTorchJob as on the local engine's
+    nodes on one machine (ops/training/distributed.py)."""
+    topo = process_topology() if topo is None else topo
+    if topo.world_size == 1:
         return []
     beside = Path(sys.executable).with_name("torchrun")  # the environment's own, as for dp
     torchrun = str(beside) if beside.exists() else shutil.which("torchrun") or "torchrun"
-    return [torchrun, f"--nproc_per_node={int(text)}", "--no-python"]
+    argv = [torchrun, f"--nproc_per_node={topo.nproc_per_node}"]
+    if topo.nnodes > 1:
+        if not topo.rdzv_endpoint:
+            raise ValueError(f"{topo.nnodes} nodes, no rendezvous endpoint ({OPERATOR_RDZV} or {RDZV_ENV})")
+        argv += [
+            f"--nnodes={topo.nnodes}",
+            "--rdzv_backend=c10d",
+            f"--rdzv_endpoint={topo.rdzv_endpoint}",
+            f"--rdzv_id={topo.rdzv_id}",
+        ]
+    return [*argv, "--no-python"]
 
 
 def train_command(
@@ -97,8 +184,10 @@ def train_command(
     init_frz_model: str | Path | None = None,
     restart: str | Path | None = None,
     skip_neighbor_stat: bool = False,
+    topology: Topology | None = None,
 ) -> list[str]:
-    """``dp --pt train``. ``finetune`` must be a training checkpoint (.pt), not a frozen .pth model."""
+    """``dp --pt train`` under :func:`launcher` of ``topology`` (default: this process's). ``finetune`` must
+    be a training checkpoint (.pt), not a frozen .pth model."""
     starts = [x for x in (finetune, init_frz_model, restart) if x is not None]
     if len(starts) > 1:
         raise ValueError("finetune, init_frz_model and restart are mutually exclusive")
@@ -108,7 +197,8 @@ def train_command(
         raise ValueError("use_pretrain_script needs finetune or init_frz_model")
     if finetune is not None and str(finetune).endswith(".pth"):
         raise ValueError(f"cannot fine-tune from frozen model {finetune}: --finetune needs a .pt checkpoint")
-    argv = [*launcher(), *_dp("train"), str(input_json)]
+    topo = process_topology() if topology is None else topology
+    argv = [*launcher(topo), *_train_program(topo), "--pt", "train", str(input_json)]
     if finetune is not None:
         argv += ["--finetune", str(finetune)]
         if model_branch is not None:

@@ -9,7 +9,7 @@ from dflow.python import FatalError
 from pydantic import Field
 
 from lamflow.ops.data.datasets import StagedDatasets, find_npy_systems
-from lamflow.ops.dp import freeze_command, train_command
+from lamflow.ops.dp import Topology, freeze_command, train_command
 from lamflow.ops.runtime import files
 from lamflow.ops.runtime.common import run_dp_step, work_dir, write_json
 from lamflow.ops.runtime.contract import LamflowOP
@@ -21,6 +21,7 @@ from lamflow.ops.training.common import (
     train_output_files,
     write_training_input,
 )
+from lamflow.ops.training.distributed import run_training
 
 
 class FinetuneParams(TrainParams):
@@ -85,17 +86,22 @@ class FinetuneOP(LamflowOP[FinetuneInput, FinetuneOutput]):
             add_training_systems(written, inp.labelled.resolve())
         checkpoint_sync.restore(cwd)  # a retried pod on Argo: the lost pod's newest checkpoint
         restart = latest_checkpoint(cwd)
-        if restart is not None and (cwd / files.COMPLETED_INPUT).is_file():
-            argv = train_command(files.COMPLETED_INPUT, restart=restart.name)
-        else:
-            argv = train_command(
+        resuming = restart is not None and (cwd / files.COMPLETED_INPUT).is_file()
+
+        def command(topo: Topology) -> list[str]:
+            if resuming:
+                assert restart is not None
+                return train_command(files.COMPLETED_INPUT, restart=restart.name, topology=topo)
+            return train_command(
                 files.INPUT_JSON,
                 finetune=start.resolve(),
                 model_branch=branch,
                 use_pretrain_script=True,
+                topology=topo,
             )
+
         with checkpoint_sync.Uploader(cwd):
-            run_dp_step(argv, cwd, files.TRAIN_LOG)
+            run_training(command, cwd, files.TRAIN_LOG)
         run_dp_step(freeze_command(files.FROZEN_MODEL), cwd, files.FREEZE_LOG)
         return FinetuneOutput(
             **train_output_files(cwd), model=cwd / files.FROZEN_MODEL, freeze_log=cwd / files.FREEZE_LOG

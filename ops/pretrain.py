@@ -5,7 +5,7 @@ from __future__ import annotations
 from lamflow.ops.data.datasets import StagedDatasets
 from lamflow.ops.dp import train_command
 from lamflow.ops.runtime import files
-from lamflow.ops.runtime.common import run_dp_step, work_dir
+from lamflow.ops.runtime.common import work_dir
 from lamflow.ops.runtime.contract import LamflowOP
 from lamflow.ops.training import checkpoint_sync
 from lamflow.ops.training.checkpoint import latest_checkpoint
@@ -15,6 +15,7 @@ from lamflow.ops.training.common import (
     train_output_files,
     write_training_input,
 )
+from lamflow.ops.training.distributed import run_training
 
 
 class PretrainParams(TrainParams):
@@ -44,7 +45,9 @@ class PretrainOP(LamflowOP[PretrainInput, PretrainOutput]):
         checkpoint_sync.restore(cwd)  # a retried pod on Argo: the lost pod's newest checkpoint
         restart = latest_checkpoint(cwd)
         with checkpoint_sync.Uploader(cwd):
-            run_dp_step(
-                train_command(files.INPUT_JSON, restart=restart and restart.name), cwd, files.TRAIN_LOG
+            run_training(
+                lambda topo: train_command(files.INPUT_JSON, restart=restart and restart.name, topology=topo),
+                cwd,
+                files.TRAIN_LOG,
             )
         return PretrainOutput(**train_output_files(cwd))

@@ -598,6 +598,8 @@ SEEN_VARIABLES = (
     "DP_INTER_OP_PARALLELISM_THREADS",
     "WORLD_SIZE",
     "RANK",
+    "GROUP_RANK",  # torchrun: the node's rank
+    "LOCAL_RANK",
 )
 
 

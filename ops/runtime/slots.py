@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from lamflow.ops.dp import NPROC_ENV
+from lamflow.ops.dp import NNODES_ENV, NPROC_ENV
 
 POOL_ENV = "LAMFLOW_SLOTS_DIR"
 KEY_ENV = "LAMFLOW_STEP_KEY"
@@ -241,7 +241,9 @@ def _apply(grant: Grant) -> dict[str, str | None]:
     values: dict[str, str] = {name: str(len(grant.cores)) for name in THREAD_VARIABLES}
     values[INTER_OP_VARIABLE] = "1"
     values["CUDA_VISIBLE_DEVICES"] = ",".join(grant.gpus)
-    values[NPROC_ENV] = str(max(1, len(grant.gpus)))
+    nodes = os.environ.get(NNODES_ENV, "").strip()
+    per_node = len(grant.gpus) // int(nodes) if nodes.isdigit() and int(nodes) > 1 else len(grant.gpus)
+    values[NPROC_ENV] = str(max(1, per_node))  # a step on several local "nodes" splits its GPUs between them
     before = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
     torch = sys.modules.get("torch")

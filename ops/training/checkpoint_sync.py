@@ -26,17 +26,20 @@ INTERVAL_S = 60.0
 COMPANIONS = (files.COMPLETED_INPUT, files.LCURVE)  # what a restart reads besides the checkpoint
 
 
-def _remote() -> tuple[str, str] | None:
-    uri = os.environ.get(URI_ENV, "").strip()
-    if not uri:
-        return None
+def split_uri(uri: str, name: str) -> tuple[str, str]:
+    """``s3://bucket/prefix`` -> (bucket, prefix); ``name`` is what the error message calls it."""
     if not uri.startswith("s3://") or "/" not in uri[len("s3://") :]:
-        raise ValueError(f"{URI_ENV}={uri!r}: expected s3://bucket/prefix")
+        raise ValueError(f"{name}={uri!r}: expected s3://bucket/prefix")
     bucket, prefix = uri[len("s3://") :].split("/", 1)
     return bucket, prefix.strip("/")
 
 
-def _client() -> Any:
+def _remote() -> tuple[str, str] | None:
+    uri = os.environ.get(URI_ENV, "").strip()
+    return split_uri(uri, URI_ENV) if uri else None
+
+
+def s3_client() -> Any:
     import boto3
     from botocore.config import Config
 
@@ -56,7 +59,7 @@ def restore(cwd: Path) -> Path | None:
     if remote is None or latest_checkpoint(cwd) is not None:
         return None
     bucket, prefix = remote
-    client = _client()
+    client = s3_client()
     listing = client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/")
     names = {item["Key"].rsplit("/", 1)[-1] for item in listing.get("Contents", [])}
     checkpoints = sorted(
@@ -88,7 +91,7 @@ class Uploader:
 
     def __enter__(self) -> Uploader:
         if self.remote is not None:
-            self.client = _client()
+            self.client = s3_client()
             self.thread = threading.Thread(target=self._loop, name="checkpoint-upload", daemon=True)
             self.thread.start()
         return self

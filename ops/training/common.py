@@ -18,6 +18,7 @@ from lamflow.ops.runtime.common import run_dp_step, write_json
 from lamflow.ops.runtime.contract import OpModel
 from lamflow.ops.training import checkpoint_sync
 from lamflow.ops.training.checkpoint import latest_checkpoint
+from lamflow.ops.training.distributed import run_training
 
 
 class HeadData(OpModel):
@@ -125,7 +126,11 @@ def train_and_freeze(cwd: Path) -> dict[str, Any]:
     checkpoint_sync.restore(cwd)
     restart = latest_checkpoint(cwd)
     with checkpoint_sync.Uploader(cwd):
-        run_dp_step(train_command(files.INPUT_JSON, restart=restart and restart.name), cwd, files.TRAIN_LOG)
+        run_training(
+            lambda topo: train_command(files.INPUT_JSON, restart=restart and restart.name, topology=topo),
+            cwd,
+            files.TRAIN_LOG,
+        )
     run_dp_step(freeze_command(files.FROZEN_MODEL), cwd, files.FREEZE_LOG)
     return {
         **train_output_files(cwd),

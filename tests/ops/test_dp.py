@@ -178,6 +178,47 @@ def test_training_on_several_gpus_runs_under_torchrun(monkeypatch):
         dp.train_command("input.json")
 
 
+def test_the_pods_of_a_pytorchjob_and_local_nodes_build_one_torchrun_command(monkeypatch):
+    """In a pod the training operator's PET_* variables (elasticPolicy, c10d) give the topology; on the
+    local engine lamflow's own; both go through the one builder."""
+    monkeypatch.setenv("LAMFLOW_DP", "dp")
+    pod = {
+        "PET_NNODES": "4:4", "PET_NPROC_PER_NODE": "8", "PET_RDZV_ENDPOINT": "job-master-0:23456",
+        "PET_RDZV_ID": "pretrain", "LAMFLOW_NNODES": "2",  # the operator's wins in a pod
+    }  # fmt: skip
+    topo = dp.process_topology(pod)
+    assert topo == dp.Topology(
+        nnodes=4, nproc_per_node=8, rdzv_endpoint="job-master-0:23456", rdzv_id="pretrain"
+    )
+    assert topo.world_size == 32
+    argv = dp.train_command("input.json", topology=topo)
+    assert argv[1:] == [
+        "--nproc_per_node=8", "--nnodes=4", "--rdzv_backend=c10d", "--rdzv_endpoint=job-master-0:23456",
+        "--rdzv_id=pretrain", "--no-python", "dp", "--pt", "train", "input.json",
+    ]  # fmt: skip
+    local = dp.process_topology({"LAMFLOW_NNODES": "2", "LAMFLOW_RDZV_ENDPOINT": "127.0.0.1:5000"})
+    assert (local.nnodes, local.nproc_per_node, local.rdzv_endpoint) == (2, 1, "127.0.0.1:5000")
+    with pytest.raises(ValueError, match="2 nodes, no rendezvous endpoint"):
+        dp.launcher(dp.Topology(nnodes=2))
+    with pytest.raises(ValueError, match="PET_NNODES='4:x': expected a positive whole number or min:max"):
+        dp.process_topology({"PET_NNODES": "4:x"})
+
+
+def test_data_parallel_training_without_a_gpu_goes_through_the_cpu_shim(monkeypatch):
+    """DeePMD-kit 3.2 sets DDP up for CUDA only: more than one process on a machine without GPUs runs its
+    entry point through lamflow.ops.training.cpu_ddp; one process, a GPU or a LAMFLOW_DP program do not."""
+    monkeypatch.delenv("LAMFLOW_DP", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    two = dp.Topology(nproc_per_node=2)
+    assert dp.train_command("in.json", topology=two)[3:7] == [sys.executable, "-m", dp.CPU_DDP_MODULE, "--pt"]
+    assert dp.train_command("in.json", topology=dp.Topology())[1:3] == ["--pt", "train"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    assert dp.CPU_DDP_MODULE not in dp.train_command("in.json", topology=two)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setenv("LAMFLOW_DP", "python fake_dp.py")
+    assert dp.CPU_DDP_MODULE not in dp.train_command("in.json", topology=two)
+
+
 def test_a_dp_process_dies_with_the_step_that_started_it(tmp_path):
     """A step killed by a signal it cannot pass on (its launcher stopping) leaves no `dp` running."""
     import signal

@@ -12,10 +12,9 @@ from typing import Any
 
 from lamflow.ops.dp import NPROC_ENV
 from lamflow.workflows.errors import UsageError
-from lamflow.workflows.spec.resources import ResourceProfile, ResourcesSpec
+from lamflow.workflows.spec.resources import TRAINING_CLASSES, ResourceProfile, ResourcesSpec
 
 GPU = "nvidia.com/gpu"
-TRAINING_CLASSES = ("pretrain", "finetune")
 # retries back off 1, 2, 4 ... minutes (at most an hour apart): a preempted node pool needs time to refill
 BACKOFF = {"duration": "1m", "factor": "2", "maxDuration": "1h"}  # IntOrString: strings in the schema
 

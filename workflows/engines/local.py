@@ -48,6 +48,7 @@ from lamflow.workflows.engines.machine import (
     check_fits,
     detect,
     needs_of,
+    nodes_of,
     pool_size,
     ran_on,
     step_environment,
@@ -87,7 +88,8 @@ def _with_slots(
     env = shutil.which("env") or "/usr/bin/env"
     out: dict[str, tuple[str, ...]] = {}
     for step in plan.steps:
-        variables = step_environment(pool, step.key, needs_of(step, plan, settings, machine))
+        needs = needs_of(step, plan, settings, machine)
+        variables = step_environment(pool, step.key, needs, nodes_of(step, plan))
         base = commands.get(step.key, (settings.python,))
         out[step.key] = (env, *(f"{k}={v}" for k, v in variables.items()), *base)
     return out

@@ -7,7 +7,9 @@
   ``finetune``) takes the spec's ``resources.<class>.gpus`` where set, otherwise
   ``LAMFLOW_LOCAL_TRAIN_GPUS`` (default: 1 where there are GPUs), and ``LAMFLOW_LOCAL_TRAIN_CORES``; every
   other step takes ``LAMFLOW_LOCAL_STEP_GPUS`` (default 0) and ``LAMFLOW_LOCAL_STEP_CORES`` (default 1).
-  On a machine without GPUs every step runs on its cores, as before.
+  On a machine without GPUs every step runs on its cores, as before. A training step with
+  ``resources.<class>.nodes: N`` holds N times its GPUs and starts N torchrun "nodes" here
+  (``LAMFLOW_NNODES``, ops/training/distributed.py).
 - :func:`pool_size` is how many steps dflow may start at once; the slots (``ops/runtime/slots.py``) decide
   which of them run.
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from lamflow.ops.dp import NNODES_ENV
 from lamflow.ops.runtime.slots import (
     KEY_ENV,
     NEEDS_ENV,
@@ -36,9 +39,9 @@ from lamflow.workflows.compile.plan import Plan, StepPlan
 from lamflow.workflows.engines.summary import Slot
 from lamflow.workflows.errors import UsageError
 from lamflow.workflows.settings import Settings
+from lamflow.workflows.spec.resources import TRAINING_CLASSES
 
 SLOTS_DIR = "slots"  # in a run directory: the run's GPUs and cores as lock files (ops/runtime/slots.py)
-TRAINING_CLASSES = ("pretrain", "finetune")
 NVIDIA_GPUS = Path("/proc/driver/nvidia/gpus")
 MAX_POOL = 32  # dflow forks one process per concurrent step; more than this is never useful here
 CPU_TRAIN_CORES = 4  # a CPU-only training step's default share at most (DeePMD-kit scales poorly past it)
@@ -99,7 +102,14 @@ def needs_of(step: StepPlan, plan: Plan, settings: Settings, machine: Machine) -
         gpus = settings.local_train_gpus
     else:
         gpus = 1
-    return Needs(gpus=gpus, cores=train_cores(settings, machine))
+    return Needs(gpus=gpus * nodes_of(step, plan), cores=train_cores(settings, machine))
+
+
+def nodes_of(step: StepPlan, plan: Plan) -> int:
+    """The nodes a training step asks for (``resources.<class>.nodes``; 1 for every other step)."""
+    if plan.resources is None or not is_training(step):
+        return 1
+    return plan.resources.for_class(step.resource)[1].nodes or 1
 
 
 def _spec_gpus(step: StepPlan, plan: Plan) -> int | None:
@@ -140,9 +150,13 @@ def pool_size(settings: Settings, machine: Machine) -> int:
     return max(1, min(MAX_POOL, len(machine.cores) // fewest))
 
 
-def step_environment(pool: Path, key: str, needs: Needs) -> dict[str, str]:
-    """The variables a step's process starts with: where the run's slots are, its key, what it needs."""
-    return {POOL_ENV: str(pool), KEY_ENV: key, NEEDS_ENV: str(needs)}
+def step_environment(pool: Path, key: str, needs: Needs, nodes: int = 1) -> dict[str, str]:
+    """The variables a step's process starts with: where the run's slots are, its key, what it needs, and
+    for a training step on more than one node, how many torchrun "nodes" it starts here."""
+    variables = {POOL_ENV: str(pool), KEY_ENV: key, NEEDS_ENV: str(needs)}
+    if nodes > 1:
+        variables[NNODES_ENV] = str(nodes)
+    return variables
 
 
 def _slot(grant: dict[str, object]) -> Slot:

@@ -37,6 +37,8 @@ def _quantity(value: Any) -> str:
 MIN_MEMORY = 64 * 2**20  # bytes: below this no step's Python starts; smaller requests are slips of a unit
 MAX_CPU = 1024.0  # cores per pod: no node has more; larger requests are millicores written without 'm'
 MAX_GPUS = 16  # GPUs per pod: the largest nodes have 8 (16 on a few)
+MAX_NODES = 256  # nodes of one training job: OpenLAM-scale pretraining runs on tens
+TRAINING_CLASSES = ("pretrain", "finetune")  # the resource classes whose steps run `dp train`
 
 
 def _memory_meaning(text: str) -> str | None:
@@ -114,6 +116,14 @@ class ResourceProfile(SpecModel):
         le=MAX_GPUS,
         description="nvidia.com/gpu per pod (whole GPUs); more than 1 launches training with torchrun.",
     )
+    nodes: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_NODES,
+        description="Nodes one training step runs on, each with `gpus` GPUs (data parallel, torchrun with "
+        "c10d rendezvous): a Kubeflow PyTorchJob on Argo, that many torchrun 'nodes' on this machine "
+        "locally. Training classes (pretrain, finetune) only.",
+    )
     cpu: Quantity | None = Field(None, description="CPU request (cores), e.g. 8 or 500m.")
     memory: Quantity | None = Field(None, description="Memory request, e.g. 32Gi.")
     cpu_limit: Quantity | None = Field(None, description="CPU limit (default: none).")
@@ -160,15 +170,26 @@ class ResourceProfile(SpecModel):
 
 
 class ResourcesSpec(SpecModel):
+    """``resources:``, one profile per resource class."""
+
     default: ResourceProfile = Field(
         default_factory=ResourceProfile, description="Steps without a class of their own (freeze, test ...)."
     )
     pretrain: ResourceProfile | None = Field(None, description="The pretraining step.")
     finetune: ResourceProfile | None = Field(None, description="Each fine-tuning step.")
 
+    @model_validator(mode="after")
+    def _only_training_spans_nodes(self) -> ResourcesSpec:
+        if (self.default.nodes or 1) > 1:
+            raise ValueError(
+                f"default.nodes: {self.default.nodes}: only training steps run across nodes; set nodes under "
+                f"{' or '.join(TRAINING_CLASSES)} (freeze, test, MD and labelling run in one pod)"
+            )
+        return self
+
     def for_class(self, name: str) -> tuple[str, ResourceProfile]:
         """The YAML path and profile a step of resource class ``name`` uses."""
-        chosen = getattr(self, name, None) if name in ("pretrain", "finetune") else None
+        chosen = getattr(self, name, None) if name in TRAINING_CLASSES else None
         if chosen is None:
             return "resources.default", self.default
         return f"resources.{name}", chosen

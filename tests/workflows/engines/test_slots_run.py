@@ -106,6 +106,33 @@ def test_a_training_step_on_two_gpus_runs_under_torchrun(tmp_path, write_spec):
     assert summary["steps"]["pretrain"]["ran_on"]["gpus"] == ["0", "1"]
 
 
+def test_a_training_step_on_two_nodes_runs_two_torchruns_meeting_at_one_rendezvous(tmp_path, write_spec):
+    """``resources.pretrain.nodes: 2`` on this machine: two torchrun "nodes" (the command the pods of a
+    PyTorchJob run), c10d rendezvous on 127.0.0.1; each node one process on one GPU of the fake machine."""
+    spec = minimal_spec(resources={"pretrain": {"nodes": 2, "gpus": 1}})
+    spec["stages"] = {"pretrain": spec["stages"]["pretrain"]}
+    fake = FakeDp(tmp_path / "calls.jsonl")
+    result = run_cli(
+        "submit", str(write_spec(spec)), "--run-dir", str(tmp_path / "run"), env={**fake.env, **FAKE_MACHINE}
+    )
+    assert result.returncode == 0, result.stderr
+    trains = [r for r in fake.records() if r["argv"][1] == "train"]
+    assert sorted((r["env"]["GROUP_RANK"], r["env"]["RANK"]) for r in trains) == [("0", "0"), ("1", "1")]
+    assert {r["env"]["WORLD_SIZE"] for r in trains} == {"2"}
+    assert {r["env"]["LOCAL_RANK"] for r in trains} == {"0"}
+    # each node on a GPU of its own, as each pod of a job has its own (c10d numbers the nodes as they join)
+    assert sorted(r["env"]["CUDA_VISIBLE_DEVICES"] for r in trains) == ["0", "1"]
+    run_dir = tmp_path / "run"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["steps"]["pretrain"]["ran_on"]["gpus"] == ["0", "1"]
+    work = run_dir / "steps" / "pretrain" / "workdir" / "work"
+    torchruns = [line for line in (work / "train.log").read_text().splitlines() if line.startswith("$ ")]
+    assert "--nnodes=2" in torchruns[0] and "--rdzv_backend=c10d" in torchruns[0]
+    assert "--rdzv_endpoint=127.0.0.1:" in torchruns[0] and "--nproc_per_node=1" in torchruns[0]
+    assert (work / "train.node-1.log").read_text().startswith(torchruns[0])  # the same command line
+    assert (work / "lcurve.out").is_file()
+
+
 def test_a_plan_the_machine_cannot_hold_exits_2_before_anything_runs(tmp_path, write_spec):
     fake = FakeDp(tmp_path / "calls.jsonl")
     env = {**fake.env, **FAKE_MACHINE, "LAMFLOW_LOCAL_TRAIN_GPUS": "3"}
