@@ -64,7 +64,7 @@ def _client_and_prefix(uri: str) -> tuple[Any, str, str]:
 
 def _tgz(path: Path) -> bytes:
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+    with tarfile.open(fileobj=buffer, mode="w:gz", dereference=True) as archive:  # a link: its file
         archive.add(str(path), arcname=path.name)
     return buffer.getvalue()
 
@@ -158,7 +158,7 @@ def collect_op(op: type[LamflowOP[Any, Any]]) -> type[LamflowOP[CollectInput, An
     """The op of ``<key>``: the job's published outputs, as the training op's outputs."""
 
     class Collect(LamflowOP[CollectInput, Any]):
-        name = op.name
+        name = f"{op.name}-collect"
         Params = CollectInput
         Input = CollectInput
         Output = op.Output
@@ -177,10 +177,13 @@ StagePretrainOP, CollectPretrainOP = stage_op(PretrainOP), collect_op(PretrainOP
 StageFinetuneOP, CollectFinetuneOP = stage_op(FinetuneOP), collect_op(FinetuneOP)
 StageScratchOP, CollectScratchOP = stage_op(ScratchOP), collect_op(ScratchOP)
 StageStudentOP, CollectStudentOP = stage_op(StudentOP), collect_op(StudentOP)
-STAGE_OPS = {op.name: op for op in (StagePretrainOP, StageFinetuneOP, StageScratchOP, StageStudentOP)}
-COLLECT_OPS = {
-    op.name: op for op in (CollectPretrainOP, CollectFinetuneOP, CollectScratchOP, CollectStudentOP)
-}
+# training op name -> its stage op and its collect op
+STAGE_OPS = dict(
+    zip(TRAINING_OPS, (StagePretrainOP, StageFinetuneOP, StageScratchOP, StageStudentOP), strict=True)
+)
+COLLECT_OPS = dict(
+    zip(TRAINING_OPS, (CollectPretrainOP, CollectFinetuneOP, CollectScratchOP, CollectStudentOP), strict=True)
+)
 
 
 def run_pod(op_name: str, uri: str, root: Path) -> int:

@@ -619,6 +619,8 @@ def main(argv: list[str]) -> None:
                 "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
             }
             out.write(json.dumps(record) + "\n")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "train" in argv:
+        print(f"DEEPMD INFO    Rank: {os.environ.get('RANK')}/{os.environ['WORLD_SIZE']}", flush=True)
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun: as in DeePMD-kit, rank 0 alone writes the outputs
     args = main_parser().parse_args(argv)  # DeePMD-kit's parser: exits 2 on an unknown flag

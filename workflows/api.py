@@ -38,6 +38,10 @@ def validate(spec_file: str | Path, settings: Settings | None = None) -> tuple[R
     resolved = load_spec(spec_file, lambda uri: fetch_dataset(uri, chosen), chosen.cache_dir / "splits")
     plan = build_plan(resolved)
     check_deepmd_inputs(plan, resolved.spec.model, resolved.type_map, resolved.source)
+    if chosen.engine == "argo":  # what the cluster cannot give, before anything is uploaded
+        from lamflow.workflows.argo.resources import check_cluster
+
+        check_cluster(resolved.spec.resources, ("default", "pretrain", "finetune"), chosen)
     return resolved, plan
 
 

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
         description="The nodes Argo steps run on: gpu (each step asks for 1 nvidia.com/gpu unless the spec's "
         "resources: say otherwise) or cpu (no GPUs; a spec asking for one is refused).",
     )
+    cluster_gpus_per_node: int = Field(
+        8, ge=1, description="GPUs of the cluster's largest nodes: a spec asking more per pod is refused."
+    )
     argo_server: str | None = Field(None, description="Argo Server URL, e.g. https://argo.example.org:2746.")
     argo_namespace: str = Field("argo", description="Kubernetes namespace the workflows run in.")
     argo_token: SecretStr | None = Field(

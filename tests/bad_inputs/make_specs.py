@@ -319,6 +319,13 @@ CASES: list[tuple[str, Any, int, str, str]] = [
      "resources.default.cpu", "below Kubernetes' smallest CPU unit"),
     ("resources-gpus-more-than-a-node", spec(lambda s: s.update(resources={"pretrain": {"gpus": 64}})), 2,
      "resources.pretrain.gpus", "must be at most 16"),
+    # class 7: training across nodes that cannot be
+    ("resources-nodes-zero", spec(lambda s: s.update(resources={"pretrain": {"nodes": 0}})), 2,
+     "resources.pretrain.nodes", "must be at least 1"),
+    ("resources-nodes-fraction", spec(lambda s: s.update(resources={"pretrain": {"nodes": 1.5}})), 2,
+     "resources.pretrain.nodes", "expected a whole number"),
+    ("resources-nodes-on-steps-that-do-not-train", spec(lambda s: s.update(resources={"default": {"nodes": 2}})), 2,
+     "resources.default", "nodes 2: only training steps run across nodes"),
     ("active-trust-levels-crossed", spec(lambda s: active(s, select={"lo": 0.3, "hi": 0.05})), 2,
      "stages.active[0].select.hi", "trust levels lo 0.3 >= hi 0.05"),
     ("active-ensemble-of-one", spec(lambda s: active(s, ensemble=1)), 2,

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lamflow.workflows.argo.kubeflow import API_VERSION, KIND, OPERATOR_VERSION
 from lamflow.workflows.settings import Settings
 from tests.argo_schema import argo_available, schema_errors, unknown_keys
 from tests.conftest import EXAMPLES, REPO
@@ -31,7 +32,7 @@ def all_objects() -> list[tuple[Path, dict]]:
 
 def test_there_is_a_base_argo_and_two_overlays():
     names = {p.parent.relative_to(DEPLOY).as_posix() for p in KUSTOMIZATIONS}
-    assert names == {"argo", "base", "overlays/lab", "overlays/production"}
+    assert names == {"argo", "base", "kubeflow", "overlays/lab", "overlays/production"}
 
 
 @pytest.mark.parametrize(
@@ -40,6 +41,11 @@ def test_there_is_a_base_argo_and_two_overlays():
 def test_kustomization_resolves(kustomization):
     spec = yaml.safe_load(kustomization.read_text())
     assert spec["apiVersion"] == "kustomize.config.k8s.io/v1beta1" and spec["kind"] == "Kustomization"
+    if kustomization.parent.name == "kubeflow":  # the training operator, in its own namespace
+        assert spec.get("namespace") == "kubeflow"
+        (resource,) = spec["resources"]
+        assert resource.endswith(f"/manifests/overlays/standalone?ref={OPERATOR_VERSION}"), "pinned"
+        return
     assert spec.get("namespace") == Settings().argo_namespace
     for resource in spec.get("resources", []):
         if resource.startswith("https://"):
@@ -111,6 +117,20 @@ def test_argo_configuration_is_valid_against_argo_schema(version):
     assert schema_errors(defaults, version) == [] and unknown_keys(defaults, version) == []
     repository = yaml.safe_load(controller["data"]["artifactRepository"])
     assert unknown_keys(repository, version, "io.argoproj.workflow.v1alpha1.ArtifactRepository") == []
+
+
+def test_the_workflow_may_create_follow_and_delete_the_training_jobs_it_renders():
+    """An Argo resource template acts with the workflow's ServiceAccount: its Role must cover the job kind
+    workflows/argo/kubeflow.py renders."""
+    (role,) = [
+        obj
+        for _, obj in all_objects()
+        if obj["kind"] == "Role" and obj["metadata"]["name"] == "lamflow-workflow"
+    ]
+    group, _, _ = API_VERSION.partition("/")
+    (rule,) = [r for r in role["rules"] if group in r["apiGroups"]]
+    assert rule["resources"] == [KIND.lower() + "s"]
+    assert {"create", "get", "watch", "delete"} <= set(rule["verbs"])
 
 
 def test_names_match_lamflow_settings_and_examples():

@@ -26,7 +26,7 @@ from typing import Any
 from lamflow.workflows.argo.cron import check_schedule, check_timezone
 from lamflow.workflows.argo.groups import group_tasks, group_template, pod_groups, rewrite, task_output
 from lamflow.workflows.argo.loops import loop_task, loop_template
-from lamflow.workflows.argo.resources import pod_fields, resolve
+from lamflow.workflows.argo.resources import check_cluster, pod_fields, resolve
 from lamflow.workflows.compile.dflow_workflow import request_id, staging_requests, template_name
 from lamflow.workflows.compile.plan import DatasetBundle, LocalFile, Plan, StepOutput, StepPlan
 from lamflow.workflows.dflow_config import dflow_config
@@ -140,7 +140,8 @@ def render(
         raise UsageError(f"--schedule: only for --kind cronworkflow (not {options.kind})")
     classes = dict.fromkeys(step.resource for step in _all_steps(plan))  # plan order: errors name the first
     pods = {c: resolve(c, resources, settings.cluster_profile) for c in classes}
-    spec = _workflow_spec(plan, settings, identity, pods, options.input_keys)
+    check_cluster(resources, classes, settings)
+    spec = _workflow_spec(plan, resources, settings, identity, pods, options.input_keys)
     labels = _labels(identity, options.run_id)
     annotations = {
         "workflows.argoproj.io/title": identity.name,
@@ -245,6 +246,7 @@ def dag_tasks(plan: Plan, of_step: dict[str, str], inputs: dict[str, str]) -> li
 
 def _workflow_spec(
     plan: Plan,
+    resources: ResourcesSpec,
     settings: Settings,
     identity: SpecIdentity,
     pods: dict[str, Any],
@@ -293,13 +295,20 @@ def _workflow_spec(
         for group, interface in interfaces.items():
             pod = pods[by_key[plan.groups[group][0]].resource]
             group_templates.append(_pod_template(group_template(group, interface, image), pod, [], "group"))
+    job_templates: list[dict[str, Any]] = []
+    across = _across_nodes(plan, resources)
+    if across:
+        tasks, job_templates = _as_jobs(tasks, across, by_key, pods, settings, image, identity)
+        used = {task["template"] for task in tasks}
+        used |= {task["template"] for template in loop_templates for task in template["dag"]["tasks"]}
+        step_templates = [t for t in step_templates if t["name"] in used]
     dag = {"name": f"{plan.name}-dag", "dag": {"tasks": tasks}, "outputs": outputs}
     carry = _checkpoint_env(settings)
     templates: list[dict[str, Any]] = [dag, *loop_templates]
     for template in step_templates:
         pod = pods[template_class[template["name"]]]
         templates.append(_step_template(template, pod, carry if pod.training else []))
-    templates += group_templates
+    templates += group_templates + job_templates
     return {
         "entrypoint": dag["name"],
         "serviceAccountName": settings.argo_service_account,
@@ -308,6 +317,82 @@ def _workflow_spec(
         "podGC": {"strategy": "OnWorkflowSuccess"},
         "templates": templates,
     }
+
+
+def _across_nodes(plan: Plan, resources: ResourcesSpec) -> dict[str, int]:
+    """Training step key -> nodes, for the steps that train on more than one node (a loop's cannot yet)."""
+    from lamflow.workflows.spec.resources import TRAINING_CLASSES
+
+    nodes = {}
+    for step in _all_steps(plan):
+        if step.resource not in TRAINING_CLASSES:
+            continue
+        where, profile = resources.for_class(step.resource)
+        if (profile.nodes or 1) == 1:
+            continue
+        if "/" in step.key:
+            raise UsageError(
+                f"{where}.nodes: {profile.nodes}: step {step.key.split('/')[-1]} of loop "
+                f"{step.key.split('/')[0]} trains in one pod per iteration on Argo (nodes > 1 is for the "
+                "pretrain and finetune stages); give the loop's training a class of its own or nodes: 1"
+            )
+        nodes[step.key] = profile.nodes or 1
+    return nodes
+
+
+def _as_jobs(
+    tasks: list[dict[str, Any]],
+    across: dict[str, int],
+    by_key: dict[str, StepPlan],
+    pods: dict[str, Any],
+    settings: Settings,
+    image: str,
+    identity: SpecIdentity,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Each training task in ``across`` as stage, PyTorchJob and collect tasks (workflows/argo/kubeflow.py),
+    and the templates they use."""
+    from lamflow.ops.job import COLLECT_OPS, JOB_URI_ENV, STAGE_OPS
+    from lamflow.workflows.argo import kubeflow
+
+    first = next(iter(across))
+    kubeflow.check_store(settings.store, f"resources.{by_key[first].resource}.nodes")
+    credentials = _s3_env(settings)
+    job_uri = settings.store.rstrip("/") + "/jobs/{{workflow.uid}}/{{inputs.parameters.dflow_key}}"
+    templates: dict[str, dict[str, Any]] = {}
+    out: list[dict[str, Any]] = []
+    for task in tasks:
+        step = by_key.get(task["name"])
+        if step is None or step.key not in across:
+            out.append(task)
+            continue
+        name = step.op.name
+        if f"{name}-stage" not in templates:
+            small = pods.get("default") or resolve("default", ResourcesSpec(), settings.cluster_profile)
+            stage_env = [{"name": JOB_URI_ENV, "value": job_uri}, *credentials]
+            for op, env in ((STAGE_OPS[name], stage_env), (COLLECT_OPS[name], credentials)):
+                document = _op_document(op, image)
+                document["name"] = f"{name}-stage" if op is STAGE_OPS[name] else f"{name}-collect"
+                templates[document["name"]] = _step_template(document, small, env)
+        job = f"{name}-job-{across[step.key]}n"
+        if job not in templates:
+            pod = pods[step.resource]
+            container, _ = pod_fields(pod)
+            env = [*container["env"], *_checkpoint_env(settings)]
+            labels = {**_labels(identity, None), f"{LABEL}/op": name}
+            manifest = kubeflow.job_manifest(name, across[step.key], pod, image, env, labels)
+            templates[job] = kubeflow.job_template(job, manifest)
+        out += kubeflow.split_task(task, f"{name}-stage", job, f"{name}-collect")
+    return out, list(templates.values())
+
+
+def _op_document(op: type, image: str) -> dict[str, Any]:
+    """An op's dflow PythonOP template as an Argo document (dflow's config still in its script)."""
+    with dflow_config({"mode": "default"}, {"access_key": "", "secret_key": ""}):
+        from argo.workflows.client import ApiClient
+        from dflow.python import PythonOPTemplate
+
+        template = PythonOPTemplate(op, image=image, command=["python3"], upload_dflow=False)
+        return dict(ApiClient().sanitize_for_serialization(template.convert_to_argo()))
 
 
 def _dag_outputs(plan: Plan) -> dict[str, Any]:
@@ -374,8 +459,12 @@ def _checkpoint_env(settings: Settings) -> list[dict[str, Any]]:
     if not settings.store.startswith("s3://"):
         return []
     uri = settings.store.rstrip("/") + "/checkpoints/{{workflow.uid}}/{{inputs.parameters.dflow_key}}"
+    return [{"name": "LAMFLOW_CHECKPOINT_URI", "value": uri}, *_s3_env(settings)]
+
+
+def _s3_env(settings: Settings) -> list[dict[str, Any]]:
+    """The store's credentials (from the cluster's Secret) and endpoint, for a pod that reaches S3 itself."""
     env: list[dict[str, Any]] = [
-        {"name": "LAMFLOW_CHECKPOINT_URI", "value": uri},
         {"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {"name": S3_SECRET, "key": "accessKey"}}},
         {
             "name": "AWS_SECRET_ACCESS_KEY",

@@ -7,6 +7,7 @@ retryStrategy).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +77,22 @@ def resolve(resource_class: str, spec: ResourcesSpec, cluster_profile: str) -> P
         priority_class=profile.priority_class,
         deadline_s=profile.deadline_s,
     )
+
+
+def check_cluster(resources: ResourcesSpec, classes: Iterable[str], settings: Any) -> None:
+    """What the cluster cannot give, in one line naming the spec field: more GPUs per pod than its nodes
+    have (``LAMFLOW_CLUSTER_GPUS_PER_NODE``), training across nodes without an s3:// store."""
+    from lamflow.workflows.argo.kubeflow import check_store
+
+    for resource_class in classes:
+        where, profile = resources.for_class(resource_class)
+        if profile.gpus is not None and profile.gpus > settings.cluster_gpus_per_node:
+            raise UsageError(
+                f"{where}.gpus: {profile.gpus} GPUs per pod, but the cluster's nodes have "
+                f"{settings.cluster_gpus_per_node} (LAMFLOW_CLUSTER_GPUS_PER_NODE); use more nodes instead"
+            )
+        if (profile.nodes or 1) > 1 and resource_class in TRAINING_CLASSES:
+            check_store(settings.store, f"{where}.nodes")
 
 
 def _toleration(t: Any) -> dict[str, str]:

@@ -139,16 +139,24 @@ class ArgoEngine(Engine):
         phase = status.get("phase")
         summary.argo.phase = phase
         by_task: dict[str, dict[str, Any]] = {}  # a step's or a step group's node
+        job_parts: dict[str, list[dict[str, Any]]] = {}  # training across nodes: its stage and job nodes
         for node in _nodes(workflow):
             name = _step_key(node)
             if name not in summary.steps and LOOP_STEP.search(name) and node.get("type") in ("Pod", "Retry"):
                 summary.steps[name] = StepRecord(  # a loop's iteration: its steps exist once it runs
                     key=name, op=str(node.get("templateName", "")), summary="a step of a loop's iteration"
                 )
+            part = JOB_PART.match(name)
+            if name not in summary.steps and part and part["key"] in summary.steps:
+                job_parts.setdefault(part["key"], []).append(node)
+                continue
             if node.get("type") in ("Pod", "Retry"):
                 # a retried task has a Retry node over its attempts: it speaks for the task
                 if name not in by_task or node.get("type") == "Retry":
                     by_task[name] = node
+        for key, parts in job_parts.items():
+            if key not in by_task:  # until its collect step runs, the step is its job
+                _apply_job(summary.steps[key], parts)
         for group, keys in _groups(summary).items():
             if group in by_task:
                 _apply_group(summary, keys, by_task[group])
@@ -162,6 +170,10 @@ class ArgoEngine(Engine):
                 record.error = node.get("message") or record.error or f"Argo node {node.get('phase')}"
             for parameter in (node.get("outputs") or {}).get("parameters") or []:
                 record.parameters[parameter["name"]] = _value(parameter.get("value"))
+            if key in job_parts:  # a step that ran as a job: from its stage to its collect step
+                _take_times(
+                    record, {**node, "startedAt": _first_start(job_parts[key]) or node.get("startedAt")}
+                )
         if phase in FINISHED:
             summary.status = "Succeeded" if phase == "Succeeded" else "Failed"
             summary.finished_at = status.get("finishedAt") or now()
@@ -318,6 +330,7 @@ def _run_ref(client: ArgoClient, name: str) -> ArgoRun:
     return ArgoRun(server=client.server, namespace=client.namespace, name=name, ui=client.ui_link(name))
 
 
+JOB_PART = re.compile(r"^(?P<key>.+)-(stage|job)$")  # a step that runs as a PyTorchJob: its parts
 LOOP_STEP = re.compile(r"-i[0-9]{3}-")  # the iteration in the key of a loop's step (compile/plan.py)
 
 
@@ -328,6 +341,24 @@ def _step_key(node: dict[str, Any]) -> str:
         if parameter.get("name") == "dflow_key" and parameter.get("value"):
             return str(parameter["value"])
     return str(node.get("displayName", ""))
+
+
+def _apply_job(record: StepRecord, parts: list[dict[str, Any]]) -> None:
+    """A training step that runs as a PyTorchJob (workflows/argo/kubeflow.py), while its stage and job
+    tasks run: Running from the stage on, Failed with the message of a part that failed."""
+    failed = [n for n in parts if n.get("phase") in ("Failed", "Error")]
+    if failed:
+        record.phase = "Failed"
+        record.error = failed[0].get("message") or f"Argo node {failed[0].get('displayName')} failed"
+    elif parts:
+        record.phase = "Running"
+        record.summary = "training job across nodes (Kubeflow PyTorchJob)"
+    record.started_at = _first_start(parts) or record.started_at
+
+
+def _first_start(nodes: list[dict[str, Any]]) -> str | None:
+    starts = sorted(str(n["startedAt"]) for n in nodes if n.get("startedAt"))
+    return starts[0] if starts else None
 
 
 def _nodes(workflow: dict[str, Any]) -> list[dict[str, Any]]:

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from lamflow.workflows.compile.conversion import CONVERT_STEP, plan_conversion
 from lamflow.workflows.compile.groups import group_steps
-from lamflow.workflows.compile.notices import data_notices
+from lamflow.workflows.compile.notices import data_notices, parallel_notices
 from lamflow.workflows.compile.plan import Plan
 from lamflow.workflows.resolve.resolved import ResolvedSpec
 from lamflow.workflows.spec.base import slug
@@ -45,6 +45,7 @@ def build_plan(resolved: ResolvedSpec) -> Plan:
             *resolved.notices,
             *ctx.notices,
             *data_notices(planned, ctx.origins, resolved.dataset_info),
+            *parallel_notices(planned, spec.resources),
         ),
         groups=group_steps(steps),
         resources=spec.resources,

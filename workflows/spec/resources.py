@@ -178,14 +178,15 @@ class ResourcesSpec(SpecModel):
     pretrain: ResourceProfile | None = Field(None, description="The pretraining step.")
     finetune: ResourceProfile | None = Field(None, description="Each fine-tuning step.")
 
-    @model_validator(mode="after")
-    def _only_training_spans_nodes(self) -> ResourcesSpec:
-        if (self.default.nodes or 1) > 1:
+    @field_validator("default")
+    @classmethod
+    def _only_training_spans_nodes(cls, value: ResourceProfile) -> ResourceProfile:
+        if (value.nodes or 1) > 1:
             raise ValueError(
-                f"default.nodes: {self.default.nodes}: only training steps run across nodes; set nodes under "
+                f"nodes {value.nodes}: only training steps run across nodes; set nodes under "
                 f"{' or '.join(TRAINING_CLASSES)} (freeze, test, MD and labelling run in one pod)"
             )
-        return self
+        return value
 
     def for_class(self, name: str) -> tuple[str, ResourceProfile]:
         """The YAML path and profile a step of resource class ``name`` uses."""

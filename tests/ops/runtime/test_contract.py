@@ -36,10 +36,14 @@ def test_every_op_declares_a_consistent_contract():
         "explore", "collect", "label", "student", "compress", "evaluate", "scratch", "convert",
         # the concurrent-learning loop's (issue 24)
         "model-devi", "select-frames", "label-dft", "converge", "explore-loop", "merge-labels",
+        # a training step as a PyTorchJob (issue 25): ops/job.py, one pair per training op
+        *(f"{op}-{part}" for op in ("pretrain", "finetune", "scratch", "student")
+          for part in ("stage", "collect")),
     }  # fmt: skip
     for op in ops:
         assert issubclass(op.Input, op.Params), f"{op.__name__}.Input must extend its Params"
-        assert op.__module__ == f"lamflow.ops.{op.name.replace('-', '_')}", "op module named like the op"
+        module = "job" if op.name.endswith(("-stage", "-collect")) else op.name.replace("-", "_")
+        assert op.__module__ == f"lamflow.ops.{module}", "op module named like the op"
         assert op.get_input_sign() and op.get_output_sign()
         for name, field in op.Params.model_fields.items():  # dflow hands a None text parameter over as 'null'
             assert field.annotation != (str | None), f"{op.__name__}.Params.{name}: use str with '' for none"

@@ -402,3 +402,43 @@ def test_lamflow_report_fetches_an_argo_runs_outputs_or_says_why_not(argo, argo_
     assert [f["file"] for f in figures] == ["training-finetune-gete.png"]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["steps"]["finetune-gete"]["outputs"]["lcurve"].endswith("lcurve.out")
+
+
+def test_a_pretraining_across_nodes_is_followed_through_its_job_and_reported_as_one_step(
+    argo, argo_env, tmp_path, write_spec
+):
+    """``resources.pretrain.nodes: 2``: the double runs the stage, PyTorchJob and collect tasks; status
+    shows the pretraining running while its job runs, and the step's time spans all three; a failed job
+    fails the step with its message."""
+    import yaml
+
+    spec = yaml.safe_load((EXAMPLES / "demo.yaml").read_text())
+    for dataset in spec["datasets"].values():
+        dataset["path"] = str(EXAMPLES / dataset["path"])
+    spec["resources"] = {"pretrain": {"nodes": 2, "gpus": 4}}
+    path = write_spec(spec)
+    run_dir = tmp_path / "r"
+    out = run_cli("submit", str(path), "--engine", "argo", "--run-dir", str(run_dir), env=argo_env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert argo.invalid == []
+    status = run_cli("status", str(run_dir), "--output", "json", env=argo_env)  # one tick: the stage runs
+    status = run_cli("status", str(run_dir), "--output", "json", env=argo_env)
+    record = json.loads(status.stdout)["steps"]["pretrain"]
+    assert record["phase"] == "Running" and "PyTorchJob" in record["summary"], record
+    watched = run_cli("watch", str(run_dir), env=argo_env)
+    assert watched.returncode == 0, watched.stdout + watched.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    pretrain = summary["steps"]["pretrain"]
+    assert pretrain["phase"] == "Succeeded" and "pretrain-stage" not in summary["steps"]
+    nodes = argo.workflows[summary["argo"]["name"]]["status"]["nodes"].values()
+    stage_start = next(n["startedAt"] for n in nodes if n["displayName"] == "pretrain-stage")
+    assert pretrain["started_at"] == stage_start and pretrain["duration_s"] >= 15  # 3 tasks of the double
+
+    argo.fail.add("pretrain-job")
+    failed = run_cli(
+        "submit", str(path), "--engine", "argo", "--run-dir", str(tmp_path / "f"), "--wait", env=argo_env
+    )
+    assert failed.returncode == 1
+    steps = json.loads((tmp_path / "f" / "summary.json").read_text())["steps"]
+    assert steps["pretrain"]["phase"] == "Failed" and steps["pretrain"]["error"] == "Error (exit code 1)"
+    assert steps["freeze-water"]["phase"] == "Skipped"

@@ -1,0 +1,89 @@
+"""A training step as a PyTorchJob (ops/job.py), S3 through moto and the fake dp under the real torchrun:
+the stage step puts the inputs into the job's prefix, two "pods" (processes with the variables the
+training operator sets) fetch them and train as one job at a c10d rendezvous, the pod that held rank 0
+publishes the outputs, and the collect step hands them on as the training op's outputs."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+from dflow.python import FatalError
+
+from lamflow.ops import job
+from lamflow.ops.training import checkpoint_sync
+from tests.ops.conftest import STAGED
+from tests.ops.training.test_checkpoint_sync import keys, params
+
+
+def _port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def job_uri(s3, monkeypatch):
+    uri = f"s3://{s3.test_bucket}/lab/jobs/wf-uid/pretrain"
+    monkeypatch.setenv(job.JOB_URI_ENV, uri)
+    return uri
+
+
+def test_two_pods_train_as_one_job_and_the_collect_step_hands_on_rank_0s_outputs(
+    s3, job_uri, run_op, fake_dp, tmp_path, monkeypatch
+):
+    staged = run_op(job.StagePretrainOP, params(steps=4, save=2), datasets=STAGED)
+    assert staged.job == job_uri
+    prefix = "lab/jobs/wf-uid/pretrain"
+    stored = keys(s3)
+    assert f"{prefix}/inputs.json" in stored and f"{prefix}/inputs/datasets/gete.tgz" in stored
+    operator = {  # what the training operator sets in each pod (elasticPolicy, c10d rendezvous)
+        "PET_NNODES": "2:2", "PET_NPROC_PER_NODE": "1", "PET_RDZV_ENDPOINT": f"127.0.0.1:{_port()}",
+        "PET_RDZV_ID": "pretrain", checkpoint_sync.URI_ENV: f"s3://{s3.test_bucket}/lab/checkpoints/pretrain",
+    }  # fmt: skip
+    pods = []
+    for pod in range(2):
+        env = {**os.environ, **operator, "LAMFLOW_JOB_ROOT": str(tmp_path / f"pod-{pod}")}
+        command = [sys.executable, "-m", "lamflow.ops.job", "pretrain", job_uri]
+        pods.append(
+            subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        )
+    outputs = [pod.communicate(timeout=120)[0] for pod in pods]
+    assert [pod.returncode for pod in pods] == [0, 0], outputs
+    assert sum("outputs published" in out for out in outputs) == 1, outputs
+    assert sum("without rank 0" in out for out in outputs) == 1, outputs
+    trains = [r for r in fake_dp.records() if "train" in r["argv"]]
+    assert sorted(r["env"]["RANK"] for r in trains) == ["0", "1"] and {
+        r["env"]["WORLD_SIZE"] for r in trains
+    } == {"2"}
+    assert f"{prefix}/done" in keys(s3)
+    assert f"{s3.test_bucket}" and "lab/checkpoints/pretrain/model.ckpt-4.pt" in keys(
+        s3
+    )  # synced as it trained
+    out = run_op(job.CollectPretrainOP, job.CollectInput(job=job_uri))
+    assert out.lcurve_last["step"] == 4 and out.checkpoint.is_file() and out.lcurve.is_file()
+    assert out.log.read_text().count("Rank: 0/2") == 1
+
+
+def test_a_job_that_failed_or_never_published_fails_the_collect_step(s3, job_uri, run_op):
+    with pytest.raises(FatalError, match="published no outputs"):
+        run_op(job.CollectPretrainOP, job.CollectInput(job=job_uri))
+    job._mark(job_uri, job.FAILED, "FatalError: dp exited with 1")
+    assert job._wait(job_uri, limit_s=1) == 1  # a pod without rank 0 fails with it
+
+
+def test_the_stage_step_needs_its_uri(monkeypatch, run_op):
+    monkeypatch.delenv(job.JOB_URI_ENV, raising=False)
+    with pytest.raises(FatalError, match="LAMFLOW_JOB_URI is not set"):
+        run_op(job.StagePretrainOP, params(), datasets=STAGED)
+
+
+def test_the_pod_entry_point_names_its_arguments(capsys):
+    assert job.main(["nonsense"]) == 2
+    assert (
+        "usage: python -m lamflow.ops.job {pretrain,finetune,scratch,student} s3://"
+        in capsys.readouterr().err
+    )
