@@ -51,6 +51,11 @@ def main() -> None:
         default="rclone",
         help="The local S3 endpoint: rclone serve s3 (Go, on disk; the default) or moto (Python, in memory).",
     )
+    parser.add_argument(
+        "--no-dflow",
+        action="store_true",
+        help="Only lamflow and boto3 (dflow tars and gzips: slow past GBs).",
+    )
     args = parser.parse_args()
     if args.copies > 1:
         big = Path(tempfile.mkdtemp(prefix="lamflow-bench-data-"))
@@ -106,14 +111,14 @@ def main() -> None:
                 ("lamflow_push", lambda: trees.push(args.dataset, backend)),
                 ("boto3_push", raw_push),
                 ("dflow_push", dflow_push),
-            ]
+            ][: 2 if args.no_dflow else 3]
             for name, fn in order if n % 2 == 0 else list(reversed(order)):
                 row[name] = timed(fn)
             pulls = [
                 ("lamflow_pull", lambda: trees.pull(backend, tmp / "lamflow")),
                 ("boto3_pull", raw_pull),
                 ("dflow_pull", lambda: download_artifact(art["a"], path=str(tmp / "dflow"))),
-            ]
+            ][: 2 if args.no_dflow else 3]
             for name, fn in pulls if n % 2 == 0 else list(reversed(pulls)):
                 row[name] = timed(fn)
             again = trees.push(args.dataset, backend)
@@ -140,11 +145,18 @@ def main() -> None:
         "rounds": rows,
         "push_throughput_vs_boto3": round(mean("boto3_push") / mean("lamflow_push"), 2),
         "pull_throughput_vs_boto3": round(mean("boto3_pull") / mean("lamflow_pull"), 2),
-        "push_speedup_vs_dflow": round(mean("dflow_push") / mean("lamflow_push"), 2),
-        "pull_speedup_vs_dflow": round(mean("dflow_pull") / mean("lamflow_pull"), 2),
+        **(
+            {}
+            if args.no_dflow
+            else {
+                "push_speedup_vs_dflow": round(mean("dflow_push") / mean("lamflow_push"), 2),
+                "pull_speedup_vs_dflow": round(mean("dflow_pull") / mean("lamflow_pull"), 2),
+            }
+        ),
         "repush_bytes_sent": max(r["repush_bytes_sent"] for r in rows),
     }
-    out = HERE / "results" / f"store_transfer-{args.server}-x{args.copies}.json"
+    name = args.dataset.name if args.copies == 1 and args.dataset != DEFAULT else f"x{args.copies}"
+    out = HERE / "results" / f"store_transfer-{args.server}-{name}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "rounds"}, indent=2))

@@ -10,7 +10,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lamflow.ops.data.datasets import DatasetInfo
 from lamflow.workflows.compile.plan import Plan
 from lamflow.workflows.engines import get_engine
 from lamflow.workflows.engines.base import Reporter
@@ -18,6 +17,7 @@ from lamflow.workflows.engines.summary import RunSummary, initial_summary, read_
 from lamflow.workflows.errors import UsageError
 from lamflow.workflows.planner import build_plan, load_spec
 from lamflow.workflows.resolve import ResolvedSpec
+from lamflow.workflows.resolve.data_check import data_check  # noqa: F401 - part of this API
 from lamflow.workflows.settings import Settings
 
 if TYPE_CHECKING:
@@ -369,56 +369,6 @@ def render(spec_file: str | Path, settings: Settings, options: RenderOptions | N
         sha256=hashlib.sha256(Path(spec_file).read_bytes()).hexdigest(),
     )
     return render_manifest(plan, resolved.spec.resources, settings, identity, options)
-
-
-def data_check(
-    path: str | Path | list[str],
-    fmt: str = "deepmd/npy",
-    max_files: int | None = None,
-    max_depth: int | None = None,
-) -> tuple[DatasetInfo, float]:
-    """Check a dataset as ``validate`` does; returns its report and the seconds the check took. Raw DFT
-    outputs (``fmt`` one of dpdata's formats; paths or globs) are converted as ``validate`` converts them,
-    into a temporary folder, and the result is checked: the report names the systems dpdata made."""
-    import time
-
-    from lamflow.ops.data import datasets
-
-    started = time.perf_counter()
-    sources = [str(p) for p in path] if isinstance(path, list) else [str(path)]
-    try:
-        if fmt in datasets.FORMATS:
-            if len(sources) != 1:
-                raise datasets.DatasetError(f"{fmt}: give one dataset path (got {len(sources)})")
-            info = datasets.inspect_dataset(
-                sources[0], fmt, max_files or datasets.MAX_ENTRIES, max_depth or datasets.MAX_DEPTH
-            )
-        else:
-            info = _check_raw(sources, fmt)
-    except datasets.DatasetError as exc:
-        raise UsageError(str(exc)) from None
-    return info, time.perf_counter() - started
-
-
-def _check_raw(sources: list[str], fmt: str) -> DatasetInfo:
-    """Raw outputs converted into a temporary folder and checked; paths in the report and in errors name
-    the sources and the converted systems, not the temporary folder."""
-    import dataclasses
-    import tempfile
-
-    from lamflow.ops import convert
-    from lamflow.ops.data import datasets
-
-    shown = " ".join(sources)
-    with tempfile.TemporaryDirectory(prefix="lamflow-check-") as tmp:
-        out = Path(tmp) / "converted"
-        try:
-            info = convert.convert(sources, fmt, out).info
-        except datasets.DatasetError as exc:
-            message = str(exc).replace(str(out) + os.sep, f"{shown} ({fmt}): converted system ")
-            raise datasets.DatasetError(message.replace(str(out), f"{shown} ({fmt})")) from None
-    systems = tuple(dataclasses.replace(s, path=os.path.relpath(s.path, out)) for s in info.systems)
-    return DatasetInfo(path=shown, format=fmt, systems=systems)
 
 
 def data_convert(sources: list[str], fmt: str, output: str | Path, type_map: list[str] | None = None):

@@ -9,6 +9,7 @@ miss, never an error.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -19,9 +20,14 @@ from typing import Any
 from lamflow.workflows.settings import Settings
 
 
+@functools.lru_cache(maxsize=8)
+def _root(configured: str | None) -> Path:
+    return Settings().cache_dir / "checks"  # once per value of LAMFLOW_CACHE_DIR: settings cost ~5 ms
+
+
 def _file(kind: str, key: Any) -> Path:
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
-    return Settings().cache_dir / "checks" / kind / f"{digest}.json"
+    return _root(os.environ.get("LAMFLOW_CACHE_DIR")) / kind / f"{digest}.json"
 
 
 def recall(kind: str, key: Any) -> Any | None:

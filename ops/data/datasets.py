@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from lamflow.ops.runtime.contract import OpModel
+from lamflow.ops.runtime.models import OpModel
 
 NPY: Literal["deepmd/npy"] = "deepmd/npy"
 HDF5: Literal["deepmd/hdf5"] = "deepmd/hdf5"
@@ -184,25 +184,96 @@ def _check_array(where: str, array: Any, name: str, natoms: int, nframes: int | 
     if nframes is not None and frames != nframes:
         raise DatasetError(f"{where}: {frames} frames but coord has {nframes}")
     if np.issubdtype(dtype, np.floating):
-        flat = np.asarray(array).reshape(-1)
-        for start in range(0, flat.size, CHUNK):
-            chunk = flat[start : start + CHUNK]
-            if not np.isfinite(chunk).all():
-                bad = start + int(np.argmin(np.isfinite(chunk)))
-                raise DatasetError(f"{where}: non-finite value {flat[bad]} (frame {bad // width})")
+        start = 0
+        for chunk in _chunks(array):
+            # a non-finite value makes the chunk's sum non-finite (so does overflow: then look closer);
+            # a sum runs at memory speed, an element-wise check at a fraction of it
+            if not (np.isfinite(np.add.reduce(chunk)) or np.isfinite(chunk).all()):
+                at = int(np.argmin(np.isfinite(chunk)))
+                bad = start + at
+                raise DatasetError(f"{where}: non-finite value {chunk[at]} (frame {bad // width})")
+            start += chunk.size
     return frames
 
 
-MMAP_BYTES = 1 << 22  # larger arrays are memory-mapped; smaller ones are read (a map costs more)
+def _real_types(where: str, array: Any, type_map: tuple[str, ...] | None) -> frozenset[int]:
+    """The type indices ``real_atom_types`` uses, checked, read a chunk at a time (its memory stays small
+    whatever the system's size)."""
+    counts = np.zeros(0, dtype=np.int64)
+    for values in _chunks(array):
+        chunk = values.astype(np.int64, copy=False)
+        try:
+            found = np.bincount(chunk)  # one pass: refuses a negative index; its length is the largest + 1
+        except ValueError:
+            _check_types(where, chunk, type_map)  # names the negative index
+            raise
+        _check_types(where, np.array([found.size - 1]) if found.size else found, type_map)
+        if found.size > counts.size:
+            found[: counts.size] += counts
+            counts = found
+        else:
+            counts[: found.size] += found
+    return frozenset(np.flatnonzero(counts).tolist())
 
 
-def _load_npy(path: Path) -> np.ndarray:
+STREAM_BYTES = 1 << 22  # larger .npy files are read front to back a chunk at a time; smaller ones whole
+
+
+class NpyStream:
+    """A large ``.npy`` file, read front to back :data:`CHUNK` values at a time into one reused buffer:
+    sequential reads as large as a plain copy makes, and memory that stays one chunk whatever the file's
+    size (a memory map would keep every page it touched resident until the end)."""
+
+    def __init__(self, path: Path) -> None:
+        with path.open("rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, fortran, dtype = read_header(handle)
+            self.offset = handle.tell()
+        if dtype.hasobject:
+            raise ValueError("holds Python objects (pickled), not numbers")
+        self.path, self.shape, self.dtype, self.fortran = path, tuple(shape), np.dtype(dtype), fortran
+        self.ndim = len(self.shape)
+        self.size = int(np.prod(self.shape))
+        if path.stat().st_size < self.offset + self.size * self.dtype.itemsize:
+            raise ValueError(f"shorter than its header's shape {self.shape} needs")
+
+    def chunks(self, values: int = CHUNK) -> Iterator[np.ndarray]:
+        """The values in file order (for a Fortran-ordered file, that order: finiteness does not care)."""
+        buffer = np.empty(min(values, self.size), dtype=self.dtype)
+        with self.path.open("rb", buffering=0) as handle:
+            handle.seek(self.offset)
+            for start in range(0, self.size, values):
+                view = buffer[: min(values, self.size - start)]
+                if handle.readinto(view.data.cast("B")) != view.nbytes:
+                    raise DatasetError(f"{self.path}: shorter than its header's shape {self.shape} needs")
+                yield view
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        array = np.load(self.path, allow_pickle=False)
+        return array if dtype is None else array.astype(dtype)
+
+
+def _load_npy(path: Path) -> np.ndarray | NpyStream:
     try:
-        if path.stat().st_size > MMAP_BYTES:
-            return np.load(path, mmap_mode="r", allow_pickle=False)
+        if path.stat().st_size > STREAM_BYTES:
+            return NpyStream(path)
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise DatasetError(f"{path}: not a readable .npy array ({str(exc).splitlines()[0][:120]})") from None
+
+
+def _chunks(array: Any) -> Iterator[np.ndarray]:
+    if isinstance(array, NpyStream):
+        yield from array.chunks()
+        return
+    flat = array.reshape(-1) if isinstance(array, np.ndarray) else np.asarray(array).reshape(-1)
+    for start in range(0, flat.size, CHUNK):
+        yield flat[start : start + CHUNK]
 
 
 @dataclass(frozen=True)
@@ -234,9 +305,7 @@ def _check_set(
         array = arrays[label]()
         _check_array(f"{where}/{label}.npy", array, label, natoms, frames)
         if label == "real_atom_types":
-            real = np.asarray(array).astype(np.int64)
-            _check_types(f"{where}/real_atom_types.npy", real, type_map)
-            real_types = frozenset(np.unique(real).tolist())
+            real_types = _real_types(f"{where}/real_atom_types.npy", array, type_map)
         elif label == "energy":
             energy = np.asarray(array).reshape(-1) / natoms
     others = frozenset(arrays) - frozenset(ARRAYS)
@@ -329,6 +398,20 @@ def inspect_hdf5(path: Path) -> list[SystemInfo]:
     return systems
 
 
+CHECK_THREADS = 4  # systems checked at once: numpy reduces and the kernel reads with the GIL released
+
+
+def _each(check: Callable[[Path], SystemInfo], paths: list[Path]) -> list[SystemInfo]:
+    """``check`` of every path, a few at once, in order; the first failure in path order is raised."""
+    threads = min(CHECK_THREADS, os.cpu_count() or 1, len(paths))
+    if threads <= 1:
+        return [check(p) for p in paths]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads, thread_name_prefix="lamflow-check") as pool:
+        return list(pool.map(check, paths))
+
+
 def inspect_dataset(
     path: str | Path, fmt: str = NPY, max_entries: int = MAX_ENTRIES, max_depth: int = MAX_DEPTH
 ) -> DatasetInfo:
@@ -341,7 +424,7 @@ def inspect_dataset(
     if fmt == NPY:
         if not path.is_dir():
             raise DatasetError(f"{path}: not a directory (deepmd/npy datasets are directories)")
-        systems = [inspect_npy_system(p) for p in find_npy_systems(path, max_entries, max_depth)]
+        systems = _each(inspect_npy_system, find_npy_systems(path, max_entries, max_depth))
     else:
         if not path.is_file():
             raise DatasetError(f"{path}: not a file (deepmd/hdf5 datasets are .h5/.hdf5 files)")

@@ -18,17 +18,11 @@ from pathlib import Path
 from typing import Any, ClassVar, Dict, Generic, TypeVar, Union
 
 from dflow.python import OP, OPIO, Artifact, FatalError, OPIOSign, Parameter
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from lamflow.ops.runtime import slots
-
-
-class OpModel(BaseModel):
-    """Base of op models: unknown keys are errors; instances are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+from lamflow.ops.runtime.models import OpModel
 
 InputT = TypeVar("InputT", bound=OpModel)
 OutputT = TypeVar("OutputT", bound=OpModel)

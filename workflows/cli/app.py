@@ -360,14 +360,14 @@ def data_check(
     outputs are checked as validate checks them (converted with dpdata first)."""
     from dataclasses import asdict
 
-    from lamflow.workflows import api
-    from lamflow.workflows.cli import render
+    from lamflow.workflows.cli.console import dataset_report  # these two alone: no dflow to import
+    from lamflow.workflows.resolve.data_check import data_check as check
 
-    info, seconds = api.data_check(path, fmt, max_files, max_depth)
+    info, seconds = check(path, fmt, max_files, max_depth)
     if output is Output.json:
         sys.stdout.write(json.dumps({**asdict(info), "seconds": round(seconds, 3)}, indent=2) + "\n")
     else:
-        render.dataset_report(info, seconds)
+        dataset_report(info, seconds)
 
 
 @data_app.command("convert")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import errno
 import math
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +14,7 @@ from rich.tree import Tree
 
 from lamflow.ops.evaluation.baseline import worse_than_dummy
 from lamflow.ops.label import DROP_REASONS
+from lamflow.workflows.cli.console import console, dataset_report  # noqa: F401 - the CLI's one place
 from lamflow.workflows.compile.plan import Plan, StepPlan
 from lamflow.workflows.engines.base import StepEvent
 from lamflow.workflows.engines.machine import held_now
@@ -30,20 +29,6 @@ SYMBOL = {
     "Skipped": "[dim]-[/dim]",
     "Interrupted": "[yellow]■[/yellow]",
 }
-
-
-class _Console(Console):
-    def on_broken_pipe(self) -> None:
-        """A closed stdout (`lamflow status RUN | head`): raise it like any other write, so the CLI's one
-        closed-pipe path handles it (rich itself would exit 1)."""
-        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
-
-
-def console(file: TextIO | None = None) -> Console:
-    out = _Console(file=file, highlight=False)
-    if not out.is_terminal:  # logs and pipes: don't squeeze tables into 80 columns
-        out.width = 160
-    return out
 
 
 def notices(lines: list[str]) -> None:
@@ -344,29 +329,6 @@ def run_result(run_dir: Path, summary: RunSummary) -> None:
         out.print(f"Wall time {summary.wall_time_s:.1f} s; run directory {run_dir}")
     if summary.error:
         out.print(f"[red]{summary.error}[/red]")
-
-
-def dataset_report(info, seconds: float) -> None:  # info: lamflow.ops.data.datasets.DatasetInfo
-    table = Table(title=f"{info.path} ({info.format}): {len(info.systems)} systems, {info.nframes} frames")
-    others = any(system.other_arrays for system in info.systems)
-    columns = ["system", "frames", "atoms", "elements", "arrays", "PBC", "E/atom eV (min..max)"]
-    columns += ["not read by the energy loss"] if others else []
-    for column in columns:
-        table.add_column(column, justify="right" if column in ("frames", "atoms") else "left")
-    for system in info.systems:
-        try:
-            elements = " ".join(system.elements())
-        except ValueError:
-            elements = "types " + " ".join(map(str, system.types)) + " (no type_map.raw)"
-        e = system.energy_per_atom
-        table.add_row(
-            system.path, str(system.nframes), str(system.natoms), elements, " ".join(system.arrays),
-            "yes" if system.pbc else "no", f"{e[0]:.4f}..{e[1]:.4f}" if e else "-",
-            *([" ".join(system.other_arrays) or "-"] if others else []),
-        )  # fmt: skip
-    out = console()
-    out.print(table)
-    out.print(f"[green]ok[/green] checked in {seconds:.2f} s")
 
 
 @contextmanager

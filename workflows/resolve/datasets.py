@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from lamflow.ops.convert import convert_cached, expand_sources, source_files
-from lamflow.ops.data.datasets import DatasetError, DatasetInfo, inspect_dataset
+from lamflow.ops.data.datasets import DatasetError, DatasetInfo
 from lamflow.ops.data.split import PARTS, SplitRule, split_indices, write_split, write_subset
 from lamflow.workflows.errors import EXIT_BAD_INPUT, LamflowError, SpecError
+from lamflow.workflows.resolve.inspected import inspect_remembered
 from lamflow.workflows.settings import Settings
 from lamflow.workflows.spec.spec import Spec
 
@@ -85,7 +86,7 @@ def check_datasets(
         else:
             path = _dataset_path(ds.path, shown, f"datasets.{name}.path", base_dir, fetch)
         try:
-            info = inspect_dataset(path, ds.stored_format)
+            info = inspect_remembered(path, ds.stored_format)
         except DatasetError as exc:
             raise SpecError(shown, f"datasets.{name}.path", str(exc)) from None
         names: set[str] = set()
@@ -169,7 +170,7 @@ def split_datasets(
         }
         for part in PARTS:
             paths[f"{name}@{part}"] = folder / part
-            infos[f"{name}@{part}"] = inspect_dataset(folder / part)
+            infos[f"{name}@{part}"] = inspect_remembered(folder / part)
     return records
 
 
@@ -193,5 +194,5 @@ def subset_datasets(
         systems = [s.path for s in infos[f"{name}@train"].systems]
         folder, records[subset] = write_subset(systems, size, repeat, split.seed, root / "subsets")
         paths[subset] = folder
-        infos[subset] = inspect_dataset(folder)
+        infos[subset] = inspect_remembered(folder)
     return records

@@ -144,3 +144,39 @@ def test_frame_digests_find_the_same_frames_in_any_copy(tmp_path):
     np.save(copy / "set.000/coord.npy", coord[::-1].astype(np.float32))  # reordered, single precision
     assert set(frame_digests(str(copy))) == set(frame_digests(str(system)))
     assert len(set(frame_digests(str(system)))) == coord.shape[0]
+
+
+def test_large_arrays_are_read_a_chunk_at_a_time_and_checked_to_the_last_value(tmp_path, monkeypatch):
+    """Files past STREAM_BYTES are streamed (memory: one chunk, whatever the file's size): a NaN in the
+    last chunk is found with its frame, a truncated file is named, and mixed-type real_atom_types are
+    counted chunk by chunk."""
+    from lamflow.ops.data import datasets
+
+    monkeypatch.setattr(datasets, "STREAM_BYTES", 1024)
+    monkeypatch.setattr(datasets, "CHUNK", 1000)  # values per chunk: the arrays below span several
+    system = tmp_path / "sys"
+    sets = system / "set.000"
+    sets.mkdir(parents=True)
+    frames, natoms = 200, 5
+    (system / "type.raw").write_text("0\n" * natoms)
+    (system / "type_map.raw").write_text("H\nC\nO\n")
+    rng = np.random.default_rng(0)
+    np.save(sets / "coord.npy", rng.normal(size=(frames, 3 * natoms)))
+    np.save(sets / "box.npy", np.tile(np.eye(3).ravel() * 10, (frames, 1)))
+    np.save(sets / "energy.npy", rng.normal(size=frames))
+    np.save(
+        sets / "real_atom_types.npy", np.where(np.arange(frames * natoms) % 2, 0, 2).reshape(frames, natoms)
+    )
+    info = datasets.inspect_dataset(tmp_path)
+    assert info.systems[0].types == (0, 2) and info.systems[0].nframes == frames
+    assert isinstance(datasets._load_npy(sets / "coord.npy"), datasets.NpyStream)
+    force = rng.normal(size=(frames, 3 * natoms))
+    force[-1, -1] = np.inf  # the very last value
+    np.save(sets / "force.npy", force)
+    with pytest.raises(datasets.DatasetError, match=r"force.npy: non-finite value inf \(frame 199\)"):
+        datasets.inspect_dataset(tmp_path)
+    np.save(sets / "force.npy", rng.normal(size=(frames, 3 * natoms)))
+    data = (sets / "force.npy").read_bytes()
+    (sets / "force.npy").write_bytes(data[:-800])
+    with pytest.raises(datasets.DatasetError, match=r"force.npy: not a readable .npy array \(shorter than"):
+        datasets.inspect_dataset(tmp_path)
