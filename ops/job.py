@@ -71,9 +71,18 @@ def _tgz(path: Path) -> bytes:
 
 def _untgz(data: bytes, into: Path) -> Path:
     into.mkdir(parents=True, exist_ok=True)
+    root = into.resolve()
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
-        (name,) = {member.name.split("/", 1)[0] for member in archive.getmembers()}
-        archive.extractall(into, filter="data")
+        members = archive.getmembers()
+        for member in members:  # what _tgz writes: plain files and folders inside one top folder
+            inside = (root / member.name).resolve().is_relative_to(root)
+            if not inside or not (member.isfile() or member.isdir()):
+                raise FatalError(f"{member.name}: not a plain file or folder inside the staged archive")
+        (name,) = {member.name.split("/", 1)[0] for member in members}
+        if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4 checks again; older ones take the list
+            archive.extractall(into, filter="data")
+        else:
+            archive.extractall(into, members=members)
     return into / name
 
 

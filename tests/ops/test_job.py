@@ -87,3 +87,26 @@ def test_the_pod_entry_point_names_its_arguments(capsys):
         "usage: python -m lamflow.ops.job {pretrain,finetune,scratch,student} s3://"
         in capsys.readouterr().err
     )
+
+
+def test_archives_unpack_on_pythons_with_and_without_tarfile_filters_and_nothing_escapes(
+    tmp_path, monkeypatch
+):
+    import io
+    import tarfile
+
+    folder = tmp_path / "data" / "sys"
+    folder.mkdir(parents=True)
+    (folder / "type.raw").write_text("0\n")
+    packed = job._tgz(tmp_path / "data")
+    assert (job._untgz(packed, tmp_path / "a") / "sys" / "type.raw").read_text() == "0\n"
+    monkeypatch.delattr(tarfile, "data_filter", raising=False)  # Python < 3.11.4
+    assert (job._untgz(packed, tmp_path / "b") / "sys" / "type.raw").read_text() == "0\n"
+    evil = io.BytesIO()
+    with tarfile.open(fileobj=evil, mode="w:gz") as archive:
+        info = tarfile.TarInfo("../outside.txt")
+        info.size = 2
+        archive.addfile(info, io.BytesIO(b"no"))
+    with pytest.raises(FatalError, match="not a plain file or folder inside the staged archive"):
+        job._untgz(evil.getvalue(), tmp_path / "c")
+    assert not (tmp_path / "outside.txt").exists()

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lamflow.workflows.argo.resources import GPU, PodResources
+from lamflow.workflows.argo.resources import PodResources, pod_fields
 from lamflow.workflows.errors import UsageError
 
 OPERATOR_VERSION = "v1.9.0"  # deploy/kubeflow installs this release
@@ -33,6 +33,7 @@ CONTAINER = "pytorch"  # the container name the operator expects in a PyTorchJob
 SUCCESS = f"status.replicaStatuses.{REPLICA}.succeeded > 0"
 FAILURE = f"status.replicaStatuses.{REPLICA}.failed > 0"
 MAX_TORCHRUN_RESTARTS = 3  # torchrun restarts its processes this often before the pod fails
+POD_FIELDS = ("nodeSelector", "tolerations", "priorityClassName")  # of a step's template, kept in the job
 
 
 def check_store(store: str, where: str) -> None:
@@ -53,26 +54,18 @@ def job_manifest(
     labels: dict[str, str],
 ) -> dict[str, Any]:
     """The PyTorchJob of one training step; ``{{inputs.parameters.job}}`` is the job's store prefix."""
-    requests: dict[str, str] = {"cpu": pod.cpu, "memory": pod.memory}
-    limits: dict[str, str] = {"memory": pod.memory_limit}
-    if pod.cpu_limit is not None:
-        limits["cpu"] = pod.cpu_limit
-    if pod.gpus:
-        requests[GPU] = limits[GPU] = str(pod.gpus)
+    container_fields, template_fields = pod_fields(pod)  # as a one-pod step of the class would get
     container = {
         "name": CONTAINER,
         "image": image,
         "command": ["python3", "-m", "lamflow.ops.job", op, "{{inputs.parameters.job}}"],
         "env": env,
-        "resources": {"requests": requests, "limits": limits},
+        "resources": container_fields["resources"],
     }
     spec: dict[str, Any] = {"containers": [container]}
-    if pod.node_selector:
-        spec["nodeSelector"] = dict(sorted(pod.node_selector.items()))
-    if pod.tolerations:
-        spec["tolerations"] = [dict(t) for t in pod.tolerations]
-    if pod.priority_class:
-        spec["priorityClassName"] = pod.priority_class
+    for key in POD_FIELDS:  # placement; retries and deadlines are the job's (runPolicy), not the pod's
+        if key in template_fields:
+            spec[key] = template_fields[key]
     run_policy: dict[str, Any] = {"cleanPodPolicy": "None", "backoffLimit": pod.retries}
     if pod.deadline_s:
         run_policy["activeDeadlineSeconds"] = pod.deadline_s
