@@ -138,6 +138,11 @@ def _marker(uri: str) -> str | None:
     return DONE if DONE in names else FAILED if FAILED in names else None
 
 
+def _clear(uri: str, name: str) -> None:
+    client, bucket, prefix = _client_and_prefix(uri)
+    client.delete_object(Bucket=bucket, Key=f"{prefix}/{name}")
+
+
 def _mark(uri: str, name: str, text: str) -> None:
     client, bucket, prefix = _client_and_prefix(uri)
     client.put_object(Bucket=bucket, Key=f"{prefix}/{name}", Body=text.encode())
@@ -198,6 +203,9 @@ COLLECT_OPS = dict(
 def run_pod(op_name: str, uri: str, root: Path) -> int:
     """One pod of the job: fetch the inputs, run the training op in ``root``, publish or wait."""
     op = TRAINING_OPS[op_name]
+    # a restarted job: an earlier attempt's failure must not end this attempt's waiting pods (this
+    # attempt's own failure can only be written after every pod has joined the rendezvous, so after this)
+    _clear(uri, FAILED)
     inputs = get_values(uri, "inputs", root / "inputs")
     step = root / "step"
     step.mkdir(parents=True, exist_ok=True)

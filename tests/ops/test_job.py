@@ -44,13 +44,7 @@ def test_two_pods_train_as_one_job_and_the_collect_step_hands_on_rank_0s_outputs
         "PET_NNODES": "2:2", "PET_NPROC_PER_NODE": "1", "PET_RDZV_ENDPOINT": f"127.0.0.1:{_port()}",
         "PET_RDZV_ID": "pretrain", checkpoint_sync.URI_ENV: f"s3://{s3.test_bucket}/lab/checkpoints/pretrain",
     }  # fmt: skip
-    pods = []
-    for pod in range(2):
-        env = {**os.environ, **operator, "LAMFLOW_JOB_ROOT": str(tmp_path / f"pod-{pod}")}
-        command = [sys.executable, "-m", "lamflow.ops.job", "pretrain", job_uri]
-        pods.append(
-            subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        )
+    pods = _start_pods(job_uri, operator, tmp_path / "attempt-1")
     outputs = [pod.communicate(timeout=120)[0] for pod in pods]
     assert [pod.returncode for pod in pods] == [0, 0], outputs
     assert sum("outputs published" in out for out in outputs) == 1, outputs
@@ -66,6 +60,49 @@ def test_two_pods_train_as_one_job_and_the_collect_step_hands_on_rank_0s_outputs
     out = run_op(job.CollectPretrainOP, job.CollectInput(job=job_uri))
     assert out.lcurve_last["step"] == 4 and out.checkpoint.is_file() and out.lcurve.is_file()
     assert out.log.read_text().count("Rank: 0/2") == 1
+
+
+def _start_pods(job_uri: str, operator: dict[str, str], root, extra: dict[str, str] | None = None) -> list:
+    pods = []
+    for pod in range(2):
+        env = {**os.environ, **operator, **(extra or {}), "LAMFLOW_JOB_ROOT": str(root / f"pod-{pod}")}
+        command = [sys.executable, "-m", "lamflow.ops.job", "pretrain", job_uri]
+        pods.append(
+            subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        )
+    return pods
+
+
+def test_a_restarted_job_continues_from_the_newest_checkpoint_in_the_store(
+    s3, job_uri, run_op, fake_dp, tmp_path, monkeypatch
+):
+    """An earlier attempt of the job was lost after its first checkpoint (here: the training killed in one
+    process, its checkpoint in the store, its failure marked); the restarted pods (fresh file systems)
+    restore the newest checkpoint, both restart from it and finish, and the earlier attempt's failure
+    marker does not end the waiting of the pod without rank 0."""
+    from lamflow.ops.pretrain import PretrainOP
+
+    run_op(job.StagePretrainOP, params(steps=6, save=2), datasets=STAGED)
+    carry = f"s3://{s3.test_bucket}/lab/checkpoints/pretrain"
+    monkeypatch.setenv(checkpoint_sync.URI_ENV, carry)
+    monkeypatch.setenv("LAMFLOW_FAKE_DP_KILL_AFTER_SAVE", "1")
+    with pytest.raises(Exception, match="exited with -9|killed|SIGKILL"):
+        run_op(PretrainOP, params(steps=6, save=2), datasets=STAGED)  # the lost attempt
+    monkeypatch.delenv("LAMFLOW_FAKE_DP_KILL_AFTER_SAVE")
+    job._mark(job_uri, job.FAILED, "RuntimeError: the lost attempt")
+    assert "lab/checkpoints/pretrain/model.ckpt-2.pt" in keys(s3)
+    operator = {
+        "PET_NNODES": "2:2", "PET_NPROC_PER_NODE": "1", "PET_RDZV_ID": "pretrain",
+        "PET_RDZV_ENDPOINT": f"127.0.0.1:{_port()}", checkpoint_sync.URI_ENV: carry,
+    }  # fmt: skip
+    pods = _start_pods(job_uri, operator, tmp_path / "attempt-2")
+    outputs = [pod.communicate(timeout=120)[0] for pod in pods]
+    assert [pod.returncode for pod in pods] == [0, 0], outputs
+    restarts = [r["argv"] for r in fake_dp.records() if "train" in r["argv"] and "--restart" in r["argv"]]
+    assert len(restarts) == 2 and all(argv[-2:] == ["--restart", "model.ckpt-2.pt"] for argv in restarts)
+    out = run_op(job.CollectPretrainOP, job.CollectInput(job=job_uri))
+    steps = [int(line.split()[0]) for line in out.lcurve.read_text().splitlines() if line[:1] != "#"]
+    assert steps[0] == 1 and steps[-1] == 6, "the learning curve continues the lost attempt's"
 
 
 def test_a_job_that_failed_or_never_published_fails_the_collect_step(s3, job_uri, run_op):
