@@ -76,8 +76,6 @@ def normalize(config: dict[str, Any], multi_task: bool = False) -> dict[str, Any
     """``deepmd.utils.argcheck.normalize`` (the same steps: normalise, strict check, then its extra
     validators), with the argument tree built once per process and each accepted input remembered: validate
     checks every training step of a plan, and a session validates the same spec again and again."""
-    from deepmd.utils import argcheck
-
     key = (json.dumps(config, sort_keys=True, default=str), multi_task)
     if key in _NORMALIZED:
         return copy.deepcopy(_NORMALIZED[key])
@@ -86,6 +84,8 @@ def normalize(config: dict[str, Any], multi_task: bool = False) -> dict[str, Any
     if isinstance(known, dict):
         _NORMALIZED[key] = known
         return copy.deepcopy(known)
+    from deepmd.utils import argcheck  # here: an input remembered needs no DeePMD-kit import (~0.3 s)
+
     base = _base_argument(multi_task)
     data = base.normalize_value(copy.deepcopy(config), trim_pattern="_*")
     base.check_value(data, strict=True)
@@ -107,9 +107,9 @@ def _deepmd_version() -> str:
 
 def check_deepmd_inputs(plan: Plan, model: ModelSpec, type_map: list[str], shown: str) -> bool:
     """Raise SpecError for the first training input DeePMD-kit would reject; False if not checked."""
-    try:
-        import deepmd.utils.argcheck  # noqa: F401
-    except ImportError:
+    from importlib.util import find_spec
+
+    if find_spec("deepmd") is None:  # found, not imported: normalize imports it when it must check
         return False
     for step in plan.steps:
         deepmd_input = step.parameters.get("deepmd_input")
