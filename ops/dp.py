@@ -132,6 +132,12 @@ def _whole_range(text: str) -> int:
     return int(high)
 
 
+def _master(env: Mapping[str, str]) -> str | None:
+    """A job without ``elasticPolicy`` names its master instead of a rendezvous endpoint."""
+    host, port = env.get("PET_MASTER_ADDR", "").strip(), env.get("PET_MASTER_PORT", "").strip()
+    return f"{host}:{port}" if host and port else None
+
+
 def process_topology(environ: Mapping[str, str] | None = None) -> Topology:
     """The topology of this training process: the training operator's ``PET_*`` variables in a pod of a
     PyTorchJob (``PET_NNODES`` as ``min:max``, which lamflow sets equal), lamflow's own otherwise."""
@@ -141,7 +147,7 @@ def process_topology(environ: Mapping[str, str] | None = None) -> Topology:
         return Topology(
             nnodes=_whole(OPERATOR_NNODES, nodes) if ":" not in nodes else _whole_range(nodes),
             nproc_per_node=_whole(OPERATOR_NPROC, env.get(OPERATOR_NPROC, "1").strip() or "1"),
-            rdzv_endpoint=env.get(OPERATOR_RDZV, "").strip() or None,
+            rdzv_endpoint=env.get(OPERATOR_RDZV, "").strip() or _master(env),
             rdzv_id=env.get(OPERATOR_RDZV_ID, "").strip() or "lamflow",
         )
     return Topology(

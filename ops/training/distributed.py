@@ -7,7 +7,9 @@ give the nodes, the processes per node and the rendezvous endpoint) and on the l
 "nodes" on this machine: c10d rendezvous on 127.0.0.1, gloo on CPU, all in the step's working directory
 (DeePMD-kit's rank 0 writes ``lcurve.out`` and the checkpoints there; every rank writes the same
 ``out.json``, as it does on one node with several GPUs). Node 0's output is the step's training log; node
-*i*'s goes to ``train.node-<i>.log`` beside it.
+*i*'s goes to ``train.node-<i>.log`` beside it. In a pod of a job, the pod whose processes did not include
+rank 0 (DeePMD-kit's ``Rank: 0/N`` line is not in its log) raises :class:`FollowerDone` instead of
+finishing the op: rank 0's pod holds the outputs (ops/job.py).
 """
 
 from __future__ import annotations
@@ -69,6 +71,9 @@ def run_training(command: Callable[[Topology], list[str]], cwd: Path, log_file: 
     """Run ``command(topology)`` in ``cwd``: once where this process is one node of a job (a pod, or one
     node), ``nnodes`` times side by side where ``LAMFLOW_NNODES`` asks for nodes on this machine."""
     topo = process_topology()
+    in_a_pod = bool(os.environ.get(OPERATOR_NNODES))  # a job's pod is one node: never start the others here
+    if in_a_pod and topo.nnodes > 1 and topo.rdzv_endpoint is None:
+        raise FatalError(f"{OPERATOR_NNODES} is set but neither PET_RDZV_ENDPOINT nor PET_MASTER_ADDR/PORT")
     if topo.nnodes == 1 or topo.rdzv_endpoint is not None:
         run_dp_step(command(topo), cwd, log_file)
         if os.environ.get(OPERATOR_NNODES) and not CHIEF_LINE.search(_read(cwd / log_file)):

@@ -200,6 +200,8 @@ def test_the_pods_of_a_pytorchjob_and_local_nodes_build_one_torchrun_command(mon
     assert (local.nnodes, local.nproc_per_node, local.rdzv_endpoint) == (2, 1, "127.0.0.1:5000")
     with pytest.raises(ValueError, match="2 nodes, no rendezvous endpoint"):
         dp.launcher(dp.Topology(nnodes=2))
+    static = {"PET_NNODES": "2", "PET_MASTER_ADDR": "job-master-0", "PET_MASTER_PORT": "23456"}
+    assert dp.process_topology(static).rdzv_endpoint == "job-master-0:23456"  # no elasticPolicy
     with pytest.raises(ValueError, match="PET_NNODES='4:x': expected a positive whole number or min:max"):
         dp.process_topology({"PET_NNODES": "4:x"})
 

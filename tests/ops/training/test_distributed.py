@@ -14,7 +14,15 @@ from lamflow.ops.training import distributed
 
 
 def _nodes(monkeypatch, environ: dict[str, str]) -> None:
-    for name in ("PET_NNODES", "PET_RDZV_ENDPOINT", dp.NNODES_ENV, dp.RDZV_ENV, dp.NPROC_ENV):
+    for name in (
+        "PET_NNODES",
+        "PET_RDZV_ENDPOINT",
+        "PET_MASTER_ADDR",
+        "PET_MASTER_PORT",
+        dp.NNODES_ENV,
+        dp.RDZV_ENV,
+        dp.NPROC_ENV,
+    ):
         monkeypatch.delenv(name, raising=False)
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
@@ -52,6 +60,9 @@ def test_in_a_pod_without_rank_0_the_op_stops_there(tmp_path, monkeypatch):
     with pytest.raises(distributed.FollowerDone, match="without rank 0"):
         distributed.run_training(_command("print('Rank: 1/2')"), tmp_path, "train.log")
     distributed.run_training(_command("print('Rank: 0/2')"), tmp_path / "chief", "train.log")
+    monkeypatch.delenv("PET_RDZV_ENDPOINT")  # a pod never starts the other nodes itself
+    with pytest.raises(FatalError, match="PET_NNODES is set but neither PET_RDZV_ENDPOINT nor"):
+        distributed.run_training(_command(PRINT), tmp_path / "lost", "train.log")
 
 
 def test_gpus_split_only_when_there_is_one_set_per_node():
