@@ -74,23 +74,23 @@ CPU_DDP_MODULE = "lamflow.ops.training.cpu_ddp"  # dp for data-parallel training
 NVIDIA_GPUS = Path("/proc/driver/nvidia/gpus")
 
 
-def has_gpu(environ: Mapping[str, str] | None = None) -> bool:
-    """Whether this process may use an NVIDIA GPU (``CUDA_VISIBLE_DEVICES``, else the driver's list); no
-    torch import."""
+def visible_gpus(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The GPUs this process may use, without importing torch: ``CUDA_VISIBLE_DEVICES`` where it is set
+    (CUDA stops at the first invalid entry; ``-1`` is the usual way to say "none"), else the NVIDIA
+    driver's list (``/proc/driver/nvidia/gpus``), numbered."""
     env = os.environ if environ is None else environ
-    visible = env.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return bool(visible.strip()) and visible.strip() != "-1"
-    try:
-        return any(NVIDIA_GPUS.iterdir())
-    except OSError:
-        return False
+    text = env.get("CUDA_VISIBLE_DEVICES")
+    if text is not None:
+        names = [part.strip() for part in text.split(",") if part.strip()]
+        return names[: next((i for i, n in enumerate(names) if n.startswith("-")), len(names))]
+    count = len(list(NVIDIA_GPUS.iterdir())) if NVIDIA_GPUS.is_dir() else 0
+    return [str(i) for i in range(count)]
 
 
 def _train_program(topo: Topology) -> list[str]:
     """``dp``; for more than one training process on a machine without GPUs, DeePMD-kit's entry point
     through :mod:`lamflow.ops.training.cpu_ddp` (DeePMD-kit 3.2 sets data parallelism up for CUDA only)."""
-    if topo.world_size > 1 and not os.environ.get("LAMFLOW_DP", "").strip() and not has_gpu():
+    if topo.world_size > 1 and not os.environ.get("LAMFLOW_DP", "").strip() and not visible_gpus():
         return [sys.executable, "-m", CPU_DDP_MODULE]
     return dp_program()
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from lamflow.ops.dp import NNODES_ENV
+from lamflow.ops.dp import NNODES_ENV, visible_gpus
 from lamflow.ops.runtime.slots import (
     KEY_ENV,
     NEEDS_ENV,
@@ -42,27 +42,14 @@ from lamflow.workflows.settings import Settings
 from lamflow.workflows.spec.resources import TRAINING_CLASSES
 
 SLOTS_DIR = "slots"  # in a run directory: the run's GPUs and cores as lock files (ops/runtime/slots.py)
-NVIDIA_GPUS = Path("/proc/driver/nvidia/gpus")
 MAX_POOL = 32  # dflow forks one process per concurrent step; more than this is never useful here
 CPU_TRAIN_CORES = 4  # a CPU-only training step's default share at most (DeePMD-kit scales poorly past it)
-
-
-def _visible_gpus(environ: dict[str, str]) -> list[str] | None:
-    text = environ.get("CUDA_VISIBLE_DEVICES")
-    if text is None:
-        return None
-    names = [part.strip() for part in text.split(",") if part.strip()]
-    # CUDA stops at the first invalid entry; -1 is the usual way to say "none"
-    return names[: next((i for i, n in enumerate(names) if n.startswith("-")), len(names))]
 
 
 def detect(settings: Settings, environ: dict[str, str] | None = None) -> Machine:
     """The GPUs and cores local runs may use."""
     env = dict(os.environ if environ is None else environ)
-    gpus = _visible_gpus(env)
-    if gpus is None:
-        count = len(list(NVIDIA_GPUS.iterdir())) if NVIDIA_GPUS.is_dir() else 0
-        gpus = [str(i) for i in range(count)]
+    gpus = visible_gpus(env)
     if settings.local_gpus is not None:
         wanted = settings.local_gpus
         gpus = gpus[:wanted] + [str(i) for i in range(len(gpus), wanted)]

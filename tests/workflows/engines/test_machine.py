@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from lamflow.ops import dp
 from lamflow.ops.runtime.slots import Machine, Needs
 from lamflow.workflows.api import validate
 from lamflow.workflows.engines import machine as m
@@ -36,11 +37,11 @@ def test_gpus_come_from_cuda_visible_devices_then_the_driver_and_settings_overri
     driver = tmp_path / "gpus"
     for bus in ("0000:01:00.0", "0000:02:00.0", "0000:03:00.0"):
         (driver / bus).mkdir(parents=True)
-    monkeypatch.setattr(m, "NVIDIA_GPUS", driver)
+    monkeypatch.setattr(dp, "NVIDIA_GPUS", driver)
     assert m.detect(settings, {}).gpus == ("0", "1", "2")
     assert m.detect(Settings(local_gpus=1), {}).gpus == ("0",)
     assert m.detect(Settings(local_gpus=0), {"CUDA_VISIBLE_DEVICES": "4"}).gpus == ()
-    monkeypatch.setattr(m, "NVIDIA_GPUS", tmp_path / "none")
+    monkeypatch.setattr(dp, "NVIDIA_GPUS", tmp_path / "none")
     assert m.detect(Settings(local_gpus=2), {}).gpus == ("0", "1")  # a fake machine for tests
 
 
