@@ -23,7 +23,6 @@ from __future__ import annotations
 from typing import Any
 
 from lamflow.workflows.argo.resources import PodResources, pod_fields
-from lamflow.workflows.errors import UsageError
 
 OPERATOR_VERSION = "v1.9.0"  # deploy/kubeflow installs this release
 API_VERSION = "kubeflow.org/v1"
@@ -34,15 +33,6 @@ SUCCESS = f"status.replicaStatuses.{REPLICA}.succeeded > 0"
 FAILURE = f"status.replicaStatuses.{REPLICA}.failed > 0"
 MAX_TORCHRUN_RESTARTS = 3  # torchrun restarts its processes this often before the pod fails
 POD_FIELDS = ("nodeSelector", "tolerations", "priorityClassName")  # of a step's template, kept in the job
-
-
-def check_store(store: str, where: str) -> None:
-    """Pods on other nodes exchange inputs, checkpoints and outputs through the store: S3 only."""
-    if not store.startswith("s3://"):
-        raise UsageError(
-            f"{where}: training across nodes on Argo needs an s3:// store (LAMFLOW_STORE={store} is a "
-            "directory on this machine, which pods on other nodes cannot reach)"
-        )
 
 
 def job_manifest(
@@ -93,10 +83,9 @@ def job_manifest(
     }
 
 
-def job_template(name: str, manifest: dict[str, Any]) -> dict[str, Any]:
-    """The Argo ``resource`` template that creates the job, owned by the workflow, and waits for it."""
-    from lamflow.workflows.argo.render import to_yaml
-
+def job_template(name: str, manifest: str) -> dict[str, Any]:
+    """The Argo ``resource`` template that creates the job (``manifest``: its YAML), owned by the workflow,
+    and waits for it."""
     return {
         "name": name,
         "inputs": {"parameters": [{"name": "job"}, {"name": "dflow_key"}]},
@@ -105,7 +94,7 @@ def job_template(name: str, manifest: dict[str, Any]) -> dict[str, Any]:
             "setOwnerReference": True,  # deleting the workflow deletes the job and its pods
             "successCondition": SUCCESS,
             "failureCondition": FAILURE,
-            "manifest": to_yaml(manifest),
+            "manifest": manifest,
         },
         "outputs": {"parameters": [{"name": "job-name", "valueFrom": {"jsonPath": "{.metadata.name}"}}]},
         "metadata": {"labels": {"lamflow.io/op": name}},

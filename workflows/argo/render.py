@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from lamflow.ops.job import COLLECT_OPS, JOB_URI_ENV, STAGE_OPS
+from lamflow.workflows.argo import kubeflow
 from lamflow.workflows.argo.cron import check_schedule, check_timezone
 from lamflow.workflows.argo.groups import group_tasks, group_template, pod_groups, rewrite, task_output
 from lamflow.workflows.argo.loops import loop_task, loop_template
@@ -193,26 +195,18 @@ def _step_templates(plan: Plan, image: str) -> tuple[dict[str, str], list[dict[s
     """Step key (``<loop>/<relative key>`` in a loop's body) -> template name, and the step templates:
     dflow's PythonOP templates, one per op and resource class, named as the local engine's workflow names
     them (``template_name``)."""
-    with dflow_config({"mode": "default"}, {"access_key": "", "secret_key": ""}):
-        from argo.workflows.client import ApiClient
-        from dflow.python import PythonOPTemplate
-
-        client = ApiClient()
-        names: dict[tuple[type, str, str | None], str] = {}
-        of_step: dict[str, str] = {}
-        documents = []
-        for step in _all_steps(plan):
-            # a step with an image of its own (the command labeler's) gets a template of its own
-            kind = (step.op, step.resource, step.image)
-            if kind not in names:
-                template = PythonOPTemplate(
-                    step.op, image=step.image or image, command=["python3"], upload_dflow=False
-                )
-                template.name = template_name(step, set(names.values()))
-                names[kind] = template.name
-                documents.append(client.sanitize_for_serialization(template.convert_to_argo()))
-            of_step[step.key] = names[kind]
-        return of_step, documents
+    names: dict[tuple[type, str, str | None], str] = {}
+    of_step: dict[str, str] = {}
+    documents = []
+    for step in _all_steps(plan):
+        # a step with an image of its own (the command labeler's) gets a template of its own
+        kind = (step.op, step.resource, step.image)
+        if kind not in names:
+            document = _op_document(step.op, step.image or image)
+            document["name"] = names[kind] = template_name(step, set(names.values()))
+            documents.append(document)
+        of_step[step.key] = names[kind]
+    return of_step, documents
 
 
 def dag_tasks(plan: Plan, of_step: dict[str, str], inputs: dict[str, str]) -> list[dict[str, Any]]:
@@ -298,7 +292,7 @@ def _workflow_spec(
     job_templates: list[dict[str, Any]] = []
     across = _across_nodes(plan, resources)
     if across:
-        tasks, job_templates = _as_jobs(tasks, across, by_key, pods, settings, image, identity)
+        tasks, job_templates = _as_jobs(tasks, across, by_key, pods, resources, settings, image, identity)
         used = {task["template"] for task in tasks}
         used |= {task["template"] for template in loop_templates for task in template["dag"]["tasks"]}
         step_templates = [t for t in step_templates if t["name"] in used]
@@ -345,17 +339,13 @@ def _as_jobs(
     across: dict[str, int],
     by_key: dict[str, StepPlan],
     pods: dict[str, Any],
+    resources: ResourcesSpec,
     settings: Settings,
     image: str,
     identity: SpecIdentity,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Each training task in ``across`` as stage, PyTorchJob and collect tasks (workflows/argo/kubeflow.py),
-    and the templates they use."""
-    from lamflow.ops.job import COLLECT_OPS, JOB_URI_ENV, STAGE_OPS
-    from lamflow.workflows.argo import kubeflow
-
-    first = next(iter(across))
-    kubeflow.check_store(settings.store, f"resources.{by_key[first].resource}.nodes")
+    and the templates they use (``check_cluster`` refused a store the job's pods cannot reach)."""
     credentials = _s3_env(settings)
     job_uri = settings.store.rstrip("/") + "/jobs/{{workflow.uid}}/{{inputs.parameters.dflow_key}}"
     templates: dict[str, dict[str, Any]] = {}
@@ -367,7 +357,7 @@ def _as_jobs(
             continue
         name = step.op.name
         if f"{name}-stage" not in templates:
-            small = pods.get("default") or resolve("default", ResourcesSpec(), settings.cluster_profile)
+            small = pods.get("default") or resolve("default", resources, settings.cluster_profile)
             stage_env = [{"name": JOB_URI_ENV, "value": job_uri}, *credentials]
             for op, env in ((STAGE_OPS[name], stage_env), (COLLECT_OPS[name], credentials)):
                 document = _op_document(op, image)
@@ -380,7 +370,7 @@ def _as_jobs(
             env = [*container["env"], *_checkpoint_env(settings)]
             labels = {**_labels(identity, None), f"{LABEL}/op": name}
             manifest = kubeflow.job_manifest(name, across[step.key], pod, image, env, labels)
-            templates[job] = kubeflow.job_template(job, manifest)
+            templates[job] = kubeflow.job_template(job, to_yaml(manifest))
         out += kubeflow.split_task(task, f"{name}-stage", job, f"{name}-collect")
     return out, list(templates.values())
 

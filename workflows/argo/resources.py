@@ -81,9 +81,8 @@ def resolve(resource_class: str, spec: ResourcesSpec, cluster_profile: str) -> P
 
 def check_cluster(resources: ResourcesSpec, classes: Iterable[str], settings: Any) -> None:
     """What the cluster cannot give, in one line naming the spec field: more GPUs per pod than its nodes
-    have (``LAMFLOW_CLUSTER_GPUS_PER_NODE``), training across nodes without an s3:// store."""
-    from lamflow.workflows.argo.kubeflow import check_store
-
+    have (``LAMFLOW_CLUSTER_GPUS_PER_NODE``), training across nodes without an s3:// store (the pods of a
+    job on other nodes exchange inputs, checkpoints and outputs through it)."""
     for resource_class in classes:
         where, profile = resources.for_class(resource_class)
         if profile.gpus is not None and profile.gpus > settings.cluster_gpus_per_node:
@@ -91,8 +90,15 @@ def check_cluster(resources: ResourcesSpec, classes: Iterable[str], settings: An
                 f"{where}.gpus: {profile.gpus} GPUs per pod, but the cluster's nodes have "
                 f"{settings.cluster_gpus_per_node} (LAMFLOW_CLUSTER_GPUS_PER_NODE); use more nodes instead"
             )
-        if (profile.nodes or 1) > 1 and resource_class in TRAINING_CLASSES:
-            check_store(settings.store, f"{where}.nodes")
+        if (
+            (profile.nodes or 1) > 1
+            and resource_class in TRAINING_CLASSES
+            and not settings.store.startswith("s3://")
+        ):
+            raise UsageError(
+                f"{where}.nodes: training across nodes on Argo needs an s3:// store (LAMFLOW_STORE="
+                f"{settings.store} is a directory on this machine, which pods on other nodes cannot reach)"
+            )
 
 
 def _toleration(t: Any) -> dict[str, str]:
