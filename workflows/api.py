@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lamflow.workflows.argo.resources import check_cluster
 from lamflow.workflows.compile.plan import Plan
 from lamflow.workflows.engines import get_engine
 from lamflow.workflows.engines.base import Reporter
@@ -39,8 +40,6 @@ def validate(spec_file: str | Path, settings: Settings | None = None) -> tuple[R
     plan = build_plan(resolved)
     check_deepmd_inputs(plan, resolved.spec.model, resolved.type_map, resolved.source)
     if chosen.engine == "argo":  # what the cluster cannot give, before anything is uploaded
-        from lamflow.workflows.argo.resources import check_cluster
-
         check_cluster(resolved.spec.resources, ("default", "pretrain", "finetune"), chosen)
     return resolved, plan
 

@@ -76,7 +76,7 @@ def run_training(command: Callable[[Topology], list[str]], cwd: Path, log_file: 
         raise FatalError(f"{OPERATOR_NNODES} is set but neither PET_RDZV_ENDPOINT nor PET_MASTER_ADDR/PORT")
     if topo.nnodes == 1 or topo.rdzv_endpoint is not None:
         run_dp_step(command(topo), cwd, log_file)
-        if os.environ.get(OPERATOR_NNODES) and not CHIEF_LINE.search(_read(cwd / log_file)):
+        if in_a_pod and not CHIEF_LINE.search(_read(cwd / log_file)):
             raise FollowerDone(f"trained as one of {topo.nnodes} nodes, without rank 0")
         return
     here = local_nodes(topo, rdzv_id=f"lamflow-{os.getpid()}")

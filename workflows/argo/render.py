@@ -34,7 +34,7 @@ from lamflow.workflows.compile.plan import DatasetBundle, LocalFile, Plan, StepO
 from lamflow.workflows.dflow_config import dflow_config
 from lamflow.workflows.errors import UsageError
 from lamflow.workflows.settings import Settings
-from lamflow.workflows.spec.resources import ResourcesSpec
+from lamflow.workflows.spec.resources import TRAINING_CLASSES, ResourcesSpec
 
 API_VERSION = "argoproj.io/v1alpha1"
 KINDS = {"workflow": "Workflow", "workflowtemplate": "WorkflowTemplate", "cronworkflow": "CronWorkflow"}
@@ -315,8 +315,6 @@ def _workflow_spec(
 
 def _across_nodes(plan: Plan, resources: ResourcesSpec) -> dict[str, int]:
     """Training step key -> nodes, for the steps that train on more than one node (a loop's cannot yet)."""
-    from lamflow.workflows.spec.resources import TRAINING_CLASSES
-
     nodes = {}
     for step in _all_steps(plan):
         if step.resource not in TRAINING_CLASSES:

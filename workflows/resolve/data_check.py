@@ -5,9 +5,13 @@ imports it does not use. Raw DFT outputs go through dpdata (and the ops that con
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import tempfile
+import time
 from pathlib import Path
 
+from lamflow.ops.data import datasets
 from lamflow.ops.data.datasets import DatasetInfo
 from lamflow.workflows.errors import UsageError
 
@@ -21,10 +25,6 @@ def data_check(
     """Check a dataset as ``validate`` does; returns its report and the seconds the check took. Raw DFT
     outputs (``fmt`` one of dpdata's formats; paths or globs) are converted as ``validate`` converts them,
     into a temporary folder, and the result is checked: the report names the systems dpdata made."""
-    import time
-
-    from lamflow.ops.data import datasets
-
     started = time.perf_counter()
     sources = [str(p) for p in path] if isinstance(path, list) else [str(path)]
     try:
@@ -44,11 +44,7 @@ def data_check(
 def _check_raw(sources: list[str], fmt: str) -> DatasetInfo:
     """Raw outputs converted into a temporary folder and checked; paths in the report and in errors name
     the sources and the converted systems, not the temporary folder."""
-    import dataclasses
-    import tempfile
-
-    from lamflow.ops import convert
-    from lamflow.ops.data import datasets
+    from lamflow.ops import convert  # here: dpdata and the ops (dflow) only for raw outputs
 
     shown = " ".join(sources)
     with tempfile.TemporaryDirectory(prefix="lamflow-check-") as tmp:
