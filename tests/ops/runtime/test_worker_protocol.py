@@ -10,7 +10,6 @@ import signal
 import socket
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -210,16 +209,11 @@ def test_worker_serves_requests_until_interrupted(sock_path, tmp_path, monkeypat
     results: list[object] = []
 
     def connected() -> socket.socket:
-        """A connection once the worker listens (its socket file exists from bind, before listen: a
-        connect in between is refused, as the real client's retries allow for)."""
-        while True:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                sock.connect(sock_path)
-                return sock
-            except OSError:
-                sock.close()
-                time.sleep(0.01)
+        """A connection once the worker listens, by the real client's retrying connect (the socket file
+        exists from bind, before listen: a connect in between is refused)."""
+        sock = worker_client._connect(sock_path)
+        assert sock is not None, "the worker never listened"
+        return sock
 
     def clients() -> None:
         with connected() as broken:
