@@ -9,6 +9,12 @@ for that step: the step is a process of its own, exactly as when dflow starts ``
 pid (signals reach it as before), memory, ``dp`` subprocess and exit status — less the ~1 s of start-up.
 The client gets the child's pid, then its exit status (minus the signal number when a signal killed it).
 
+It also forks the run's step workers (:mod:`lamflow.ops.runtime.worker`): the engine asks for one with a
+request naming its group and socket, and gets the worker's pid, then its exit status, by the same
+protocol. A worker forked here starts with dflow
+and the ops imported (a worker started as a program spent ~1.5 s of CPU importing them, for every group of
+every run), and dies with the launcher.
+
 The launcher itself ignores SIGINT (Ctrl-C and ``lamflow stop`` reach every step process directly); on
 SIGTERM it ends its children and exits. A child whose client goes away (its dflow step was killed) gets
 SIGTERM. The launcher is single-threaded: it forks from a select loop that wakes on SIGCHLD.
@@ -16,6 +22,7 @@ SIGTERM. The launcher is single-threaded: it forks from a select loop that wakes
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import io
 import json
@@ -30,8 +37,11 @@ import traceback
 from typing import Any
 
 from lamflow.ops.dp import flush_std
+from lamflow.ops.runtime import worker
 from lamflow.ops.runtime.worker import run_script
 from lamflow.ops.runtime.worker_client import PASSED_SIGNALS, read_request
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def warm_up() -> None:
@@ -60,13 +70,14 @@ def _std_stream(fd: int, unbuffered: bool, line_buffered: bool) -> io.TextIOWrap
     )
 
 
-def _become_step(request: dict[str, Any], fds: list[int]) -> None:
-    """In the forked child: take on the step's descriptors, directory, environment and signals."""
+def _become(request: dict[str, Any], fds: list[int]) -> None:
+    """In the forked child: take on the client's output descriptors (the first two of ``fds``), directory,
+    environment and signal dispositions, and random seeds of its own."""
     out = fds[0]
     err = fds[1] if len(fds) > 1 else out
     os.dup2(out, 1)
     os.dup2(err, 2)
-    for fd in set(fds):
+    for fd in set(fds[:2]):
         if fd > 2:
             os.close(fd)
     os.chdir(request["cwd"])
@@ -80,12 +91,37 @@ def _become_step(request: dict[str, Any], fds: list[int]) -> None:
         ignored = request.get("signals", {}).get(name) == "ignore"
         default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
         signal.signal(signum, signal.SIG_IGN if ignored else default)
-    script = request["script"]
-    sys.argv[:] = [script]
-    sys.path[0] = os.path.dirname(os.path.abspath(script))
     random.seed()  # a fresh process draws its own seeds; the fork would share the launcher's
     if "numpy" in sys.modules:
         sys.modules["numpy"].random.seed()
+
+
+def _become_step(request: dict[str, Any], fds: list[int]) -> None:
+    """In the forked child: become the process ``python SCRIPT`` would have been."""
+    _become(request, fds)
+    script = request["script"]
+    sys.argv[:] = [script]
+    sys.path[0] = os.path.dirname(os.path.abspath(script))
+
+
+def _die_with_launcher(launcher_pid: int) -> None:
+    """Have the kernel SIGKILL this process when the launcher ends (Linux ``PR_SET_PDEATHSIG``): a worker
+    must not outlive the process that reports its end. A launcher that ended before the call: end now."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux: the engine ends workers at exit
+        pass
+    if os.getppid() != launcher_pid:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def run_worker(request: dict[str, Any], fds: list[int], launcher_pid: int) -> int:
+    """In the forked child: become the step worker of a group (``request["worker"]``) on the socket
+    ``request["socket"]``; returns the worker's exit status."""
+    _die_with_launcher(launcher_pid)
+    _become(request, fds)
+    sys.argv[:] = ["-m", "lamflow.ops.runtime.worker", request["socket"]]
+    return worker.run(worker.bind(request["socket"]))
 
 
 def run_child(request: dict[str, Any], fds: list[int]) -> int:
@@ -160,6 +196,7 @@ class Launcher:
             conn.close()
             return
         flush_std()
+        launcher_pid = os.getpid()
         pid = os.fork()
         if pid == 0:  # the step
             status = 1
@@ -173,7 +210,10 @@ class Launcher:
                         other.close()
                 os.close(self.wake_r)
                 os.close(self.wake_w)
-                status = run_child(request, fds)
+                if request.get("worker"):
+                    status = run_worker(request, fds, launcher_pid)
+                else:
+                    status = run_child(request, fds)
             finally:
                 flush_std()
                 os._exit(status & 0xFF)

@@ -1,7 +1,9 @@
 """A step worker: one long-lived process that runs the short steps of a group, one after another.
 
-``python -m lamflow.ops.runtime.worker SOCKET`` binds a Unix socket, imports dflow, the ops and DeePMD-kit
-once (not DeePMD-kit when ``LAMFLOW_DP`` replaces it), then serves requests from
+The local engine has the step launcher fork its workers (:mod:`lamflow.ops.runtime.launcher`), so that a
+worker starts with dflow and the ops imported; ``python -m
+lamflow.ops.runtime.worker SOCKET`` starts one on its own. Either way, a worker imports what it lacks of
+dflow, the ops and DeePMD-kit (not DeePMD-kit when ``LAMFLOW_DP`` replaces it), then serves requests from
 :mod:`lamflow.ops.runtime.worker_client`: run this step's dflow script, in this directory, with this
 environment, writing to this file descriptor. Inside the worker, :func:`lamflow.ops.dp.run_dp` calls
 DeePMD-kit's entry point in-process with the argument list it would give the ``dp`` program, so a step pays
@@ -204,11 +206,22 @@ def serve_one(conn: socket.socket, baseline: Isolation) -> None:
     conn.sendall((json.dumps({"exit": status}) + "\n").encode())
 
 
-def serve(socket_path: str) -> None:
-    """Bind first (clients may connect while the imports run), warm up, then serve steps forever."""
+def bind(socket_path: str) -> socket.socket:
+    """The worker's listening socket. A worker binds first, so that clients may connect while it warms
+    up (a worker's socket lives in it alone: no other process can keep a dead worker's clients waiting)."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(socket_path)
     listener.listen(64)
+    return listener
+
+
+def serve(socket_path: str) -> None:
+    """Bind, warm up, then serve steps forever."""
+    serve_on(bind(socket_path))
+
+
+def serve_on(listener: socket.socket) -> None:
+    """Warm up, then serve the steps that connect to ``listener`` (bound and listening) forever."""
     dp.IN_WORKER = True
     warm_up(deepmd=not os.environ.get("LAMFLOW_DP", "").strip())
     baseline = Isolation.capture()
@@ -229,11 +242,18 @@ def main(argv: list[str]) -> None:
     )
     parser.add_argument("socket")
     args = parser.parse_args(argv)
+    sys.exit(run(bind(args.socket)))
+
+
+def run(listener: socket.socket) -> int:
+    """A worker process's life on ``listener``: its exit status (130 after Ctrl-C or ``lamflow stop``:
+    the run is ending)."""
     sys.stdout, sys.stderr = dp.fd_stream(1), dp.fd_stream(2)
     try:
-        serve(args.socket)
-    except KeyboardInterrupt:  # Ctrl-C or `lamflow stop`: the run is ending
-        sys.exit(130)
+        serve_on(listener)
+    except KeyboardInterrupt:
+        return 130
+    return 0  # pragma: no cover - serve_on returns only by an exception
 
 
 if __name__ == "__main__":

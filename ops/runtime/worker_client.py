@@ -57,7 +57,7 @@ class RunEnded(Exception):
     """The engine removed the workers' directory: its run is over."""
 
 
-def _connect(socket_path: str) -> socket.socket | None:
+def connect(socket_path: str) -> socket.socket | None:
     deadline = time.monotonic() + CONNECT_TIMEOUT_S
     while True:
         if not os.path.isdir(os.path.dirname(socket_path)):
@@ -103,7 +103,7 @@ def _worker_died(socket_path: str, pid: int) -> int:
     return 128 - status if status is not None and status < 0 else 1
 
 
-def _dispositions() -> dict[str, str]:
+def dispositions() -> dict[str, str]:
     """Which of the signals a step may get this process ignores (a background job ignores SIGINT): a
     forked step process takes on the same, as a fresh interpreter started here would."""
     return {
@@ -146,7 +146,7 @@ def _exit_as(status: int) -> int:
 def main(argv: list[str]) -> int:
     socket_path, python, script = argv[1], argv[2], argv[3]
     try:
-        sock = _connect(socket_path)
+        sock = connect(socket_path)
     except RunEnded:
         print("lamflow: the run has ended; step not started", flush=True)
         return 1
@@ -154,7 +154,7 @@ def main(argv: list[str]) -> int:
         print(f"lamflow: no step worker at {socket_path}; running the step in its own process", flush=True)
         os.execv(python, [python, script])
     request = json.dumps(
-        {"script": script, "cwd": os.getcwd(), "env": dict(os.environ), "signals": _dispositions()}
+        {"script": script, "cwd": os.getcwd(), "env": dict(os.environ), "signals": dispositions()}
     ).encode()
     sys.stdout.flush()
     with sock:

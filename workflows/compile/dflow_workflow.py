@@ -61,15 +61,20 @@ def template_name(step: StepPlan, taken: set[str]) -> str:
 
 
 def build_workflow(
-    plan: Plan, staged: Mapping[str, Any], runtime: StepRuntime, workflow_id: str | None = None
+    plan: Plan,
+    staged: Mapping[str, Any],
+    runtime: StepRuntime,
+    workflow_id: str | None = None,
+    dag_type: type | None = None,
 ):
-    """A dflow ``Workflow`` for ``plan``; ``staged`` maps every staging request id to a dflow artifact."""
+    """A dflow ``Workflow`` for ``plan``; ``staged`` maps every staging request id to a dflow artifact.
+    ``dag_type``: a subclass of dflow's ``DAG`` to build instead (the local engine's, which runs it)."""
     from dflow import DAG, Task, Workflow
     from dflow.python import PythonOPTemplate
 
     templates: dict[tuple[type, tuple[str, ...], str], Any] = {}
     tasks: dict[str, Any] = {}
-    dag = DAG(name=f"{plan.name}-dag")
+    dag = (dag_type or DAG)(name=f"{plan.name}-dag")
     for step in plan.steps:
         command = runtime.command_of(step.key)
         if (step.op, command, step.resource) not in templates:

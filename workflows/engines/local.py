@@ -41,6 +41,7 @@ from lamflow.workflows.compile.loops import unroll
 from lamflow.workflows.compile.plan import ArtifactSource, LocalFile, Plan, StepOutput
 from lamflow.workflows.dflow_config import dflow_config, local_debug_config
 from lamflow.workflows.engines.base import Engine, Reporter, StepEvent
+from lamflow.workflows.engines.dflow_dag import LocalDAG
 from lamflow.workflows.engines.loops import add_records, loop_progress, loop_records
 from lamflow.workflows.engines.machine import (
     SLOTS_DIR,
@@ -54,7 +55,7 @@ from lamflow.workflows.engines.machine import (
     step_environment,
 )
 from lamflow.workflows.engines.outputs import link_models
-from lamflow.workflows.engines.summary import DONE, RunSummary, read_summary
+from lamflow.workflows.engines.summary import DONE, RunSummary, StepRecord, read_summary
 from lamflow.workflows.engines.workers import StepWorkers
 from lamflow.workflows.errors import LamflowError, UsageError
 from lamflow.workflows.settings import Settings
@@ -250,6 +251,22 @@ def _stop_time(run_dir: Path) -> float:
         return float((run_dir / STOPPING_FILE).read_text().strip())
     except (OSError, ValueError):
         return time.time()
+
+
+ENDED_BY_ENGINE = "Got SIGTERM"  # what dflow's step script says when the engine ends it
+
+
+def _settle_failed(summary: RunSummary) -> list[StepRecord]:
+    """The failed steps, the first to fail first. A step that failed only because the engine ended it
+    after another step had failed (dflow fails fast, and the run's processes get SIGTERM) is Skipped,
+    "stopped: another step failed", and never named as the run's error."""
+    failed = sorted(
+        (r for r in summary.steps.values() if r.phase == "Failed"), key=lambda r: r.finished_at or "~"
+    )
+    for record in failed[1:]:
+        if record.error == ENDED_BY_ENGINE:
+            record.phase, record.error = "Skipped", "stopped: another step failed"
+    return [r for r in failed if r.phase == "Failed"]
 
 
 STOP_GRACE_S = 2.0  # a step that failed this long before the stop was marked failed on its own
@@ -521,7 +538,7 @@ class LocalEngine(Engine):
             summary.loops = loop_records(plan, run_dir, summary)
         if interrupted:
             _settle_interrupted(summary, _stop_time(run_dir))
-        failed = [r for r in summary.steps.values() if r.phase == "Failed"]
+        failed = _settle_failed(summary)
         for record in summary.steps.values():
             if record.phase in ("Pending", "Running") and failed:
                 if record.phase == "Running":
@@ -593,7 +610,7 @@ class LocalEngine(Engine):
                     command=(self.settings.python,),
                     step_commands=_with_slots(plan, workers.commands(), pool, self.settings, machine),
                 )
-                workflow = build_workflow(plan, staged, runtime, workflow_id=STEPS_DIR)
+                workflow = build_workflow(plan, staged, runtime, workflow_id=STEPS_DIR, dag_type=LocalDAG)
                 if not watcher.is_alive():
                     watcher.start()
                 cwd = os.getcwd()

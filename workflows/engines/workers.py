@@ -1,22 +1,32 @@
 """The local engine's step workers: one worker process per step group, and one step launcher, for the
 length of one run.
 
-:class:`StepWorkers` starts ``python -m lamflow.ops.runtime.worker SOCKET`` for every group that has steps
-left to run, and gives each grouped step the command that hands its script to that worker
-(:mod:`lamflow.ops.runtime.worker_client`). Steps that run in a process of their own get the same command
-pointed at the step launcher (``python -m lamflow.ops.runtime.launcher SOCKET``), which forks that process
-from an interpreter that has dflow and the ops imported already.
+:class:`StepWorkers` starts the step launcher (``python -m lamflow.ops.runtime.launcher SOCKET``), which
+imports dflow and the ops once and forks from there every process the run's steps need:
 
-A worker that dies — a step that segfaulted or was killed for memory — is reaped here: its exit status is
-written where the waiting client reads it (so that step fails with the signal), and a fresh worker takes
-over the socket for the group's remaining steps. Sockets live in a short temporary directory (Unix socket
-paths are limited to about 100 bytes; run directories can be deeper).
+- **a worker for every group** that has steps left to run: the engine asks the launcher for a worker on
+  the group's socket, over a connection that stays open for the worker's life and brings back its exit
+  status (:mod:`lamflow.ops.runtime.launcher`); a step that connects before its worker is up retries;
+- **a process for every step that runs on its own** (training, MD, exploration), asked for by the step's
+  command itself (:mod:`lamflow.ops.runtime.worker_client`).
+
+Each grouped step gets the command that hands its script to its group's worker; the other steps, the same
+command pointed at the launcher.
+
+A worker that dies — a step that segfaulted or was killed for memory — is reported here: its exit status
+is written where the waiting client reads it (so that step fails with the signal), and a fresh worker binds
+the group's socket for its remaining steps. A launcher that dies is started again, and the workers it
+took with it (they die with it) are asked for again. Sockets live in a short temporary directory (Unix
+socket paths are limited to about 100 bytes; run directories can be deeper).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +39,7 @@ from lamflow.ops.runtime import worker_client
 
 MAX_RESTARTS = 8  # per group: a worker that cannot start at all leaves its steps to run on their own
 STOP_TIMEOUT_S = 5.0
+KILLED_WITH_LAUNCHER = -signal.SIGKILL  # a worker's status when the launcher died under it
 
 
 LAUNCHER = "the step launcher"  # its name where a group's name would be
@@ -38,24 +49,20 @@ LAUNCHER = "the step launcher"  # its name where a group's name would be
 class _Worker:
     group: str
     socket: str
-    proc: subprocess.Popen[bytes] | None = None
+    proc: subprocess.Popen[bytes] | None = None  # the launcher's process
     restarts: int = 0
-
-    @property
-    def module(self) -> str:
-        return "lamflow.ops.runtime.launcher" if self.group == LAUNCHER else "lamflow.ops.runtime.worker"
 
 
 class StepWorkers:
-    """Worker processes for a run's step groups, and the launcher of the steps in ``launched``; use as a
-    context manager around the run."""
+    """The step launcher and the workers of a run's step groups; use as a context manager around the
+    run. ``launched``: the steps that run in a process of their own, forked by the launcher."""
 
     def __init__(
         self, python: str, groups: Mapping[str, Sequence[str]], launched: Sequence[str] = ()
     ) -> None:
         self.python = python
         self.groups = {name: tuple(keys) for name, keys in groups.items() if keys}
-        if launched:
+        if launched or self.groups:
             self.groups[LAUNCHER] = tuple(launched)
         self.workers: dict[str, _Worker] = {}
         self.stopping = threading.Event()
@@ -73,20 +80,24 @@ class StepWorkers:
 
     def __enter__(self) -> StepWorkers:
         self.socket_dir = tempfile.mkdtemp(prefix="lamflow-w-")
-        for i, group in enumerate(self.groups):
+        if not self.groups:
+            return self
+        launcher = _Worker(LAUNCHER, f"{self.socket_dir}/launcher.sock")
+        self.workers[LAUNCHER] = launcher
+        self._start_launcher(launcher)
+        for i, group in enumerate(g for g in self.groups if g != LAUNCHER):
             worker = _Worker(group, f"{self.socket_dir}/{i}.sock")
             self.workers[group] = worker
-            self._start(worker)
+            threading.Thread(target=self._keep_worker, args=(worker,), daemon=True).start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stopping.set()
         with self.lock:
-            procs = [w.proc for w in self.workers.values() if w.proc is not None]
-        for proc in procs:
+            proc = self.workers[LAUNCHER].proc if LAUNCHER in self.workers else None
+        if proc is not None:  # it ends its children (the steps it forked, the workers) on SIGTERM
             if proc.poll() is None:
                 proc.terminate()
-        for proc in procs:
             try:
                 proc.wait(timeout=STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
@@ -94,27 +105,81 @@ class StepWorkers:
                 proc.wait()
         shutil.rmtree(self.socket_dir, ignore_errors=True)
 
-    def _start(self, worker: _Worker) -> None:
-        Path(worker.socket).unlink(missing_ok=True)
-        argv = [self.python, "-m", worker.module, worker.socket]
-        # stdout/stderr: the engine's (its log file); a worker's own messages land there
-        worker.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
-        threading.Thread(target=self._reap, args=(worker, worker.proc), daemon=True).start()
+    # the launcher: a program of its own, restarted when it dies
 
-    def _reap(self, worker: _Worker, proc: subprocess.Popen[bytes]) -> None:
+    def _start_launcher(self, launcher: _Worker) -> None:
+        Path(launcher.socket).unlink(missing_ok=True)
+        argv = [self.python, "-m", "lamflow.ops.runtime.launcher", launcher.socket]
+        # stdout/stderr: the engine's (its log file); the launcher's own messages land there
+        with self.lock:
+            launcher.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+        threading.Thread(target=self._reap_launcher, args=(launcher, launcher.proc), daemon=True).start()
+
+    def _reap_launcher(self, launcher: _Worker, proc: subprocess.Popen[bytes]) -> None:
         status = proc.wait()
         if self.stopping.is_set():
             return
-        Path(worker_client.death_note(worker.socket, proc.pid)).write_text(f"{status}\n")
-        what = LAUNCHER if worker.group == LAUNCHER else f"the worker of step group {worker.group}"
-        print(
-            f"lamflow: {what} (pid {proc.pid}) ended with status {status}",
-            file=sys.stderr,
-            flush=True,
-        )
+        Path(worker_client.death_note(launcher.socket, proc.pid)).write_text(f"{status}\n")
+        _report(LAUNCHER, proc.pid, status)
         with self.lock:
-            interrupted = status in (130, -signal.SIGINT, -signal.SIGTERM)  # the run is being stopped
-            if self.stopping.is_set() or interrupted or worker.restarts >= MAX_RESTARTS:
+            if _interrupted(status) or launcher.restarts >= MAX_RESTARTS:
+                launcher.proc = None
                 return
-            worker.restarts += 1
-            self._start(worker)
+            launcher.restarts += 1
+        self._start_launcher(launcher)
+
+    # the workers: each asked of the launcher, and asked again when it dies
+
+    def _keep_worker(self, worker: _Worker) -> None:
+        """A group's worker for the length of the run: started, reported when it dies, started again."""
+        launcher = self.workers[LAUNCHER]
+        while not self.stopping.is_set():
+            status, pid = self._one_worker(worker, launcher)
+            if self.stopping.is_set():
+                return
+            if pid:
+                Path(worker_client.death_note(worker.socket, pid)).write_text(f"{status}\n")
+                _report(f"the worker of step group {worker.group}", pid, status)
+            with self.lock:
+                if _interrupted(status) or worker.restarts >= MAX_RESTARTS or launcher.proc is None:
+                    return  # the group's steps find no worker and run in processes of their own
+                worker.restarts += 1
+
+    def _one_worker(self, worker: _Worker, launcher: _Worker) -> tuple[int, int]:
+        """Ask the launcher for a worker on the group's socket; wait for it to end. Returns its exit status
+        and pid (pid 0: the launcher never started it)."""
+        try:  # retries while a launcher that died is started again
+            conn = worker_client.connect(launcher.socket)
+        except worker_client.RunEnded:
+            return 0, 0
+        if conn is None:
+            return 1, 0
+        Path(worker.socket).unlink(missing_ok=True)  # a dead worker's: its clients must not connect there
+        request = json.dumps(
+            {
+                "worker": worker.group,
+                "socket": worker.socket,
+                "cwd": os.getcwd(),
+                "env": dict(os.environ),
+                "signals": worker_client.dispositions(),
+            }
+        ).encode()
+        pid = 0
+        with conn:
+            socket.send_fds(conn, [worker_client.HEADER.pack(len(request))], [1, 2])
+            conn.sendall(request)
+            for line in conn.makefile("r", encoding="utf-8"):
+                message = json.loads(line)
+                pid = int(message.get("pid", pid))
+                if "exit" in message:
+                    return int(message["exit"]), pid
+        return KILLED_WITH_LAUNCHER, pid  # the launcher ended without reporting: the worker died with it
+
+
+def _interrupted(status: int) -> bool:
+    """The run is being stopped (Ctrl-C, ``lamflow stop``): nothing is restarted."""
+    return status in (130, -signal.SIGINT, -signal.SIGTERM)
+
+
+def _report(what: str, pid: int, status: int) -> None:
+    print(f"lamflow: {what} (pid {pid}) ended with status {status}", file=sys.stderr, flush=True)

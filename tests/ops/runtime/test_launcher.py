@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -155,3 +156,36 @@ def _ends(pid: int, within_s: float = 20.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def _ask_for_worker(sock: str, worker_sock: str, cwd: Path) -> tuple[socket.socket, int]:
+    """What the engine's StepWorkers sends: a worker for group ``g`` on ``worker_sock``; returns the open
+    connection (the worker's exit status comes back on it) and the worker's pid."""
+    conn = worker_client.connect(sock)
+    assert conn is not None
+    body = json.dumps(
+        {"worker": "g", "socket": worker_sock, "cwd": str(cwd), "env": {**os.environ, "LAMFLOW_DP": "fake"},
+         "signals": worker_client.dispositions()}
+    ).encode()  # fmt: skip
+    socket.send_fds(conn, [worker_client.HEADER.pack(len(body))], [1, 2])
+    conn.sendall(body)
+    return conn, json.loads(conn.makefile("r").readline())["pid"]
+
+
+def test_a_worker_forked_by_the_launcher_serves_steps_and_its_end_is_reported_and_it_dies_with_the_launcher(
+    launcher, tmp_path
+):
+    sock, proc = launcher
+    worker_sock = os.path.join(os.path.dirname(sock), "w.sock")
+    conn, worker_pid = _ask_for_worker(sock, worker_sock, tmp_path)
+    first = state_of(run_step(worker_sock, tmp_path, PROBE, env={"PROBE_ENV": "one"}))
+    second = state_of(run_step(worker_sock, tmp_path, PROBE, env={"PROBE_ENV": "two"}))
+    assert first["pid"] == second["pid"] == worker_pid and first["ppid"] == proc.pid  # one process, forked
+    assert first["dflow_loaded"] and (first["env"], second["env"]) == ("one", "two")
+    os.kill(worker_pid, signal.SIGKILL)
+    assert json.loads(conn.makefile("r").readline()) == {"exit": -signal.SIGKILL}  # what the engine reports
+    conn.close()
+
+    _, again = _ask_for_worker(sock, worker_sock + "2", tmp_path)
+    proc.kill()  # no SIGTERM to end its children: the kernel ends the worker with the launcher
+    assert _ends(again)

@@ -211,7 +211,7 @@ def test_worker_serves_requests_until_interrupted(sock_path, tmp_path, monkeypat
     def connected() -> socket.socket:
         """A connection once the worker listens, by the real client's retrying connect (the socket file
         exists from bind, before listen: a connect in between is refused)."""
-        sock = worker_client._connect(sock_path)
+        sock = worker_client.connect(sock_path)
         assert sock is not None, "the worker never listened"
         return sock
 

@@ -92,7 +92,7 @@ def stop_while_running(
 ) -> tuple[dict, list[psutil.Process]]:
     """`lamflow submit ARGS` in the background, `lamflow stop` once step ``key`` runs (waiting at most
     ``wait_s``); asserts the stop worked and the run exited 130. Returns the final summary and the run's
-    step workers as they were before the stop."""
+    launcher and what it forked (step workers, steps) as they were before the stop."""
     proc = subprocess.Popen(
         [str(LAMFLOW), "submit", *args, "--run-dir", str(run_dir)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -107,7 +107,8 @@ def stop_while_running(
                 break
             time.sleep(0.2)
         family = psutil.Process(proc.pid).children(recursive=True)
-        workers = [p for p in family if "lamflow.ops.runtime.worker" in p.cmdline()]
+        # the launcher and what it forked: step workers (and steps) carry the launcher's command line
+        workers = [p for p in family if "lamflow.ops.runtime.launcher" in p.cmdline()]
         stopped = run_cli("stop", str(run_dir))
         assert stopped.returncode == 0, stopped.stderr
         assert proc.wait(timeout=30) == 130
@@ -245,3 +246,28 @@ def test_deepmd_warnings_reach_the_summary_and_the_terminal(tmp_path, write_spec
     assert summary["steps"]["finetune-ext"]["phase"] == "Cached"
     assert summary["steps"]["finetune-ext"]["warnings"] == [warning]
     assert f"finetune-ext: {warning}" in again.stdout
+
+
+def test_the_first_step_to_fail_is_the_runs_error_and_steps_ended_by_the_engine_are_skipped():
+    """dflow fails fast: when one step fails, the engine ends the steps still running (they print dflow's
+    "Got SIGTERM"). Whichever of them sits first in the plan, the run's error names the step that failed
+    first, and the ended ones are Skipped, not failed."""
+    from lamflow.workflows.engines.local import ENDED_BY_ENGINE, _settle_failed
+    from lamflow.workflows.engines.summary import RunSummary, StepRecord
+
+    def record(key: str, finished: str, error: str) -> StepRecord:
+        return StepRecord(key=key, op="label", summary="", phase="Failed", finished_at=finished, error=error)
+
+    steps = {
+        "label-1": record("label-1", "2026-12-03T10:00:02.100+00:00", ENDED_BY_ENGINE),
+        "label-2": record("label-2", "2026-12-03T10:00:01.900+00:00", "none of 1 frames labelled"),
+        "label-3": record("label-3", "2026-12-03T10:00:02.500+00:00", "SCF failed"),
+    }
+    summary = RunSummary(run_id="r", spec="s", spec_sha256="x", engine="local", steps=steps)
+    failed = _settle_failed(summary)
+    assert [r.key for r in failed] == ["label-2", "label-3"]  # a failure of its own stays a failure
+    assert (steps["label-1"].phase, steps["label-1"].error) == ("Skipped", "stopped: another step failed")
+    # a step that failed first keeps its error, even when it is dflow's SIGTERM message
+    steps["label-1"].phase, steps["label-1"].error = "Failed", ENDED_BY_ENGINE
+    steps["label-1"].finished_at = "2026-12-03T10:00:01.000+00:00"
+    assert [r.key for r in _settle_failed(summary)][0] == "label-1"
