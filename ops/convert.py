@@ -247,6 +247,7 @@ class ConvertOP(LamflowOP[ConvertInput, ConvertOutput]):
     """Raw DFT outputs -> the deepmd/npy datasets (and their parts) the workflow's other steps read."""
 
     name = "convert"
+    preload = ("dpdata",)
     Params = ConvertParams
     Input = ConvertInput
     Output = ConvertOutput

@@ -114,6 +114,7 @@ def nve_figures(model_file: Path, systems: list[SystemFrames], nve: NveParams, s
 
 class EvaluateOP(LamflowOP[EvaluateInput, EvaluateOutput]):
     name = "evaluate"
+    preload = ("ase.io", "dpdata")
     Params = EvaluateParams
     Input = EvaluateInput
     Output = EvaluateOutput

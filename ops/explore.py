@@ -82,6 +82,7 @@ class ExploreOP(LamflowOP[ExploreInput, ExploreOutput]):
     """MD at one temperature from one start structure; frames every ``dump_every`` steps."""
 
     name = "explore"
+    preload = ("ase.io", "dpdata")
     Params = ExploreParams
     Input = ExploreInput
     Output = ExploreOutput

@@ -164,6 +164,7 @@ def split(frames: list[Any], fraction: float, seed: int) -> tuple[list[Any], lis
 
 class LabelOP(LamflowOP[LabelInput, LabelOutput]):
     name = "label"
+    preload = ("ase.io", "dpdata")
     Params = LabelParams
     Input = LabelInput
     Output = LabelOutput

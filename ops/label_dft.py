@@ -80,6 +80,7 @@ class LabelDftOP(LamflowOP[LabelDftInput, LabelDftOutput]):
     """Reference labels for the picked frames."""
 
     name = "label-dft"
+    preload = ("ase.io", "dpdata")
     Params = LabelDftParams
     Input = LabelDftInput
     Output = LabelDftOutput

@@ -65,6 +65,7 @@ class ModelDeviOP(LamflowOP[ModelDeviInput, ModelDeviOutput]):
     """The ensemble's maximum force deviation on every explored frame."""
 
     name = "model-devi"
+    preload = ("ase.io",)
     Params = ModelDeviParams
     Input = ModelDeviInput
     Output = ModelDeviOutput

@@ -57,6 +57,7 @@ class SelectFramesOP(LamflowOP[SelectFramesInput, SelectFramesOutput]):
     """Frames to label, by deviation (and at random for the baseline)."""
 
     name = "select-frames"
+    preload = ("ase.io",)
     Params = SelectFramesParams
     Input = SelectFramesInput
     Output = SelectFramesOutput

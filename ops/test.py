@@ -99,6 +99,7 @@ class TestOP(LamflowOP[TestInput, TestOutput]):
     __test__ = False
 
     name = "test"
+    preload = ("dpdata",)
     Params = TestParams
     Input = TestInput
     Output = TestOutput

@@ -121,9 +121,12 @@ class LamflowOP(OP, Generic[InputT, OutputT]):
     """Base of every lamflow step op. Subclasses set ``name``, ``Params``, ``Input``, ``Output``, ``run``.
 
     ``name`` is the step kind users see (the op module's name and the prefix of its step keys).
+    ``preload``: the modules ``run`` imports when it runs (kept out of the op module so that importing it
+    stays cheap); the local engine's step launcher imports them once, before it forks the steps.
     """
 
     name: ClassVar[str]
+    preload: ClassVar[tuple[str, ...]] = ()
     Params: ClassVar[type[OpModel]]
     Input: ClassVar[type[OpModel]]
     Output: ClassVar[type[OpModel]]

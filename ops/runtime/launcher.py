@@ -1,7 +1,8 @@
 """A step launcher: a prestarted interpreter that forks one process per step, so that a step that runs in a
 process of its own (training, MD, exploration) does not pay for starting Python and importing dflow.
 
-``python -m lamflow.ops.runtime.launcher SOCKET`` binds a Unix socket, imports dflow and every step op once,
+``python -m lamflow.ops.runtime.launcher SOCKET [--preload MODULE ...]`` binds a Unix socket, imports dflow,
+every step op and what the run's ops import when they run once,
 then serves requests from :mod:`lamflow.ops.runtime.worker_client` (the same client and protocol as a step
 group's worker): run this step's dflow script, in this directory, with this environment and these signal
 dispositions, writing to these file descriptors. Unlike a worker, it runs each script in a child it forks
@@ -34,6 +35,7 @@ import signal
 import socket
 import sys
 import traceback
+from collections.abc import Sequence
 from typing import Any
 
 from lamflow.ops.dp import flush_std
@@ -44,13 +46,16 @@ from lamflow.ops.runtime.worker_client import PASSED_SIGNALS, read_request
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
-def warm_up() -> None:
-    """Import dflow and every step op (not DeePMD-kit or torch: steps here call ``dp`` as a program, and
-    a process that forks must not have started torch's thread pools)."""
+def warm_up(preload: Sequence[str] = ()) -> None:
+    """Import dflow, every step op, and ``preload``: the modules the run's ops import when they run (their
+    ``preload``, e.g. ASE's readers). Not DeePMD-kit or torch: steps here call ``dp`` as a program, and a
+    process that forks must not have started torch's thread pools."""
     importlib.import_module("dflow.python")
     for module in pkgutil.iter_modules(importlib.import_module("lamflow.ops").__path__):
         if not module.ispkg:
             importlib.import_module(f"lamflow.ops.{module.name}")
+    for name in preload:
+        importlib.import_module(name)
 
 
 def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
@@ -272,13 +277,13 @@ class Launcher:
                 conn.close()
 
 
-def serve(socket_path: str) -> None:
+def serve(socket_path: str, preload: Sequence[str] = ()) -> None:
     """Bind first (clients may connect while the imports run), warm up, then serve until SIGTERM."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(socket_path)
     listener.listen(64)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    warm_up()
+    warm_up(preload)
     Launcher(listener).serve()
 
 
@@ -289,7 +294,9 @@ def main(argv: list[str]) -> None:
         prog="python -m lamflow.ops.runtime.launcher", description=__doc__.splitlines()[0]
     )
     parser.add_argument("socket")
-    serve(parser.parse_args(argv).socket)
+    parser.add_argument("--preload", action="append", default=[], metavar="MODULE")
+    args = parser.parse_args(argv)
+    serve(args.socket, args.preload)
 
 
 if __name__ == "__main__":

@@ -253,6 +253,11 @@ def _stop_time(run_dir: Path) -> float:
         return time.time()
 
 
+def _preload(plan: Plan) -> list[str]:
+    """What the step launcher imports for this plan's steps before it forks them (their ops' preload)."""
+    return sorted({name for step in plan.steps for name in step.op.preload})
+
+
 ENDED_BY_ENGINE = "Got SIGTERM"  # what dflow's step script says when the engine ends it
 
 
@@ -604,7 +609,10 @@ class LocalEngine(Engine):
         )
         interrupted = False
         try:
-            with dflow_config(config), StepWorkers(self.settings.python, groups, launched) as workers:
+            with (
+                dflow_config(config),
+                StepWorkers(self.settings.python, groups, launched, preload=_preload(plan)) as workers,
+            ):
                 staged = {rid: self.store.stage(rid, req) for rid, req in staging_requests(plan).items()}
                 runtime = StepRuntime(
                     command=(self.settings.python,),

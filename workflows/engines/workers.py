@@ -55,12 +55,18 @@ class _Worker:
 
 class StepWorkers:
     """The step launcher and the workers of a run's step groups; use as a context manager around the
-    run. ``launched``: the steps that run in a process of their own, forked by the launcher."""
+    run. ``launched``: the steps that run in a process of their own, forked by the launcher; ``preload``:
+    modules the launcher imports before it forks anything (the run's ops' ``preload``)."""
 
     def __init__(
-        self, python: str, groups: Mapping[str, Sequence[str]], launched: Sequence[str] = ()
+        self,
+        python: str,
+        groups: Mapping[str, Sequence[str]],
+        launched: Sequence[str] = (),
+        preload: Sequence[str] = (),
     ) -> None:
         self.python = python
+        self.preload = tuple(preload)
         self.groups = {name: tuple(keys) for name, keys in groups.items() if keys}
         if launched or self.groups:
             self.groups[LAUNCHER] = tuple(launched)
@@ -110,6 +116,7 @@ class StepWorkers:
     def _start_launcher(self, launcher: _Worker) -> None:
         Path(launcher.socket).unlink(missing_ok=True)
         argv = [self.python, "-m", "lamflow.ops.runtime.launcher", launcher.socket]
+        argv += [arg for name in self.preload for arg in ("--preload", name)]
         # stdout/stderr: the engine's (its log file); the launcher's own messages land there
         with self.lock:
             launcher.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)

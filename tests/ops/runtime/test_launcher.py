@@ -189,3 +189,25 @@ def test_a_worker_forked_by_the_launcher_serves_steps_and_its_end_is_reported_an
     _, again = _ask_for_worker(sock, worker_sock + "2", tmp_path)
     proc.kill()  # no SIGTERM to end its children: the kernel ends the worker with the launcher
     assert _ends(again)
+
+
+def test_the_ops_preload_exists_and_imports_no_torch_into_the_launcher():
+    """What the launcher imports before it forks: every op's ``preload`` (a module that imported torch
+    there would fork torch's thread pools into every step; dpdata's DeePMD-kit driver plugin is light)."""
+    import importlib
+    import pkgutil
+
+    import lamflow.ops
+    from lamflow.ops.runtime.contract import LamflowOP
+
+    for module in pkgutil.iter_modules(lamflow.ops.__path__):
+        if not module.ispkg:
+            importlib.import_module(f"lamflow.ops.{module.name}")
+    preload = sorted({name for op in LamflowOP.__subclasses__() for name in op.preload})
+    assert {"ase.io", "dpdata"} <= set(preload)
+    code = (
+        "import sys; from lamflow.ops.runtime.launcher import warm_up; warm_up(sys.argv[1:]); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, *preload], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
