@@ -1,14 +1,25 @@
 """Scratch step: ``dp --pt train`` from a random initialisation on staged datasets, then ``dp --pt freeze``
-— the from-scratch baseline of a learning curve. A rerun after a kill continues from its checkpoint."""
+— the from-scratch baseline of a learning curve, and the student members of a concurrent-learning loop
+(with the frames it labelled so far, and from iteration 2 on, optionally, their own checkpoint). A rerun
+after a kill continues from its checkpoint."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from dflow.python import FatalError
+from pydantic import Field
+
 from lamflow.ops.data.datasets import StagedDatasets
 from lamflow.ops.runtime.common import work_dir
 from lamflow.ops.runtime.contract import LamflowOP
-from lamflow.ops.training.common import TrainOutput, TrainParams, train_and_freeze, write_training_input
+from lamflow.ops.training.common import (
+    TrainOutput,
+    TrainParams,
+    add_training_systems,
+    train_and_freeze,
+    write_training_input,
+)
 
 
 class ScratchParams(TrainParams):
@@ -16,7 +27,16 @@ class ScratchParams(TrainParams):
 
 
 class ScratchInput(ScratchParams, StagedDatasets):
-    pass
+    labelled: Path | None = Field(
+        None,
+        description="More training systems (deepmd/npy, found below this folder): the frames a "
+        "concurrent-learning loop labelled so far.",
+    )
+    previous: Path | None = Field(
+        None,
+        description="A concurrent-learning member's own checkpoint of the previous iteration: when given, "
+        "training continues from it (dp train --finetune, its own fitting net) instead of from scratch.",
+    )
 
 
 class ScratchOutput(TrainOutput):
@@ -32,5 +52,9 @@ class ScratchOP(LamflowOP[ScratchInput, ScratchOutput]):
 
     def run(self, inp: ScratchInput) -> ScratchOutput:
         cwd = work_dir()
-        write_training_input(inp, inp.datasets, cwd)
-        return ScratchOutput(**train_and_freeze(cwd))
+        if inp.previous is not None and inp.previous.suffix != ".pt":
+            raise FatalError(f"{inp.previous.name}: continuing needs a DeePMD-kit training checkpoint (.pt)")
+        written = write_training_input(inp, inp.datasets, cwd)
+        if inp.labelled is not None:
+            add_training_systems(written, inp.labelled.resolve())
+        return ScratchOutput(**train_and_freeze(cwd, finetune=inp.previous))

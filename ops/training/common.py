@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -11,8 +12,8 @@ from typing import Any
 
 from pydantic import Field
 
-from lamflow.ops.data.datasets import DatasetFormat, dataset_systems
-from lamflow.ops.dp import freeze_command, train_command
+from lamflow.ops.data.datasets import DatasetFormat, dataset_systems, find_npy_systems
+from lamflow.ops.dp import Topology, freeze_command, train_command
 from lamflow.ops.runtime import files
 from lamflow.ops.runtime.common import run_dp_step, write_json
 from lamflow.ops.runtime.contract import OpModel
@@ -120,23 +121,51 @@ def training_device(log: Path) -> str:
     return f"{devices[-1]} ({names[-1]})" if names and devices[-1] != "CPU" else devices[-1]
 
 
-def train_and_freeze(cwd: Path) -> dict[str, Any]:
-    """``dp --pt train input.json`` in ``cwd`` (from its newest checkpoint when a killed run left one, and
-    the lost pod's on Argo), then ``dp --pt freeze``: the fields of a training op's output with ``model``."""
+def train_and_freeze(
+    cwd: Path, finetune: Path | None = None, model_branch: str | None = None
+) -> dict[str, Any]:
+    """``dp --pt train input.json`` in ``cwd``, then ``dp --pt freeze``: the fields of a training op's
+    output with ``model``. ``finetune``: a training checkpoint to start from (``--finetune``, the model
+    section taken from it with ``--use-pretrain-script``; ``model_branch``: its head). A rerun continues
+    from the newest checkpoint a killed run left (and the lost pod's on Argo): a fine-tune with the input
+    as DeePMD-kit completed it (``out.json``, where the base's model section is)."""
     checkpoint_sync.restore(cwd)
     restart = latest_checkpoint(cwd)
+    if finetune is not None and not (cwd / files.COMPLETED_INPUT).is_file():
+        restart = None  # killed before DeePMD-kit wrote out.json: the fine-tune starts again
+
+    def command(topo: Topology) -> list[str]:
+        if restart is not None:
+            given = files.INPUT_JSON if finetune is None else files.COMPLETED_INPUT
+            return train_command(given, restart=restart.name, topology=topo)
+        if finetune is not None:
+            return train_command(
+                files.INPUT_JSON,
+                finetune=finetune.resolve(),
+                model_branch=model_branch,
+                use_pretrain_script=True,
+                topology=topo,
+            )
+        return train_command(files.INPUT_JSON, topology=topo)
+
     with checkpoint_sync.Uploader(cwd):
-        run_training(
-            lambda topo: train_command(files.INPUT_JSON, restart=restart and restart.name, topology=topo),
-            cwd,
-            files.TRAIN_LOG,
-        )
+        run_training(command, cwd, files.TRAIN_LOG)
     run_dp_step(freeze_command(files.FROZEN_MODEL), cwd, files.FREEZE_LOG)
     return {
         **train_output_files(cwd),
         "model": cwd / files.FROZEN_MODEL,
         "freeze_log": cwd / files.FREEZE_LOG,
     }
+
+
+def add_training_systems(input_json: Path, folder: Path) -> None:
+    """Append the deepmd/npy systems below ``folder`` to a single-task input's training systems."""
+    systems = [str(p) for p in find_npy_systems(folder)]
+    if not systems:
+        return  # an iteration that labelled nothing new hands on an empty folder
+    config = json.loads(input_json.read_text())
+    config["training"]["training_data"]["systems"] += systems
+    write_json(input_json, config)
 
 
 def train_output_files(cwd: Path) -> dict[str, Any]:

@@ -349,6 +349,8 @@ CASES: list[tuple[str, Any, int, str, str]] = [
         explore={"datasets": ["molecules"], "temperatures": [300], "steps": 20, "dump_every": 5},
         label={"pyscf": {"basis": "sto-3g"}}, **{"from": {"head": "molecules"}})), 2,
      "stages.active[0].label.pyscf.spin", "53 electrons at charge 0"),
+    ("active-members-both-fine-tuned-and-students", spec(lambda s: active(s, student={"preset": "se_e2_a-tiny"})),
+     2, "stages.active[0]", "give `from` (members fine-tune a checkpoint) or `student`"),
     ("duplicate-yaml-key", "name: a\nname: b\n", 2, "-", "duplicate key 'name'"),
     ("invalid-yaml", "name: x\ndatasets: [unclosed\n", 2, "-", "invalid YAML: line"),
     ("nested-too-deep", "name: x\ndeep: " + "[" * 1000 + "]" * 1000 + "\n", 2, "-", "nested too deeply"),

@@ -10,7 +10,7 @@ from typing import Annotated
 from pydantic import Field, model_validator
 
 from lamflow.workflows.spec.base import MAX_STEPS, Name, SpecModel, SpecPath
-from lamflow.workflows.spec.distill import ExploreSpec, TeacherSpec
+from lamflow.workflows.spec.distill import ExploreSpec, StudentArchitecture, TeacherSpec
 from lamflow.workflows.spec.finetune import FinetuneFrom
 from lamflow.workflows.spec.training import TrainingSpec
 
@@ -123,6 +123,11 @@ class ActiveSpec(SpecModel):
         alias="from",
         description="The checkpoint every ensemble member fine-tunes from (default: the pretrain stage's).",
     )
+    student: StudentArchitecture | None = Field(
+        None,
+        description="Members are students trained from scratch with this model, not fine-tunes (distillation "
+        "with a teacher labeler); instead of `from`. The loop's `training` trains them.",
+    )
     datasets: list[Name] = Field(min_length=1, description="Labelled data to start from (train parts).")
     test: Name | None = Field(None, description="Held-out dataset tested every iteration (its test part).")
     ensemble: int = Field(
@@ -138,3 +143,10 @@ class ActiveSpec(SpecModel):
     select: ActiveSelectSpec
     label: LabelerSpec
     converge: ConvergeSpec = Field(default_factory=ConvergeSpec)
+
+    @model_validator(mode="after")
+    def _members(self) -> ActiveSpec:
+        if self.student is not None and "from_" in self.model_fields_set:
+            raise ValueError("give `from` (members fine-tune a checkpoint) or `student` (members train from "
+                             "scratch), not both")  # fmt: skip
+        return self

@@ -69,7 +69,9 @@ class SelectSpec(SpecModel):
     )
 
 
-class StudentSpec(SpecModel):
+class StudentArchitecture(SpecModel):
+    """A student's model, trained from scratch: a compressible preset and fragments merged over it."""
+
     preset: StudentPreset = Field(
         "se_e2_a",
         description="Compressible descriptor: se_e2_a or se_atten_v2 (DPA-1 without attention), sized as "
@@ -77,6 +79,9 @@ class StudentSpec(SpecModel):
     )
     descriptor: dict[str, Any] = Field(default_factory=dict, description="Deep-merged over the preset.")
     fitting_net: dict[str, Any] = Field(default_factory=dict, description="Deep-merged over the preset.")
+
+
+class StudentSpec(StudentArchitecture):
     training: TrainingSpec = Field(default_factory=TrainingSpec)
 
 

@@ -1,8 +1,9 @@
 """Stage ``active``: concurrent learning, as dpgen2 runs it — a loop decided at run time. Each iteration
-trains an ensemble (K fine-tunes from the same checkpoint, seeds differing) on the labelled data so far,
-explores with MD driven by its first model, computes the ensemble's model deviation on every dumped frame,
-selects between the trust levels, labels the picks with DFT, merges them into the labelled data, tests the
-first model on held-out data and decides whether to stop. Provides the model reference ``active.<name>``
+trains an ensemble (K fine-tunes from the same checkpoint, or with ``student:`` K students from scratch,
+seeds differing) on the labelled data so far, explores with MD driven by its first model, computes the
+ensemble's model deviation on every dumped frame, selects between the trust levels, labels the picks (DFT
+or a teacher), merges them into the labelled data, tests the first model on held-out data and decides
+whether to stop. Provides the model reference ``active.<name>``
 (the last iteration's first model) once the loop stopped.
 
 Step keys: ``active-<name>-i<nnn>-`` followed by ``train-<k>``, ``explore-s<i>-<T>k``, ``collect``
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from lamflow.ops.converge import ConvergeOP, ConvergeParams
 from lamflow.ops.data.datasets import SystemInfo
@@ -26,10 +28,11 @@ from lamflow.ops.finetune import FinetuneOP, FinetuneParams
 from lamflow.ops.label_dft import CommandParams, LabelDftOP, LabelDftParams, PyscfParams
 from lamflow.ops.merge_labels import MergeLabelsOP, MergeLabelsParams
 from lamflow.ops.model_devi import ModelDeviOP, ModelDeviParams
+from lamflow.ops.scratch import ScratchOP, ScratchParams
 from lamflow.ops.select_frames import SelectFramesOP, SelectFramesParams
 from lamflow.ops.test import TestOP, TestParams
 from lamflow.ops.training.common import HeadData
-from lamflow.workflows.compile.deepmd_input import single_task_input
+from lamflow.workflows.compile.deepmd_input import architecture, single_task_input
 from lamflow.workflows.compile.plan import (
     ArtifactSource,
     Carried,
@@ -68,7 +71,8 @@ class ActiveStage(Stage[list[ActiveSpec]]):
         for i, a in enumerate(section):
             base = self.yaml_path(i)
             refs.claim_name(self.key, names, a.name, i)
-            self._check_from(a, base, refs)
+            if a.student is None:
+                self._check_from(a, base, refs)
             datasets = [(f"{base}.datasets[{j}]", n) for j, n in enumerate(a.datasets)]
             datasets += [(f"{base}.explore.datasets[{j}]", n) for j, n in enumerate(a.explore.datasets)]
             datasets += [(f"{base}.test", a.test)] if a.test is not None else []
@@ -135,8 +139,14 @@ class ActiveStage(Stage[list[ActiveSpec]]):
                 path = refs.resolve_file(a.label.command.template)
                 if not path.is_dir():
                     raise refs.error(f"{base}.label.command.template", f"{path}: no such folder")
-            spec_model = a.from_.model_file is None and a.from_.model is None
-            refs.provide_model(base, f"active.{a.name}", refs.spec_descriptor() if spec_model else None)
+            descriptor: dict[str, Any] | None
+            if a.student is not None:
+                descriptor = architecture(a.student)[0]
+            elif a.from_.model_file is None and a.from_.model is None:
+                descriptor = refs.spec_descriptor()
+            else:
+                descriptor = None
+            refs.provide_model(base, f"active.{a.name}", descriptor)
             own = {refs.part(n, "train"): f"{base}.datasets[{j}]" for j, n in enumerate(a.datasets)}
             starts = {
                 refs.part(n, "train"): f"{base}.explore.datasets[{j}]" for j, n in enumerate(ex.datasets)
@@ -179,7 +189,7 @@ class ActiveStage(Stage[list[ActiveSpec]]):
         assert refs.data is not None
         for i, a in enumerate(section):
             base = self.yaml_path(i)
-            if a.from_.head != RANDOM_HEAD:
+            if a.student is None and a.from_.head != RANDOM_HEAD:
                 refs.notices.append(
                     f"{base}.from: every ensemble member fine-tunes the same fitting net, so the members "
                     "start identical and differ only by the order of their batches: their model deviation "
@@ -258,7 +268,7 @@ class ActiveStage(Stage[list[ActiveSpec]]):
 
     def _plan_loop(self, a: ActiveSpec, base: str, ctx: PlanContext) -> None:
         name = slug(a.name)
-        checkpoint, branch, origin = self._source(a, ctx)
+        checkpoint, branch, origin = self._source(a, ctx) if a.student is None else (None, "", "")
         train = tuple(ctx.part(n, "train") for n in a.datasets)
         body: list[StepPlan] = []
 
@@ -266,34 +276,56 @@ class ActiveStage(Stage[list[ActiveSpec]]):
 
         def training_step(key: str, seed: int, labelled: str, what: str) -> StepPlan:
             training = a.training.model_copy(update={"seed": seed})
-            deepmd_input = single_task_input(
-                ctx.model, ctx.type_map, training, with_validation=False, descriptor={}, fitting_net={}
-            )
+            if a.student is not None:  # the student's own model, trained from scratch
+                deepmd_input = single_task_input(a.student, ctx.type_map, training, with_validation=False)
+            else:  # the model section comes from the checkpoint
+                deepmd_input = single_task_input(
+                    ctx.model, ctx.type_map, training, with_validation=False, descriptor={}, fitting_net={}
+                )
             ctx.fit_virials(deepmd_input["loss"], a.training.loss, train, base)
             so_far = "the frames labelled so far" if labelled == LABELLED else "the random picks so far"
             previous: dict[str, ArtifactSource] = {}
+            start = origin if a.student is None else "scratch"
             if a.init_from_previous:  # iteration n+1 starts from this member's checkpoint of iteration n
                 carried[f"{key}-checkpoint"] = CarriedArtifact(None, IterationOutput(key, "checkpoint"))
                 previous["previous"] = Carried(f"{key}-checkpoint")
-                origin_words = f"its iteration-before checkpoint (iteration 1: {origin})"
-            else:
-                origin_words = origin
+                start = f"its iteration-before checkpoint (iteration 1: {start})"
+            inputs: dict[str, ArtifactSource] = {
+                "datasets": DatasetBundle(train),
+                "labelled": Carried(labelled),
+                **previous,
+            }
+            data = f"on {', '.join(a.datasets)} and {so_far}, {a.training.steps} steps"
+            head_datasets = {a.name: HeadData(train=list(train))}
+            if a.student is not None:
+                return StepPlan(
+                    key=key,
+                    op=ScratchOP,
+                    resource="finetune",
+                    summary=f"{what}: dp train {a.student.preset} student (from {start}) {data}",
+                    params=ScratchParams(
+                        deepmd_input=deepmd_input,
+                        head_datasets=head_datasets,
+                        dataset_formats=ctx.formats(train),
+                    ),
+                    artifacts=inputs,
+                )
+            assert checkpoint is not None
             return StepPlan(
                 key=key,
                 op=FinetuneOP,
                 resource="finetune",
-                summary=f"{what}: dp train --finetune ({origin_words}) on {', '.join(a.datasets)} and "
-                f"{so_far}, {a.training.steps} steps",
+                summary=f"{what}: dp train --finetune ({start}) {data}",
                 params=FinetuneParams(
                     deepmd_input=deepmd_input,
-                    head_datasets={a.name: HeadData(train=list(train))},
+                    head_datasets=head_datasets,
                     dataset_formats=ctx.formats(train),
                     model_branch=branch,
                 ),
-                artifacts={
-                    "datasets": DatasetBundle(train),
+                artifacts={  # in this order: the rendered templates' stay as they were
+                    "datasets": inputs["datasets"],
                     "base_checkpoint": checkpoint,
-                    "labelled": Carried(labelled),
+                    "labelled": inputs["labelled"],
                     **previous,
                 },
             )

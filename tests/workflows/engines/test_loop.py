@@ -100,3 +100,30 @@ def test_a_loop_fails_in_iteration_two_resumes_there_and_is_cached(tmp_path):
     assert again.returncode == 0, again.stdout + again.stderr
     assert set(_phases(tmp_path / "again").values()) == {"Cached"} and _trainings(fake) == 7
     assert _summary(tmp_path / "again")["loops"]["active-w"]["reason"] == loop["reason"]
+
+
+def test_a_student_ensemble_labelled_by_its_teacher_trains_from_scratch_then_continues(tmp_path):
+    """Distillation inside the loop: students trained from scratch in iteration 1 (no checkpoint), each
+    continuing its own checkpoint in iteration 2, on the frames the teacher (the pretrained model)
+    labelled; the loop's model is the last iteration's first student."""
+    fake = FakeDp(tmp_path / "calls.jsonl")
+    spec = active_spec(
+        student={"preset": "se_e2_a-tiny"},
+        label={"teacher": {"model": "pretrain.water"}},
+        init_from_previous=True,
+    )
+    file = tmp_path / "spec.yaml"
+    file.write_text(yaml.safe_dump(spec))
+    run_dir = tmp_path / "run"
+    done = run_cli("submit", str(file), "--run-dir", str(run_dir), env=fake.env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert _trainings(fake) == 5  # pretrain (the teacher), then two students in each of two iterations
+    for member in ("train-1", "train-2"):
+        first, second = (_train_call(fake, f"active-w-i00{i}-{member}") for i in (1, 2))
+        assert first == ["--pt", "train", "input.json"]  # from scratch
+        continued = Path(second[second.index("--finetune") + 1])
+        own = run_dir / _summary(run_dir)["steps"][f"active-w-i001-{member}"]["outputs"]["checkpoint"]
+        assert continued.read_bytes() == own.read_bytes()
+    loop = _summary(run_dir)["loops"]["active-w"]
+    assert [row["labelled"] for row in loop["iterations"]] == [2, 2]
+    assert "active-w-i002-train-1" in str((run_dir / _summary(run_dir)["models"]["active.w"]).resolve())

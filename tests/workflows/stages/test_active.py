@@ -80,6 +80,8 @@ def test_the_ensemble_seeds_differ_and_the_labeler_is_wired(write_spec):
         ({"label": {"pyscf": {}}}, ".label.pyscf", "periodic"),
         ({"explore__datasets": ["nope"]}, ".explore.datasets[0]", "unknown dataset"),
         ({"from": {"head": "nope"}}, ".from.head", "no pretrain head"),
+        ({"from": {"head": "random"}, "student": {}}, "", "not both"),
+        ({"student": {"preset": "dpa9"}}, ".student.preset", "se_e2_a"),
     ],
 )  # fmt: skip
 def test_bad_input_is_refused_naming_its_path(write_spec, changes, path, words):
@@ -170,3 +172,27 @@ def test_the_labeler_image_is_an_image_reference_and_the_label_steps_carry_it(wr
     assert plan.loops[0].body_step("merge").image is None
     error = refused(write_spec, with_active(label__command__image="My Image"))
     assert error.path == "stages.active[0].label.command.image"
+
+
+def test_student_members_train_from_scratch_on_the_teachers_labels(write_spec):
+    """student: (distillation inside the loop) each member is a ScratchOP with the student's own model on
+    the loop's data and labels, never the pretrained checkpoint; with init_from_previous, iteration 2 on
+    continues its own checkpoint. The shared-head notice does not apply."""
+    spec = with_active(
+        student={"preset": "se_e2_a-tiny"},
+        label={"teacher": {"model": "pretrain.water"}},
+        init_from_previous=True,
+    )
+    _, plan = validate(write_spec(spec))
+    loop = plan.loops[0]
+    for key in ("train-1", "train-2"):
+        step = loop.body_step(key)
+        assert step.op.name == "scratch" and "base_checkpoint" not in step.artifacts
+        assert step.artifacts["labelled"] == Carried("labelled")
+        assert step.artifacts["previous"] == Carried(f"{key}-checkpoint")
+        model = step.params.deepmd_input["model"]
+        assert model["descriptor"]["type"] == "se_e2_a" and model["fitting_net"]  # the student's own model
+        assert "se_e2_a-tiny student" in step.summary and "iteration 1: scratch" in step.summary
+    seeds = {loop.body_step(k).params.deepmd_input["training"]["seed"] for k in ("train-1", "train-2")}
+    assert len(seeds) == 2
+    assert not any("every ensemble member" in n for n in plan.notices)
