@@ -5,7 +5,8 @@ On Argo a training step with ``resources.<class>.nodes`` > 1 becomes three tasks
 
 1. ``<key>-stage`` runs :class:`StageOP` of the training op (``StagePretrainOP`` ...): the step's inputs,
    as Argo hands them to any step, go to the job's prefix in the store (``LAMFLOW_JOB_URI``, one per
-   workflow and step): one ``.tgz`` per artifact (per key of a dict artifact) and ``inputs.json``.
+   workflow and step): one ``.tar`` per artifact (per key of a dict artifact), written to and read from a
+   temporary file so that a dataset of GBs never sits in memory, and ``inputs.json``.
 2. ``<key>-job`` creates the PyTorchJob. Each pod runs ``python -m lamflow.ops.job <op> <job uri>``: the
    inputs fetched, the training op run as in a step (its ``dp train`` under torchrun, the operator's
    rendezvous); the pod whose processes included rank 0 (DeePMD-kit's ``Rank: 0/N`` line) finishes the op
@@ -20,11 +21,11 @@ S3 is reached with boto3 and the standard AWS chain (the pods' environment, from
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import sys
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -62,19 +63,23 @@ def _client_and_prefix(uri: str) -> tuple[Any, str, str]:
     return s3_client(), bucket, prefix
 
 
-def _tgz(path: Path) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", dereference=True) as archive:  # a link: its file
+def _pack(path: Path, archive_file: Path) -> Path:
+    """``path`` (a file or folder) as a tar file written to ``archive_file`` as it is read: no copy held in
+    memory, and no compression (training data and checkpoints are float arrays gzip barely shrinks, and
+    the CPU time would come off the pod's)."""
+    with tarfile.open(archive_file, mode="w", dereference=True) as archive:  # a link: its file
         archive.add(str(path), arcname=path.name)
-    return buffer.getvalue()
+    return archive_file
 
 
-def _untgz(data: bytes, into: Path) -> Path:
+def _unpack(archive_file: Path, into: Path) -> Path:
+    """What :func:`_pack` wrote, extracted under ``into`` (refused when a member is not a plain file or
+    folder inside one top folder); returns that folder (or file)."""
     into.mkdir(parents=True, exist_ok=True)
     root = into.resolve()
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
+    with tarfile.open(archive_file, mode="r") as archive:
         members = archive.getmembers()
-        for member in members:  # what _tgz writes: plain files and folders inside one top folder
+        for member in members:  # what _pack writes: plain files and folders inside one top folder
             inside = (root / member.name).resolve().is_relative_to(root)
             if not inside or not (member.isfile() or member.isdir()):
                 raise FatalError(f"{member.name}: not a plain file or folder inside the staged archive")
@@ -86,8 +91,29 @@ def _untgz(data: bytes, into: Path) -> Path:
     return into / name
 
 
+def _transfer() -> Any:
+    """boto3's managed transfers, at most 4 parts of 8 MiB in flight: what a transfer holds in memory,
+    whatever the size of the dataset."""
+    from boto3.s3.transfer import TransferConfig
+
+    return TransferConfig(multipart_chunksize=8 << 20, max_concurrency=4)
+
+
+def _upload(client: Any, bucket: str, key: str, path: Path) -> None:
+    """One artifact into the store through a temporary tar file (multipart)."""
+    with tempfile.TemporaryDirectory(prefix="lamflow-job-") as tmp:
+        client.upload_file(str(_pack(path, Path(tmp) / "a.tar")), bucket, key, Config=_transfer())
+
+
+def _download(client: Any, bucket: str, key: str, into: Path) -> Path:
+    with tempfile.TemporaryDirectory(prefix="lamflow-job-") as tmp:
+        archive_file = Path(tmp) / "a.tar"
+        client.download_file(bucket, key, str(archive_file), Config=_transfer())
+        return _unpack(archive_file, into)
+
+
 def put_values(values: dict[str, Any], model: type[OpModel], uri: str, part: str) -> None:
-    """``values`` (an OPIO's: artifacts as paths) under ``<uri>/<part>/``: a ``.tgz`` per artifact and
+    """``values`` (an OPIO's: artifacts as paths) under ``<uri>/<part>/``: a ``.tar`` per artifact and
     ``<part>.json`` with the parameters and which artifacts there are."""
     client, bucket, prefix = _client_and_prefix(uri)
     record: dict[str, Any] = {"parameters": {}, "artifacts": {}}
@@ -96,13 +122,11 @@ def put_values(values: dict[str, Any], model: type[OpModel], uri: str, part: str
         if name not in kinds or value is None:
             continue
         if kinds[name] == "path":
-            client.put_object(Bucket=bucket, Key=f"{prefix}/{part}/{name}.tgz", Body=_tgz(Path(value)))
+            _upload(client, bucket, f"{prefix}/{part}/{name}.tar", Path(value))
             record["artifacts"][name] = None
         elif kinds[name] == "dict":
             for key, path in value.items():
-                client.put_object(
-                    Bucket=bucket, Key=f"{prefix}/{part}/{name}/{key}.tgz", Body=_tgz(Path(path))
-                )
+                _upload(client, bucket, f"{prefix}/{part}/{name}/{key}.tar", Path(path))
             record["artifacts"][name] = sorted(value)
         else:
             record["parameters"][name] = value
@@ -116,15 +140,12 @@ def get_values(uri: str, part: str, into: Path) -> dict[str, Any]:
     values: dict[str, Any] = dict(record["parameters"])
     for name, keys in record["artifacts"].items():
         if keys is None:
-            body = client.get_object(Bucket=bucket, Key=f"{prefix}/{part}/{name}.tgz")["Body"].read()
-            values[name] = _untgz(body, into / name)
+            values[name] = _download(client, bucket, f"{prefix}/{part}/{name}.tar", into / name)
         else:
-            values[name] = {}
-            for key in keys:
-                body = client.get_object(Bucket=bucket, Key=f"{prefix}/{part}/{name}/{key}.tgz")[
-                    "Body"
-                ].read()
-                values[name][key] = _untgz(body, into / name / key)
+            values[name] = {
+                key: _download(client, bucket, f"{prefix}/{part}/{name}/{key}.tar", into / name / key)
+                for key in keys
+            }
     return values
 
 

@@ -39,7 +39,7 @@ def test_two_pods_train_as_one_job_and_the_collect_step_hands_on_rank_0s_outputs
     assert staged.job == job_uri
     prefix = "lab/jobs/wf-uid/pretrain"
     stored = keys(s3)
-    assert f"{prefix}/inputs.json" in stored and f"{prefix}/inputs/datasets/gete.tgz" in stored
+    assert f"{prefix}/inputs.json" in stored and f"{prefix}/inputs/datasets/gete.tar" in stored
     operator = {  # what the training operator sets in each pod (elasticPolicy, c10d rendezvous)
         "PET_NNODES": "2:2", "PET_NPROC_PER_NODE": "1", "PET_RDZV_ENDPOINT": f"127.0.0.1:{_port()}",
         "PET_RDZV_ID": "pretrain", checkpoint_sync.URI_ENV: f"s3://{s3.test_bucket}/lab/checkpoints/pretrain",
@@ -135,15 +135,39 @@ def test_archives_unpack_on_pythons_with_and_without_tarfile_filters_and_nothing
     folder = tmp_path / "data" / "sys"
     folder.mkdir(parents=True)
     (folder / "type.raw").write_text("0\n")
-    packed = job._tgz(tmp_path / "data")
-    assert (job._untgz(packed, tmp_path / "a") / "sys" / "type.raw").read_text() == "0\n"
+    packed = job._pack(tmp_path / "data", tmp_path / "data.tar")
+    assert (job._unpack(packed, tmp_path / "a") / "sys" / "type.raw").read_text() == "0\n"
     monkeypatch.delattr(tarfile, "data_filter", raising=False)  # Python < 3.11.4
-    assert (job._untgz(packed, tmp_path / "b") / "sys" / "type.raw").read_text() == "0\n"
-    evil = io.BytesIO()
-    with tarfile.open(fileobj=evil, mode="w:gz") as archive:
+    assert (job._unpack(packed, tmp_path / "b") / "sys" / "type.raw").read_text() == "0\n"
+    evil = tmp_path / "evil.tar"
+    with tarfile.open(evil, mode="w") as archive:
         info = tarfile.TarInfo("../outside.txt")
         info.size = 2
         archive.addfile(info, io.BytesIO(b"no"))
     with pytest.raises(FatalError, match="not a plain file or folder inside the staged archive"):
-        job._untgz(evil.getvalue(), tmp_path / "c")
+        job._unpack(evil, tmp_path / "c")
     assert not (tmp_path / "outside.txt").exists()
+
+
+def test_staging_streams_an_artifact_through_files_not_memory(s3, job_uri, tmp_path):
+    """A 64 MiB dataset goes to the store and back while Python holds well under its size (the archives
+    were built in memory before: a dataset of GBs would have been held twice)."""
+    import tracemalloc
+
+    from lamflow.ops.data.datasets import StagedDatasets
+
+    data = tmp_path / "big" / "sys" / "set.000"
+    data.mkdir(parents=True)
+    (data / "coord.npy").write_bytes(os.urandom(64 << 20))
+    tracemalloc.start()
+    try:
+        job.put_values({"datasets": {"big": tmp_path / "big"}}, StagedDatasets, job_uri, "inputs")
+        put_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        got = job.get_values(job_uri, "inputs", tmp_path / "got")
+        get_peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    back = got["datasets"]["big"] / "sys" / "set.000" / "coord.npy"
+    assert back.read_bytes() == (data / "coord.npy").read_bytes()
+    assert max(put_peak, get_peak) < 48 << 20, (put_peak, get_peak)
