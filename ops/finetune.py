@@ -14,6 +14,8 @@ from lamflow.ops.training.common import (
     TrainOutput,
     TrainParams,
     add_training_systems,
+    labelled_field,
+    previous_field,
     train_and_freeze,
     write_training_input,
 )
@@ -29,16 +31,8 @@ class FinetuneParams(TrainParams):
 
 class FinetuneInput(FinetuneParams, StagedDatasets):
     base_checkpoint: Path
-    labelled: Path | None = Field(
-        None,
-        description="More training systems (deepmd/npy, found below this folder): the frames a "
-        "concurrent-learning loop labelled so far.",
-    )
-    previous: Path | None = Field(
-        None,
-        description="A concurrent-learning member's own checkpoint of the previous iteration: when given, "
-        "training fine-tunes it (with its own fitting net) instead of base_checkpoint.",
-    )
+    labelled: Path | None = labelled_field()
+    previous: Path | None = previous_field()
 
 
 class FinetuneOutput(TrainOutput):

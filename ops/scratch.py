@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from dflow.python import FatalError
-from pydantic import Field
 
 from lamflow.ops.data.datasets import StagedDatasets
 from lamflow.ops.runtime.common import work_dir
@@ -17,6 +16,8 @@ from lamflow.ops.training.common import (
     TrainOutput,
     TrainParams,
     add_training_systems,
+    labelled_field,
+    previous_field,
     train_and_freeze,
     write_training_input,
 )
@@ -27,16 +28,8 @@ class ScratchParams(TrainParams):
 
 
 class ScratchInput(ScratchParams, StagedDatasets):
-    labelled: Path | None = Field(
-        None,
-        description="More training systems (deepmd/npy, found below this folder): the frames a "
-        "concurrent-learning loop labelled so far.",
-    )
-    previous: Path | None = Field(
-        None,
-        description="A concurrent-learning member's own checkpoint of the previous iteration: when given, "
-        "training continues from it (dp train --finetune, its own fitting net) instead of from scratch.",
-    )
+    labelled: Path | None = labelled_field()
+    previous: Path | None = previous_field()
 
 
 class ScratchOutput(TrainOutput):

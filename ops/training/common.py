@@ -37,6 +37,24 @@ class TrainParams(OpModel):
     dataset_formats: dict[str, DatasetFormat]
 
 
+def labelled_field() -> Any:
+    """The ``labelled`` input of a concurrent-learning loop's members (fine-tunes and students alike)."""
+    return Field(
+        None,
+        description="More training systems (deepmd/npy, found below this folder): the frames a "
+        "concurrent-learning loop labelled so far.",
+    )
+
+
+def previous_field() -> Any:
+    """The ``previous`` input of a concurrent-learning loop's members."""
+    return Field(
+        None,
+        description="A concurrent-learning member's own checkpoint of the previous iteration: when given, "
+        "training fine-tunes it (with its own fitting net) instead of starting where iteration 1 did.",
+    )
+
+
 class TrainOutput(OpModel):
     """Files and figures every training op publishes."""
 

@@ -290,42 +290,36 @@ class ActiveStage(Stage[list[ActiveSpec]]):
                 carried[f"{key}-checkpoint"] = CarriedArtifact(None, IterationOutput(key, "checkpoint"))
                 previous["previous"] = Carried(f"{key}-checkpoint")
                 start = f"its iteration-before checkpoint (iteration 1: {start})"
-            inputs: dict[str, ArtifactSource] = {
-                "datasets": DatasetBundle(train),
-                "labelled": Carried(labelled),
-                **previous,
-            }
             data = f"on {', '.join(a.datasets)} and {so_far}, {a.training.steps} steps"
             head_datasets = {a.name: HeadData(train=list(train))}
+            params: ScratchParams | FinetuneParams
             if a.student is not None:
-                return StepPlan(
-                    key=key,
-                    op=ScratchOP,
-                    resource="finetune",
-                    summary=f"{what}: dp train {a.student.preset} student (from {start}) {data}",
-                    params=ScratchParams(
-                        deepmd_input=deepmd_input,
-                        head_datasets=head_datasets,
-                        dataset_formats=ctx.formats(train),
-                    ),
-                    artifacts=inputs,
+                op: type[ScratchOP] | type[FinetuneOP] = ScratchOP
+                how = f"dp train {a.student.preset} student (from {start})"
+                params = ScratchParams(
+                    deepmd_input=deepmd_input, head_datasets=head_datasets, dataset_formats=ctx.formats(train)
                 )
-            assert checkpoint is not None
-            return StepPlan(
-                key=key,
-                op=FinetuneOP,
-                resource="finetune",
-                summary=f"{what}: dp train --finetune ({start}) {data}",
-                params=FinetuneParams(
+                base_checkpoint: dict[str, ArtifactSource] = {}
+            else:
+                assert checkpoint is not None
+                op, how = FinetuneOP, f"dp train --finetune ({start})"
+                params = FinetuneParams(
                     deepmd_input=deepmd_input,
                     head_datasets=head_datasets,
                     dataset_formats=ctx.formats(train),
                     model_branch=branch,
-                ),
-                artifacts={  # in this order: the rendered templates' stay as they were
-                    "datasets": inputs["datasets"],
-                    "base_checkpoint": checkpoint,
-                    "labelled": inputs["labelled"],
+                )
+                base_checkpoint = {"base_checkpoint": checkpoint}
+            return StepPlan(
+                key=key,
+                op=op,
+                resource="finetune",
+                summary=f"{what}: {how} {data}",
+                params=params,
+                artifacts={
+                    "datasets": DatasetBundle(train),
+                    **base_checkpoint,
+                    "labelled": Carried(labelled),
                     **previous,
                 },
             )
