@@ -112,6 +112,18 @@ def dispositions() -> dict[str, str]:
     }
 
 
+def here() -> dict[str, object]:
+    """What a process started here would take on: working directory, environment, ignored signals."""
+    return {"cwd": os.getcwd(), "env": dict(os.environ), "signals": dispositions()}
+
+
+def send_request(sock: socket.socket, request: dict[str, object], fds: list[int]) -> None:
+    """The client side of :func:`read_request`: the header with ``fds`` passed along, then the JSON body."""
+    body = json.dumps(request).encode()
+    socket.send_fds(sock, [HEADER.pack(len(body))], fds)
+    sock.sendall(body)
+
+
 def _stand_in_for(pid: int) -> None:
     """The step runs in a process the launcher forked (``pid``): this one only stands in for it. Ctrl-C
     and ``lamflow stop`` reach that process directly, so SIGINT is ignored here and the step's own exit
@@ -153,13 +165,9 @@ def main(argv: list[str]) -> int:
     if sock is None:
         print(f"lamflow: no step worker at {socket_path}; running the step in its own process", flush=True)
         os.execv(python, [python, script])
-    request = json.dumps(
-        {"script": script, "cwd": os.getcwd(), "env": dict(os.environ), "signals": dispositions()}
-    ).encode()
     sys.stdout.flush()
     with sock:
-        socket.send_fds(sock, [HEADER.pack(len(request))], [1])
-        sock.sendall(request)
+        send_request(sock, {"script": script, **here()}, [1])
         answers = sock.makefile("r", encoding="utf-8")
         pid, forked = 0, False
         log: dict[str, object] = {}

@@ -23,10 +23,8 @@ socket paths are limited to about 100 bytes; run directories can be deeper).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -162,19 +160,10 @@ class StepWorkers:
         if conn is None:
             return 1, 0
         Path(worker.socket).unlink(missing_ok=True)  # a dead worker's: its clients must not connect there
-        request = json.dumps(
-            {
-                "worker": worker.group,
-                "socket": worker.socket,
-                "cwd": os.getcwd(),
-                "env": dict(os.environ),
-                "signals": worker_client.dispositions(),
-            }
-        ).encode()
         pid = 0
         with conn:
-            socket.send_fds(conn, [worker_client.HEADER.pack(len(request))], [1, 2])
-            conn.sendall(request)
+            request = {"worker": worker.group, "socket": worker.socket, **worker_client.here()}
+            worker_client.send_request(conn, request, [1, 2])
             for line in conn.makefile("r", encoding="utf-8"):
                 message = json.loads(line)
                 pid = int(message.get("pid", pid))

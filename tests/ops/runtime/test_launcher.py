@@ -163,12 +163,10 @@ def _ask_for_worker(sock: str, worker_sock: str, cwd: Path) -> tuple[socket.sock
     connection (the worker's exit status comes back on it) and the worker's pid."""
     conn = worker_client.connect(sock)
     assert conn is not None
-    body = json.dumps(
-        {"worker": "g", "socket": worker_sock, "cwd": str(cwd), "env": {**os.environ, "LAMFLOW_DP": "fake"},
-         "signals": worker_client.dispositions()}
-    ).encode()  # fmt: skip
-    socket.send_fds(conn, [worker_client.HEADER.pack(len(body))], [1, 2])
-    conn.sendall(body)
+    context = worker_client.here()
+    request = {**context, "worker": "g", "socket": worker_sock, "cwd": str(cwd),
+               "env": {**context["env"], "LAMFLOW_DP": "fake"}}  # fmt: skip
+    worker_client.send_request(conn, request, [1, 2])
     return conn, json.loads(conn.makefile("r").readline())["pid"]
 
 

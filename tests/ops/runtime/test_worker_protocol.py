@@ -20,9 +20,7 @@ from lamflow.ops.runtime.worker_client import HEADER
 
 
 def send_request(sock: socket.socket, out_fd: int, script: Path, cwd: Path, env: dict[str, str]) -> None:
-    body = json.dumps({"script": str(script), "cwd": str(cwd), "env": env}).encode()
-    socket.send_fds(sock, [HEADER.pack(len(body))], [out_fd])
-    sock.sendall(body)
+    worker_client.send_request(sock, {"script": str(script), "cwd": str(cwd), "env": env}, [out_fd])
 
 
 def answers(sock: socket.socket) -> list[dict]:
