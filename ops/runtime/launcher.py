@@ -40,7 +40,6 @@ from typing import Any
 
 from lamflow.ops.dp import flush_std
 from lamflow.ops.runtime import worker
-from lamflow.ops.runtime.worker import run_script
 from lamflow.ops.runtime.worker_client import PASSED_SIGNALS, read_request
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -134,7 +133,7 @@ def run_child(request: dict[str, Any], fds: list[int]) -> int:
     KeyboardInterrupt ends the process with SIGINT, as Python does."""
     _become_step(request, fds)
     try:
-        return run_script(request["script"])  # exceptions: a traceback and status 1, as Python does
+        return worker.run_script(request["script"])  # exceptions: a traceback and status 1, as Python does
     except KeyboardInterrupt:
         traceback.print_exc()
         flush_std()

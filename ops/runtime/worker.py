@@ -215,11 +215,6 @@ def bind(socket_path: str) -> socket.socket:
     return listener
 
 
-def serve(socket_path: str) -> None:
-    """Bind, warm up, then serve steps forever."""
-    serve_on(bind(socket_path))
-
-
 def serve_on(listener: socket.socket) -> None:
     """Warm up, then serve the steps that connect to ``listener`` (bound and listening) forever."""
     dp.IN_WORKER = True

@@ -197,7 +197,7 @@ def test_client_of_an_ended_run_does_not_start_the_step(tmp_path, capfd):
 
 
 def test_worker_serves_requests_until_interrupted(sock_path, tmp_path, monkeypatch):
-    """``serve``: binds, warms up, serves one connection after another; a dropped request is reported
+    """``bind`` then ``serve_on``: warms up, serves one connection after another; a dropped request is reported
     and the next one is served."""
     monkeypatch.setenv("LAMFLOW_DP", "fake")  # no DeePMD-kit import
     monkeypatch.setattr(dp, "IN_WORKER", False)
@@ -226,7 +226,7 @@ def test_worker_serves_requests_until_interrupted(sock_path, tmp_path, monkeypat
     try:
         thread.start()
         with pytest.raises(KeyboardInterrupt):
-            worker.serve(sock_path)
+            worker.serve_on(worker.bind(sock_path))
     finally:
         signal.signal(signal.SIGINT, previous)
     thread.join(5)
