@@ -197,8 +197,8 @@ def test_client_of_an_ended_run_does_not_start_the_step(tmp_path, capfd):
 
 
 def test_worker_serves_requests_until_interrupted(sock_path, tmp_path, monkeypatch):
-    """``bind`` then ``serve_on``: warms up, serves one connection after another; a dropped request is reported
-    and the next one is served."""
+    """``bind`` then ``serve_on``: warms up, serves one connection after another; a dropped request is
+    reported and the next one is served."""
     monkeypatch.setenv("LAMFLOW_DP", "fake")  # no DeePMD-kit import
     monkeypatch.setattr(dp, "IN_WORKER", False)
     script = tmp_path / "step.py"
