@@ -82,6 +82,8 @@ class SystemInfo:
     energy_per_atom: tuple[float, float] | None = None  # (min, max) in eV/atom
     type_counts: tuple[int, ...] = ()  # atoms of each type index (the system's composition)
     other_arrays: tuple[str, ...] = ()  # other .npy files in the sets (hessian, aparam, ...): unused
+    # declared properties checked: (name, frames, per-component sums, per-component sums of squares)
+    properties: tuple[tuple[str, int, tuple[float, ...], tuple[float, ...]], ...] = ()
 
     def elements(self, type_map: tuple[str, ...] | list[str] | None = None) -> tuple[str, ...]:
         """Element names present in this system (needs a type map from the file or the caller)."""
@@ -168,12 +170,14 @@ def _check_types(where: str, types: np.ndarray, type_map: tuple[str, ...] | None
         )
 
 
-def _check_array(where: str, array: Any, name: str, natoms: int, nframes: int | None) -> int:
-    """Check one label array; returns its frame count."""
+def _check_array(
+    where: str, array: Any, name: str, natoms: int, nframes: int | None, shape: tuple[str, int] | None = None
+) -> int:
+    """Check one label array (``shape``: values per frame, default :data:`ARRAYS`'s); returns its frames."""
     dtype = np.dtype(array.dtype)
     if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
         raise DatasetError(f"{where}: holds {dtype} values, not numbers")
-    kind, per = ARRAYS[name]
+    kind, per = shape or ARRAYS[name]
     width = per * natoms if kind == "atoms" else per
     frames = int(array.shape[0]) if array.ndim >= 1 else 1
     if array.ndim == 0 or int(np.prod(array.shape)) != frames * width:
@@ -282,7 +286,8 @@ class _SetReport:
     labels: frozenset[str]  # label arrays present
     others: frozenset[str]  # other arrays (no loss reads them)
     real_types: frozenset[int] | None  # types used per real_atom_types (mixed type), if present
-    energy_per_atom: tuple[float, float]
+    energy_per_atom: tuple[float, float] | None  # None: no energies (a property dataset)
+    properties: dict[str, tuple[int, np.ndarray, np.ndarray]]  # name -> (frames, sums, sums of squares)
 
 
 def _check_set(
@@ -291,12 +296,16 @@ def _check_set(
     natoms: int,
     pbc: bool,
     type_map: tuple[str, ...] | None,
+    properties: Mapping[str, int],
 ) -> _SetReport:
     """Check one ``set.*`` (a folder of .npy files or an hdf5 group): ``arrays`` maps each array's name
-    (without ``.npy``) to a loader."""
-    for required in ("coord", "energy") + (("box",) if pbc else ()):
+    (without ``.npy``) to a loader. ``properties``: declared property arrays and their values per frame;
+    a dataset with properties need not have energies."""
+    energy_needed = ("energy",) if not properties else ()
+    for required in ("coord", *energy_needed, *(("box",) if pbc else ()), *properties):
         if required not in arrays:
-            raise DatasetError(f"{where}/{required}.npy: missing")
+            what = " (a declared property)" if required in properties else ""
+            raise DatasetError(f"{where}/{required}.npy: missing{what}")
     labels = frozenset(n for n in ARRAYS if n in arrays)
     frames = _check_array(f"{where}/coord.npy", arrays["coord"](), "coord", natoms, None)
     real_types: frozenset[int] | None = None
@@ -308,8 +317,15 @@ def _check_set(
             real_types = _real_types(f"{where}/real_atom_types.npy", array, type_map)
         elif label == "energy":
             energy = np.asarray(array).reshape(-1) / natoms
-    others = frozenset(arrays) - frozenset(ARRAYS)
-    return _SetReport(frames, labels, others, real_types, (float(energy.min()), float(energy.max())))
+    stats = {}
+    for name, dim in properties.items():
+        array = arrays[name]()
+        _check_array(f"{where}/{name}.npy", array, name, natoms, frames, ("frame", dim))
+        values = np.asarray(array, dtype=np.float64).reshape(frames, dim)
+        stats[name] = (frames, values.sum(axis=0), (values**2).sum(axis=0))
+    others = frozenset(arrays) - frozenset(ARRAYS) - frozenset(properties)
+    span = (float(energy.min()), float(energy.max())) if energy.size else None
+    return _SetReport(frames, labels, others, real_types, span, stats)
 
 
 def _system_info(
@@ -319,16 +335,26 @@ def _system_info(
     real = [r.real_types for r in sets if r.real_types is not None]
     if real:
         used = set().union(*real)
+    spans = [r.energy_per_atom for r in sets if r.energy_per_atom is not None]
+    properties = []
+    for name in sets[0].properties:
+        parts = [r.properties[name] for r in sets]
+        sums = np.sum([p[1] for p in parts], axis=0)
+        squares = np.sum([p[2] for p in parts], axis=0)
+        properties.append(
+            (name, sum(p[0] for p in parts), tuple(map(float, sums)), tuple(map(float, squares)))
+        )
     return SystemInfo(
         where, len(types), sum(r.frames for r in sets), tuple(sorted(used)), type_map, pbc,
         tuple(sorted(frozenset.intersection(*(r.labels for r in sets)))),
-        (min(r.energy_per_atom[0] for r in sets), max(r.energy_per_atom[1] for r in sets)),
+        (min(s[0] for s in spans), max(s[1] for s in spans)) if len(spans) == len(sets) else None,
         tuple(int(c) for c in np.bincount(types.astype(np.int64))),
         tuple(sorted(frozenset().union(*(r.others for r in sets)))),
+        tuple(properties),
     )  # fmt: skip
 
 
-def inspect_npy_system(path: Path) -> SystemInfo:
+def inspect_npy_system(path: Path, properties: Mapping[str, int] | None = None) -> SystemInfo:
     try:
         types = np.array([int(t) for t in _read_text(path / "type.raw").split()], dtype=np.int64)
     except ValueError:
@@ -343,14 +369,19 @@ def inspect_npy_system(path: Path) -> SystemInfo:
         raise DatasetError(f"{path}: no set.* directory (not deepmd/npy)")
     reports = [
         _check_set(
-            str(d), {f.stem: partial(_load_npy, f) for f in d.glob("*.npy")}, len(types), pbc, type_map
+            str(d),
+            {f.stem: partial(_load_npy, f) for f in d.glob("*.npy")},
+            len(types),
+            pbc,
+            type_map,
+            properties or {},
         )
         for d in set_dirs
     ]
     return _system_info(str(path), types, type_map, pbc, reports)
 
 
-def inspect_hdf5(path: Path) -> list[SystemInfo]:
+def inspect_hdf5(path: Path, properties: Mapping[str, int] | None = None) -> list[SystemInfo]:
     import h5py  # deferred: only deepmd/hdf5 users pay for it
 
     systems: list[SystemInfo] = []
@@ -389,6 +420,7 @@ def inspect_hdf5(path: Path) -> list[SystemInfo]:
                         len(types),
                         pbc,
                         type_map,
+                        properties or {},
                     )  # fmt: skip
                     for key in keys
                 ]
@@ -413,9 +445,14 @@ def _each(check: Callable[[Path], SystemInfo], paths: list[Path]) -> list[System
 
 
 def inspect_dataset(
-    path: str | Path, fmt: str = NPY, max_entries: int = MAX_ENTRIES, max_depth: int = MAX_DEPTH
+    path: str | Path,
+    fmt: str = NPY,
+    max_entries: int = MAX_ENTRIES,
+    max_depth: int = MAX_DEPTH,
+    properties: Mapping[str, int] | None = None,
 ) -> DatasetInfo:
-    """Check a dataset; raises :class:`DatasetError` naming the first bad file."""
+    """Check a dataset; raises :class:`DatasetError` naming the first bad file. ``properties``: the
+    property arrays it declares (name -> values per frame), checked like the labels."""
     path = Path(path)
     if fmt not in FORMATS:
         raise DatasetError(f"{path}: unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
@@ -424,11 +461,12 @@ def inspect_dataset(
     if fmt == NPY:
         if not path.is_dir():
             raise DatasetError(f"{path}: not a directory (deepmd/npy datasets are directories)")
-        systems = _each(inspect_npy_system, find_npy_systems(path, max_entries, max_depth))
+        check = partial(inspect_npy_system, properties=properties)
+        systems = _each(check, find_npy_systems(path, max_entries, max_depth))
     else:
         if not path.is_file():
             raise DatasetError(f"{path}: not a file (deepmd/hdf5 datasets are .h5/.hdf5 files)")
-        systems = inspect_hdf5(path)
+        systems = inspect_hdf5(path, properties)
     if not systems:
         raise DatasetError(f"{path}: no {fmt} system found (a system holds type.raw and set.*/)")
     return DatasetInfo(str(path), fmt, tuple(systems))

@@ -15,7 +15,13 @@ from typing import Annotated
 
 import typer
 
-from lamflow.workflows.errors import EXIT_BAD_INPUT, EXIT_GATE_FAILED, EXIT_RUN_FAILED, LamflowError
+from lamflow.workflows.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_GATE_FAILED,
+    EXIT_RUN_FAILED,
+    LamflowError,
+    UsageError,
+)
 
 # the stages a spec can hold, for --help (written out: importing the stages would slow every command's
 # start-up; tests/workflows/cli/test_cli.py checks it against workflows/stages)
@@ -355,6 +361,14 @@ def data_check(
         int | None, typer.Option("--max-depth", help="... or this many folders deep.")
     ] = None,
     output: Annotated[Output, typer.Option("--output", help="Result format.")] = Output.text,
+    properties: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--property",
+            help="A per-frame property the sets hold, NAME:DIM (e.g. band_prop:3), checked as validate "
+            "checks a declared property; with one, energies are optional. Repeatable.",
+        ),
+    ] = None,
 ) -> None:
     """Check every system of a dataset (arrays, shapes, finite values, types) and print a report; raw DFT
     outputs are checked as validate checks them (converted with dpdata first)."""
@@ -363,7 +377,13 @@ def data_check(
     from lamflow.workflows.cli.console import dataset_report  # these two alone: no dflow to import
     from lamflow.workflows.resolve.data_check import data_check as check
 
-    info, seconds = check(path, fmt, max_files, max_depth)
+    declared: dict[str, int] = {}
+    for item in properties or []:
+        name, _, dim = item.partition(":")
+        if not name or not dim.isdigit() or int(dim) < 1:
+            raise UsageError(f"--property {item!r}: expected NAME:DIM, e.g. band_prop:3")
+        declared[name] = int(dim)
+    info, seconds = check(path, fmt, max_files, max_depth, declared)
     if output is Output.json:
         sys.stdout.write(json.dumps({**asdict(info), "seconds": round(seconds, 3)}, indent=2) + "\n")
     else:

@@ -31,6 +31,8 @@ def dataset_report(info, seconds: float) -> None:  # info: lamflow.ops.data.data
     others = any(system.other_arrays for system in info.systems)
     columns = ["system", "frames", "atoms", "elements", "arrays", "PBC", "E/atom eV (min..max)"]
     columns += ["not read by the energy loss"] if others else []
+    with_properties = any(system.properties for system in info.systems)
+    columns += ["properties (values/frame)"] if with_properties else []
     for column in columns:
         table.add_column(column, justify="right" if column in ("frames", "atoms") else "left")
     for system in info.systems:
@@ -43,6 +45,7 @@ def dataset_report(info, seconds: float) -> None:  # info: lamflow.ops.data.data
             system.path, str(system.nframes), str(system.natoms), elements, " ".join(system.arrays),
             "yes" if system.pbc else "no", f"{e[0]:.4f}..{e[1]:.4f}" if e else "-",
             *([" ".join(system.other_arrays) or "-"] if others else []),
+            *([" ".join(f"{p[0]} ({len(p[2])})" for p in system.properties)] if with_properties else []),
         )  # fmt: skip
     out = console()
     out.print(table)

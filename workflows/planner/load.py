@@ -57,6 +57,7 @@ def _check_registry(spec: Spec, shown: str) -> None:
 
 def guard_stages(spec: Spec, refs: References) -> None:
     """Each stage's checks of the inspected data (``refs.data``): the scientific guards."""
+    refs.guard_labels()
     for stage in all_stages():
         stage.guard(spec.stages.section(stage.key), refs)
     gate = spec.registry.promote_gate

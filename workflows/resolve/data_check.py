@@ -21,6 +21,7 @@ def data_check(
     fmt: str = "deepmd/npy",
     max_files: int | None = None,
     max_depth: int | None = None,
+    properties: dict[str, int] | None = None,
 ) -> tuple[DatasetInfo, float]:
     """Check a dataset as ``validate`` does; returns its report and the seconds the check took. Raw DFT
     outputs (``fmt`` one of dpdata's formats; paths or globs) are converted as ``validate`` converts them,
@@ -32,8 +33,14 @@ def data_check(
             if len(sources) != 1:
                 raise datasets.DatasetError(f"{fmt}: give one dataset path (got {len(sources)})")
             info = datasets.inspect_dataset(
-                sources[0], fmt, max_files or datasets.MAX_ENTRIES, max_depth or datasets.MAX_DEPTH
+                sources[0],
+                fmt,
+                max_files or datasets.MAX_ENTRIES,
+                max_depth or datasets.MAX_DEPTH,
+                properties=properties,
             )
+        elif properties:
+            raise datasets.DatasetError(f"{fmt}: properties are read from deepmd/npy or deepmd/hdf5 sets")
         else:
             info = _check_raw(sources, fmt)
     except datasets.DatasetError as exc:

@@ -18,10 +18,17 @@ from lamflow.ops.data.datasets import DatasetError, DatasetInfo
 from lamflow.ops.data.split import PARTS, SplitRule, split_indices, write_split, write_subset
 from lamflow.workflows.errors import EXIT_BAD_INPUT, LamflowError, SpecError
 from lamflow.workflows.resolve.inspected import inspect_remembered
+from lamflow.workflows.resolve.properties import extensive_evidence
 from lamflow.workflows.settings import Settings
+from lamflow.workflows.spec.datasets import DatasetSpec
 from lamflow.workflows.spec.spec import Spec
 
 Fetch = Callable[[str], Path]  # dataset URI -> verified local copy
+
+
+def declared_properties(ds: DatasetSpec) -> dict[str, int]:
+    """What the dataset's check reads beside the labels: property name -> values per frame."""
+    return {name: prop.dim for name, prop in ds.properties.items()}
 
 
 def _dataset_path(location: str, shown: str, where: str, base_dir: Path, fetch: Fetch | None) -> Path:
@@ -86,9 +93,22 @@ def check_datasets(
         else:
             path = _dataset_path(ds.path, shown, f"datasets.{name}.path", base_dir, fetch)
         try:
-            info = inspect_remembered(path, ds.stored_format)
+            info = inspect_remembered(path, ds.stored_format, declared_properties(ds))
         except DatasetError as exc:
             raise SpecError(shown, f"datasets.{name}.path", str(exc)) from None
+        for prop_name, prop in ds.properties.items():
+            evidence = (
+                extensive_evidence(info, prop_name, prop.component_names(prop_name))
+                if prop.intensive
+                else None
+            )
+            if evidence is not None:
+                raise SpecError(
+                    shown,
+                    f"datasets.{name}.properties.{prop_name}.intensive",
+                    f"declared intensive, but {evidence}; declare intensive: false (DeePMD-kit then sums "
+                    "the atomic contributions), or check the data",
+                )
         names: set[str] = set()
         for system in info.systems:
             if ds.type_map is not None and not ds.converted:  # converted: dpdata applied it
@@ -170,7 +190,7 @@ def split_datasets(
         }
         for part in PARTS:
             paths[f"{name}@{part}"] = folder / part
-            infos[f"{name}@{part}"] = inspect_remembered(folder / part)
+            infos[f"{name}@{part}"] = inspect_remembered(folder / part, properties=declared_properties(ds))
     return records
 
 
@@ -194,5 +214,5 @@ def subset_datasets(
         systems = [s.path for s in infos[f"{name}@train"].systems]
         folder, records[subset] = write_subset(systems, size, repeat, split.seed, root / "subsets")
         paths[subset] = folder
-        infos[subset] = inspect_remembered(folder)
+        infos[subset] = inspect_remembered(folder, properties=declared_properties(spec.datasets[name]))
     return records

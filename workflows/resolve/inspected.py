@@ -10,6 +10,7 @@ everything. Where the remembered results live: :mod:`lamflow.workflows.check_cac
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from lamflow.ops.data.datasets import NPY, DatasetInfo, SystemInfo, inspect_dataset
 from lamflow.workflows import check_cache
 
-VERSION = 1  # of the checks: raise when ops/data/datasets.py checks something new
+VERSION = 2  # of the checks: raise when ops/data/datasets.py checks something new
 MAX_FILES = 200_000
 
 
@@ -39,32 +40,46 @@ def _listing(path: Path) -> list[tuple[str, int, int]] | None:
     return found
 
 
+def _tuples(value: Any) -> Any:
+    """JSON's lists back into the tuples of a frozen dataclass, nested ones too."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
 def _from_dict(data: dict[str, Any]) -> DatasetInfo:
     def system(item: dict[str, Any]) -> SystemInfo:
         values: dict[str, Any] = {}
         for spec in fields(SystemInfo):
             value = item[spec.name]
-            values[spec.name] = tuple(value) if isinstance(value, list) else value
+            values[spec.name] = _tuples(value)
         return SystemInfo(**values)
 
     return DatasetInfo(data["path"], data["format"], tuple(system(s) for s in data["systems"]))
 
 
-def inspect_remembered(path: Path, fmt: str = NPY) -> DatasetInfo:
-    """:func:`inspect_dataset`, or its remembered result for the same files."""
+def inspect_remembered(
+    path: Path, fmt: str = NPY, properties: Mapping[str, int] | None = None
+) -> DatasetInfo:
+    """:func:`inspect_dataset` (with the declared ``properties``: name -> values per frame), or its
+    remembered result for the same files and declarations."""
     try:
         listing = _listing(path) if path.exists() else None
     except OSError:
         listing = None
     if listing is None:
-        return inspect_dataset(path, fmt)
-    key = {"version": VERSION, "path": str(path.resolve()), "format": fmt, "files": listing}
+        return inspect_dataset(path, fmt, properties=properties)
+    key = {
+        "version": VERSION,
+        "path": str(path.resolve()),
+        "format": fmt,
+        "files": listing,
+        "properties": sorted((properties or {}).items()),
+    }
     known = check_cache.recall("datasets", key)
     if known is not None:
         try:
             return _from_dict(known)
         except (KeyError, TypeError, ValueError):
             pass
-    info = inspect_dataset(path, fmt)
+    info = inspect_dataset(path, fmt, properties=properties)
     check_cache.remember("datasets", key, asdict(info))
     return info

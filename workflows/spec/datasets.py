@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
 from lamflow.workflows.spec.base import MAX_FRAMES, MAX_SEED, SpecModel
 
@@ -23,6 +23,33 @@ class SplitSpec(SpecModel):
         if (self.test_fraction is None) == (self.test_frames is None):
             raise ValueError("give exactly one of test_fraction or test_frames")
         return self
+
+
+PROPERTY_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"  # a file name stem DeePMD-kit reads as <name>.npy
+MAX_TASK_DIM = 4096
+RESERVED_ARRAYS = ("coord", "box", "energy", "force", "virial", "real_atom_types", "fparam", "aparam")
+
+
+class PropertySpec(SpecModel):
+    """A per-frame property the dataset holds in ``set.*/<name>.npy`` (DeePMD-kit's property fitting)."""
+
+    dim: int = Field(ge=1, le=MAX_TASK_DIM, description="Values per frame (DeePMD-kit's task_dim).")
+    intensive: bool = Field(
+        description="true: the property does not grow with the system (a band gap, HOMO/LUMO): DeePMD-kit "
+        "averages the atomic contributions; false: it is a sum over atoms (a formation energy per cell)."
+    )
+    components: list[Annotated[str, StringConstraints(min_length=1, max_length=32)]] | None = Field(
+        None, description="A name for each of the dim values (for tables and plots); default <name>[i]."
+    )
+
+    @model_validator(mode="after")
+    def _components(self) -> PropertySpec:
+        if self.components is not None and len(self.components) != self.dim:
+            raise ValueError(f"components names {len(self.components)} values; dim is {self.dim}")
+        return self
+
+    def component_names(self, name: str) -> list[str]:
+        return list(self.components) if self.components else [f"{name}[{i}]" for i in range(self.dim)]
 
 
 class DatasetSpec(SpecModel):
@@ -72,3 +99,25 @@ class DatasetSpec(SpecModel):
         description="Train/test split per system (deepmd/npy): training, change-bias re-fits and exploration "
         "read the train part; validation, tests, drift checks and evaluations the test part.",
     )
+    properties: dict[
+        Annotated[str, StringConstraints(pattern=PROPERTY_NAME, max_length=48)], PropertySpec
+    ] = Field(
+        default_factory=dict,
+        description="Per-frame properties the systems hold as set.*/<name>.npy (for property "
+        "fine-tuning), each checked at validate: present in every set, dim values per frame, finite. A "
+        "dataset with properties may lack energies; energy stages refuse such a dataset.",
+    )
+
+    @model_validator(mode="after")
+    def _properties_are_stored(self) -> DatasetSpec:
+        if self.properties and self.format not in STORED_FORMATS:
+            raise ValueError(
+                f"properties are read from deepmd/npy or deepmd/hdf5 sets; {self.format} is converted by "
+                "dpdata, which does not carry them"
+            )
+        for name in self.properties:
+            if name in RESERVED_ARRAYS:
+                raise ValueError(
+                    f"properties.{name}: {name}.npy is a label DeePMD-kit reads for energy models"
+                )
+        return self

@@ -48,7 +48,7 @@ from lamflow.workflows.spec.active import ActiveSpec
 from lamflow.workflows.spec.base import slug
 from lamflow.workflows.spec.finetune import RANDOM_HEAD
 from lamflow.workflows.stages._guards import closest_start
-from lamflow.workflows.stages.base import CHECKPOINT_REF, PlanContext, References, Stage, known
+from lamflow.workflows.stages.base import CHECKPOINT_REF, ENERGY, PlanContext, References, Stage, known
 from lamflow.workflows.stages.distill import (
     collect_tree,
     guard_teacher,
@@ -73,11 +73,15 @@ class ActiveStage(Stage[list[ActiveSpec]]):
             refs.claim_name(self.key, names, a.name, i)
             if a.student is None:
                 self._check_from(a, base, refs)
-            datasets = [(f"{base}.datasets[{j}]", n) for j, n in enumerate(a.datasets)]
-            datasets += [(f"{base}.explore.datasets[{j}]", n) for j, n in enumerate(a.explore.datasets)]
-            datasets += [(f"{base}.test", a.test)] if a.test is not None else []
-            for where, name in datasets:
-                refs.need_dataset(where, name)
+            datasets: list[tuple[str, str, str | None]] = [
+                (f"{base}.datasets[{j}]", n, ENERGY) for j, n in enumerate(a.datasets)
+            ]
+            datasets += [
+                (f"{base}.explore.datasets[{j}]", n, None) for j, n in enumerate(a.explore.datasets)
+            ]  # start structures: no labels read
+            datasets += [(f"{base}.test", a.test, ENERGY)] if a.test is not None else []
+            for where, name, labels in datasets:
+                refs.need_dataset(where, name, labels)
                 if refs.datasets[name].converted:
                     raise refs.error(
                         where,

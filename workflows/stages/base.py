@@ -19,12 +19,14 @@ from lamflow.workflows.compile.deepmd_input import architecture
 from lamflow.workflows.compile.plan import ArtifactSource, LocalFile, LoopPlan, StepOutput, StepPlan
 from lamflow.workflows.errors import SpecError
 from lamflow.workflows.spec.base import slug
+from lamflow.workflows.spec.datasets import PropertySpec
 from lamflow.workflows.spec.model import ModelSpec
 from lamflow.workflows.stages._guards import Datasets, sel_shortfalls
 
 SectionT = TypeVar("SectionT")
 TRAINED_STAGES = ("pretrain", "finetune", "active", "distill")  # their models come with a training checkpoint
 VIRIAL_PREFS = {"start_pref_v": 0.02, "limit_pref_v": 1.0}  # DeePMD-kit's usual virial schedule
+ENERGY = "energy"  # what an energy model's training or test reads from a dataset (References.need_dataset)
 CHECKPOINT_REF = "pretrain"  # key of the pretraining checkpoint in PlanContext.checkpoints
 
 
@@ -67,14 +69,50 @@ class References:
         default_factory=dict
     )  # model -> {dataset: YAML path} whose elements its fitting saw (absent: not known, an external model)
 
+    label_needs: list[tuple[str, str, str]] = field(
+        default_factory=list
+    )  # (YAML path, dataset, what it reads: 'energy' or a property name), checked by guard_labels
+
     def error(self, path: str, message: str) -> SpecError:
         return SpecError(self.shown, path, message)
 
-    def need_dataset(self, path: str, name: str) -> None:
+    def need_dataset(self, path: str, name: str, labels: str | None = ENERGY) -> None:
+        """The dataset exists; ``labels``: what the use reads from it — energies (the default: training or
+        testing an energy model), a declared property's name, or None (structures only: MD starts, drift
+        checks). Checked against the data by :meth:`guard_labels`."""
         if name not in self.datasets:
             hint = difflib.get_close_matches(name, list(self.datasets), n=1)
             extra = f"; did you mean {hint[0]!r}?" if hint else ""
             raise self.error(path, f"unknown dataset {name!r} (datasets: {known(self.datasets)}{extra})")
+        if labels is not None:
+            self.label_needs.append((path, name, labels))
+
+    def guard_labels(self) -> None:
+        """Every use of a dataset finds what it reads: an energy model's training or test finds energies
+        (a property dataset may have none), a property study finds its property declared."""
+        assert self.data is not None
+        for path, name, labels in self.label_needs:
+            declared = dict(getattr(self.datasets[name], "properties", None) or {})
+            if labels == ENERGY:
+                if any("energy" not in s.arrays for s in self.data.infos[name].systems):
+                    holds = f"only the properties {known(declared)}" if declared else "no energies"
+                    advice = (
+                        f"; study a property with a transfer study's `property: {next(iter(declared))}`"
+                        if declared
+                        else ""
+                    )
+                    raise self.error(
+                        path,
+                        f"{name!r} holds {holds}: this step trains or tests an energy model, which needs "
+                        f"energy.npy in every set{advice}",
+                    )
+            elif labels not in declared:
+                has = f"declares {known(declared)}" if declared else "declares no properties"
+                raise self.error(
+                    path,
+                    f"{name!r} {has}, not {labels!r}: a property model trains and tests on data that holds "
+                    f"it (declare it as datasets.{name}.properties.{labels})",
+                )
 
     def need_model(self, path: str, ref: str) -> None:
         if ref in self.models:
@@ -257,6 +295,9 @@ class PlanContext:
         default_factory=dict
     )  # distill model reference -> (teacher's name for people, teacher model source)
     loops: list[LoopPlan] = field(default_factory=list)  # loops decided at run time (stage active)
+    properties: Mapping[str, Mapping[str, PropertySpec]] = field(
+        default_factory=dict
+    )  # dataset -> the properties it declares
 
     def part(self, name: str, role: str) -> str:
         """The dataset a step reads for ``role`` ('train' or 'test'): a split dataset's part, else itself."""

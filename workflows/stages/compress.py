@@ -76,7 +76,7 @@ class CompressStage(Stage[list[CompressSpec]]):
                     raise refs.error(f"{base}.model", f"{c.model} cannot be compressed: {problem}")
                 if note is not None:
                     refs.notices.append(f"{base}.model: {c.model}: {note}")
-            refs.need_dataset(f"{base}.drift.dataset", c.drift.dataset)
+            refs.need_dataset(f"{base}.drift.dataset", c.drift.dataset, labels=None)  # predictions compared
             if c.evaluate is not None:
                 refs.need_dataset(f"{base}.evaluate.dataset", c.evaluate.dataset)
             refs.provide_model(base, f"compress.{c.name}", None)

@@ -143,7 +143,7 @@ class DistillStage(Stage[list[DistillSpec]]):
                     raise refs.error(f"{base}.teacher.model_file", f"{path}: no such file")
             for j, name in enumerate(d.explore.datasets):
                 where = f"{base}.explore.datasets[{j}]"
-                refs.need_dataset(where, name)
+                refs.need_dataset(where, name, labels=None)  # start structures: no labels read
                 if refs.datasets[name].stored_format != "deepmd/npy":
                     raise refs.error(
                         where,

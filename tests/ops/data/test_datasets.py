@@ -180,3 +180,26 @@ def test_large_arrays_are_read_a_chunk_at_a_time_and_checked_to_the_last_value(t
     (sets / "force.npy").write_bytes(data[:-800])
     with pytest.raises(datasets.DatasetError, match=r"force.npy: not a readable .npy array \(shorter than"):
         datasets.inspect_dataset(tmp_path)
+
+
+def test_declared_properties_are_checked_like_labels_and_make_energies_optional(tmp_path):
+    info = inspect_dataset(DEMO_DATA / "qm9", properties={"band_prop": 3})
+    assert [s.natoms for s in info.systems] == [20, 22, 24] and info.nframes == 240
+    name, frames, sums, squares = info.systems[0].properties[0]
+    labels = np.load(DEMO_DATA / "qm9/data_0/set.000000/band_prop.npy")
+    assert (name, frames) == ("band_prop", 80)
+    assert sums == pytest.approx(labels.sum(axis=0).tolist()) and len(squares) == 3
+    assert info.systems[0].energy_per_atom is None and "energy" not in info.systems[0].arrays
+    with pytest.raises(DatasetError, match=r"data_0/set.000000/energy.npy: missing"):
+        inspect_dataset(DEMO_DATA / "qm9")  # without the declaration: an energy dataset without energies
+    with pytest.raises(DatasetError, match=r"shape \(80, 3\), expected \(80, 2\)"):
+        inspect_dataset(DEMO_DATA / "qm9", properties={"band_prop": 2})
+    with pytest.raises(DatasetError, match=r"gap.npy: missing \(a declared property\)"):
+        inspect_dataset(DEMO_DATA / "qm9", properties={"gap": 1})
+    system = make_system(tmp_path / "s")
+    np.save(system / "set.000/gap.npy", np.array([[1.0], [np.nan]]))
+    with pytest.raises(DatasetError, match=r"gap.npy: non-finite value nan \(frame 1\)"):
+        inspect_dataset(system, properties={"gap": 1})
+    np.save(system / "set.000/gap.npy", np.array([[1.0], [2.0], [3.0]]))
+    with pytest.raises(DatasetError, match="3 frames but coord has 2"):
+        inspect_dataset(system, properties={"gap": 1})

@@ -18,9 +18,9 @@ def counted(monkeypatch):
     calls = []
     real = datasets.inspect_dataset
 
-    def inspect(path, fmt=datasets.NPY, *args):
+    def inspect(path, fmt=datasets.NPY, *args, **kwargs):
         calls.append(str(path))
-        return real(path, fmt, *args)
+        return real(path, fmt, *args, **kwargs)
 
     monkeypatch.setattr(inspected, "inspect_dataset", inspect)
     return calls
