@@ -1,4 +1,5 @@
-"""Test step: ``dp --pt test`` of one frozen model on one dataset -> energy/force/virial errors."""
+"""Test step: ``dp --pt test`` of one frozen model on one dataset -> energy/force/virial errors, or a
+property model's errors per component (:mod:`lamflow.ops.evaluation.properties`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 from dflow.python import FatalError
 from pydantic import Field
 
@@ -37,6 +39,14 @@ def parse_test_metrics(log_text: str) -> dict[str, float]:
     return metrics
 
 
+class PropertyTarget(OpModel):
+    """The property a property model predicts, as the dataset declares it."""
+
+    name: str = Field(description="DeePMD-kit's property_name: the sets' <name>.npy.")
+    dim: int = Field(ge=1, description="Values per frame (task_dim).")
+    intensive: bool
+
+
 class TestParams(OpModel):
     __test__ = False  # not a pytest class
 
@@ -49,6 +59,11 @@ class TestParams(OpModel):
         "dflow would hand a None text parameter to the step as 'null'.",
     )
     dataset_formats: dict[str, DatasetFormat]
+    property: PropertyTarget | None = Field(
+        None,
+        description="Test a property model on this property: errors per component and against a dummy "
+        "that predicts the baseline dataset's mean; None: an energy model.",
+    )
 
 
 class TestInput(TestParams, StagedDatasets):
@@ -62,12 +77,14 @@ class TestOutput(OpModel):
 
     metrics: dict[str, float] = Field(
         description="energy_rmse_per_atom (eV/atom), force_rmse (eV/Å), ..., frames, the dummy model's "
-        "RMSEs (dummy_*) and the normalised errors (normalized_*: min(RMSE / dummy RMSE, 1))."
+        "RMSEs (dummy_*) and the normalised errors (normalized_*: min(RMSE / dummy RMSE, 1)); for a "
+        "property: property_{mae,rmse}[_<i>], dummy_property_*, ratio_property[_<i>], normalized_property."
     )
     detail: Path
     log: Path
 
 
+ALL_PROPERTY_ROWS = "property_all.out"  # a property test's rows, one block per system (for the report)
 SYSTEMS_FILE = "systems.json"  # beside the detail files: the systems in the order dp test appended them
 _TESTED = re.compile(r"# testing system : (\S+)")
 _NUMBER = re.compile(r"# number of test data : (\d+)")
@@ -114,6 +131,10 @@ class TestOP(LamflowOP[TestInput, TestOutput]):
         )
         run_dp_step(argv, cwd, files.TEST_LOG)
         log_text = (cwd / files.TEST_LOG).read_text(encoding="utf-8", errors="replace")
+        if inp.property is not None:
+            metrics = self.property_errors(inp, inp.property, log_text, detail, cwd)
+            (detail / SYSTEMS_FILE).write_text(json.dumps(tested_systems(log_text, cwd), indent=1) + "\n")
+            return TestOutput(metrics=metrics, detail=detail, log=cwd / files.TEST_LOG)
         try:
             metrics = parse_test_metrics(log_text)
         except ValueError as exc:
@@ -123,6 +144,46 @@ class TestOP(LamflowOP[TestInput, TestOutput]):
         metrics.update(self.against_dummy(inp, metrics, cwd))
         (detail / SYSTEMS_FILE).write_text(json.dumps(tested_systems(log_text, cwd), indent=1) + "\n")
         return TestOutput(metrics=metrics, detail=detail, log=cwd / files.TEST_LOG)
+
+    @staticmethod
+    def property_errors(
+        inp: TestInput, target: PropertyTarget, log_text: str, detail: Path, cwd: Path
+    ) -> dict[str, float]:
+        """Errors per component from the detail files, checked against the log's pooled figures, next to
+        the dummy model's; the rows for the report go to ``<prefix>.property_all.out``."""
+        from lamflow.ops.evaluation import properties
+
+        try:
+            pooled = properties.parse_property_metrics(log_text)
+            per_frame = properties.read_property_detail(detail, files.DETAIL_PREFIX)
+        except ValueError as exc:
+            raise FatalError(f"{files.TEST_LOG}: {exc}") from exc
+        if not per_frame:
+            raise FatalError(f"dp test wrote no {files.DETAIL_PREFIX}.property.out.* detail files")
+        labels, predictions = properties.component_errors(per_frame)
+        if labels.shape[1] != target.dim:
+            raise FatalError(
+                f"dp test wrote {labels.shape[1]} values per frame; {target.name} has {target.dim}"
+            )
+        fit = inp.baseline_dataset or inp.dataset
+        systems = dataset_systems([fit], inp.datasets, inp.dataset_formats, cwd / "systems")
+        try:
+            dummy = properties.train_mean([Path(s) for s in systems], target.name, target.dim)
+        except ValueError as exc:
+            raise FatalError(str(exc)) from exc
+        metrics = {**pooled, **properties.property_metrics(labels, predictions, dummy)}
+        pooled_rmse = float(np.sqrt(np.mean((predictions - labels) ** 2)))
+        if abs(metrics["property_rmse"] - pooled_rmse) > 1e-4 * (1e-3 + pooled_rmse):
+            raise FatalError(
+                f"{files.TEST_LOG}: PROPERTY RMSE {metrics['property_rmse']:g} disagrees with the detail "
+                f"files ({pooled_rmse:g})"
+            )
+        names = [*(f"data_{i}" for i in range(target.dim)), *(f"pred_{i}" for i in range(target.dim))]
+        with (detail / f"{files.DETAIL_PREFIX}.{ALL_PROPERTY_ROWS}").open("w") as out:
+            for system, rows in per_frame.items():
+                table = np.concatenate([rows[:, 0, :], rows[:, 1, :]], axis=1)
+                np.savetxt(out, table, header=f"{system}: {' '.join(names)}")
+        return metrics
 
     @staticmethod
     def against_dummy(inp: TestInput, metrics: dict[str, float], cwd: Path) -> dict[str, float]:

@@ -209,7 +209,11 @@ def load_labels(system: Path, frames: int) -> dict[str, np.ndarray]:
 # --- sub-commands ---
 
 
-def lcurve_columns(params: dict[str, Any], training: dict[str, Any]) -> list[str]:
+def lcurve_columns(params: dict[str, Any], training: dict[str, Any], loss: dict[str, Any]) -> list[str]:
+    if "model_dict" not in params and loss.get("type") == "property":  # one column pair per metric
+        has_val = bool(training.get("validation_data"))
+        cols = [c for m in loss.get("metric", ["mae"]) for c in (f"{m}_val", f"{m}_trn")]
+        return ["step", *(c for c in cols if has_val or "_val" not in c), "lr"]
     if "model_dict" not in params:
         has_val = bool(training.get("validation_data"))
         cols = ["rmse_val", "rmse_trn", "rmse_e_val", "rmse_e_trn", "rmse_f_val", "rmse_f_trn"]
@@ -230,6 +234,17 @@ def check_systems(training: dict[str, Any]) -> None:
                 path = Path(system)
                 if not (path / "type.raw").exists() and not path.is_file():
                     fail(f"FileNotFoundError: {system} not found")
+
+
+def _frames_seen(training: dict[str, Any]) -> int:
+    """Frames in the training systems: models trained on different subsets differ (so do their errors)."""
+    sections = training["data_dict"].values() if "data_dict" in training else [training]
+    total = 0
+    for section in sections:
+        for system in (section.get("training_data") or {}).get("systems", []):
+            for coord in Path(system).glob("set.*/coord.npy"):
+                total += int(np.load(coord, mmap_mode="r").shape[0])
+    return total
 
 
 def train(args: Any) -> None:
@@ -256,6 +271,8 @@ def train(args: Any) -> None:
                 branch = next(iter(base["model_dict"]))  # descriptor is shared; any head gives it
             model = dict(single_task_params(base, branch))
             model["type_map"] = config["model"]["type_map"]
+            if args.model_branch == "RANDOM":  # deepmd/utils/finetune.py: a new fitting net, the input's
+                model["fitting_net"] = config["model"].get("fitting_net", {})
             config["model"] = model
     multi_task = "model_dict" in config["model"]
     if multi_task:
@@ -268,7 +285,7 @@ def train(args: Any) -> None:
     check_systems(training)
     steps = int(training["numb_steps"])
     disp, save = int(training.get("disp_freq", 1000)), int(training.get("save_freq", 1000))
-    columns = lcurve_columns(normalized["model"], training)
+    columns = lcurve_columns(normalized["model"], training, normalized.get("loss") or {})
     lr0 = float(normalized["learning_rate"].get("start_lr", 1e-3))
     first = 1
     rows = ["# step    " + "   ".join(f"{c:<14s}" for c in columns[1:]) + "\n"]  # as DeePMD-kit lays it out
@@ -295,6 +312,7 @@ def train(args: Any) -> None:
                 len((section.get("training_data") or {}).get("systems", []))
                 for section in (training["data_dict"].values() if "data_dict" in training else [training])
             ),
+            frames=_frames_seen(training), fine_tuned=args.finetune is not None,
         )  # fmt: skip
         print(f"{INFO}Saved model to model.ckpt-{step}.pt")
     if killed:
@@ -357,13 +375,54 @@ def _write_detail(
         )
 
 
+def test_property(args: Any, fitting: dict[str, Any], scale: float) -> None:
+    """What DeePMD-kit 3.2's PropertyTester prints and writes (deepmd/infer/model_test/property.py)."""
+    name, dim = fitting["property_name"], int(fitting.get("task_dim", 1))
+    totals: list[tuple[float, float, int]] = []
+    for index, system in enumerate(find_systems(Path(args.system))):
+        sets = sorted(system.glob("set.*"))
+        if not all((s / f"{name}.npy").exists() for s in sets):
+            fail(f"RuntimeError: {system}/set.*/{name}.npy not found")
+        label = np.concatenate([np.load(s / f"{name}.npy").reshape(-1, dim) for s in sets])
+        if args.numb_test:
+            label = label[: args.numb_test]
+        rng = np.random.default_rng(index)
+        pred = label + 0.2 * scale * (1 + rng.standard_normal(label.shape))
+        print(f"{INFO}# ---------------output of dp test--------------- ")
+        print(f"{INFO}# testing system : {system}")
+        mae, rmse = _errors(label, pred)
+        print(f"{INFO}# number of test data : {len(label)} ")
+        print(f"{INFO}PROPERTY MAE            : {mae:e} units")
+        print(f"{INFO}PROPERTY RMSE           : {rmse:e} units")
+        print(f"{INFO}# ----------------------------------------------- ")
+        totals.append((mae, rmse, label.size))
+        if args.detail_file:
+            group = f".{index}" if index else ""
+            for frame in range(len(label)):
+                np.savetxt(
+                    f"{args.detail_file}.property.out{group}.{frame}",
+                    np.stack([label[frame], pred[frame]], axis=1),
+                    header=f"{system} - {frame}: data_property pred_property",
+                )
+    size = sum(n for _, _, n in totals)
+    print(f"{INFO}# ----------weighted average of errors----------- ")
+    print(f"{INFO}# number of systems : {len(totals)}")
+    print(f"{INFO}PROPERTY MAE            : {sum(m * n for m, _, n in totals) / size:e} units")
+    pooled_rmse = float(np.sqrt(sum(r**2 * n for _, r, n in totals) / size))
+    print(f"{INFO}PROPERTY RMSE           : {pooled_rmse:e} units")
+    print(f"{INFO}# ----------------------------------------------- ")
+
+
 def test(args: Any) -> None:
     model = load_frozen(Path(args.model))
-    single_task_params(model["model_params"], args.head)  # a multi-task checkpoint needs --head
+    params = single_task_params(model["model_params"], args.head)  # a multi-task checkpoint needs --head
     # 99,991 distinct scales in [1e-3, 0.1): two models of a test practically never share one
     scale = 1e-3 * (
         1 + (int(hashlib.sha256(Path(args.model).read_bytes()).hexdigest()[:8], 16) % 99991) / 1010
     )
+    if (params.get("fitting_net") or {}).get("type") == "property":
+        test_property(args, params["fitting_net"], scale)
+        return
     totals: dict[str, list[tuple[float, float, int]]] = {}
     for index, system in enumerate(find_systems(Path(args.system))):
         labels = load_labels(system, args.numb_test)

@@ -89,5 +89,8 @@ def log_average(values: list[float]) -> float:
 
 
 def worse_than_dummy(metrics: dict[str, float]) -> list[str]:
-    """The quantities (energy, force, virial) whose RMSE is above the dummy model's."""
-    return [q for q in ("energy", "force", "virial") if metrics.get(f"ratio_{q}", 0.0) > 1.0]
+    """The quantities (energy, force, virial; property[i] for component i of a property) whose RMSE is
+    above the dummy model's."""
+    out = [q for q in ("energy", "force", "virial") if metrics.get(f"ratio_{q}", 0.0) > 1.0]
+    components = sorted(int(k.rpartition("_")[2]) for k in metrics if k.startswith("ratio_property_"))
+    return out + [f"property[{i}]" for i in components if metrics[f"ratio_property_{i}"] > 1.0]

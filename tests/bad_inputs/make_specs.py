@@ -42,6 +42,42 @@ def ft(s: dict[str, Any]) -> dict[str, Any]:
     return s["stages"]["finetune"][0]
 
 
+def prop(s: dict[str, Any], declared: dict[str, Any] | None = None, **study: Any) -> None:
+    """A property study of QM9 (band_prop, 3 components, intensive) from the molecules head."""
+    s["datasets"]["qm9"] = {
+        "path": f"{DATA}/qm9",
+        "split": {"test_fraction": 0.25, "seed": 1},
+        "properties": declared or {"band_prop": {"dim": 3, "intensive": True}},
+    }
+    s["stages"]["transfer"] = [{"name": "q", "property": "band_prop", "models": ["pretrain.molecules"],
+                                "datasets": ["qm9"], "learning_curve": {"sizes": [10]}, **study}]  # fmt: skip
+
+
+def extensive(s: dict[str, Any]) -> None:
+    """A property that is a sum over atoms (here: 2 per atom), declared intensive; its data is committed
+    beside the corpus (tests/bad_inputs/data/sized)."""
+    s["datasets"]["sized"] = {
+        "path": "../data/sized",
+        "properties": {"total": {"dim": 1, "intensive": True}},
+    }
+
+
+def write_sized(root: Path) -> None:
+    """Three molecules-like systems of 4, 8 and 16 hydrogens, 5 frames each, whose ``total`` is 2 per atom
+    (an extensive property) with a small spread, and no energies."""
+    import numpy as np
+
+    for natoms in (4, 8, 16):
+        system = root / f"h{natoms}"
+        (system / "set.000").mkdir(parents=True, exist_ok=True)
+        (system / "type.raw").write_text("0\n" * natoms)
+        (system / "type_map.raw").write_text("H\n")
+        (system / "nopbc").write_text("")
+        coord = np.arange(5 * natoms * 3, dtype=float).reshape(5, natoms * 3) * 0.7
+        np.save(system / "set.000" / "coord.npy", coord)
+        np.save(system / "set.000" / "total.npy", (natoms * (2.0 + 0.01 * np.arange(5))).reshape(5, 1))
+
+
 def colliding_keys(s: dict[str, Any]) -> None:
     s["datasets"]["b-on-c"] = s["datasets"].pop("gete-test")
     s["datasets"]["c"] = dict(s["datasets"]["gete"])
@@ -351,6 +387,36 @@ CASES: list[tuple[str, Any, int, str, str]] = [
      "stages.active[0].label.pyscf.spin", "53 electrons at charge 0"),
     ("active-members-both-fine-tuned-and-students", spec(lambda s: active(s, student={"preset": "se_e2_a-tiny"})),
      2, "stages.active[0]", "give `from` (members fine-tune a checkpoint) or `student`"),
+    # issue 26: property studies
+    ("property-not-in-the-data", spec(lambda s: prop(s, declared={"gap": {"dim": 1, "intensive": True}})), 2,
+     "datasets.qm9.path", "gap.npy: missing (a declared property)"),
+    ("property-study-names-an-undeclared-property", spec(lambda s: prop(s, property="gap")), 2,
+     "stages.transfer[0].datasets[0]", "'qm9' declares band_prop, not 'gap'"),
+    ("property-dim-does-not-match-the-array", spec(lambda s: prop(s, declared={"band_prop": {"dim": 2, "intensive": True}})),
+     2, "datasets.qm9.path", "band_prop.npy: shape (80, 3), expected (80, 2)"),
+    ("property-head-tested-on-energy-data", spec(lambda s: (s["datasets"]["gete"].update(split={"test_frames": 4}),
+        prop(s, datasets=["gete"]))), 2,
+     "stages.transfer[0].datasets[0]", "'gete' declares no properties, not 'band_prop'"),
+    ("energy-model-tested-on-property-data", spec(lambda s: (prop(s), s["stages"]["test"].append(
+        {"models": ["finetune.gete"], "datasets": ["qm9"]}))), 2,
+     "stages.test[2].datasets[0]", "'qm9' holds only the properties band_prop: this step trains or tests an energy model"),
+    ("energy-fine-tune-on-property-data", spec(lambda s: (prop(s), ft(s).update(datasets=["qm9"]))), 2,
+     "stages.finetune[0].datasets[0]", "holds only the properties band_prop"),
+    ("property-zero-shot", spec(lambda s: prop(s, zero_shot=True)), 2,
+     "stages.transfer[0].zero_shot", "a property study has no zero-shot result"),
+    ("property-gate-on-an-energy-metric", spec(lambda s: prop(s, gates=[
+        {"model": "pretrain.molecules", "dataset": "qm9", "at": 10, "metric": "normalized_force", "max": 0.9}])), 2,
+     "stages.transfer[0].gates[0].metric", "normalized_force is an energy metric; the study tests band_prop"),
+    ("property-gate-on-an-energy-study", spec(lambda s: (s["datasets"]["gete"].update(split={"test_frames": 4}),
+        s["stages"].update(transfer=[{"name": "e", "models": ["pretrain.water"], "datasets": ["gete"], "gates": [
+            {"model": "pretrain.water", "dataset": "gete", "metric": "normalized_property", "max": 0.9}]}]))), 2,
+     "stages.transfer[0].gates[0].metric", "normalized_property: the study tests energies and forces"),
+    ("property-declared-intensive-grows-with-size", spec(extensive), 2,
+     "datasets.sized.properties.total.intensive", "declared intensive, but total[0] grows with the atom count"),
+    ("property-on-raw-dft-output", spec(lambda s: s["datasets"].update(raw={
+        "path": f"{DATA}/raw/vasp_h2o/OUTCAR", "format": "vasp/outcar",
+        "properties": {"gap": {"dim": 1, "intensive": True}}})), 2,
+     "datasets.raw", "properties are read from deepmd/npy or deepmd/hdf5 sets"),
     ("duplicate-yaml-key", "name: a\nname: b\n", 2, "-", "duplicate key 'name'"),
     ("invalid-yaml", "name: x\ndatasets: [unclosed\n", 2, "-", "invalid YAML: line"),
     ("nested-too-deep", "name: x\ndeep: " + "[" * 1000 + "]" * 1000 + "\n", 2, "-", "nested too deeply"),
@@ -367,6 +433,7 @@ def main() -> None:
         text = content if isinstance(content, str) else yaml.safe_dump(content, sort_keys=False)
         (OUT / f"{stem}.yaml").write_text(f"# expect: {code} {path} | {fragment}\n{text}")
     (OUT / "not-a-checkpoint.pt").write_text("this is not a checkpoint\n")
+    write_sized(HERE / "data" / "sized")
     print(f"wrote {len(CASES)} specs to {OUT}")
 
 

@@ -195,6 +195,44 @@ def learning_curve_table(summary: RunSummary) -> Table:
     return table
 
 
+def property_curve_table(summary: RunSummary) -> Table:
+    """Property studies: RMSE per component vs training frames, fine-tuned and scratch, next to the dummy
+    that predicts the train mean."""
+    from lamflow.workflows.report.results import curve_points
+
+    points = [p for p in curve_points(summary.tests) if p.property]
+    width = max(len(p.components) for p in points)
+    table = Table(
+        title="Property learning curves (held-out frames; RMSE per component, the data's units)",
+        caption="dummy: predicting the train mean; normalised: each component's RMSE over the dummy's, "
+        "capped at 1, averaged (1 = no better than knowing nothing; ✗ worse than the dummy)",
+    )
+    for column in ["study", "dataset", "property", "model", "frames", "repeats", "RMSE", "dummy RMSE",
+                   "normalised"]:  # fmt: skip
+        table.add_column(column, justify="right" if column in ("frames", "repeats", "normalised") else "left")
+    for p in points:
+        model = "from scratch" if p.protocol == "scratch" else f"fine-tuned {p.model}"
+        names = list(p.components) + [f"[{i}]" for i in range(len(p.components), width)]
+        rmse = ", ".join(
+            f"{names[i]} {p.mean[f'property_rmse_{i}']:.4g}"
+            + (f" ± {p.std[f'property_rmse_{i}']:.2g}" if p.repeats > 1 else "")
+            for i in range(len(p.components))
+            if f"property_rmse_{i}" in p.mean
+        )
+        dummy = ", ".join(
+            f"{names[i]} {p.mean[f'dummy_property_rmse_{i}']:.4g}"
+            for i in range(len(p.components))
+            if f"dummy_property_rmse_{i}" in p.mean
+        )
+        worse = [names[i] for i in range(len(p.components)) if p.mean.get(f"ratio_property_{i}", 0.0) > 1.0]
+        norm = p.mean.get("normalized_property")
+        cell = "-" if norm is None else f"{norm:.2f}"
+        cell += f" [red]✗ {', '.join(worse)}[/red]" if worse else ""
+        table.add_row(p.study, p.dataset, p.property or "", model, str(p.train_frames), str(p.repeats), rmse,
+                      dummy, cell)  # fmt: skip
+    return table
+
+
 def comparison_table(summary: RunSummary) -> Table:
     """Teacher, student and compressed student side by side: agreement with the teacher, speed, NVE."""
     table = Table(title="Distillation: vs teacher, speed (same frames and threads), NVE stability")
@@ -293,8 +331,10 @@ def run_result(run_dir: Path, summary: RunSummary) -> None:
             out.print(f"{loop.key}: every labelled frame (deepmd/npy): {run_dir / loop.labelled}")
     if any(t.protocol not in ("finetune", "scratch") for t in summary.tests):
         out.print(metrics_table(summary))
-    if any(t.protocol in ("finetune", "scratch") for t in summary.tests):
+    if any(t.protocol in ("finetune", "scratch") and not t.property for t in summary.tests):
         out.print(learning_curve_table(summary))
+    if any(t.property for t in summary.tests):
+        out.print(property_curve_table(summary))
     if any(t.role for t in summary.tests):
         out.print(comparison_table(summary))
     for record in summary.steps.values():  # distillation: what the selection kept and why it dropped frames

@@ -155,3 +155,23 @@ def multitask_input(
         "loss_dict": {head: dict(loss) for head in heads},
         "training": deep_merge(section, training.extra),
     }
+
+
+PROPERTY_FITTING_KEYS = ("neuron", "activation_function", "resnet_dt", "precision")
+PROPERTY_LOSS = {"type": "property", "loss_func": "smooth_mae", "metric": ["mae"], "beta": 1.0}  # as
+# DeePMD-kit's examples/property; lcurve.out then holds mae_trn (and mae_val)
+
+
+def property_fitting(model: Architecture, name: str, dim: int, intensive: bool, seed: int) -> dict[str, Any]:
+    """A property fitting net (DeePMD-kit ``fitting_net.type: property``) as wide and deep as the model's
+    energy fitting net: ``task_dim`` values per frame read from ``<name>.npy``; an intensive property
+    averages the atomic contributions, an extensive one sums them."""
+    _, energy_fitting = architecture(model)
+    return {
+        "type": "property",
+        "property_name": name,
+        "task_dim": dim,
+        "intensive": intensive,
+        **{k: copy.deepcopy(energy_fitting[k]) for k in PROPERTY_FITTING_KEYS if k in energy_fitting},
+        "seed": seed,
+    }

@@ -87,6 +87,8 @@ class Evaluation:
     train_frames: int | None = None  # learning curves: the frames trained on ...
     repeat: int | None = None  # ... and which random subset of that size
     unlearned: tuple[str, ...] = ()  # elements of the dataset the model's training data never held
+    property: str | None = None  # a property model's test: the property, and a name per component
+    components: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,8 @@ def test_results(summary: RunSummary, plan: Plan) -> list[TestResult]:
                     train_frames=s.evaluation.train_frames,
                     repeat=s.evaluation.repeat,
                     unlearned=list(s.evaluation.unlearned),
+                    property=s.evaluation.property,
+                    components=list(s.evaluation.components),
                     metrics=record.parameters.get("metrics", {}),
                 )
             )

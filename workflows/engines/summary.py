@@ -85,6 +85,10 @@ class TestResult(BaseModel):
         description="Elements of the dataset that the model's type map may name but its training data never "
         "held: its predictions for them are untrained.",
     )
+    property: str | None = Field(None, description="A property model's test: the property tested.")
+    components: list[str] = Field(
+        default_factory=list, description="The property's component names (metrics *_<i> follow them)."
+    )
     metrics: dict[str, float] = Field(default_factory=dict)
 
 

@@ -27,6 +27,7 @@ def build_plan(resolved: ResolvedSpec) -> Plan:
         unlearned=resolved.unlearned,
         dataset_info=resolved.dataset_info,
         splits=frozenset(resolved.splits),
+        properties={name: dict(ds.properties) for name, ds in spec.datasets.items()},
     )
     plan_external_models(spec.models, ctx)
     for stage in all_stages():

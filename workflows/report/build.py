@@ -24,7 +24,7 @@ from typing import Any
 from lamflow.ops.runtime import files
 from lamflow.workflows.engines.summary import LoopRecord, RunSummary, StepRecord, TestResult
 from lamflow.workflows.report import plots
-from lamflow.workflows.report.detail import per_system_errors, read_detail
+from lamflow.workflows.report.detail import per_system_errors, read_blocks, read_detail
 from lamflow.workflows.report.results import (
     COLUMNS,
     coverage,
@@ -65,6 +65,15 @@ def _detail(run_dir: Path, summary: RunSummary, row: TestResult) -> dict[str, An
     return read_detail(folder) if folder is not None and folder.is_dir() else {}
 
 
+def _property_rows(run_dir: Path, summary: RunSummary, row: TestResult) -> dict[str, Any]:
+    """{system: label columns then prediction columns} of a property test (its ``property_all.out``)."""
+    from lamflow.ops.test import ALL_PROPERTY_ROWS
+
+    folder = _output(run_dir, summary, row.step, "detail")
+    path = folder / f"{files.DETAIL_PREFIX}.{ALL_PROPERTY_ROWS}" if folder is not None else None
+    return read_blocks(path) if path is not None and path.is_file() else {}
+
+
 def _label(row: TestResult) -> str:
     protocol = protocol_of(row)
     if protocol in ("finetune", "scratch"):
@@ -99,6 +108,13 @@ def build(run_dir: Path, summary: RunSummary, out: Path) -> dict[str, Any]:
     figures: list[plots.Figure] = []
     for study, dataset in sorted({(p.study, p.dataset) for p in points}):
         mine = [p for p in points if (p.study, p.dataset) == (study, dataset)]
+        if any(p.property for p in mine):
+            name = f"learning-curve-{study}-{dataset}.png".replace("@", "-")
+            prop = mine[0].property
+            title = f"{study}: {prop} learning curve on {dataset}"
+            curve = plots.property_learning_curve(out, name, title, mine)
+            figures += [curve] if curve is not None else []
+            continue
         lines = [
             (f"zero-shot {r.model}", r.metrics)
             for r in rows
@@ -121,8 +137,16 @@ def build(run_dir: Path, summary: RunSummary, out: Path) -> dict[str, Any]:
         figures.append(plots.learning_curve(out, name, f"{study}: learning curve on {dataset}", mine, lines))
     coverage_rows: list[dict[str, Any]] = []
     for n, row in enumerate(_parity_rows(rows)):
+        name = f"parity-{n:02d}-{row.step}.png"
+        if row.property:
+            blocks = _property_rows(run_dir, summary, row)
+            figure = plots.property_parity(
+                out, name, f"{row.property}: {_label(row)}", blocks, row.components
+            )
+            figures += [figure] if figure is not None else []
+            continue
         detail = _detail(run_dir, summary, row)
-        figure = plots.parity(out, f"parity-{n:02d}-{row.step}.png", _label(row), detail) if detail else None
+        figure = plots.parity(out, name, _label(row), detail) if detail else None
         if figure is not None:
             figures.append(figure)
         log = _output(run_dir, summary, row.step, "log")
@@ -324,6 +348,8 @@ def _page(
     )
     body = []
     for r in metrics["rows"]:
+        if r["property"]:
+            continue  # in the property table
         body.append(
             [
                 esc(str(r["study"])),
@@ -370,6 +396,7 @@ def _page(
             body,
         )
     )
+    parts += _property_section(metrics["rows"])
     if metrics["generalizability"]:
         body = [
             [
@@ -455,3 +482,57 @@ def _page(
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>lamflow {esc(summary.run_id)}</title>"
         f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n"
     )
+
+
+def _property_section(rows: list[dict[str, Any]]) -> list[str]:
+    """The property tests: RMSE per component next to the dummy's (the train mean), normalised."""
+    mine = [r for r in rows if r["property"]]
+    if not mine:
+        return []
+    esc = html.escape
+    body = []
+    for r in mine:
+        names = str(r["property_components"]).split()
+        rmse = str(r["property_rmse_by_component"]).split()
+        dummy = str(r["dummy_property_rmse_by_component"]).split()
+        per = ", ".join(f"{n} {float(v):.4g}" for n, v in zip(names, rmse, strict=False))
+        ref = ", ".join(f"{n} {float(v):.4g}" for n, v in zip(names, dummy, strict=False))
+        worse = r.get("worse_than_dummy")
+        body.append(
+            [
+                esc(str(r["study"])),
+                esc(str(r["model"])),
+                esc(str(r["protocol"])),
+                _fmt(r["train_frames"], digits=0),
+                _fmt(r["repeat"], digits=0),
+                esc(str(r["dataset"])),
+                esc(str(r["property"])),
+                esc(per),
+                esc(ref),
+                _fmt(r["normalized_property"], digits=3)
+                + (f" ✗ worse than the dummy: {esc(str(worse))}" if worse else ""),
+                _fmt(r["frames"], digits=0),
+            ]
+        )
+    return [
+        "<h2>Property test errors</h2><p>RMSE per component, in the data's units, on held-out frames. "
+        "<i>dummy</i>: the RMSE of predicting the mean of the training frames; <i>normalised</i>: each "
+        "component's RMSE over the dummy's, capped at 1, averaged over components — 1 means no better "
+        "than knowing nothing (✗ marks components where the model is worse).</p>",
+        _table(
+            [
+                "study",
+                "model",
+                "protocol",
+                "N",
+                "repeat",
+                "dataset",
+                "property",
+                "RMSE",
+                "dummy RMSE",
+                "normalised",
+                "frames",
+            ],  # fmt: skip
+            body,
+        ),
+    ]

@@ -158,7 +158,8 @@ def parity(out: Path, name: str, title: str, detail: dict[str, dict[str, np.ndar
 
 
 def training_curve(out: Path, name: str, title: str, lcurve: Path) -> Figure | None:
-    """The training RMSEs (columns ``rmse_*_trn*`` / ``rmse_*_val*``) of ``lcurve.out`` against the step."""
+    """The training errors (columns ``rmse_*_trn*`` / ``rmse_*_val*``; a property fit's ``mae_*``) of
+    ``lcurve.out`` against the step."""
     header, values = read_lcurve(lcurve)
     rows = np.asarray(values, dtype=float)
     if not header or not len(rows) or rows.shape[1] != len(header):
@@ -166,7 +167,7 @@ def training_curve(out: Path, name: str, title: str, lcurve: Path) -> Figure | N
     columns = [
         i
         for i, c in enumerate(header)
-        if c.startswith("rmse_")
+        if (c.startswith("rmse_") or c.startswith(("mae_trn", "mae_val")))
         and c != "rmse"
         and np.all(np.isfinite(rows[:, i]))
         and np.all(rows[:, i] > 0)
@@ -180,7 +181,11 @@ def training_curve(out: Path, name: str, title: str, lcurve: Path) -> Figure | N
     ax.set_yscale("log")
     _label_log_axis(ax.yaxis, ax.get_ylim())
     ax.set_xlabel("training step")
-    ax.set_ylabel("RMSE (eV/atom for e, eV/Å for f)")
+    ax.set_ylabel(
+        "MAE (the property's units)"
+        if header[columns[0]].startswith("mae")
+        else "RMSE (eV/atom for e, eV/Å for f)"
+    )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     ax.set_title(title, fontsize=10)
@@ -233,3 +238,93 @@ def loop_iterations(out: Path, name: str, title: str, rows: Sequence[Any]) -> Fi
     fig.savefig(out / name, dpi=DPI)
     plt.close(fig)
     return Figure(name, title, "loop", tuple(series))
+
+
+def property_learning_curve(out: Path, name: str, title: str, points: Sequence[CurvePoint]) -> Figure | None:
+    """A property study's RMSE vs train frames, log-log, one panel per component (in the data's units),
+    fine-tuned and scratch lines with the dummy model (the train mean) as a dotted horizontal line."""
+    components = next((p.components for p in points if p.components), ())
+    if not components:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(components), figsize=(4.4 * len(components), 4.0), squeeze=False)
+    series: list[str] = []
+    for i, (ax, component) in enumerate(zip(axes[0], components, strict=True)):
+        metric = f"property_rmse_{i}"
+        groups: dict[str, list[CurvePoint]] = {}
+        for p in points:
+            groups.setdefault(p.model if p.protocol == "finetune" else "scratch", []).append(p)
+        for model, members in groups.items():
+            members = sorted((m for m in members if metric in m.mean), key=lambda m: m.train_frames)
+            if not members:
+                continue
+            legend = f"fine-tuned from {model}" if model != "scratch" else "from scratch"
+            ax.errorbar(
+                [m.train_frames for m in members],
+                [m.mean[metric] for m in members],
+                yerr=[m.std[metric] for m in members],
+                marker="o" if model != "scratch" else "s",
+                linestyle="-" if model != "scratch" else "--",
+                capsize=3,
+                label=legend,
+            )
+            if i == 0:
+                series.append(legend)
+        dummy = [p.mean[f"dummy_property_rmse_{i}"] for p in points if f"dummy_property_rmse_{i}" in p.mean]
+        if dummy and dummy[0] > 0:
+            ax.axhline(dummy[0], linestyle=":", color="grey", linewidth=1.2, label="dummy (train mean)")
+            if i == 0:
+                series.append("dummy (train mean)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        _label_log_axis(ax.yaxis, ax.get_ylim())
+        from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+        ax.set_xticks(sorted({p.train_frames for p in points}))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("training frames")
+        ax.set_ylabel(f"{component} RMSE")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][-1].legend(fontsize=8, loc="best")
+    fig.suptitle(title, fontsize=10)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.13, top=0.88, wspace=0.3)
+    fig.savefig(out / name, dpi=DPI)
+    plt.close(fig)
+    return Figure(name, title, "learning-curve", tuple(series))
+
+
+def property_parity(
+    out: Path, name: str, title: str, blocks: dict[str, np.ndarray], components: Sequence[str]
+) -> Figure | None:
+    """Predicted vs reference, one panel per component of a property, one colour per system; ``blocks``:
+    {system: rows of label columns then prediction columns}."""
+    if not blocks or not components:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(components), figsize=(4.2 * len(components), 4.2), squeeze=False)
+    systems: list[str] = []
+    for i, (ax, component) in enumerate(zip(axes[0], components, strict=True)):
+        lo, hi = math.inf, -math.inf
+        for system, rows in blocks.items():
+            label, pred = split_columns(rows)
+            if label.shape[1] != len(components):
+                return None
+            ax.scatter(label[:, i], pred[:, i], s=8, alpha=0.6, label=Path(system).name)
+            lo, hi = (
+                min(lo, label[:, i].min(), pred[:, i].min()),
+                max(hi, label[:, i].max(), pred[:, i].max()),
+            )
+            if i == 0:
+                systems.append(Path(system).name)
+        pad = 0.05 * (hi - lo or 1.0)
+        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="black", linewidth=0.8)
+        ax.set_xlabel(f"reference {component}")
+        ax.set_ylabel(f"predicted {component}")
+    if len(systems) <= 8:
+        axes[0][-1].legend(fontsize=7, markerscale=2)
+    fig.suptitle(title, fontsize=10)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.13, top=0.88, wspace=0.3)
+    fig.savefig(out / name, dpi=DPI)
+    plt.close(fig)
+    return Figure(name, title, "parity", tuple(systems))

@@ -40,10 +40,26 @@ COLUMNS = (
     "ratio_energy",
     "ratio_force",
     "ratio_virial",
+    "property_rmse",
+    "property_mae",
+    "dummy_property_rmse",
+    "normalized_property",
+    "ratio_property",
     "worse_than_dummy",
     "unlearned_elements",
+    "property",
+    "property_components",
+    "property_rmse_by_component",
+    "dummy_property_rmse_by_component",
 )
+METRIC_COLUMNS = COLUMNS[COLUMNS.index("frames") : COLUMNS.index("worse_than_dummy")]
 CURVE_METRICS = get_args(GateMetric)  # a learning-curve point carries every metric a gate can read
+COMPONENT_METRICS = ("property_rmse_", "dummy_property_rmse_", "ratio_property_")  # + component index
+
+
+def by_component(metrics: dict[str, float], prefix: str, count: int) -> list[float | None]:
+    """``<prefix><i>`` for each component i (None where absent)."""
+    return [metrics.get(f"{prefix}{i}") for i in range(count)]
 
 
 def protocol_of(row: TestResult) -> str:
@@ -68,10 +84,16 @@ def flat(row: TestResult) -> dict[str, object]:
         "role": row.role or "",
         "step": row.step,
     }
-    for key in COLUMNS[len(record) : -2]:
+    for key in METRIC_COLUMNS:
         record[key] = row.metrics.get(key, "")
     record["worse_than_dummy"] = " ".join(worse_than_dummy(row.metrics))
     record["unlearned_elements"] = " ".join(row.unlearned)
+    record["property"] = row.property or ""
+    record["property_components"] = " ".join(row.components)
+    for key, prefix in (("property_rmse_by_component", "property_rmse_"),
+                        ("dummy_property_rmse_by_component", "dummy_property_rmse_")):  # fmt: skip
+        values = by_component(row.metrics, prefix, len(row.components))
+        record[key] = " ".join(f"{v:.6g}" for v in values if v is not None)
     return record
 
 
@@ -87,6 +109,8 @@ class CurvePoint:
     repeats: int
     mean: dict[str, float]
     std: dict[str, float]  # sample standard deviation over repeats (0 for one repeat)
+    property: str | None = None  # a property study's property, and its component names
+    components: tuple[str, ...] = ()
 
 
 def curve_points(rows: Iterable[TestResult]) -> list[CurvePoint]:
@@ -98,12 +122,18 @@ def curve_points(rows: Iterable[TestResult]) -> list[CurvePoint]:
     points = []
     for (study, dataset, model, protocol, n), members in sorted(groups.items()):
         mean, std = {}, {}
-        for metric in CURVE_METRICS:
+        components = tuple(members[0].components)
+        per_component = [f"{p}{i}" for p in COMPONENT_METRICS for i in range(len(components))]
+        for metric in (*CURVE_METRICS, *per_component):
             values = [m.metrics[metric] for m in members if _finite(m.metrics.get(metric))]
             if values:
                 mean[metric] = statistics.fmean(values)
                 std[metric] = statistics.stdev(values) if len(values) > 1 else 0.0
-        points.append(CurvePoint(study, dataset, model, protocol, n, len(members), mean, std))
+        points.append(
+            CurvePoint(
+                study, dataset, model, protocol, n, len(members), mean, std, members[0].property, components
+            )
+        )
     return points
 
 

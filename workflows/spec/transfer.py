@@ -1,14 +1,16 @@
 """``stages.transfer`` — transferability studies: models x downstream datasets -> zero-shot errors (after an
 energy-bias re-fit, and unshifted), learning curves (fine-tunes on N train frames, with repeats) and
-from-scratch baselines at the same N, per-system coverage, and gates for CI."""
+from-scratch baselines at the same N, per-system coverage, and gates for CI. With ``property``, the study
+fine-tunes the models' descriptor to a per-frame property of the datasets (a property fitting net)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
 from lamflow.workflows.spec.base import MAX_FRAMES, ModelRef, Name, SpecModel
+from lamflow.workflows.spec.datasets import PROPERTY_NAME
 from lamflow.workflows.spec.training import TrainingSpec
 
 GateMetric = Literal[
@@ -19,7 +21,11 @@ GateMetric = Literal[
     "normalized_force",
     "normalized_virial",
     "normalized_error",
+    "property_rmse",
+    "property_mae",
+    "normalized_property",
 ]
+PROPERTY_METRICS = ("property_rmse", "property_mae", "normalized_property", "normalized_error")
 
 
 class LearningCurveSpec(SpecModel):
@@ -67,7 +73,26 @@ class TransferSpec(SpecModel):
     datasets: list[Name] = Field(
         min_length=1, description="Downstream datasets; each must be split (its test part is held out)."
     )
-    zero_shot: bool = Field(True, description="Test each model as it is, and after `dp change-bias`.")
+    property: Annotated[str, StringConstraints(pattern=PROPERTY_NAME, max_length=48)] | None = Field(
+        None,
+        description="A property the datasets declare (datasets.<name>.properties): the learning curve "
+        "fine-tunes each model's descriptor with a new property fitting net (and trains the spec's model "
+        "with one from scratch), and tests the property per component against a dummy that predicts the "
+        "train mean. None: energies and forces.",
+    )
+    zero_shot: bool = Field(
+        True,
+        description="Test each model as it is, and after `dp change-bias` (energy studies; a property study "
+        "has no zero-shot result and leaves it out).",
+    )
     learning_curve: LearningCurveSpec | None = None
     frames: int = Field(0, ge=0, le=MAX_FRAMES, description="Test frames per system (0 = all).")
     gates: list[GateSpec] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_zero_shot_for_a_property(cls, data: Any) -> Any:
+        """An energy model has no head for the property: a property study has no zero-shot protocol."""
+        if isinstance(data, dict) and data.get("property") is not None and "zero_shot" not in data:
+            return {**data, "zero_shot": False}
+        return data

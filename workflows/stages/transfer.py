@@ -7,6 +7,11 @@
 - from-scratch baseline: the spec's ``model:`` architecture trained on the same subsets with the same
   settings (once per dataset, shared by the study's models).
 
+A property study (``property: <name>``) has no zero-shot protocol: its fine-tunes start from the model's
+descriptor with a new property fitting net (``--model-branch RANDOM``: DeePMD-kit keeps the input's fitting
+net and takes the descriptor from the checkpoint's first branch), its scratch models carry the same
+fitting net, and its tests report the property per component against a dummy that predicts the train mean.
+
 Step keys: ``transfer-<study>-<model>-<dataset>-{unshifted,zero-shot,n<N>-r<k>,n<N>-r<k>-test}`` and
 ``transfer-<study>-scratch-<dataset>-n<N>-r<k>[-test]``. Gates are read after the run (``gates.py``).
 """
@@ -16,16 +21,22 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from lamflow.ops.dp import RANDOM_BRANCH
 from lamflow.ops.finetune import FinetuneOP, FinetuneParams
 from lamflow.ops.scratch import ScratchOP, ScratchParams
-from lamflow.ops.test import TestOP, TestParams
+from lamflow.ops.test import PropertyTarget, TestOP, TestParams
 from lamflow.ops.training.common import HeadData
-from lamflow.workflows.compile.deepmd_input import loss_section, single_task_input
+from lamflow.workflows.compile.deepmd_input import (
+    PROPERTY_LOSS,
+    loss_section,
+    property_fitting,
+    single_task_input,
+)
 from lamflow.workflows.compile.plan import ArtifactSource, DatasetBundle, Evaluation, StepPlan
 from lamflow.workflows.spec.base import model_slug, slug
-from lamflow.workflows.spec.transfer import TransferSpec
+from lamflow.workflows.spec.transfer import PROPERTY_METRICS, TransferSpec
 from lamflow.workflows.stages._guards import metric_problem, undetermined_elements
-from lamflow.workflows.stages.base import PlanContext, References, Stage, known
+from lamflow.workflows.stages.base import ENERGY, PlanContext, References, Stage, known
 from lamflow.workflows.stages.test import change_bias_step
 
 SCRATCH = "scratch"  # the model column of from-scratch rows
@@ -54,6 +65,8 @@ class TransferStage(Stage[list[TransferSpec]]):
         for i, study in enumerate(section):
             base = self.yaml_path(i)
             refs.claim_name(self.key, names, study.name, i)
+            if study.property is not None:
+                self._check_property_study(study, base, refs)
             if not study.zero_shot and study.learning_curve is None:
                 raise refs.error(base, "nothing to do: set zero_shot: true or give a learning_curve")
             for j, ref in enumerate(study.models):
@@ -67,7 +80,7 @@ class TransferStage(Stage[list[TransferSpec]]):
             if len(set(study.models)) != len(study.models):
                 raise refs.error(f"{base}.models", "a model is listed twice")
             for j, name in enumerate(study.datasets):
-                refs.need_dataset(f"{base}.datasets[{j}]", name)
+                refs.need_dataset(f"{base}.datasets[{j}]", name, study.property or ENERGY)
                 if getattr(refs.datasets[name], "split", None) is None:
                     raise refs.error(
                         f"{base}.datasets[{j}]",
@@ -84,6 +97,18 @@ class TransferStage(Stage[list[TransferSpec]]):
                     raise refs.error(
                         f"{where}.dataset", f"{gate.dataset!r} is not one of {known(study.datasets)}"
                     )
+                if study.property is not None and gate.metric not in PROPERTY_METRICS:
+                    raise refs.error(
+                        f"{where}.metric",
+                        f"{gate.metric} is an energy metric; the study tests {study.property}: gate on one "
+                        f"of {known(PROPERTY_METRICS)}",
+                    )
+                if study.property is None and gate.metric in PROPERTY_METRICS[:3]:
+                    raise refs.error(
+                        f"{where}.metric",
+                        f"{gate.metric}: the study tests energies and forces and gives no property metric "
+                        "(study a property with `property: <name>`)",
+                    )
                 if isinstance(gate.at, int):
                     sizes = study.learning_curve.sizes if study.learning_curve else []
                     if gate.at not in sizes:
@@ -94,6 +119,27 @@ class TransferStage(Stage[list[TransferSpec]]):
                 elif not study.zero_shot:
                     raise refs.error(f"{where}.at", f"{gate.at!r} needs zero_shot: true")
         refs.unique_slugs("transfer", self.yaml_path(), names)
+
+    def _check_property_study(self, study: TransferSpec, base: str, refs: References) -> None:
+        if study.zero_shot:
+            raise refs.error(
+                f"{base}.zero_shot",
+                f"a property study has no zero-shot result: {known(study.models)} predict energies, not "
+                f"{study.property} (leave zero_shot out)",
+            )
+        lc = study.learning_curve
+        if lc is None:
+            raise refs.error(
+                f"{base}.learning_curve",
+                f"required for a property study: {study.property} is learned by fine-tuning (and from "
+                "scratch) on N train frames",
+            )
+        if any(v is not None for v in lc.training.loss.model_dump().values()):
+            raise refs.error(
+                f"{base}.learning_curve.training.loss",
+                f"energy-loss prefactors do not apply to a property fit (DeePMD-kit's property loss: "
+                f"{PROPERTY_LOSS['loss_func']} on {study.property}); leave loss out",
+            )
 
     def guard(self, section: list[TransferSpec], refs: References) -> None:
         data = refs.data
@@ -141,6 +187,7 @@ class TransferStage(Stage[list[TransferSpec]]):
             for name in study.datasets:
                 train = ctx.part(name, "train")
                 loss = self._loss(study, train, ctx, f"{base}.learning_curve")
+                target = self._target(study, name, ctx)
                 for k, ref in enumerate(study.models):
                     prefix = f"transfer-{slug(study.name)}-{model_slug(ref)}-{slug(name)}"
                     where = f"{base}.models[{k}]"
@@ -148,6 +195,8 @@ class TransferStage(Stage[list[TransferSpec]]):
                         self._zero_shot(study, ref, name, prefix, ctx, where)
                     if study.learning_curve is not None:
                         source, branch = ctx.finetune_source(ref)
+                        if target is not None:  # a new property fitting net on the model's descriptor
+                            branch = RANDOM_BRANCH
                         for size, repeat, training in self._curve(study):
                             subset = subset_name(name, size, repeat)
                             deepmd_input = single_task_input(
@@ -156,7 +205,7 @@ class TransferStage(Stage[list[TransferSpec]]):
                                 training,
                                 with_validation=False,
                                 descriptor={},
-                                fitting_net={},
+                                fitting_net=self._fitting(target, ctx, training.seed),
                             )
                             deepmd_input["loss"] = dict(loss)
                             tuned = ctx.add(
@@ -168,8 +217,10 @@ class TransferStage(Stage[list[TransferSpec]]):
                                         "datasets": DatasetBundle((subset,)),
                                         "base_checkpoint": source,
                                     },
-                                    summary=f"dp train --finetune {ref} on {size} frames of {train} "
-                                    f"(repeat {repeat}), {training.steps} steps; dp freeze",
+                                    summary=f"dp train --finetune {ref}"
+                                    + (f" (new {study.property} fitting net)" if target else "")
+                                    + f" on {size} frames of {train} (repeat {repeat}), {training.steps} "
+                                    "steps; dp freeze",
                                     params=FinetuneParams(
                                         deepmd_input=deepmd_input,
                                         head_datasets={slug(name): HeadData(train=[subset])},
@@ -197,6 +248,8 @@ class TransferStage(Stage[list[TransferSpec]]):
                 for size, repeat, training in self._curve(study):
                     subset = subset_name(name, size, repeat)
                     deepmd_input = single_task_input(ctx.model, ctx.type_map, training, with_validation=False)
+                    if target is not None:
+                        deepmd_input["model"]["fitting_net"] = self._fitting(target, ctx, training.seed)
                     deepmd_input["loss"] = dict(loss)
                     key = f"transfer-{slug(study.name)}-{SCRATCH}-{slug(name)}-n{size}-r{repeat}"
                     scratch = ctx.add(
@@ -205,8 +258,10 @@ class TransferStage(Stage[list[TransferSpec]]):
                             op=ScratchOP,
                             resource="finetune",
                             artifacts={"datasets": DatasetBundle((subset,))},
-                            summary=f"dp train from scratch ({ctx.model.preset or 'spec model'}) on {size} "
-                            f"frames of {train} (repeat {repeat}), {training.steps} steps; dp freeze",
+                            summary=f"dp train from scratch ({ctx.model.preset or 'spec model'}"
+                            + (f", {study.property} fitting net" if target else "")
+                            + f") on {size} frames of {train} (repeat {repeat}), {training.steps} steps; "
+                            "dp freeze",
                             params=ScratchParams(
                                 deepmd_input=deepmd_input,
                                 head_datasets={slug(name): HeadData(train=[subset])},
@@ -238,11 +293,28 @@ class TransferStage(Stage[list[TransferSpec]]):
                 yield size, repeat, lc.training.model_copy(update={"seed": lc.training.seed + repeat - 1})
 
     @staticmethod
+    def _target(study: TransferSpec, name: str, ctx: PlanContext) -> PropertyTarget | None:
+        """The property the study fits on dataset ``name``, as the dataset declares it; None: energies."""
+        if study.property is None:
+            return None
+        declared = ctx.properties[name][study.property]
+        return PropertyTarget(name=study.property, dim=declared.dim, intensive=declared.intensive)
+
+    @staticmethod
+    def _fitting(target: PropertyTarget | None, ctx: PlanContext, seed: int) -> dict[str, Any]:
+        """The fine-tune's fitting net: none for energies (the checkpoint's), else a property one."""
+        if target is None:
+            return {}
+        return property_fitting(ctx.model, target.name, target.dim, target.intensive, seed)
+
+    @staticmethod
     def _loss(study: TransferSpec, train: str, ctx: PlanContext, where: str) -> dict[str, Any]:
         """The learning curve's loss on ``train``: virials fitted where every system has them (a notice)."""
         lc = study.learning_curve
         if lc is None:
             return {}
+        if study.property is not None:
+            return dict(PROPERTY_LOSS)
         loss = loss_section(ctx.model, lc.training)
         ctx.fit_virials(loss, lc.training.loss, [train], where)
         return loss
@@ -287,6 +359,7 @@ class TransferStage(Stage[list[TransferSpec]]):
                     frames=study.frames,
                     baseline_dataset=train,
                     dataset_formats=ctx.formats((test, train)),
+                    property=TransferStage._target(study, name, ctx),
                 ),
                 artifacts={"model": model, "datasets": DatasetBundle((test, train))},
                 evaluation=Evaluation(
@@ -298,6 +371,12 @@ class TransferStage(Stage[list[TransferSpec]]):
                     train_frames=size,
                     repeat=repeat,
                     unlearned=ctx.unlearned.get((ref, test), ()) if size is None else (),
+                    property=study.property,
+                    components=tuple(
+                        ctx.properties[name][study.property].component_names(study.property)
+                        if study.property
+                        else ()
+                    ),
                 ),
                 short=True,
             ),
