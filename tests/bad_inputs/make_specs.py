@@ -53,6 +53,14 @@ def prop(s: dict[str, Any], declared: dict[str, Any] | None = None, **study: Any
                                 "datasets": ["qm9"], "learning_curve": {"sizes": [10]}, **study}]  # fmt: skip
 
 
+def prop_model(s: dict[str, Any]) -> None:
+    """QM9 declared, and finetune.band: the pretrained descriptor fine-tuned to band_prop."""
+    prop(s)
+    s["stages"].pop("transfer")
+    s["stages"]["finetune"].append({"name": "band", "property": "band_prop", "from": {"head": "random"},
+                                    "datasets": ["qm9"]})  # fmt: skip
+
+
 def extensive(s: dict[str, Any]) -> None:
     """A property that is a sum over atoms (here: 2 per atom), declared intensive; its data is committed
     beside the corpus (tests/bad_inputs/data/sized)."""
@@ -417,6 +425,15 @@ CASES: list[tuple[str, Any, int, str, str]] = [
         "path": f"{DATA}/raw/vasp_h2o/OUTCAR", "format": "vasp/outcar",
         "properties": {"gap": {"dim": 1, "intensive": True}}})), 2,
      "datasets.raw", "properties are read from deepmd/npy or deepmd/hdf5 sets"),
+    ("property-model-tested-on-energy-data", spec(lambda s: (prop_model(s), s["stages"]["test"].append(
+        {"models": ["finetune.band"], "datasets": ["gete-test"]}))), 2,
+     "stages.test[2].datasets[0]", "'gete-test' declares no properties, not 'band_prop'"),
+    ("property-model-as-a-teacher", spec(lambda s: (prop_model(s), distill(s),
+        s["stages"]["distill"][0]["teacher"].update(model="finetune.band"))), 2,
+     "stages.distill[0].teacher.model", "finetune.band predicts band_prop, not energies and forces"),
+    ("property-model-change-bias", spec(lambda s: (prop_model(s), s["stages"]["test"].append(
+        {"models": ["finetune.band"], "datasets": ["qm9"], "change_bias_on": "gete"}))), 2,
+     "stages.test[2].change_bias_on", "change-bias re-fits an energy model's per-element energies"),
     ("duplicate-yaml-key", "name: a\nname: b\n", 2, "-", "duplicate key 'name'"),
     ("invalid-yaml", "name: x\ndatasets: [unclosed\n", 2, "-", "invalid YAML: line"),
     ("nested-too-deep", "name: x\ndeep: " + "[" * 1000 + "]" * 1000 + "\n", 2, "-", "nested too deeply"),

@@ -123,8 +123,8 @@ def metrics_table(summary: RunSummary) -> Table:
             else "left",
         )
     for test in summary.tests:
-        if test.protocol in ("finetune", "scratch"):
-            continue  # in the learning-curve table
+        if test.protocol in ("finetune", "scratch") or test.property:
+            continue  # in the learning-curve or the property table
         m = test.metrics
         row = [
             test.model
@@ -192,6 +192,43 @@ def learning_curve_table(summary: RunSummary) -> Table:
         quantities = ("energy", "force", "virial") if with_virial else ("energy", "force")
         row += [cell(p, f"normalized_{q}", 1.0, 2) for q in quantities]
         table.add_row(*row, cell(p, "normalized_error", 1.0, 2))
+    return table
+
+
+def _components(metrics: dict[str, float], names: list[str], prefix: str) -> str:
+    """'lumo 0.0118, homo 0.0153, ...' from ``<prefix><i>`` metrics."""
+    return ", ".join(
+        f"{n} {metrics[f'{prefix}{i}']:.4g}" for i, n in enumerate(names) if f"{prefix}{i}" in metrics
+    )
+
+
+def property_tests_table(summary: RunSummary) -> Table:
+    """Property models' tests (test stage): RMSE per component next to the train-mean dummy's."""
+    table = Table(
+        title="Property tests (RMSE per component, the data's units)",
+        caption="dummy: predicting the mean of the dataset's train part (or of the test frames when it is "
+        "not split); normalised: each component's RMSE over the dummy's, capped at 1, averaged",
+    )
+    for column in ("model", "dataset", "property", "RMSE", "dummy RMSE", "normalised", "frames"):
+        table.add_column(column, justify="right" if column in ("normalised", "frames") else "left")
+    for test in summary.tests:
+        if not test.property or test.protocol in ("finetune", "scratch"):
+            continue
+        m, names = test.metrics, test.components
+        worse = [names[i] for i in range(len(names)) if m.get(f"ratio_property_{i}", 0.0) > 1.0]
+        norm = m.get("normalized_property")
+        cell = ("-" if norm is None else f"{norm:.2f}") + (
+            f" [red]✗ {', '.join(worse)}[/red]" if worse else ""
+        )
+        table.add_row(
+            test.model,
+            test.dataset,
+            test.property,
+            _components(m, names, "property_rmse_"),
+            _components(m, names, "dummy_property_rmse_"),
+            cell,
+            str(int(m["frames"])) if "frames" in m else "-",
+        )
     return table
 
 
@@ -329,8 +366,10 @@ def run_result(run_dir: Path, summary: RunSummary) -> None:
             out.print(f"{loop.key}: {loop.baseline}")
         if loop.labelled:
             out.print(f"{loop.key}: every labelled frame (deepmd/npy): {run_dir / loop.labelled}")
-    if any(t.protocol not in ("finetune", "scratch") for t in summary.tests):
+    if any(t.protocol not in ("finetune", "scratch") and not t.property for t in summary.tests):
         out.print(metrics_table(summary))
+    if any(t.property and t.protocol not in ("finetune", "scratch") for t in summary.tests):
+        out.print(property_tests_table(summary))
     if any(t.protocol in ("finetune", "scratch") and not t.property for t in summary.tests):
         out.print(learning_curve_table(summary))
     if any(t.property for t in summary.tests):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Annotated
+
+from pydantic import Field, StringConstraints
 
 from lamflow.workflows.spec.base import ModelRef, Name, SpecModel, SpecPath
+from lamflow.workflows.spec.datasets import PROPERTY_NAME
 from lamflow.workflows.spec.training import TrainingSpec
 
 RANDOM_HEAD = "random"
@@ -34,3 +37,10 @@ class FinetuneSpec(SpecModel):
     datasets: list[Name] = Field(min_length=1)
     validation: list[Name] = Field(default_factory=list)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
+    property: Annotated[str, StringConstraints(pattern=PROPERTY_NAME, max_length=48)] | None = Field(
+        None,
+        description="Fine-tune to a per-frame property the datasets declare (datasets.<name>.properties): "
+        "the source's descriptor with a new property fitting net (DeePMD-kit --model-branch RANDOM); the "
+        "model finetune.<name> then predicts the property, and tests report it per component. None: "
+        "energies and forces.",
+    )

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
 from lamflow.ops.data.datasets import DatasetFormat, DatasetInfo
+from lamflow.ops.test import PropertyTarget
 from lamflow.workflows.compile.deepmd_input import architecture
 from lamflow.workflows.compile.plan import ArtifactSource, LocalFile, LoopPlan, StepOutput, StepPlan
 from lamflow.workflows.errors import SpecError
@@ -69,6 +70,7 @@ class References:
         default_factory=dict
     )  # model -> {dataset: YAML path} whose elements its fitting saw (absent: not known, an external model)
 
+    predicts: dict[str, str] = field(default_factory=dict)  # property model -> its property (else energy)
     label_needs: list[tuple[str, str, str]] = field(
         default_factory=list
     )  # (YAML path, dataset, what it reads: 'energy' or a property name), checked by guard_labels
@@ -114,8 +116,16 @@ class References:
                     f"it (declare it as datasets.{name}.properties.{labels})",
                 )
 
-    def need_model(self, path: str, ref: str) -> None:
+    def need_model(self, path: str, ref: str, any_kind: bool = False) -> None:
+        """The model exists, and predicts energies unless ``any_kind`` (a property model's checkpoint or
+        frozen model serves tests and property fine-tunes only)."""
         if ref in self.models:
+            if not any_kind and ref in self.predicts:
+                raise self.error(
+                    path,
+                    f"{ref} predicts {self.predicts[ref]}, not energies and forces: this use needs an energy "
+                    "model (a property model can be tested, or fine-tuned to a property)",
+                )
             return
         stage, _, name = ref.partition(".")
         same_stage = [r.partition(".")[2] for r in self.models if r.startswith(f"{stage}.")]
@@ -298,6 +308,17 @@ class PlanContext:
     properties: Mapping[str, Mapping[str, PropertySpec]] = field(
         default_factory=dict
     )  # dataset -> the properties it declares
+    predicts: dict[str, str] = field(default_factory=dict)  # property model -> its property
+
+    def property_target(self, ref: str, dataset: str) -> tuple[PropertyTarget | None, tuple[str, ...]]:
+        """What a test of ``ref`` on ``dataset`` (its name in the spec) reads: the property (as the dataset
+        declares it) and its component names; (None, ()) for an energy model."""
+        prop = self.predicts.get(ref)
+        if prop is None:
+            return None, ()
+        declared = self.properties[dataset][prop]
+        target = PropertyTarget(name=prop, dim=declared.dim, intensive=declared.intensive)
+        return target, tuple(declared.component_names(prop))
 
     def part(self, name: str, role: str) -> str:
         """The dataset a step reads for ``role`` ('train' or 'test'): a split dataset's part, else itself."""

@@ -9,12 +9,13 @@ from lamflow.ops.dp import RANDOM_BRANCH
 from lamflow.ops.finetune import FinetuneOP, FinetuneParams
 from lamflow.ops.training.checkpoint import CheckpointError, read_checkpoint
 from lamflow.ops.training.common import HeadData
-from lamflow.workflows.compile.deepmd_input import single_task_input
+from lamflow.workflows.compile.deepmd_input import PROPERTY_LOSS, property_fitting, single_task_input
 from lamflow.workflows.compile.plan import ArtifactSource, DatasetBundle, LocalFile, StepPlan
 from lamflow.workflows.spec.base import slug
 from lamflow.workflows.spec.finetune import RANDOM_HEAD, FinetuneSpec
 from lamflow.workflows.stages.base import (
     CHECKPOINT_REF,
+    ENERGY,
     PlanContext,
     References,
     Stage,
@@ -51,6 +52,8 @@ def _fitting_source(ft: FinetuneSpec, heads: list[str]) -> str | None:
     """The model of the spec whose fitting the fine-tune continues: its ``from.model``, or the pretrain head
     it starts from; None for a new fitting net (random head) or a checkpoint from outside the spec."""
     src = ft.from_
+    if ft.property is not None:
+        return None  # a new property fitting net: it continues no model's fitting
     if src.model is not None:
         return src.model
     if src.model_file is None and src.head != RANDOM_HEAD and heads:
@@ -69,6 +72,8 @@ class FinetuneStage(Stage[list[FinetuneSpec]]):
             base = self.yaml_path(i)
             refs.claim_name(self.key, names, ft.name, i)
             src = ft.from_
+            if ft.property is not None:
+                self._check_property(ft, base, refs, heads)
             if src.model is not None:
                 self._check_from_model(ft, base, refs)
             elif src.model_file is None:
@@ -78,7 +83,7 @@ class FinetuneStage(Stage[list[FinetuneSpec]]):
                         "no pretrain stage to start from: add stages.pretrain or give from.model_file",
                     )
                 if src.head is None:
-                    if len(heads) > 1:
+                    if len(heads) > 1 and ft.property is None:
                         raise refs.error(
                             f"{base}.from.head",
                             f"required for a multi-task pretrain: one of {known(heads)} or '{RANDOM_HEAD}'",
@@ -100,13 +105,16 @@ class FinetuneStage(Stage[list[FinetuneSpec]]):
                 )
             else:
                 check_external_checkpoint(refs, base, refs.resolve_file(src.model_file), src.head)
+            labels = ft.property or ENERGY
             for j, name in enumerate(ft.datasets):
-                refs.need_dataset(f"{base}.datasets[{j}]", name)
+                refs.need_dataset(f"{base}.datasets[{j}]", name, labels)
             for j, name in enumerate(ft.validation):
-                refs.need_dataset(f"{base}.validation[{j}]", name)
+                refs.need_dataset(f"{base}.validation[{j}]", name, labels)
             spec_model = src.model_file is None and src.model is None
             descriptor = refs.spec_descriptor() if spec_model else None  # else: the checkpoint's
             refs.provide_model(base, f"finetune.{ft.name}", descriptor)
+            if ft.property is not None:
+                refs.predicts[f"finetune.{ft.name}"] = ft.property
             trained = {refs.part(n, "train"): f"{base}.datasets[{j}]" for j, n in enumerate(ft.datasets)}
             if src.model is not None:  # also trained on what its source saw
                 trained = {**refs.trained_on.get(src.model, {}), **trained}
@@ -122,6 +130,24 @@ class FinetuneStage(Stage[list[FinetuneSpec]]):
                 refs.learned_from[f"finetune.{ft.name}"] = own
         refs.unique_slugs("finetune", self.yaml_path(), names)
 
+    @staticmethod
+    def _check_property(ft: FinetuneSpec, base: str, refs: References, heads: list[str]) -> None:
+        """A property fine-tune takes the source's descriptor (shared by every head) and a new fitting net:
+        a head other than 'random' would mean nothing, and energy-loss prefactors do not apply."""
+        src = ft.from_
+        if src.head not in (None, RANDOM_HEAD) and (src.model_file is not None or src.head in heads):
+            raise refs.error(
+                f"{base}.from.head",
+                f"a property fine-tune starts from the descriptor, which every head shares, with a new "
+                f"{ft.property} fitting net: omit from.head",
+            )
+        if any(v is not None for v in ft.training.loss.model_dump().values()):
+            raise refs.error(
+                f"{base}.training.loss",
+                f"energy-loss prefactors do not apply to a property fit ({PROPERTY_LOSS['loss_func']} on "
+                f"{ft.property}); leave loss out",
+            )
+
     def _check_from_model(self, ft: FinetuneSpec, base: str, refs: References) -> None:
         src = ft.from_
         assert src.model is not None
@@ -132,7 +158,7 @@ class FinetuneStage(Stage[list[FinetuneSpec]]):
                 f"{base}.from.head",
                 f"the head of {src.model} is set where it is declared; here only '{RANDOM_HEAD}' is allowed",
             )
-        refs.need_model(f"{base}.from.model", src.model)
+        refs.need_model(f"{base}.from.model", src.model, any_kind=ft.property is not None)
         if not refs.has_checkpoint(src.model):
             raise refs.error(
                 f"{base}.from.model",
@@ -184,20 +210,32 @@ class FinetuneStage(Stage[list[FinetuneSpec]]):
             else:
                 base_checkpoint, branch = ctx.checkpoints[CHECKPOINT_REF], ""
                 origin = "pretrain, random fitting net"
-            if from_head == RANDOM_HEAD:
+            if from_head == RANDOM_HEAD or ft.property is not None:
                 branch = RANDOM_BRANCH
+            if ft.property is not None and src.model_file is None and src.model is None:
+                base_checkpoint, origin = ctx.checkpoints[CHECKPOINT_REF], "pretrain's descriptor"
             train = [ctx.part(n, "train") for n in ft.datasets]
             validation = [ctx.part(n, "test") for n in ft.validation]
             names = tuple(dict.fromkeys([*train, *validation]))
+            fitting: dict = {}
+            if ft.property is not None:
+                declared = ctx.properties[ft.datasets[0]][ft.property]
+                fitting = property_fitting(
+                    ctx.model, ft.property, declared.dim, declared.intensive, ft.training.seed
+                )
+                ctx.predicts[f"finetune.{ft.name}"] = ft.property
             deepmd_input = single_task_input(
                 ctx.model,
                 ctx.type_map,
                 ft.training,
                 with_validation=bool(ft.validation),
                 descriptor={},
-                fitting_net={},
+                fitting_net=fitting,
             )
-            ctx.fit_virials(deepmd_input["loss"], ft.training.loss, train, self.yaml_path(i))
+            if ft.property is not None:
+                deepmd_input["loss"] = dict(PROPERTY_LOSS)
+            else:
+                ctx.fit_virials(deepmd_input["loss"], ft.training.loss, train, self.yaml_path(i))
             step = ctx.add(
                 StepPlan(
                     key=f"finetune-{slug(ft.name)}",
@@ -206,7 +244,9 @@ class FinetuneStage(Stage[list[FinetuneSpec]]):
                     model_ref=f"finetune.{ft.name}",
                     checkpoint_ref=f"finetune.{ft.name}",
                     artifacts={"datasets": DatasetBundle(names), "base_checkpoint": base_checkpoint},
-                    summary=f"dp train --finetune ({origin}) on {', '.join(ft.datasets)}, "
+                    summary=f"dp train --finetune ({origin}"
+                    + (f", new {ft.property} fitting net" if ft.property else "")
+                    + f") on {', '.join(ft.datasets)}, "
                     f"{ft.training.steps} steps; dp freeze",
                     params=FinetuneParams(
                         deepmd_input=deepmd_input,

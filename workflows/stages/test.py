@@ -13,7 +13,7 @@ from lamflow.workflows.compile.plan import DatasetBundle, Evaluation, StepPlan
 from lamflow.workflows.spec.base import model_slug, slug
 from lamflow.workflows.spec.test import TestSpec
 from lamflow.workflows.stages._guards import Datasets, undetermined_elements
-from lamflow.workflows.stages.base import PlanContext, References, Stage
+from lamflow.workflows.stages.base import ENERGY, PlanContext, References, Stage
 
 
 def change_bias_step(ctx: PlanContext, ref: str, dataset: str, origin: str) -> StepPlan:
@@ -43,9 +43,16 @@ class TestStage(Stage[list[TestSpec]]):
         for i, group in enumerate(section):
             base = self.yaml_path(i)
             for j, ref in enumerate(group.models):
-                refs.need_model(f"{base}.models[{j}]", ref)
+                refs.need_model(f"{base}.models[{j}]", ref, any_kind=True)
+                if group.change_bias_on is not None and ref in refs.predicts:
+                    raise refs.error(
+                        f"{base}.change_bias_on",
+                        f"{ref} predicts {refs.predicts[ref]}: change-bias re-fits an energy model's "
+                        "per-element energies (test it without change_bias_on)",
+                    )
             for j, name in enumerate(group.datasets):
-                refs.need_dataset(f"{base}.datasets[{j}]", name)
+                for kind in sorted({refs.predicts.get(ref, ENERGY) for ref in group.models}):
+                    refs.need_dataset(f"{base}.datasets[{j}]", name, kind)
             if group.change_bias_on is not None:
                 refs.need_dataset(f"{base}.change_bias_on", group.change_bias_on)
 
@@ -103,6 +110,7 @@ class TestStage(Stage[list[TestSpec]]):
                     dataset = ctx.part(name, "test")
                     baseline = ctx.part(name, "train") if name in ctx.splits else ""  # the dummy model's fit
                     staged = (dataset, baseline) if baseline else (dataset,)
+                    target, components = ctx.property_target(ref, name)
                     ctx.add(
                         StepPlan(
                             key=f"test-{model_slug(ref)}-on-{slug(name)}{suffix}",
@@ -115,6 +123,7 @@ class TestStage(Stage[list[TestSpec]]):
                                 frames=group.frames,
                                 baseline_dataset=baseline,
                                 dataset_formats=ctx.formats(staged),
+                                property=target,
                             ),
                             artifacts={"model": model, "datasets": DatasetBundle(staged)},
                             evaluation=Evaluation(
@@ -123,6 +132,8 @@ class TestStage(Stage[list[TestSpec]]):
                                 group.change_bias_on,
                                 overlap=(ref, dataset) in ctx.overlaps,
                                 unlearned=ctx.unlearned.get((ref, dataset), ()),
+                                property=target.name if target else None,
+                                components=components,
                             ),
                             short=True,
                         ),

@@ -70,7 +70,7 @@ class TransferStage(Stage[list[TransferSpec]]):
             if not study.zero_shot and study.learning_curve is None:
                 raise refs.error(base, "nothing to do: set zero_shot: true or give a learning_curve")
             for j, ref in enumerate(study.models):
-                refs.need_model(f"{base}.models[{j}]", ref)
+                refs.need_model(f"{base}.models[{j}]", ref, any_kind=study.property is not None)
                 if study.learning_curve is not None and not refs.has_checkpoint(ref):
                     raise refs.error(
                         f"{base}.models[{j}]",

@@ -9,22 +9,24 @@ import csv
 import json
 
 from tests.conftest import run_cli
-from tests.workflows.stages.test_property import property_spec
+from tests.workflows.stages.test_property import finetune_property_spec
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def test_a_property_study_runs_and_reports_each_component(write_spec, fake_dp, tmp_path):
-    spec = property_spec()
-    spec["stages"] = {"pretrain": spec["stages"]["pretrain"], "transfer": spec["stages"]["transfer"]}
+    spec = finetune_property_spec()
+    spec["stages"]["finetune"] = spec["stages"]["finetune"][1:]  # the property fine-tune only
+    spec["stages"]["test"] = [{"models": ["finetune.band"], "datasets": ["qm9"]}]
     run = tmp_path / "run"
     done = run_cli(
         "submit", str(write_spec(spec)), "--run-dir", str(run), env={"LAMFLOW_REPORT": "1"} | fake_dp.env
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Property learning curves" in done.stdout and "lumo" in done.stdout
+    assert "Property tests" in done.stdout and "Test errors" not in done.stdout  # no energy model tested
     trains = [c for c in fake_dp.calls() if c[1] == "train" and "--finetune" in c]
-    assert len(trains) == 2 and all(c[c.index("--model-branch") + 1] == "RANDOM" for c in trains)
+    assert len(trains) == 3 and all(c[c.index("--model-branch") + 1] == "RANDOM" for c in trains)
     # --model-branch RANDOM: DeePMD-kit keeps the input's fitting net and takes the checkpoint's descriptor;
     # the fake does the same, and its lcurve.out has the property loss's columns
     lcurves = sorted(run.glob("steps/transfer-qm9-*-n10-r1/workdir/work/lcurve.out"))
@@ -39,7 +41,7 @@ def test_a_property_study_runs_and_reports_each_component(write_spec, fake_dp, t
     assert all(c["model"]["descriptor"]["type"] == "dpa2" for c in completed)  # the checkpoint's
     report = run / "report"
     rows = [r for r in csv.DictReader((report / "metrics.csv").open()) if r["property"]]
-    assert len(rows) == 4 and {r["protocol"] for r in rows} == {"finetune", "scratch"}
+    assert len(rows) == 5 and {r["protocol"] for r in rows} == {"finetune", "scratch", "test"}
     for row in rows:
         assert row["property_components"] == "lumo homo gap"
         assert len(row["property_rmse_by_component"].split()) == 3
@@ -56,7 +58,7 @@ def test_a_property_study_runs_and_reports_each_component(write_spec, fake_dp, t
     (curve,) = [f for f in figures if f["kind"] == "learning-curve"]
     assert curve["series"] == ["fine-tuned from pretrain.molecules", "from scratch", "dummy (train mean)"]
     parity = [f for f in figures if f["kind"] == "parity"]
-    assert len(parity) == 2 and all(
+    assert len(parity) == 3 and all(
         f["series"] == ["0000-data_0", "0001-data_1", "0002-data_2"] for f in parity
     )
     page = (report / "index.html").read_text()

@@ -193,3 +193,54 @@ def test_data_check_reads_declared_properties():
     assert refused.returncode == 2 and "energy.npy: missing" in refused.stderr
     bad = run_cli("data", "check", str(DEMO_DATA / "qm9"), "--property", "band_prop")
     assert bad.returncode == 2 and "expected NAME:DIM" in bad.stderr
+
+
+def finetune_property_spec(**ft):
+    spec = property_spec()
+    spec["stages"]["finetune"].append(
+        {"name": "band", "property": "band_prop", "from": {"head": "random"}, "datasets": ["qm9"],
+         "training": {"steps": 20}, **ft}
+    )  # fmt: skip
+    spec["stages"]["test"].append({"models": ["finetune.band"], "datasets": ["qm9"]})
+    return spec
+
+
+def test_a_property_fine_tune_is_a_model_of_the_spec_and_tests_per_component(write_spec):
+    _, plan = validate(write_spec(finetune_property_spec()))
+    tune = plan.step("finetune-band")
+    assert tune.params.model_branch == "RANDOM" and tune.datasets == ("qm9@train",)
+    assert tune.params.deepmd_input["model"]["fitting_net"]["type"] == "property"
+    assert tune.params.deepmd_input["loss"]["type"] == "property"
+    test = plan.step("test-finetune-band-on-qm9")
+    assert test.params.property is not None and test.params.property.name == "band_prop"
+    assert test.params.dataset == "qm9@test" and test.params.baseline_dataset == "qm9@train"
+    assert test.evaluation.components == ("lumo", "homo", "gap")
+    energy = plan.step("test-finetune-gete-on-gete-test")
+    assert energy.params.property is None and energy.evaluation.property is None
+
+
+PROPERTY_MODEL_MISUSE = [
+    ("tested-on-energy-data", lambda s: s["stages"]["test"].append(
+        {"models": ["finetune.band"], "datasets": ["gete-test"]}),
+     "stages.test[3].datasets[0]", "'gete-test' declares no properties, not 'band_prop'"),
+    ("change-bias", lambda s: s["stages"]["test"].append(
+        {"models": ["finetune.band"], "datasets": ["qm9"], "change_bias_on": "gete"}),
+     "stages.test[3].change_bias_on", "change-bias re-fits an energy model"),
+    ("energy-study-source", lambda s: s["stages"]["transfer"].append(
+        {"name": "e", "models": ["finetune.band"], "datasets": ["qm9"], "zero_shot": True}),
+     "stages.transfer[1].models[0]", "finetune.band predicts band_prop, not energies and forces"),
+    ("energy-fine-tune-source", lambda s: s["stages"]["finetune"].append(
+        {"name": "again", "from": {"model": "finetune.band"}, "datasets": ["gete"]}),
+     "stages.finetune[2].from.model", "finetune.band predicts band_prop"),
+    ("named-head", lambda s: s["stages"]["finetune"][1]["from"].update(head="water"),
+     "stages.finetune[1].from.head", "omit from.head"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "path", "words"), PROPERTY_MODEL_MISUSE, ids=lambda v: str(v)[:24]
+)
+def test_a_property_model_is_refused_where_an_energy_model_is_needed(write_spec, name, change, path, words):
+    spec = finetune_property_spec()
+    change(spec)
+    fails(write_spec, spec, path, words)
