@@ -1,6 +1,7 @@
-"""A property study with the real DeePMD-kit (slow): a 2-head pretraining, then its descriptor fine-tuned
-with a new property fitting net on 10 QM9 molecules and the same architecture from scratch, both tested
-per component; and the fake dp's files for the same spec checked against the real ones."""
+"""Property models with the real DeePMD-kit (slow): a 2-head pretraining, then its descriptor fine-tuned
+with a new property fitting net (a study on 10 QM9 molecules against the same architecture from scratch,
+and finetune.band on the whole train part), all tested per component; and the fake dp's files for the
+same spec checked against the real ones."""
 
 from __future__ import annotations
 
@@ -20,7 +21,13 @@ FINE_TUNE = "transfer-qm9-pretrain-molecules-qm9-n10-r1"
 
 def tiny_spec() -> dict:
     spec = property_spec({"learning_curve": {"sizes": [10], "training": {"steps": 20}}})
-    spec["stages"] = {"pretrain": spec["stages"]["pretrain"], "transfer": spec["stages"]["transfer"]}
+    spec["stages"] = {
+        "pretrain": spec["stages"]["pretrain"],
+        "finetune": [{"name": "band", "property": "band_prop", "from": {"head": "random"},
+                      "datasets": ["qm9"], "training": {"steps": 20}}],
+        "transfer": spec["stages"]["transfer"],
+        "test": [{"models": ["finetune.band"], "datasets": ["qm9"]}],
+    }  # fmt: skip
     return spec
 
 
@@ -47,7 +54,7 @@ def test_a_real_property_fine_tune_trains_tests_and_matches_the_fake(write_spec,
     completed = json.loads((tuned / "out.json").read_text())
     assert completed["model"]["fitting_net"]["type"] == "property"
     assert completed["model"]["fitting_net"]["task_dim"] == 3
-    for key in (f"{FINE_TUNE}-test", "transfer-qm9-scratch-qm9-n10-r1-test"):
+    for key in (f"{FINE_TUNE}-test", "transfer-qm9-scratch-qm9-n10-r1-test", "test-finetune-band-on-qm9"):
         metrics = summary["steps"][key]["parameters"]["metrics"]
         assert metrics["frames"] == 60
         for name in ("property_rmse", "property_rmse_0", "property_rmse_2", "dummy_property_rmse_1",
