@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -59,13 +60,34 @@ def component_errors(detail: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndar
     return stacked[:, 0, :], stacked[:, 1, :]
 
 
-def train_mean(systems: list[Path], name: str, dim: int) -> np.ndarray:
-    """The mean of property ``name`` over every frame of the (training) systems: the dummy prediction."""
-    values = []
-    for set_dir in (d for system in systems for d in sorted(system.glob("set.*"))):
+def _property_arrays(system: Path, name: str) -> Iterator[np.ndarray]:
+    """Every set's ``<name>.npy`` of a deepmd/npy system, or of every system in a deepmd/hdf5 file."""
+    if system.is_file():
+        import h5py
+
+        with h5py.File(system, "r") as h5:
+            groups: list[str] = []
+            h5.visit(
+                lambda n: groups.append(n[: -len("type.raw")].rstrip("/")) if n.endswith("type.raw") else None
+            )
+            for group in sorted(groups):
+                node = h5[group] if group else h5
+                for key in sorted(k for k in node if k.startswith("set.")):
+                    if f"{name}.npy" not in node[key]:
+                        raise ValueError(
+                            f"{system}#/{group}/{key}/{name}.npy: missing; the dummy is fitted on it"
+                        )
+                    yield np.asarray(node[key][f"{name}.npy"])
+        return
+    for set_dir in sorted(system.glob("set.*")):
         if not (set_dir / f"{name}.npy").is_file():
             raise ValueError(f"{set_dir / name}.npy: missing; the dummy model is fitted on it")
-        values.append(np.load(set_dir / f"{name}.npy", allow_pickle=False).reshape(-1, dim))
+        yield np.load(set_dir / f"{name}.npy", allow_pickle=False)
+
+
+def train_mean(systems: list[Path], name: str, dim: int) -> np.ndarray:
+    """The mean of property ``name`` over every frame of the (training) systems: the dummy prediction."""
+    values = [array.reshape(-1, dim) for system in systems for array in _property_arrays(system, name)]
     if not values:
         raise ValueError(f"no {name}.npy in the dummy model's training systems")
     return np.concatenate(values).mean(axis=0)

@@ -141,6 +141,20 @@ class FinetuneStage(Stage[list[FinetuneSpec]]):
                 f"a property fine-tune starts from the descriptor, which every head shares, with a new "
                 f"{ft.property} fitting net: omit from.head",
             )
+        declared = {}
+        for where, names in (("datasets", ft.datasets), ("validation", ft.validation)):
+            for j, name in enumerate(names):
+                prop = getattr(refs.datasets.get(name), "properties", {}).get(ft.property)
+                if prop is None:
+                    continue  # guard_labels names it
+                declared.setdefault((prop.dim, prop.intensive), f"{base}.{where}[{j}]")
+        if len(declared) > 1:
+            (first, a), (second, b) = list(declared.items())[:2]
+            raise refs.error(
+                b,
+                f"declares {ft.property} with dim {second[0]}, intensive {second[1]}; {a} with dim {first[0]}, "
+                f"intensive {first[1]}: one fitting net cannot fit both",
+            )
         if any(v is not None for v in ft.training.loss.model_dump().values()):
             raise refs.error(
                 f"{base}.training.loss",

@@ -121,3 +121,15 @@ def test_the_test_step_reports_a_property_per_component(run_op, tmp_path):
 def test_a_property_test_of_the_wrong_width_or_of_an_energy_model_fails(run_op, tmp_path):
     with pytest.raises(FatalError, match="2 values per frame; band_prop has 3"):
         run_op(TestOP, _params(), model=_property_model(tmp_path / "p2.pth", dim=2), datasets={"qm9": QM9})
+
+
+def test_the_train_mean_reads_a_deepmd_hdf5_file_too(tmp_path):
+    import h5py
+
+    with h5py.File(tmp_path / "d.h5", "w") as h5:
+        for k, values in enumerate(([[1.0]], [[3.0], [5.0]])):
+            h5[f"sys{k}/type.raw"] = np.array([0])
+            h5[f"sys{k}/set.000/p.npy"] = np.array(values)
+    assert properties.train_mean([tmp_path / "d.h5"], "p", 1).tolist() == [3.0]
+    with pytest.raises(ValueError, match=r"d.h5#/sys0/set.000/q.npy: missing"):
+        properties.train_mean([tmp_path / "d.h5"], "q", 1)

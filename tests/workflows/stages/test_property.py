@@ -244,3 +244,19 @@ def test_a_property_model_is_refused_where_an_energy_model_is_needed(write_spec,
     spec = finetune_property_spec()
     change(spec)
     fails(write_spec, spec, path, words)
+
+
+def test_a_property_fine_tune_on_datasets_declaring_the_property_differently_is_refused(write_spec):
+    spec = finetune_property_spec()
+    spec["datasets"]["qm9b"] = {
+        **spec["datasets"]["qm9"],
+        "properties": {"band_prop": {**BAND, "intensive": False}},
+    }
+    spec["stages"]["finetune"][1]["datasets"] = ["qm9", "qm9b"]
+    fails(
+        write_spec,
+        spec,
+        "stages.finetune[1].datasets[1]",
+        "intensive False",
+        "one fitting net cannot fit both",
+    )
