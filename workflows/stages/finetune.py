@@ -152,8 +152,8 @@ class FinetuneStage(Stage[list[FinetuneSpec]]):
             (first, a), (second, b) = list(declared.items())[:2]
             raise refs.error(
                 b,
-                f"declares {ft.property} with dim {second[0]}, intensive {second[1]}; {a} with dim {first[0]}, "
-                f"intensive {first[1]}: one fitting net cannot fit both",
+                f"declares {ft.property} with dim {second[0]}, intensive {second[1]}; {a} with dim "
+                f"{first[0]}, intensive {first[1]}: one fitting net cannot fit both",
             )
         if any(v is not None for v in ft.training.loss.model_dump().values()):
             raise refs.error(
