@@ -141,7 +141,7 @@ class FinetuneStage(Stage[list[FinetuneSpec]]):
                 f"a property fine-tune starts from the descriptor, which every head shares, with a new "
                 f"{ft.property} fitting net: omit from.head",
             )
-        declared = {}
+        declared: dict[tuple[int, bool], str] = {}
         for where, names in (("datasets", ft.datasets), ("validation", ft.validation)):
             for j, name in enumerate(names):
                 prop = getattr(refs.datasets.get(name), "properties", {}).get(ft.property)
