@@ -350,17 +350,10 @@ def _page(
     for r in metrics["rows"]:
         if r["property"]:
             continue  # in the property table
+        untrained = f" ⚠ untrained for {esc(str(r['unlearned_elements']))}" if r["unlearned_elements"] else ""
         body.append(
             [
-                esc(str(r["study"])),
-                esc(str(r["model"])),
-                esc(str(r["protocol"])),
-                _fmt(r["train_frames"], digits=0),
-                _fmt(r["repeat"], digits=0),
-                esc(str(r["dataset"]))
-                + (
-                    f" ⚠ untrained for {esc(str(r['unlearned_elements']))}" if r["unlearned_elements"] else ""
-                ),
+                *_row_head(r, untrained),
                 _fmt(r["energy_rmse_per_atom"], 1000),
                 _fmt(r["force_rmse"], 1000),
                 _fmt(r["virial_rmse_per_atom"], 1000),
@@ -376,12 +369,7 @@ def _page(
     parts.append(
         _table(
             [
-                "study",
-                "model",
-                "protocol",
-                "N",
-                "repeat",
-                "dataset",
+                *ROW_HEAD,
                 "E RMSE",
                 "F RMSE",
                 "V RMSE",
@@ -484,6 +472,22 @@ def _page(
     )
 
 
+ROW_HEAD = ("study", "model", "protocol", "N", "repeat", "dataset")  # what every test row starts with
+
+
+def _row_head(r: dict[str, Any], after_dataset: str = "") -> list[str]:
+    """The cells of :data:`ROW_HEAD` for one row of metrics.json."""
+    esc = html.escape
+    return [
+        esc(str(r["study"])),
+        esc(str(r["model"])),
+        esc(str(r["protocol"])),
+        _fmt(r["train_frames"], digits=0),
+        _fmt(r["repeat"], digits=0),
+        esc(str(r["dataset"])) + after_dataset,
+    ]
+
+
 def _property_section(rows: list[dict[str, Any]]) -> list[str]:
     """The property tests: RMSE per component next to the dummy's (the train mean), normalised."""
     mine = [r for r in rows if r["property"]]
@@ -500,12 +504,7 @@ def _property_section(rows: list[dict[str, Any]]) -> list[str]:
         worse = r.get("worse_than_dummy")
         body.append(
             [
-                esc(str(r["study"])),
-                esc(str(r["model"])),
-                esc(str(r["protocol"])),
-                _fmt(r["train_frames"], digits=0),
-                _fmt(r["repeat"], digits=0),
-                esc(str(r["dataset"])),
+                *_row_head(r),
                 esc(str(r["property"])),
                 esc(per),
                 esc(ref),
@@ -519,20 +518,5 @@ def _property_section(rows: list[dict[str, Any]]) -> list[str]:
         "<i>dummy</i>: the RMSE of predicting the mean of the training frames; <i>normalised</i>: each "
         "component's RMSE over the dummy's, capped at 1, averaged over components — 1 means no better "
         "than knowing nothing (✗ marks components where the model is worse).</p>",
-        _table(
-            [
-                "study",
-                "model",
-                "protocol",
-                "N",
-                "repeat",
-                "dataset",
-                "property",
-                "RMSE",
-                "dummy RMSE",
-                "normalised",
-                "frames",
-            ],  # fmt: skip
-            body,
-        ),
+        _table([*ROW_HEAD, "property", "RMSE", "dummy RMSE", "normalised", "frames"], body),
     ]

@@ -58,25 +58,8 @@ def learning_curve(
     fig, axes = plt.subplots(1, len(QUANTITIES), figsize=(5.2 * len(QUANTITIES), 4.0))
     series: list[str] = []
     for ax, (metric, label) in zip(axes, QUANTITIES, strict=True):
-        groups: dict[str, list[CurvePoint]] = {}
-        for p in points:
-            groups.setdefault(p.model if p.protocol == "finetune" else "scratch", []).append(p)
-        for model, members in groups.items():
-            members = sorted((m for m in members if metric in m.mean), key=lambda m: m.train_frames)
-            if not members:
-                continue
-            legend = f"fine-tuned from {model}" if model != "scratch" else "from scratch"
-            ax.errorbar(
-                [m.train_frames for m in members],
-                [1000 * m.mean[metric] for m in members],
-                yerr=[1000 * m.std[metric] for m in members],
-                marker="o" if model != "scratch" else "s",
-                linestyle="-" if model != "scratch" else "--",
-                capsize=3,
-                label=legend,
-            )
-            if metric == QUANTITIES[0][0]:
-                series.append(legend)
+        drawn = _curve_lines(ax, points, metric, 1000.0)
+        series += drawn if metric == QUANTITIES[0][0] else []
         for legend, metrics in flat_lines:
             value = metrics.get(metric)
             if value is None or not math.isfinite(value) or value <= 0:
@@ -91,25 +74,55 @@ def learning_curve(
             )
             if metric == QUANTITIES[0][0]:
                 series.append(legend)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        _label_log_axis(ax.yaxis, ax.get_ylim())
-        sizes = sorted({p.train_frames for p in points})
-        if sizes:
-            from matplotlib.ticker import NullFormatter, ScalarFormatter
-
-            ax.set_xticks(sizes)
-            ax.xaxis.set_major_formatter(ScalarFormatter())
-            ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel("training frames")
-        ax.set_ylabel(label)
-        ax.grid(True, which="both", alpha=0.3)
+        _curve_axes(ax, points, label)
     axes[-1].legend(fontsize=8, loc="best")
     fig.suptitle(title, fontsize=10)
     fig.subplots_adjust(left=0.08, right=0.98, bottom=0.13, top=0.88, wspace=0.25)
     fig.savefig(out / name, dpi=DPI)
     plt.close(fig)
     return Figure(name, title, "learning-curve", tuple(series))
+
+
+def _curve_lines(ax: Any, points: Sequence[CurvePoint], metric: str, scale: float) -> list[str]:
+    """One line with error bars (over repeats) per fine-tuned model and one for scratch: ``metric`` (times
+    ``scale``) against the train frames; returns the legends drawn."""
+    groups: dict[str, list[CurvePoint]] = {}
+    for p in points:
+        groups.setdefault(p.model if p.protocol == "finetune" else "scratch", []).append(p)
+    legends = []
+    for model, members in groups.items():
+        members = sorted((m for m in members if metric in m.mean), key=lambda m: m.train_frames)
+        if not members:
+            continue
+        legend = f"fine-tuned from {model}" if model != "scratch" else "from scratch"
+        ax.errorbar(
+            [m.train_frames for m in members],
+            [scale * m.mean[metric] for m in members],
+            yerr=[scale * m.std[metric] for m in members],
+            marker="o" if model != "scratch" else "s",
+            linestyle="-" if model != "scratch" else "--",
+            capsize=3,
+            label=legend,
+        )
+        legends.append(legend)
+    return legends
+
+
+def _curve_axes(ax: Any, points: Sequence[CurvePoint], ylabel: str) -> None:
+    """Log-log axes of a learning curve, a tick at each train size."""
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _label_log_axis(ax.yaxis, ax.get_ylim())
+    sizes = sorted({p.train_frames for p in points})
+    if sizes:
+        from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+        ax.set_xticks(sizes)
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("training frames")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="both", alpha=0.3)
 
 
 def _label_log_axis(axis: Any, limits: tuple[float, float]) -> None:
@@ -143,15 +156,26 @@ def parity(out: Path, name: str, title: str, detail: dict[str, dict[str, np.ndar
             lo, hi = min(lo, label.min(), pred.min()), max(hi, label.max(), pred.max())
             if quantity == panels[0]:
                 systems.append(short)
-        pad = 0.05 * (hi - lo or 1.0)
-        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="black", linewidth=0.8)
         unit = "eV/atom" if quantity == "energy" else "eV/Å"
-        ax.set_xlabel(f"DFT {quantity} ({unit})")
-        ax.set_ylabel(f"predicted {quantity} ({unit})")
+        _diagonal(ax, lo, hi, f"DFT {quantity} ({unit})", f"predicted {quantity} ({unit})")
+    return _save_parity(plt, fig, axes, out, name, title, systems, left=0.1)
+
+
+def _diagonal(ax: Any, lo: float, hi: float, xlabel: str, ylabel: str) -> None:
+    pad = 0.05 * (hi - lo or 1.0)
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="black", linewidth=0.8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+
+
+def _save_parity(
+    plt: Any, fig: Any, axes: Any, out: Path, name: str, title: str, systems: list[str], left: float
+) -> Figure:
+    """A parity figure's legend (up to 8 systems), title and file."""
     if len(systems) <= 8:
         axes[0][-1].legend(fontsize=7, markerscale=2)
     fig.suptitle(title, fontsize=10)
-    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.13, top=0.88, wspace=0.3)
+    fig.subplots_adjust(left=left, right=0.98, bottom=0.13, top=0.88, wspace=0.3)
     fig.savefig(out / name, dpi=DPI)
     plt.close(fig)
     return Figure(name, title, "parity", tuple(systems))
@@ -251,41 +275,14 @@ def property_learning_curve(out: Path, name: str, title: str, points: Sequence[C
     series: list[str] = []
     for i, (ax, component) in enumerate(zip(axes[0], components, strict=True)):
         metric = f"property_rmse_{i}"
-        groups: dict[str, list[CurvePoint]] = {}
-        for p in points:
-            groups.setdefault(p.model if p.protocol == "finetune" else "scratch", []).append(p)
-        for model, members in groups.items():
-            members = sorted((m for m in members if metric in m.mean), key=lambda m: m.train_frames)
-            if not members:
-                continue
-            legend = f"fine-tuned from {model}" if model != "scratch" else "from scratch"
-            ax.errorbar(
-                [m.train_frames for m in members],
-                [m.mean[metric] for m in members],
-                yerr=[m.std[metric] for m in members],
-                marker="o" if model != "scratch" else "s",
-                linestyle="-" if model != "scratch" else "--",
-                capsize=3,
-                label=legend,
-            )
-            if i == 0:
-                series.append(legend)
+        drawn = _curve_lines(ax, points, metric, 1.0)
+        series += drawn if i == 0 else []
         dummy = [p.mean[f"dummy_property_rmse_{i}"] for p in points if f"dummy_property_rmse_{i}" in p.mean]
         if dummy and dummy[0] > 0:
             ax.axhline(dummy[0], linestyle=":", color="grey", linewidth=1.2, label="dummy (train mean)")
             if i == 0:
                 series.append("dummy (train mean)")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        _label_log_axis(ax.yaxis, ax.get_ylim())
-        from matplotlib.ticker import NullFormatter, ScalarFormatter
-
-        ax.set_xticks(sorted({p.train_frames for p in points}))
-        ax.xaxis.set_major_formatter(ScalarFormatter())
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel("training frames")
-        ax.set_ylabel(f"{component} RMSE")
-        ax.grid(True, which="both", alpha=0.3)
+        _curve_axes(ax, points, f"{component} RMSE")
     axes[0][-1].legend(fontsize=8, loc="best")
     fig.suptitle(title, fontsize=10)
     fig.subplots_adjust(left=0.08, right=0.98, bottom=0.13, top=0.88, wspace=0.3)
@@ -309,6 +306,7 @@ def property_parity(
         for system, rows in blocks.items():
             label, pred = split_columns(rows)
             if label.shape[1] != len(components):
+                plt.close(fig)
                 return None
             ax.scatter(label[:, i], pred[:, i], s=8, alpha=0.6, label=Path(system).name)
             lo, hi = (
@@ -317,14 +315,5 @@ def property_parity(
             )
             if i == 0:
                 systems.append(Path(system).name)
-        pad = 0.05 * (hi - lo or 1.0)
-        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="black", linewidth=0.8)
-        ax.set_xlabel(f"reference {component}")
-        ax.set_ylabel(f"predicted {component}")
-    if len(systems) <= 8:
-        axes[0][-1].legend(fontsize=7, markerscale=2)
-    fig.suptitle(title, fontsize=10)
-    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.13, top=0.88, wspace=0.3)
-    fig.savefig(out / name, dpi=DPI)
-    plt.close(fig)
-    return Figure(name, title, "parity", tuple(systems))
+        _diagonal(ax, lo, hi, f"reference {component}", f"predicted {component}")
+    return _save_parity(plt, fig, axes, out, name, title, systems, left=0.08)

@@ -26,6 +26,7 @@ class SplitSpec(SpecModel):
 
 
 PROPERTY_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"  # a file name stem DeePMD-kit reads as <name>.npy
+PropertyName = Annotated[str, StringConstraints(pattern=PROPERTY_NAME, max_length=48)]
 MAX_TASK_DIM = 4096
 RESERVED_ARRAYS = ("coord", "box", "energy", "force", "virial", "real_atom_types", "fparam", "aparam")
 
@@ -99,9 +100,7 @@ class DatasetSpec(SpecModel):
         description="Train/test split per system (deepmd/npy): training, change-bias re-fits and exploration "
         "read the train part; validation, tests, drift checks and evaluations the test part.",
     )
-    properties: dict[
-        Annotated[str, StringConstraints(pattern=PROPERTY_NAME, max_length=48)], PropertySpec
-    ] = Field(
+    properties: dict[PropertyName, PropertySpec] = Field(
         default_factory=dict,
         description="Per-frame properties the systems hold as set.*/<name>.npy (for property "
         "fine-tuning), each checked at validate: present in every set, dim values per frame, finite. A "

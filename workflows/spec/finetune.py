@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from pydantic import Field, StringConstraints
+from pydantic import Field
 
 from lamflow.workflows.spec.base import ModelRef, Name, SpecModel, SpecPath
-from lamflow.workflows.spec.datasets import PROPERTY_NAME
+from lamflow.workflows.spec.datasets import PropertyName
 from lamflow.workflows.spec.training import TrainingSpec
 
 RANDOM_HEAD = "random"
@@ -37,7 +35,7 @@ class FinetuneSpec(SpecModel):
     datasets: list[Name] = Field(min_length=1)
     validation: list[Name] = Field(default_factory=list)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
-    property: Annotated[str, StringConstraints(pattern=PROPERTY_NAME, max_length=48)] | None = Field(
+    property: PropertyName | None = Field(
         None,
         description="Fine-tune to a per-frame property the datasets declare (datasets.<name>.properties): "
         "the source's descriptor with a new property fitting net (DeePMD-kit --model-branch RANDOM); the "

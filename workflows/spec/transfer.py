@@ -5,12 +5,12 @@ fine-tunes the models' descriptor to a per-frame property of the datasets (a pro
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, model_validator
 
 from lamflow.workflows.spec.base import MAX_FRAMES, ModelRef, Name, SpecModel
-from lamflow.workflows.spec.datasets import PROPERTY_NAME
+from lamflow.workflows.spec.datasets import PropertyName
 from lamflow.workflows.spec.training import TrainingSpec
 
 GateMetric = Literal[
@@ -73,7 +73,7 @@ class TransferSpec(SpecModel):
     datasets: list[Name] = Field(
         min_length=1, description="Downstream datasets; each must be split (its test part is held out)."
     )
-    property: Annotated[str, StringConstraints(pattern=PROPERTY_NAME, max_length=48)] | None = Field(
+    property: PropertyName | None = Field(
         None,
         description="A property the datasets declare (datasets.<name>.properties): the learning curve "
         "fine-tunes each model's descriptor with a new property fitting net (and trains the spec's model "
