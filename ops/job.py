@@ -92,11 +92,12 @@ def _unpack(archive_file: Path, into: Path) -> Path:
 
 
 def _transfer() -> Any:
-    """boto3's managed transfers, at most 4 parts of 8 MiB in flight: what a transfer holds in memory,
-    whatever the size of the dataset."""
+    """boto3's managed transfers, at most 4 parts of 8 MiB in flight and, downloading, at most 16 chunks
+    of 256 KiB waiting to be written (boto3's default queue holds 100: 25 MiB more when the disk is slower
+    than the network): what a transfer holds in memory, whatever the size of the dataset."""
     from boto3.s3.transfer import TransferConfig
 
-    return TransferConfig(multipart_chunksize=8 << 20, max_concurrency=4)
+    return TransferConfig(multipart_chunksize=8 << 20, max_concurrency=4, max_io_queue=16)
 
 
 def _upload(client: Any, bucket: str, key: str, path: Path) -> None:
