@@ -434,6 +434,9 @@ CASES: list[tuple[str, Any, int, str, str]] = [
     ("property-model-change-bias", spec(lambda s: (prop_model(s), s["stages"]["test"].append(
         {"models": ["finetune.band"], "datasets": ["qm9"], "change_bias_on": "gete"}))), 2,
      "stages.test[2].change_bias_on", "change-bias re-fits an energy model's per-element energies"),
+    ("property-promotion-gate-without-a-property-model", spec(lambda s: s.update(
+        registry={"promote_gate": {"dataset": "gete-test", "metric": "property_rmse"}})), 2,
+     "registry.promote_gate.metric", "property_rmse: no property model of this spec is tested on 'gete-test'"),
     ("duplicate-yaml-key", "name: a\nname: b\n", 2, "-", "duplicate key 'name'"),
     ("invalid-yaml", "name: x\ndatasets: [unclosed\n", 2, "-", "invalid YAML: line"),
     ("nested-too-deep", "name: x\ndeep: " + "[" * 1000 + "]" * 1000 + "\n", 2, "-", "nested too deeply"),

@@ -64,8 +64,24 @@ def guard_stages(spec: Spec, refs: References) -> None:
     if gate is not None and refs.data is not None:
         tested = refs.part(gate.dataset, "test")
         problem = metric_problem(gate.metric, None, refs.data.labels(tested), tested)
+        if problem is None:
+            problem = _gate_kind_problem(spec, refs, gate.dataset, gate.metric)
         if problem is not None:
             raise SpecError(refs.shown, "registry.promote_gate.metric", problem)
+
+
+def _gate_kind_problem(spec: Spec, refs: References, dataset: str, metric: str) -> str | None:
+    """Why no model of the spec could give the promotion gate's metric on its dataset: a property metric
+    needs a property model tested there, an energy metric an energy model; None when one is."""
+    groups = [
+        t for t in spec.stages.section("test") or [] if t.change_bias_on is None and dataset in t.datasets
+    ]
+    models = {ref for group in groups for ref in group.models}
+    wanted = "property" if metric.startswith("property_") else "energy"
+    if any((ref in refs.predicts) == (wanted == "property") for ref in models):
+        return None
+    kind = "no property model" if wanted == "property" else "only property models"
+    return f"{metric}: {kind} of this spec {'is' if wanted == 'property' else 'are'} tested on {dataset!r}"
 
 
 def resolve(

@@ -15,6 +15,8 @@ GateMetric = Literal[
     "force_mae",
     "virial_rmse_per_atom",
     "virial_mae_per_atom",
+    "property_rmse",
+    "property_mae",
 ]
 
 
@@ -22,7 +24,10 @@ class PromoteGate(SpecModel):
     dataset: Name = Field(
         description="Test dataset (tested without change-bias) both models are compared on."
     )
-    metric: GateMetric = Field(description="Error that the candidate must have lower than the champion.")
+    metric: GateMetric = Field(
+        description="Error that the candidate must have lower than the champion (property_*: of property "
+        "models, pooled over the property's components)."
+    )
 
 
 class RegistrySpec(SpecModel):

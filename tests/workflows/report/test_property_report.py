@@ -18,6 +18,7 @@ def test_a_property_study_runs_and_reports_each_component(write_spec, fake_dp, t
     spec = finetune_property_spec()
     spec["stages"]["finetune"] = spec["stages"]["finetune"][1:]  # the property fine-tune only
     spec["stages"]["test"] = [{"models": ["finetune.band"], "datasets": ["qm9"]}]
+    spec["registry"] = {"promote_gate": {"dataset": "qm9", "metric": "property_rmse"}}
     run = tmp_path / "run"
     done = run_cli(
         "submit", str(write_spec(spec)), "--run-dir", str(run), env={"LAMFLOW_REPORT": "1"} | fake_dp.env
@@ -63,3 +64,13 @@ def test_a_property_study_runs_and_reports_each_component(write_spec, fake_dp, t
     )
     page = (report / "index.html").read_text()
     assert "Property test errors" in page and "lumo" in page
+
+    # the registry records the property model with its per-component metrics; promotion is gated on them
+    from lamflow.workflows import api
+    from lamflow.workflows.settings import Settings
+
+    settings = Settings(store=fake_dp.env["LAMFLOW_STORE"])
+    (band,) = [m for m in api.models(settings)[0] if m.reference == "finetune.band"]
+    assert band.gate == {"dataset": "qm9@test", "metric": "property_rmse"}
+    assert band.metrics["qm9@test"]["property_rmse"] > 0 and "property_rmse_2" in band.metrics["qm9@test"]
+    assert api.model_promote(band.id, settings) == (band, None)  # the first of its channel

@@ -260,3 +260,11 @@ def test_a_property_fine_tune_on_datasets_declaring_the_property_differently_is_
         "intensive False",
         "one fitting net cannot fit both",
     )
+
+
+def test_the_promotion_gate_takes_a_property_metric_of_a_tested_property_model(write_spec):
+    spec = finetune_property_spec()
+    spec["registry"] = {"promote_gate": {"dataset": "qm9", "metric": "property_rmse"}}
+    validate(write_spec(spec))
+    spec["registry"] = {"promote_gate": {"dataset": "gete-test", "metric": "property_mae"}}
+    fails(write_spec, spec, "registry.promote_gate.metric", "no property model of this spec is tested on")
