@@ -13,7 +13,6 @@ from lamflow.ops.runtime.contract import LamflowOP
 from lamflow.ops.training.common import (
     TrainOutput,
     TrainParams,
-    add_training_systems,
     labelled_field,
     previous_field,
     train_and_freeze,
@@ -43,9 +42,12 @@ class FinetuneOutput(TrainOutput):
 class FinetuneOP(LamflowOP[FinetuneInput, FinetuneOutput]):
     """Fine-tune from a training checkpoint (``base_checkpoint``, a .pt file) and freeze the result.
 
-    The model section comes from the checkpoint (``--use-pretrain-script``); only its ``type_map`` is taken
-    from our input. A rerun of a step that saved a checkpoint continues from it with ``--restart``, reading
-    ``out.json`` (the input as DeePMD-kit completed it, model section from the base checkpoint included).
+    The descriptor comes from the checkpoint (``--use-pretrain-script``), the ``type_map`` from our input,
+    and the fitting net from the checkpoint's head, or from our input with ``model_branch`` RANDOM (a new
+    energy or property fitting net; DeePMD-kit's ``deepmd/utils/finetune.py``).
+
+    A rerun of a step that saved a checkpoint continues from it with ``--restart``, reading ``out.json``
+    (the input as DeePMD-kit completed it, model section from the base checkpoint included).
     """
 
     name = "finetune"
@@ -60,7 +62,5 @@ class FinetuneOP(LamflowOP[FinetuneInput, FinetuneOutput]):
         branch = None if inp.previous is not None else inp.model_branch or None
         if start.suffix != ".pt":
             raise FatalError(f"{start.name}: fine-tuning needs a DeePMD-kit training checkpoint (.pt)")
-        written = write_training_input(inp, inp.datasets, cwd)
-        if inp.labelled is not None:
-            add_training_systems(written, inp.labelled.resolve())
+        write_training_input(inp, inp.datasets, cwd, inp.labelled)
         return FinetuneOutput(**train_and_freeze(cwd, finetune=start, model_branch=branch))

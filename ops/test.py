@@ -133,17 +133,22 @@ class TestOP(LamflowOP[TestInput, TestOutput]):
         log_text = (cwd / files.TEST_LOG).read_text(encoding="utf-8", errors="replace")
         if inp.property is not None:
             metrics = self.property_errors(inp, inp.property, log_text, detail, cwd)
-            (detail / SYSTEMS_FILE).write_text(json.dumps(tested_systems(log_text, cwd), indent=1) + "\n")
-            return TestOutput(metrics=metrics, detail=detail, log=cwd / files.TEST_LOG)
+        else:
+            metrics = self.energy_errors(inp, log_text, detail, cwd)
+        (detail / SYSTEMS_FILE).write_text(json.dumps(tested_systems(log_text, cwd), indent=1) + "\n")
+        return TestOutput(metrics=metrics, detail=detail, log=cwd / files.TEST_LOG)
+
+    @classmethod
+    def energy_errors(cls, inp: TestInput, log_text: str, detail: Path, cwd: Path) -> dict[str, float]:
+        """The log's weighted errors, the frames tested and the dummy model's errors beside them."""
         try:
             metrics = parse_test_metrics(log_text)
         except ValueError as exc:
             raise FatalError(f"{files.TEST_LOG}: {exc}") from exc
         energies = (detail / f"{files.DETAIL_PREFIX}.e.out").read_text().splitlines()
         metrics["frames"] = sum(1 for line in energies if line.strip() and not line.startswith("#"))
-        metrics.update(self.against_dummy(inp, metrics, cwd))
-        (detail / SYSTEMS_FILE).write_text(json.dumps(tested_systems(log_text, cwd), indent=1) + "\n")
-        return TestOutput(metrics=metrics, detail=detail, log=cwd / files.TEST_LOG)
+        metrics.update(cls.against_dummy(inp, metrics, cwd))
+        return metrics
 
     @staticmethod
     def property_errors(

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from lamflow.ops.runtime import files
 from lamflow.workflows.presets import preset
 from lamflow.workflows.spec.training import TrainingSpec
+
+if TYPE_CHECKING:  # an annotation only: the compile layer's inputs need no op module
+    from lamflow.ops.test import PropertyTarget
 
 
 class Architecture(Protocol):
@@ -162,16 +165,16 @@ PROPERTY_LOSS = {"type": "property", "loss_func": "smooth_mae", "metric": ["mae"
 # DeePMD-kit's examples/property; lcurve.out then holds mae_trn (and mae_val)
 
 
-def property_fitting(model: Architecture, name: str, dim: int, intensive: bool, seed: int) -> dict[str, Any]:
+def property_fitting(model: Architecture, target: PropertyTarget, seed: int) -> dict[str, Any]:
     """A property fitting net (DeePMD-kit ``fitting_net.type: property``) as wide and deep as the model's
     energy fitting net: ``task_dim`` values per frame read from ``<name>.npy``; an intensive property
     averages the atomic contributions, an extensive one sums them."""
     _, energy_fitting = architecture(model)
     return {
         "type": "property",
-        "property_name": name,
-        "task_dim": dim,
-        "intensive": intensive,
+        "property_name": target.name,
+        "task_dim": target.dim,
+        "intensive": target.intensive,
         **{k: copy.deepcopy(energy_fitting[k]) for k in PROPERTY_FITTING_KEYS if k in energy_fitting},
         "seed": seed,
     }

@@ -28,6 +28,7 @@ from lamflow.ops.data.datasets import (
     system_array,
 )
 from lamflow.workflows import check_cache
+from lamflow.workflows.compile.deepmd_input import PROPERTY_LOSS
 
 
 class Datasets:
@@ -127,6 +128,17 @@ def undetermined_elements(refit: list[dict[str, int]], test: list[dict[str, int]
                 if abs(weight) > 1e-8:
                     undetermined |= {elements[i] for i in np.flatnonzero(np.abs(row) > 1e-8)}
     return sorted(undetermined)
+
+
+def energy_loss_problem(training: Any, prop: str) -> str | None:
+    """Why a property fit's training settings ask for something that does not apply: energy-loss
+    prefactors (DeePMD-kit's property loss has none); None when they do not."""
+    if any(v is not None for v in training.loss.model_dump().values()):
+        return (
+            f"energy-loss prefactors do not apply to a property fit (DeePMD-kit's property loss: "
+            f"{PROPERTY_LOSS['loss_func']} on {prop}); leave loss out"
+        )
+    return None
 
 
 def metric_problem(metric: str, maximum: float | None, labels: set[str], dataset: str) -> str | None:

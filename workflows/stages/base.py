@@ -310,15 +310,21 @@ class PlanContext:
     )  # dataset -> the properties it declares
     predicts: dict[str, str] = field(default_factory=dict)  # property model -> its property
 
-    def property_target(self, ref: str, dataset: str) -> tuple[PropertyTarget | None, tuple[str, ...]]:
-        """What a test of ``ref`` on ``dataset`` (its name in the spec) reads: the property (as the dataset
-        declares it) and its component names; (None, ()) for an energy model."""
-        prop = self.predicts.get(ref)
+    def declared_property(
+        self, prop: str | None, dataset: str
+    ) -> tuple[PropertyTarget | None, tuple[str, ...]]:
+        """Property ``prop`` as ``dataset`` (its name in the spec) declares it, and its component names;
+        (None, ()) for energies (``prop`` None)."""
         if prop is None:
             return None, ()
         declared = self.properties[dataset][prop]
         target = PropertyTarget(name=prop, dim=declared.dim, intensive=declared.intensive)
         return target, tuple(declared.component_names(prop))
+
+    def property_target(self, ref: str, dataset: str) -> tuple[PropertyTarget | None, tuple[str, ...]]:
+        """What a test of ``ref`` on ``dataset`` reads: :meth:`declared_property` of the property the model
+        predicts; (None, ()) for an energy model."""
+        return self.declared_property(self.predicts.get(ref), dataset)
 
     def part(self, name: str, role: str) -> str:
         """The dataset a step reads for ``role`` ('train' or 'test'): a split dataset's part, else itself."""

@@ -13,6 +13,7 @@ from lamflow.workflows.compile.deepmd_input import PROPERTY_LOSS, property_fitti
 from lamflow.workflows.compile.plan import ArtifactSource, DatasetBundle, LocalFile, StepPlan
 from lamflow.workflows.spec.base import slug
 from lamflow.workflows.spec.finetune import RANDOM_HEAD, FinetuneSpec
+from lamflow.workflows.stages._guards import energy_loss_problem
 from lamflow.workflows.stages.base import (
     CHECKPOINT_REF,
     ENERGY,
@@ -155,12 +156,9 @@ class FinetuneStage(Stage[list[FinetuneSpec]]):
                 f"declares {ft.property} with dim {second[0]}, intensive {second[1]}; {a} with dim "
                 f"{first[0]}, intensive {first[1]}: one fitting net cannot fit both",
             )
-        if any(v is not None for v in ft.training.loss.model_dump().values()):
-            raise refs.error(
-                f"{base}.training.loss",
-                f"energy-loss prefactors do not apply to a property fit ({PROPERTY_LOSS['loss_func']} on "
-                f"{ft.property}); leave loss out",
-            )
+        problem = energy_loss_problem(ft.training, ft.property or "")
+        if problem is not None:
+            raise refs.error(f"{base}.training.loss", problem)
 
     def _check_from_model(self, ft: FinetuneSpec, base: str, refs: References) -> None:
         src = ft.from_
@@ -232,12 +230,10 @@ class FinetuneStage(Stage[list[FinetuneSpec]]):
             validation = [ctx.part(n, "test") for n in ft.validation]
             names = tuple(dict.fromkeys([*train, *validation]))
             fitting: dict = {}
-            if ft.property is not None:
-                declared = ctx.properties[ft.datasets[0]][ft.property]
-                fitting = property_fitting(
-                    ctx.model, ft.property, declared.dim, declared.intensive, ft.training.seed
-                )
-                ctx.predicts[f"finetune.{ft.name}"] = ft.property
+            target, _ = ctx.declared_property(ft.property, ft.datasets[0])
+            if target is not None:
+                fitting = property_fitting(ctx.model, target, ft.training.seed)
+                ctx.predicts[f"finetune.{ft.name}"] = target.name
             deepmd_input = single_task_input(
                 ctx.model,
                 ctx.type_map,

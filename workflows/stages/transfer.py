@@ -35,7 +35,7 @@ from lamflow.workflows.compile.deepmd_input import (
 from lamflow.workflows.compile.plan import ArtifactSource, DatasetBundle, Evaluation, StepPlan
 from lamflow.workflows.spec.base import model_slug, slug
 from lamflow.workflows.spec.transfer import PROPERTY_METRICS, TransferSpec
-from lamflow.workflows.stages._guards import metric_problem, undetermined_elements
+from lamflow.workflows.stages._guards import energy_loss_problem, metric_problem, undetermined_elements
 from lamflow.workflows.stages.base import ENERGY, PlanContext, References, Stage, known
 from lamflow.workflows.stages.test import change_bias_step
 
@@ -134,12 +134,9 @@ class TransferStage(Stage[list[TransferSpec]]):
                 f"required for a property study: {study.property} is learned by fine-tuning (and from "
                 "scratch) on N train frames",
             )
-        if any(v is not None for v in lc.training.loss.model_dump().values()):
-            raise refs.error(
-                f"{base}.learning_curve.training.loss",
-                f"energy-loss prefactors do not apply to a property fit (DeePMD-kit's property loss: "
-                f"{PROPERTY_LOSS['loss_func']} on {study.property}); leave loss out",
-            )
+        problem = energy_loss_problem(lc.training, study.property or "")
+        if problem is not None:
+            raise refs.error(f"{base}.learning_curve.training.loss", problem)
 
     def guard(self, section: list[TransferSpec], refs: References) -> None:
         data = refs.data
@@ -187,7 +184,7 @@ class TransferStage(Stage[list[TransferSpec]]):
             for name in study.datasets:
                 train = ctx.part(name, "train")
                 loss = self._loss(study, train, ctx, f"{base}.learning_curve")
-                target = self._target(study, name, ctx)
+                target, _ = ctx.declared_property(study.property, name)
                 for k, ref in enumerate(study.models):
                     prefix = f"transfer-{slug(study.name)}-{model_slug(ref)}-{slug(name)}"
                     where = f"{base}.models[{k}]"
@@ -293,19 +290,11 @@ class TransferStage(Stage[list[TransferSpec]]):
                 yield size, repeat, lc.training.model_copy(update={"seed": lc.training.seed + repeat - 1})
 
     @staticmethod
-    def _target(study: TransferSpec, name: str, ctx: PlanContext) -> PropertyTarget | None:
-        """The property the study fits on dataset ``name``, as the dataset declares it; None: energies."""
-        if study.property is None:
-            return None
-        declared = ctx.properties[name][study.property]
-        return PropertyTarget(name=study.property, dim=declared.dim, intensive=declared.intensive)
-
-    @staticmethod
     def _fitting(target: PropertyTarget | None, ctx: PlanContext, seed: int) -> dict[str, Any]:
         """The fine-tune's fitting net: none for energies (the checkpoint's), else a property one."""
         if target is None:
             return {}
-        return property_fitting(ctx.model, target.name, target.dim, target.intensive, seed)
+        return property_fitting(ctx.model, target, seed)
 
     @staticmethod
     def _loss(study: TransferSpec, train: str, ctx: PlanContext, where: str) -> dict[str, Any]:
@@ -343,6 +332,7 @@ class TransferStage(Stage[list[TransferSpec]]):
         repeat: int | None = None,
     ) -> None:
         test, train = ctx.part(name, "test"), ctx.part(name, "train")
+        target, components = ctx.declared_property(study.property, name)
         what = {
             "unshifted": "as it is",
             "zero-shot": "bias changed",
@@ -359,7 +349,7 @@ class TransferStage(Stage[list[TransferSpec]]):
                     frames=study.frames,
                     baseline_dataset=train,
                     dataset_formats=ctx.formats((test, train)),
-                    property=TransferStage._target(study, name, ctx),
+                    property=target,
                 ),
                 artifacts={"model": model, "datasets": DatasetBundle((test, train))},
                 evaluation=Evaluation(
@@ -372,11 +362,7 @@ class TransferStage(Stage[list[TransferSpec]]):
                     repeat=repeat,
                     unlearned=ctx.unlearned.get((ref, test), ()) if size is None else (),
                     property=study.property,
-                    components=tuple(
-                        ctx.properties[name][study.property].component_names(study.property)
-                        if study.property
-                        else ()
-                    ),
+                    components=components,
                 ),
                 short=True,
             ),
