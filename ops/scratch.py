@@ -15,7 +15,6 @@ from lamflow.ops.runtime.contract import LamflowOP
 from lamflow.ops.training.common import (
     TrainOutput,
     TrainParams,
-    add_training_systems,
     labelled_field,
     previous_field,
     train_and_freeze,
@@ -47,7 +46,5 @@ class ScratchOP(LamflowOP[ScratchInput, ScratchOutput]):
         cwd = work_dir()
         if inp.previous is not None and inp.previous.suffix != ".pt":
             raise FatalError(f"{inp.previous.name}: continuing needs a DeePMD-kit training checkpoint (.pt)")
-        written = write_training_input(inp, inp.datasets, cwd)
-        if inp.labelled is not None:
-            add_training_systems(written, inp.labelled.resolve())
+        write_training_input(inp, inp.datasets, cwd, inp.labelled)
         return ScratchOutput(**train_and_freeze(cwd, finetune=inp.previous))

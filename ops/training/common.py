@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -92,11 +91,20 @@ def fill_systems(
     return filled
 
 
-def write_training_input(params: TrainParams, datasets: Mapping[str, Path], cwd: Path) -> Path:
-    """``input.json`` in ``cwd``: the step's DeePMD-kit input with the staged systems filled in."""
+def write_training_input(
+    params: TrainParams, datasets: Mapping[str, Path], cwd: Path, labelled: Path | None = None
+) -> Path:
+    """``input.json`` in ``cwd``: the step's DeePMD-kit input with the staged systems filled in, and (a
+    single-task input) the deepmd/npy systems below ``labelled`` appended to its training systems: the
+    frames a concurrent-learning loop labelled so far (an iteration that labelled nothing hands on an empty
+    folder)."""
     deepmd_input = fill_systems(
         params.deepmd_input, params.head_datasets, datasets, params.dataset_formats, cwd / "systems"
     )
+    if labelled is not None:
+        deepmd_input["training"]["training_data"]["systems"] += [
+            str(p) for p in find_npy_systems(labelled.resolve())
+        ]
     return write_json(cwd / files.INPUT_JSON, deepmd_input)
 
 
@@ -174,16 +182,6 @@ def train_and_freeze(
         "model": cwd / files.FROZEN_MODEL,
         "freeze_log": cwd / files.FREEZE_LOG,
     }
-
-
-def add_training_systems(input_json: Path, folder: Path) -> None:
-    """Append the deepmd/npy systems below ``folder`` to a single-task input's training systems."""
-    systems = [str(p) for p in find_npy_systems(folder)]
-    if not systems:
-        return  # an iteration that labelled nothing new hands on an empty folder
-    config = json.loads(input_json.read_text())
-    config["training"]["training_data"]["systems"] += systems
-    write_json(input_json, config)
 
 
 def train_output_files(cwd: Path) -> dict[str, Any]:
