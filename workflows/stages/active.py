@@ -293,7 +293,7 @@ class ActiveStage(Stage[list[ActiveSpec]]):
             if a.init_from_previous:  # iteration n+1 starts from this member's checkpoint of iteration n
                 carried[f"{key}-checkpoint"] = CarriedArtifact(None, IterationOutput(key, "checkpoint"))
                 previous["previous"] = Carried(f"{key}-checkpoint")
-                start = f"its iteration-before checkpoint (iteration 1: {start})"
+                start = f"iteration 1: {start}; then its own checkpoint of the iteration before"
             data = f"on {', '.join(a.datasets)} and {so_far}, {a.training.steps} steps"
             head_datasets = {a.name: HeadData(train=list(train))}
             params: ScratchParams | FinetuneParams

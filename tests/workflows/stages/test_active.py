@@ -159,7 +159,10 @@ def test_members_may_continue_from_their_own_checkpoints(write_spec):
         assert step.artifacts["previous"] == Carried(f"{key}-checkpoint")
         carried = loop.carried[f"{key}-checkpoint"]
         assert carried.initial is None and carried.following == IterationOutput(key, "checkpoint")
-        assert "base_checkpoint" in step.artifacts and "iteration-before checkpoint" in step.summary
+        assert (
+            "base_checkpoint" in step.artifacts
+            and "its own checkpoint of the iteration before" in step.summary
+        )
     _, plan = validate(write_spec(with_active()))
     assert "previous" not in plan.loops[0].body_step("train-1").artifacts
     assert set(plan.loops[0].carried) == {"labelled"}
