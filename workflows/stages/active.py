@@ -282,6 +282,10 @@ class ActiveStage(Stage[list[ActiveSpec]]):
             training = a.training.model_copy(update={"seed": seed})
             if a.student is not None:  # the student's own model, trained from scratch
                 deepmd_input = single_task_input(a.student, ctx.type_map, training, with_validation=False)
+                # its own initial weights: DeePMD-kit seeds them from the model's seeds (training.seed only
+                # orders the data), so members that share them start identical and never disagree
+                for part in ("descriptor", "fitting_net"):
+                    deepmd_input["model"][part]["seed"] = seed
             else:  # the model section comes from the checkpoint
                 deepmd_input = single_task_input(
                     ctx.model, ctx.type_map, training, with_validation=False, descriptor={}, fitting_net={}
