@@ -6,7 +6,7 @@ import hashlib
 import os
 import re
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -179,6 +179,7 @@ def resume(
         raise UsageError(f"{run_dir}: the spec now compiles to other steps ({', '.join(plan_keys)})")
     step_cache = _step_cache(settings, cache)
     summary.attempts += 1
+    summary.resumed_at.append(datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
     digests = _set_cache_keys(plan, summary)
     summary = runner.submit(plan, run_dir, summary, report, cache=step_cache, resume=True)
     register_models(resolved, _as_run(plan, run_dir), run_dir, summary, settings, digests)

@@ -18,7 +18,14 @@ from lamflow.workflows.cli.console import console, dataset_report  # noqa: F401 
 from lamflow.workflows.compile.plan import Plan, StepPlan
 from lamflow.workflows.engines.base import StepEvent
 from lamflow.workflows.engines.machine import held_now
-from lamflow.workflows.engines.summary import LoopRecord, RunSummary, Slot, StepRecord
+from lamflow.workflows.engines.summary import (
+    LOOP_SECONDS,
+    LOOP_SECONDS_HEADER,
+    LoopRecord,
+    RunSummary,
+    Slot,
+    StepRecord,
+)
 
 SYMBOL = {
     "Running": "[cyan]▶[/cyan]",
@@ -312,7 +319,7 @@ def loop_table(loop: LoopRecord) -> Table:
     table = Table(title=f"Loop {loop.key}: iterations")
     columns = ("iteration", "explored", "accurate", "candidate", "failed", "picked", "labelled",
                "label failures", "test F RMSE meV/Å", "random picks: F RMSE",
-               "train / MD / devi / label s")  # fmt: skip
+               LOOP_SECONDS_HEADER)  # fmt: skip
     for column in columns:
         table.add_column(column, justify="left" if column == "iteration" else "right")
     for row in loop.iterations:
@@ -328,7 +335,7 @@ def loop_table(loop: LoopRecord) -> Table:
             "-" if row.label_failures is None else str(row.label_failures),
             _fmt(row.test_force_rmse, 1000),
             _fmt(row.random_test_force_rmse, 1000),
-            " / ".join(f"{t.get(k, 0):.0f}" for k in ("training", "md", "deviation", "labelling")),
+            " / ".join(f"{t.get(k, 0):.0f}" for k in LOOP_SECONDS),
         )
     return table
 
@@ -364,6 +371,9 @@ def run_result(run_dir: Path, summary: RunSummary) -> None:
             out.print(f"{loop.key}: {mark}{loop.reason}")
         if loop.baseline:
             out.print(f"{loop.key}: {loop.baseline}")
+        orchestration = loop.orchestration()
+        if orchestration and loop.stopped:
+            out.print(f"{loop.key}: {orchestration}")
         if loop.labelled:
             out.print(f"{loop.key}: every labelled frame (deepmd/npy): {run_dir / loop.labelled}")
     if any(t.protocol not in ("finetune", "scratch") and not t.property for t in summary.tests):

@@ -8,6 +8,7 @@ reads the decision steps here and, while a loop goes on, unrolls one iteration m
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,11 @@ from lamflow.workflows.engines.summary import DONE, IterationRow, LoopRecord, Ru
 from lamflow.workflows.store.local import STEPS_DIR
 
 # what each op's time counts as in an iteration's row
-KINDS = {"finetune": "training", "explore-loop": "md", "model-devi": "deviation", "label-dft": "labelling"}
+KINDS = {
+    "finetune": "training", "scratch": "training", "explore-loop": "md", "model-devi": "deviation",
+    "label-dft": "labelling",
+}  # fmt: skip
+ORCHESTRATION = "orchestration"
 
 
 def _decision(step_dir: Path) -> bool | None:
@@ -73,18 +78,62 @@ def loop_records(plan: Plan, run_dir: Path, summary: RunSummary) -> dict[str, Lo
     return {loop.key: _loop_record(loop, progress[loop.key], summary) for loop in plan.loops}
 
 
+def _interval(record: StepRecord) -> tuple[float, float] | None:
+    """When a step ran (epoch seconds, start and end), or None when it has not run to an end."""
+    if record.started_at is None or record.duration_s is None:
+        return None
+    start = datetime.fromisoformat(record.started_at).timestamp()
+    return start, start + record.duration_s
+
+
+def idle_seconds(start: float, end: float, intervals: list[tuple[float, float]]) -> float:
+    """The part of ``[start, end]`` that none of ``intervals`` covers."""
+    busy, reached = 0.0, start
+    for begin, finish in sorted(intervals):
+        begin, finish = max(begin, reached), min(finish, end)
+        if finish > begin:
+            busy += finish - begin
+            reached = finish
+    return max(0.0, end - start - busy)
+
+
+def pauses(resumed_at: list[str], intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The spans the run was not running: from the last step end before each resume to the resume."""
+    out = []
+    for stamp in resumed_at:
+        resumed = datetime.fromisoformat(stamp).timestamp()
+        before = [finish for _, finish in intervals if finish <= resumed]
+        if before:
+            out.append((max(before), resumed))
+    return out
+
+
 def _loop_record(loop: LoopPlan, state: LoopProgress, summary: RunSummary) -> LoopRecord:
     record = LoopRecord(key=loop.key)
+    everything = [i for i in map(_interval, summary.steps.values()) if i is not None]
+    # a run stopped or failed and resumed later: the wait until the resume is no one's time
+    stopped = pauses(summary.resumed_at, everything)
+    previous_end: float | None = None
     for n in range(1, state.iterations + 1):
         decision = summary.steps.get(loop.body_key(n, loop.decision))
         found: dict[str, Any] = (decision.parameters.get("record") or {}) if decision else {}
         row = _row(n, found)
         seconds: dict[str, float] = {}
+        ran = []
         for step in loop.body:
             step_record = summary.steps.get(loop.body_key(n, step.key))
             if step_record is not None and step_record.duration_s is not None:
                 kind = KINDS.get(step.op.name, "other")
                 seconds[kind] = round(seconds.get(kind, 0.0) + step_record.duration_s, 2)
+                interval = _interval(step_record)
+                if interval is not None:
+                    ran.append(interval)
+        if ran:  # the time in this iteration during which no step of the run ran: the engine's own
+            start = min(begin for begin, _ in ran) if previous_end is None else previous_end
+            end = max(finish for _, finish in ran)
+            paused = sum(max(0.0, min(b, end) - max(a, start)) for a, b in stopped)
+            seconds[ORCHESTRATION] = round(idle_seconds(start, end, everything + stopped), 2)
+            row.wall_s, previous_end = round(end - start - paused, 2), end
         row.seconds = seconds
         record.iterations.append(row)
         if decision is not None and decision.phase in DONE and found:

@@ -144,9 +144,19 @@ class IterationRow(BaseModel):
     )
     seconds: dict[str, float] = Field(
         default_factory=dict,
-        description="Summed step time by kind: training, md, deviation, labelling, other.",
+        description="Summed step time by kind: training, md, deviation, labelling, other; and orchestration: "
+        "the part of the iteration's wall time during which no step of the run ran.",
+    )
+    wall_s: float | None = Field(
+        None,
+        description="The iteration's wall time: from the end of the iteration before (the first iteration: "
+        "from its first step's start) to the end of its last step.",
     )
     decision: str | None = None
+
+
+LOOP_SECONDS = ("training", "md", "deviation", "labelling", "orchestration")  # shown per iteration
+LOOP_SECONDS_HEADER = "train / MD / devi / label / orch s"
 
 
 class LoopRecord(BaseModel):
@@ -165,6 +175,18 @@ class LoopRecord(BaseModel):
     labelled: str | None = Field(
         None, description="Every frame the loop labelled, as deepmd/npy systems (run-relative), once stopped."
     )
+
+    def orchestration(self) -> str | None:
+        """How much of the loop's wall time no step ran (the engine's own share), in words; None before an
+        iteration has timed steps."""
+        timed = [r for r in self.iterations if r.wall_s and "orchestration" in r.seconds]
+        if not timed:
+            return None
+        idle, wall = sum(r.seconds["orchestration"] for r in timed), sum(r.wall_s or 0.0 for r in timed)
+        return (
+            f"no step ran during {idle:.1f} s of the loop's {wall:.1f} s ({100 * idle / wall:.1f} %: the "
+            "engine's own time between steps)"
+        )
 
 
 class RunSummary(BaseModel):
@@ -193,6 +215,9 @@ class RunSummary(BaseModel):
     cache: bool = Field(True, description="Whether the step cache was used (--no-cache turns it off).")
     registered: list[str] = Field(default_factory=list, description="Model ids added to the registry.")
     attempts: int = Field(1, description="1 + how many times `lamflow resume` continued this run.")
+    resumed_at: list[str] = Field(
+        default_factory=list, description="When each `lamflow resume` continued the run (ISO 8601)."
+    )
     argo: ArgoRun | None = Field(None, description="The Argo workflow of a run on --engine argo.")
     datasets: dict[str, str] = Field(
         default_factory=dict, description="Dataset name -> content digest (SHA-256 of its files' tree)."

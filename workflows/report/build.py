@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from lamflow.ops.runtime import files
-from lamflow.workflows.engines.summary import LoopRecord, RunSummary, StepRecord, TestResult
+from lamflow.workflows.engines.summary import (
+    LOOP_SECONDS,
+    LOOP_SECONDS_HEADER,
+    LoopRecord,
+    RunSummary,
+    StepRecord,
+    TestResult,
+)
 from lamflow.workflows.report import plots
 from lamflow.workflows.report.detail import per_system_errors, read_blocks, read_detail
 from lamflow.workflows.report.results import (
@@ -277,7 +284,7 @@ def _loop_section(loop: LoopRecord) -> list[str]:
             _fmt(r.label_failures, digits=0),
             _fmt(r.test_force_rmse, 1000),
             _fmt(r.random_test_force_rmse, 1000),
-            " / ".join(f"{r.seconds.get(k, 0.0):.0f}" for k in ("training", "md", "deviation", "labelling")),
+            " / ".join(f"{r.seconds.get(k, 0.0):.0f}" for k in LOOP_SECONDS),
             esc(r.decision or ""),
         ]
         for r in loop.iterations
@@ -291,7 +298,8 @@ def _loop_section(loop: LoopRecord) -> list[str]:
         "<p>Per iteration: the explored frames by the ensemble's maximum force deviation (accurate below "
         "<i>lo</i>, failed at or above <i>hi</i>, in %), the frames picked and labelled, the held-out force "
         "RMSE (meV/Å) of the ensemble's first model and of a model trained on as many frames picked at "
-        "random (where the loop ran that baseline), and the summed step time (s).</p>",
+        "random (where the loop ran that baseline), the summed step time (s) by kind, and the time during "
+        "which no step ran (orch: the engine's own).</p>",
         _table(
             [
                 "iteration",
@@ -304,7 +312,7 @@ def _loop_section(loop: LoopRecord) -> list[str]:
                 "label failures",
                 "test F RMSE",
                 "random picks",
-                "train / MD / devi / label s",
+                LOOP_SECONDS_HEADER,
                 "decision",
             ],
             body,
@@ -313,6 +321,9 @@ def _loop_section(loop: LoopRecord) -> list[str]:
     ]
     if loop.baseline:
         parts.append(f"<p>{esc(loop.baseline)}</p>")
+    orchestration = loop.orchestration()
+    if orchestration:
+        parts.append(f"<p>Wall time: {esc(orchestration)}.</p>")
     return parts
 
 

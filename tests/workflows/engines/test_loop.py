@@ -77,6 +77,9 @@ def test_a_loop_fails_in_iteration_two_resumes_there_and_is_cached(tmp_path):
     assert all(
         row["test_force_rmse"] is not None and row["seconds"]["training"] > 0 for row in loop["iterations"]
     )
+    for row in loop["iterations"]:  # the engine's own time, never the wait between the failure and resume
+        assert 0 <= row["seconds"]["orchestration"] < row["wall_s"] < 120
+    assert len(summary["resumed_at"]) == 1
     assert set(_phases(run_dir).values()) == {"Succeeded"}
     first, second = loop["iterations"]
     assert first["random_test_force_rmse"] == first["test_force_rmse"]  # the same data in iteration 1
@@ -92,8 +95,10 @@ def test_a_loop_fails_in_iteration_two_resumes_there_and_is_cached(tmp_path):
     status = run_cli("status", str(run_dir), env=fake.env)
     assert "Loop active-w: iterations" in status.stdout
     assert "not converged: max_iterations (2) reached" in status.stdout
+    assert "active-w: no step ran during" in status.stdout
     page = (run_dir / summary["report"]).read_text()
     assert "Concurrent learning: active-w" in page and "random picks at equal budget" in page
+    assert "Wall time: no step ran during" in page
     assert (run_dir / "report" / "loop-active-w.png").is_file()
 
     again = run_cli("submit", str(file), "--run-dir", str(tmp_path / "again"), env=fake.env)
@@ -126,4 +131,5 @@ def test_a_student_ensemble_labelled_by_its_teacher_trains_from_scratch_then_con
         assert continued.read_bytes() == own.read_bytes()
     loop = _summary(run_dir)["loops"]["active-w"]
     assert [row["labelled"] for row in loop["iterations"]] == [2, 2]
+    assert all(row["seconds"]["training"] > 0 for row in loop["iterations"])  # students train (op scratch)
     assert "active-w-i002-train-1" in str((run_dir / _summary(run_dir)["models"]["active.w"]).resolve())
