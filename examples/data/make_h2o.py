@@ -11,7 +11,7 @@ of theory).
   20 steps after 100 steps — what MD at a few hundred kelvin visits; held out.
 
 Both are written in the type map C, H, O. Made by lamflow (no third-party data): ASE's g2 geometry, PySCF's
-labels and dynamics. Takes about 4 minutes on 2 cores. Run from the repository root:
+labels and dynamics. Takes about 5 minutes on 2 cores. Run from the repository root:
 ``python examples/data/make_h2o.py``
 """
 
