@@ -26,6 +26,9 @@ def short_example(tmp: Path) -> Path:
     for dataset in spec["datasets"].values():
         dataset["path"] = str(EXAMPLES / dataset["path"])
     spec["stages"]["pretrain"]["training"]["steps"] = 20
+    # the molecules head alone: the water head's 192-atom frames cost a minute of DeePMD-kit's statistics
+    del spec["stages"]["pretrain"]["heads"]["water"], spec["datasets"]["water"]
+    spec["stages"]["test"] = spec["stages"]["test"][:1]  # the loop's model tested once (no change-bias)
     active = spec["stages"]["active"][0]
     active["training"]["steps"] = 20
     active["explore"].update(
@@ -51,7 +54,7 @@ def short_example(tmp: Path) -> Path:
             "training": {"steps": 20},
             "explore": {"datasets": ["h2o"], "temperatures": [300], "steps": 8, "dump_every": 4},
             "select": {"lo": 1e-6, "hi": 1e3, "max_picks": 2},
-            "label": {"teacher": {"model": "pretrain.water"}},
+            "label": {"teacher": {"model": "pretrain.molecules"}},
             "converge": {"accurate_fraction": 0.999, "max_iterations": 2},
         }
     )
@@ -89,7 +92,9 @@ def test_a_real_two_iteration_loop_labels_with_pyscf_and_retrains_on_its_labels(
 
     # distillation inside the loop, with real DeePMD-kit: students from scratch, then their own checkpoints
     student = summary["loops"]["active-student"]
-    assert [row["labelled"] for row in student["iterations"]] == [2, 2] and not student["converged"]
+    assert len(student["iterations"]) == 2 and not student["converged"]
+    # 1 or 2 picks of the 3 dumps: the top one first, then none adjacent to it (the middle one has two)
+    assert all(row["labelled"] == row["picked"] >= 1 for row in student["iterations"])
     for member in ("train-1", "train-2"):
         first, second = (
             (run_dir / "steps" / f"active-student-i00{i}-{member}" / "workdir" / "work" / "train.log")
@@ -101,5 +106,6 @@ def test_a_real_two_iteration_loop_labels_with_pyscf_and_retrains_on_its_labels(
         assert "--finetune" in second and "--model-branch" not in second  # its own checkpoint
     teacher_labels = run_dir / summary["steps"]["active-student-i001-label"]["outputs"]["labels"]
     forces = np.concatenate([np.load(f).ravel() for f in Path(teacher_labels).glob("*/set.000/force.npy")])
-    assert forces.size == 2 * 3 * 3 and np.isfinite(forces).all() and abs(forces).max() > 0  # 2 frames of H2O
+    picked = student["iterations"][0]["picked"]
+    assert forces.size == picked * 3 * 3 and np.isfinite(forces).all() and abs(forces).max() > 0  # H2O frames
     assert summary["models"]["active.student"] == "models/active-student.pth"
