@@ -18,6 +18,8 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from lamflow.workflows.engines.loops import idle_seconds
+
 KINDS = {
     "pretrain": "training", "finetune": "training", "scratch": "training", "student": "training",
     "explore-loop": "MD", "explore": "MD", "model-devi": "deviation", "label-dft": "labelling",
@@ -25,14 +27,12 @@ KINDS = {
 
 
 def _busy_seconds(intervals: list[tuple[float, float]]) -> float:
-    """The length of the union of ``intervals`` (seconds during which at least one step ran)."""
-    busy, end = 0.0, float("-inf")
-    for start, finish in sorted(intervals):
-        if finish <= end:
-            continue
-        busy += finish - max(start, end)
-        end = finish
-    return busy
+    """The length of the union of ``intervals`` (seconds during which at least one step ran): their span
+    less what the engine's own :func:`idle_seconds` finds uncovered in it."""
+    if not intervals:
+        return 0.0
+    first, last = min(start for start, _ in intervals), max(finish for _, finish in intervals)
+    return last - first - idle_seconds(first, last, intervals)
 
 
 def split(run_dir: Path) -> dict[str, float]:

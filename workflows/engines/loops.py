@@ -14,7 +14,14 @@ from typing import Any
 
 from lamflow.workflows.compile.loops import LoopProgress, unroll
 from lamflow.workflows.compile.plan import LoopPlan, Plan
-from lamflow.workflows.engines.summary import DONE, IterationRow, LoopRecord, RunSummary, StepRecord
+from lamflow.workflows.engines.summary import (
+    DONE,
+    ORCHESTRATION,
+    IterationRow,
+    LoopRecord,
+    RunSummary,
+    StepRecord,
+)
 from lamflow.workflows.store.local import STEPS_DIR
 
 # what each op's time counts as in an iteration's row
@@ -22,7 +29,6 @@ KINDS = {
     "finetune": "training", "scratch": "training", "explore-loop": "md", "model-devi": "deviation",
     "label-dft": "labelling",
 }  # fmt: skip
-ORCHESTRATION = "orchestration"
 
 
 def _decision(step_dir: Path) -> bool | None:

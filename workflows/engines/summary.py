@@ -155,7 +155,8 @@ class IterationRow(BaseModel):
     decision: str | None = None
 
 
-LOOP_SECONDS = ("training", "md", "deviation", "labelling", "orchestration")  # shown per iteration
+ORCHESTRATION = "orchestration"  # an iteration's time during which no step of the run ran
+LOOP_SECONDS = ("training", "md", "deviation", "labelling", ORCHESTRATION)  # shown per iteration
 LOOP_SECONDS_HEADER = "train / MD / devi / label / orch s"
 
 
@@ -179,10 +180,10 @@ class LoopRecord(BaseModel):
     def orchestration(self) -> str | None:
         """How much of the loop's wall time no step ran (the engine's own share), in words; None before an
         iteration has timed steps."""
-        timed = [r for r in self.iterations if r.wall_s and "orchestration" in r.seconds]
+        timed = [r for r in self.iterations if r.wall_s and ORCHESTRATION in r.seconds]
         if not timed:
             return None
-        idle, wall = sum(r.seconds["orchestration"] for r in timed), sum(r.wall_s or 0.0 for r in timed)
+        idle, wall = sum(r.seconds[ORCHESTRATION] for r in timed), sum(r.wall_s or 0.0 for r in timed)
         return (
             f"no step ran during {idle:.1f} s of the loop's {wall:.1f} s ({100 * idle / wall:.1f} %: the "
             "engine's own time between steps)"
