@@ -43,7 +43,7 @@ from lamflow.ops.training.distributed import FollowerDone
 
 JOB_URI_ENV = "LAMFLOW_JOB_URI"
 DONE, FAILED = "done", "failed"
-WAIT_S = 5.0
+WAIT_S = 5.0  # longest pause between two looks for rank 0's marker (the first look comes after 0.25 s)
 WAIT_LIMIT_S = 6 * 3600.0  # a pod that trained waits this long for rank 0's pod to publish
 TRAINING_OPS: dict[str, type[LamflowOP[Any, Any]]] = {
     op.name: op for op in (PretrainOP, FinetuneOP, ScratchOP, StudentOP)
@@ -252,11 +252,13 @@ def run_pod(op_name: str, uri: str, root: Path) -> int:
 def _wait(uri: str, limit_s: float = WAIT_LIMIT_S) -> int:
     """Exit status of a pod that did not hold rank 0: 0 once rank 0's pod published, 1 if it failed."""
     deadline = time.monotonic() + limit_s
+    pause = 0.25
     while time.monotonic() < deadline:
         marker = _marker(uri)
         if marker is not None:
             return 0 if marker == DONE else 1
-        time.sleep(WAIT_S)
+        time.sleep(pause)
+        pause = min(2 * pause, WAIT_S)  # soon after a short training, every WAIT_S during a long one
     print(f"lamflow: no outputs at {uri} after {limit_s:.0f} s", file=sys.stderr, flush=True)
     return 1
 

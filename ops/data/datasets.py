@@ -108,6 +108,8 @@ def _walk(root: Path, max_entries: int, max_depth: int) -> Iterator[tuple[Path, 
     """(directory, file names) under ``root``, sorted; symbolic links are followed only when they stay
     inside ``root`` (each directory once), and more than ``max_entries``/``max_depth`` is an error."""
     base = root.resolve()
+    if base == Path(base.anchor):  # refused at once: walking a whole file system takes long, for nothing
+        raise DatasetError(f"{root}: the file system's root is not a dataset's folder")
     seen: set[Path] = set()
     stack: list[tuple[Path, int]] = [(root, 0)]
     count = 0

@@ -215,7 +215,7 @@ CASES: list[tuple[str, Any, int, str, str]] = [
     ("dataset-missing", spec(lambda s: s["datasets"]["gete"].update(path="nowhere")), 2,
      "datasets.gete.path", "nowhere: does not exist"),
     ("dataset-is-root", spec(lambda s: s["datasets"]["gete"].update(path="/")), 2,
-     "datasets.gete.path", "/: more than "),
+     "datasets.gete.path", "/: the file system's root is not"),
     ("dataset-type-map-repeats", spec(lambda s: s["datasets"]["gete"].update(type_map=["Ge", "Ge"])), 2,
      "datasets.gete.type_map", "repeats an element"),
     ("model-type-map-lacks-element", spec(lambda s: s["model"].update(type_map=["O", "H", "C"])), 2,

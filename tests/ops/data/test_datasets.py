@@ -61,6 +61,21 @@ def test_single_system_root_and_nesting(tmp_path):
     assert len(inspect_dataset(tmp_path / "a" / "sys1").systems) == 1
 
 
+def test_a_folder_too_large_or_too_deep_or_the_root_is_refused_without_walking_it_all(tmp_path):
+    wide = tmp_path / "wide"
+    for i in range(5):
+        (wide / f"d{i}").mkdir(parents=True)
+    with pytest.raises(DatasetError, match=r"more than 3 files and folders .*limit: 3 entries, 16 folders"):
+        find_npy_systems(wide, max_entries=3)
+    deep = tmp_path / "deep" / "a" / "b" / "c"
+    make_system(deep / "sys")
+    with pytest.raises(DatasetError, match=r"more than 2 folders deep while looking for systems \(at .*/b\)"):
+        find_npy_systems(tmp_path / "deep", max_depth=2)
+    assert find_npy_systems(tmp_path / "deep", max_depth=4) == [deep / "sys"]
+    with pytest.raises(DatasetError, match="^/: the file system's root is not a dataset's folder$"):
+        find_npy_systems(Path("/"))
+
+
 @pytest.mark.parametrize(
     ("breakage", "message"),
     [
