@@ -34,6 +34,16 @@ from typing import Any
 
 RANDOM_BRANCH = "RANDOM"
 IN_WORKER = False  # set by lamflow.ops.runtime.worker: run dp in-process where the program allows it
+FORKED_STEP = False  # set by the step launcher in each step it forks: the real dp runs in-process when the
+# launcher had imported DeePMD-kit (DEEPMD_MODULES) before it forked the step
+# what a step launcher (CPU-only machines) and a step worker import once, so that the steps they start
+# run DeePMD-kit without importing torch and DeePMD-kit again (about 6 s of CPU each on this project's VMs)
+DEEPMD_MODULES = (
+    "deepmd.main",
+    "deepmd.pt.entrypoints.main",
+    "deepmd.entrypoints.main",
+    "deepmd.pt.infer.deep_eval",
+)
 TAIL_LINES = 40
 TAIL_BYTES = 1 << 16
 FOLLOW_S = 0.05
@@ -399,13 +409,18 @@ class DpRun:
 
 
 def in_process_entry(argv: Sequence[str]) -> Callable[[], None] | None:
-    """How to run ``argv`` inside this process, or None when it must be a process of its own: outside a
-    step worker, or when ``LAMFLOW_DP`` names something other than a Python script."""
+    """How to run ``argv`` inside this process, or None when it must be a process of its own. In-process:
+    in a step worker, the real ``dp`` or a Python ``LAMFLOW_DP`` script; in a step the launcher forked
+    after importing DeePMD-kit, the real ``dp`` (a fake keeps its own process there, as tests expect)."""
     program = dp_program()
-    if not IN_WORKER or list(argv[: len(program)]) != program:
+    if list(argv[: len(program)]) != program:
         return None
     args = list(argv[len(program) :])
-    if not os.environ.get("LAMFLOW_DP", "").strip():
+    real = not os.environ.get("LAMFLOW_DP", "").strip()
+    warm = FORKED_STEP and real and "deepmd.main" in sys.modules
+    if not (IN_WORKER or warm):
+        return None
+    if real:
 
         def deepmd_main() -> None:
             from deepmd.main import main

@@ -10,6 +10,13 @@ for that step: the step is a process of its own, exactly as when dflow starts ``
 pid (signals reach it as before), memory, ``dp`` subprocess and exit status — less the ~1 s of start-up.
 The client gets the child's pid, then its exit status (minus the signal number when a signal killed it).
 
+On a machine without GPUs, with the real DeePMD-kit, the engine also has it import torch and DeePMD-kit
+once (``--preload deepmd...``): each training, MD, model-deviation or teacher-label step forked from it
+then runs DeePMD-kit — ``dp`` commands in-process (:func:`lamflow.ops.dp.in_process_entry`), its Python
+API directly — without the ~6 s of CPU that importing them costs every new process. The step is still a
+process of its own: ``dp`` in-process changes where its output is written from (the same log), not
+which process a signal reaches, since the step is the only process doing the work.
+
 It also forks the run's step workers (:mod:`lamflow.ops.runtime.worker`): the engine asks for one with a
 request naming its group and socket, and gets the worker's pid, then its exit status, by the same
 protocol. A worker forked here starts with dflow
@@ -38,6 +45,7 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
+from lamflow.ops import dp
 from lamflow.ops.dp import flush_std
 from lamflow.ops.runtime import worker
 from lamflow.ops.runtime.worker_client import PASSED_SIGNALS, read_request
@@ -47,14 +55,29 @@ PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 def warm_up(preload: Sequence[str] = ()) -> None:
     """Import dflow, every step op, and ``preload``: the modules the run's ops import when they run (their
-    ``preload``, e.g. ASE's readers). Not DeePMD-kit or torch: steps here call ``dp`` as a program, and a
-    process that forks must not have started torch's thread pools."""
+    ``preload``, e.g. ASE's readers) and, where the engine asks for them, DeePMD-kit's
+    (:data:`lamflow.ops.dp.DEEPMD_MODULES`, see :func:`_prepare_for_deepmd`)."""
     importlib.import_module("dflow.python")
     for module in pkgutil.iter_modules(importlib.import_module("lamflow.ops").__path__):
         if not module.ispkg:
             importlib.import_module(f"lamflow.ops.{module.name}")
     for name in preload:
+        if name.split(".")[0] == "deepmd":
+            _prepare_for_deepmd()
         importlib.import_module(name)
+
+
+def _prepare_for_deepmd() -> None:
+    """Before this process imports torch and DeePMD-kit and then forks steps from them. The engine asks for
+    that only on a machine without GPUs: here no GPU is made visible to torch (DeePMD-kit's import asks
+    torch whether CUDA is available, and a child cannot use a CUDA initialised before its fork). Thread
+    counts: DeePMD-kit reads its variables when imported; inter-op 1, as every local step gets it, intra-op
+    1 here (each step sets torch's thread count to its own cores, :mod:`lamflow.ops.runtime.slots`).
+    Importing torch and DeePMD-kit starts none of torch's thread pools (they start with the first
+    parallel operation), so each forked step starts them afresh, as a new process would."""
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    for name in ("DP_INTER_OP_PARALLELISM_THREADS", "DP_INTRA_OP_PARALLELISM_THREADS", "OMP_NUM_THREADS"):
+        os.environ[name] = "1"
 
 
 def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
@@ -132,6 +155,7 @@ def run_child(request: dict[str, Any], fds: list[int]) -> int:
     """Run the step's script as ``python SCRIPT`` would; returns the exit status. An uncaught
     KeyboardInterrupt ends the process with SIGINT, as Python does."""
     _become_step(request, fds)
+    dp.FORKED_STEP = True  # with DeePMD-kit imported here, the step runs the real dp in-process
     try:
         return worker.run_script(request["script"])  # exceptions: a traceback and status 1, as Python does
     except KeyboardInterrupt:

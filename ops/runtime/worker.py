@@ -38,12 +38,7 @@ from lamflow.ops import dp
 from lamflow.ops.runtime.worker_client import read_request
 
 OP_MODULES = ("change_bias", "freeze", "test", "pretrain", "finetune")
-DEEPMD_MODULES = (
-    "deepmd.main",
-    "deepmd.pt.entrypoints.main",
-    "deepmd.entrypoints.main",
-    "deepmd.pt.infer.deep_eval",
-)
+DEEPMD_MODULES = dp.DEEPMD_MODULES
 
 
 def warm_up(deepmd: bool) -> None:

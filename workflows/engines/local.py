@@ -34,6 +34,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
 
+from lamflow.ops.dp import DEEPMD_MODULES
 from lamflow.ops.runtime.slots import lay_out
 from lamflow.ops.runtime.warnings import scan_warnings
 from lamflow.workflows.compile.dflow_workflow import StepRuntime, build_workflow, staging_requests
@@ -253,9 +254,14 @@ def _stop_time(run_dir: Path) -> float:
         return time.time()
 
 
-def _preload(plan: Plan) -> list[str]:
-    """What the step launcher imports for this plan's steps before it forks them (their ops' preload)."""
-    return sorted({name for step in plan.steps for name in step.op.preload})
+def _preload(plan: Plan, machine: Machine) -> list[str]:
+    """What the step launcher imports for this plan's steps before it forks them: their ops' preload and,
+    on a machine without GPUs with the real DeePMD-kit (no ``LAMFLOW_DP``), DeePMD-kit itself (see
+    :mod:`lamflow.ops.runtime.launcher`; with GPUs each step imports it, CUDA not being fork-safe)."""
+    names = sorted({name for step in plan.steps for name in step.op.preload})
+    if not machine.gpus and not os.environ.get("LAMFLOW_DP", "").strip():
+        names += DEEPMD_MODULES
+    return names
 
 
 ENDED_BY_ENGINE = "Got SIGTERM"  # what dflow's step script says when the engine ends it
@@ -611,7 +617,9 @@ class LocalEngine(Engine):
         try:
             with (
                 dflow_config(config),
-                StepWorkers(self.settings.python, groups, launched, preload=_preload(plan)) as workers,
+                StepWorkers(
+                    self.settings.python, groups, launched, preload=_preload(plan, machine)
+                ) as workers,
             ):
                 staged = {rid: self.store.stage(rid, req) for rid, req in staging_requests(plan).items()}
                 runtime = StepRuntime(

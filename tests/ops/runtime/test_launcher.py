@@ -209,3 +209,27 @@ def test_the_ops_preload_exists_and_imports_no_torch_into_the_launcher():
     )
     out = subprocess.run([sys.executable, "-c", code, *preload], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_deepmd_is_imported_before_forks_only_on_a_machine_without_gpus_and_with_the_real_dp(monkeypatch):
+    """The engine asks the launcher for DeePMD-kit's modules (``--preload``) only where forking after that
+    import is safe (no GPU: CUDA is not fork-safe) and useful (the real ``dp``, not a fake); the launcher
+    hides every GPU from itself and sets the thread variables DeePMD-kit reads when imported."""
+    from lamflow.ops.dp import DEEPMD_MODULES
+    from lamflow.ops.runtime import launcher
+    from lamflow.ops.runtime.slots import Machine
+    from lamflow.workflows.compile.plan import Plan
+    from lamflow.workflows.engines.local import _preload
+
+    plan = Plan(name="p", steps=(), dataset_paths={})
+    cpu, gpu = Machine(gpus=(), cores=(0, 1)), Machine(gpus=("0",), cores=(0, 1))
+    monkeypatch.delenv("LAMFLOW_DP", raising=False)
+    assert _preload(plan, cpu) == list(DEEPMD_MODULES)
+    assert _preload(plan, gpu) == []
+    monkeypatch.setenv("LAMFLOW_DP", "fake-dp")
+    assert _preload(plan, cpu) == []
+    for name in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "DP_INTER_OP_PARALLELISM_THREADS"):
+        monkeypatch.setenv(name, "7")  # put back after the test
+    launcher._prepare_for_deepmd()
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "" and os.environ["DP_INTER_OP_PARALLELISM_THREADS"] == "1"
+    assert os.environ["OMP_NUM_THREADS"] == "1"

@@ -144,6 +144,24 @@ def test_run_dp_in_process_writes_the_same_log_and_errors(tmp_path, monkeypatch)
     assert dp.in_process_entry(argv) is None
 
 
+def test_a_step_forked_from_a_launcher_with_deepmd_runs_the_real_dp_in_process_and_a_fake_apart(monkeypatch):
+    """The step launcher imports DeePMD-kit only on machines without GPUs; the steps it forks then run the
+    real ``dp`` in-process. A fake ``dp`` (``LAMFLOW_DP``) keeps a process of its own there."""
+    monkeypatch.setattr(dp, "IN_WORKER", False)
+    monkeypatch.setattr(dp, "FORKED_STEP", True)
+    monkeypatch.delenv("LAMFLOW_DP", raising=False)
+    argv = dp.freeze_command("model.pth")
+    monkeypatch.delitem(sys.modules, "deepmd.main", raising=False)
+    assert dp.in_process_entry(argv) is None, "DeePMD-kit not imported by the launcher: a process"
+    monkeypatch.setitem(sys.modules, "deepmd.main", sys.modules["os"])  # stands for the imported module
+    assert dp.in_process_entry(argv) is not None
+    monkeypatch.setenv("LAMFLOW_DP", f"{sys.executable} {FAKE_DP}")
+    assert dp.in_process_entry(dp.freeze_command("model.pth")) is None
+    monkeypatch.setattr(dp, "FORKED_STEP", False)
+    monkeypatch.delenv("LAMFLOW_DP")
+    assert dp.in_process_entry(argv) is None, "outside a forked step or worker: a process"
+
+
 def test_client_without_a_worker_runs_the_step_itself(tmp_path):
     sock_dir = tempfile.mkdtemp(prefix="lamflow-wt-")
     script = tmp_path / "script"
