@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import io
+import logging
 import os
 import re
 import runpy
@@ -34,8 +35,8 @@ from typing import Any
 
 RANDOM_BRANCH = "RANDOM"
 IN_WORKER = False  # set by lamflow.ops.runtime.worker: run dp in-process where the program allows it
-FORKED_STEP = False  # set by the step launcher in each step it forks: the real dp runs in-process when the
-# launcher had imported DeePMD-kit (DEEPMD_MODULES) before it forked the step
+FORKED_STEP = False  # set by the step launcher in each step it forks: the real dp runs in a fork of the
+# step, not a new program, when the launcher had imported DeePMD-kit (DEEPMD_MODULES) before it forked it
 # what a step launcher (CPU-only machines) and a step worker import once, so that the steps they start
 # run DeePMD-kit without importing torch and DeePMD-kit again (about 6 s of CPU each on this project's VMs)
 DEEPMD_MODULES = (
@@ -411,7 +412,8 @@ class DpRun:
 def in_process_entry(argv: Sequence[str]) -> Callable[[], None] | None:
     """How to run ``argv`` inside this process, or None when it must be a process of its own. In-process:
     in a step worker, the real ``dp`` or a Python ``LAMFLOW_DP`` script; in a step the launcher forked
-    after importing DeePMD-kit, the real ``dp`` (a fake keeps its own process there, as tests expect)."""
+    after importing DeePMD-kit, the real ``dp``, in a fork of the step (:func:`_run_forked`; a fake keeps a
+    process of its own there, as the fast tier's tests of processes expect)."""
     program = dp_program()
     if list(argv[: len(program)]) != program:
         return None
@@ -507,18 +509,14 @@ def output_to(fd: int) -> Iterator[int]:
             os.close(fd_)
 
 
-def _run_in_process(entry: Callable[[], None], log_path: Path, echo: bool, tail: list[str]) -> int:
-    """Run ``entry`` with fd 1/2 appending to ``log_path``; a thread follows the file to echo it to the
-    real stdout (when ``echo``) and keep its tail. Writing the log directly, not through a pipe, keeps
-    every line a crash would otherwise lose with the process."""
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    start = os.fstat(log_fd).st_size
-    if announce_log is not None:
-        announce_log(log_path, start)
+@contextmanager
+def _following(log_path: Path, start: int, echo_fd: int, echo: bool, tail: list[str]) -> Iterator[None]:
+    """While the block runs, a thread follows ``log_path`` from ``start``: echoes what is written to it to
+    ``echo_fd`` (when ``echo``) and keeps its tail."""
     done = threading.Event()
     seen = bytearray()
 
-    def follow(echo_fd: int) -> None:
+    def follow() -> None:
         with log_path.open("rb") as source:
             source.seek(start)
             while True:
@@ -533,17 +531,72 @@ def _run_in_process(entry: Callable[[], None], log_path: Path, echo: bool, tail:
                     return
                 done.wait(FOLLOW_S)
 
+    follower = threading.Thread(target=follow, daemon=True)
+    follower.start()
+    try:
+        yield
+    finally:
+        done.set()
+        follower.join()
+        tail.extend(seen.decode("utf-8", errors="replace").splitlines(keepends=True)[-TAIL_LINES:])
+
+
+def _open_log(log_path: Path) -> tuple[int, int]:
+    """A descriptor appending to ``log_path``, and the log's size before it (where the output starts)."""
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    start = os.fstat(log_fd).st_size
+    if announce_log is not None:
+        announce_log(log_path, start)
+    return log_fd, start
+
+
+def _run_in_process(entry: Callable[[], None], log_path: Path, echo: bool, tail: list[str]) -> int:
+    """Run ``entry`` with fd 1/2 appending to ``log_path``; a thread follows the file to echo it to the
+    real stdout (when ``echo``) and keep its tail. Writing the log directly, not through a pipe, keeps
+    every line a crash would otherwise lose with the process."""
+    log_fd, start = _open_log(log_path)
     with output_to(log_fd) as stdout_fd:
         os.close(log_fd)
-        follower = threading.Thread(target=follow, args=(stdout_fd,), daemon=True)
-        follower.start()
+        with _following(log_path, start, stdout_fd, echo, tail):
+            try:
+                return _call(entry)
+            finally:
+                flush_std()
+
+
+def _run_forked(entry: Callable[[], None], cwd: Path, log_path: Path, echo: bool, tail: list[str]) -> int:
+    """Run ``entry`` in a child forked from this step (which the step launcher forked after importing
+    DeePMD-kit): a process of its own for each ``dp`` command, as the program would be — its own state
+    (DeePMD-kit keeps module state between a training and a freeze), pid, signals and exit status; it dies
+    with the step — without importing torch and DeePMD-kit again. Its fd 1/2 append to ``log_path``; the
+    step follows the file to echo it and keep its tail. Returns the exit status, or minus the signal."""
+    log_fd, start = _open_log(log_path)
+    flush_std()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child; its work and exit status are checked by the slow tier
+        code = 1
         try:
-            return _call(entry)
+            _die_with_parent()
+            os.chdir(cwd)
+            os.dup2(log_fd, 1)
+            os.dup2(log_fd, 2)
+            os.close(log_fd)
+            sys.stdout, sys.stderr = fd_stream(1), fd_stream(2)
+            code = _call(entry)
+        except KeyboardInterrupt:  # die of SIGINT, as the program would
+            flush_std()
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGINT)
+        except BaseException:
+            traceback.print_exc()
         finally:
             flush_std()
-            done.set()
-            follower.join()
-            tail.extend(seen.decode("utf-8", errors="replace").splitlines(keepends=True)[-TAIL_LINES:])
+            logging.shutdown()
+            os._exit(code)  # never the step's own exit handlers: they belong to the step
+    os.close(log_fd)
+    with _following(log_path, start, 1, echo, tail):
+        _, status = os.waitpid(pid, 0)
+    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child, between fork and exec
@@ -602,6 +655,8 @@ def run_dp(argv: Sequence[str], *, cwd: str | Path, log_file: str | Path, echo: 
     entry = in_process_entry(argv)
     if entry is None:
         returncode = _run_process(argv, cwd, log_path, echo, tail)
+    elif not IN_WORKER:  # a step the launcher forked with DeePMD-kit imported: a fork per command
+        returncode = _run_forked(entry, cwd, log_path, echo, tail)
     else:
         here = os.getcwd()
         os.chdir(cwd)

@@ -12,10 +12,9 @@ The client gets the child's pid, then its exit status (minus the signal number w
 
 On a machine without GPUs, with the real DeePMD-kit, the engine also has it import torch and DeePMD-kit
 once (``--preload deepmd...``): each training, MD, model-deviation or teacher-label step forked from it
-then runs DeePMD-kit — ``dp`` commands in-process (:func:`lamflow.ops.dp.in_process_entry`), its Python
-API directly — without the ~6 s of CPU that importing them costs every new process. The step is still a
-process of its own: ``dp`` in-process changes where its output is written from (the same log), not
-which process a signal reaches, since the step is the only process doing the work.
+then runs DeePMD-kit without the ~6 s of CPU that importing them costs every new process — its Python API
+directly, and each ``dp`` command in a child the step forks (:func:`lamflow.ops.dp.in_process_entry`):
+a process of its own, as the ``dp`` program was, with the same log, signals and exit status.
 
 It also forks the run's step workers (:mod:`lamflow.ops.runtime.worker`): the engine asks for one with a
 request naming its group and socket, and gets the worker's pid, then its exit status, by the same

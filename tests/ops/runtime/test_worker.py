@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -180,3 +181,35 @@ def test_client_without_a_worker_runs_the_step_itself(tmp_path):
     os.rmdir(sock_dir)
     gone = run_step(f"{sock_dir}/none.sock", tmp_path, "print('never')")
     assert gone.returncode == 1 and "the run has ended" in gone.stdout and "never" not in gone.stdout
+
+
+def test_a_dp_command_in_a_fork_of_the_step_logs_and_exits_as_the_program_would(tmp_path, capfd):
+    """How a step forked from a launcher with DeePMD-kit imported runs each ``dp`` command: in a child of
+    its own (its own state and pid), output appended to the log and echoed, exit status or signal kept."""
+    log = tmp_path / "dp.log"
+    log.write_text("$ dp --pt freeze\n")
+
+    def ok() -> None:
+        print("child pid", os.getpid())
+        print("to stderr", file=sys.stderr)
+        raise SystemExit(0)
+
+    tail: list[str] = []
+    assert dp._run_forked(ok, tmp_path, log, True, tail) == 0
+    text = log.read_text()
+    assert text.startswith("$ dp --pt freeze\nchild pid ") and "to stderr" in text
+    assert int(text.split("child pid ")[1].split()[0]) != os.getpid()
+    assert "child pid" in capfd.readouterr().out and any("to stderr" in line for line in tail)
+
+    def fails() -> None:
+        sys.exit("no checkpoint in .")
+
+    assert dp._run_forked(fails, tmp_path, log, False, []) == 1 and log.read_text().endswith(
+        "no checkpoint in .\n"
+    )
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    assert dp._run_forked(interrupted, tmp_path, log, False, []) == -signal.SIGINT
+    assert dp._run_forked(lambda: os.kill(os.getpid(), signal.SIGKILL), tmp_path, log, False, []) == -9
