@@ -61,9 +61,14 @@ def warm_up(preload: Sequence[str] = ()) -> None:
         if not module.ispkg:
             importlib.import_module(f"lamflow.ops.{module.name}")
     for name in preload:
-        if name.split(".")[0] == "deepmd":
-            _prepare_for_deepmd()
-        importlib.import_module(name)
+        if name.split(".")[0] != "deepmd":
+            importlib.import_module(name)
+            continue
+        _prepare_for_deepmd()
+        try:
+            importlib.import_module(name)
+        except ImportError:  # DeePMD-kit is an optional dependency: without it, its steps will say so
+            pass
 
 
 def _prepare_for_deepmd() -> None:

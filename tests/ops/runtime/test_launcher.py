@@ -233,3 +233,14 @@ def test_deepmd_is_imported_before_forks_only_on_a_machine_without_gpus_and_with
     launcher._prepare_for_deepmd()
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "" and os.environ["DP_INTER_OP_PARALLELISM_THREADS"] == "1"
     assert os.environ["OMP_NUM_THREADS"] == "1"
+
+
+def test_a_launcher_asked_for_deepmd_without_it_installed_still_serves(monkeypatch):
+    """DeePMD-kit is optional (``lamflow[deepmd]``): with its modules missing, the warm-up goes on."""
+    from lamflow.ops.runtime import launcher
+
+    for name in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "DP_INTER_OP_PARALLELISM_THREADS"):
+        monkeypatch.setenv(name, "7")  # put back after the test
+    monkeypatch.setitem(sys.modules, "deepmd.no_such_module", None)  # import raises ImportError
+    launcher.warm_up(["json", "deepmd.no_such_module"])
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
