@@ -13,6 +13,7 @@ command line (e.g. ``python /path/to/fake_dp.py`` for the fast test tier).
 from __future__ import annotations
 
 import ast
+import importlib
 import importlib.util
 import io
 import logging
@@ -66,6 +67,21 @@ class DpError(RuntimeError):
         super().__init__(f"`{' '.join(self.argv)}` exited with {returncode}{where}: {last}")
 
 
+def real_dp() -> bool:
+    """Whether ``dp`` is DeePMD-kit itself, not a ``LAMFLOW_DP`` override (the tests' fake)."""
+    return not os.environ.get("LAMFLOW_DP", "").strip()
+
+
+def import_deepmd(names: Sequence[str] = DEEPMD_MODULES) -> None:
+    """Import DeePMD-kit's modules ``names`` ahead of their use. DeePMD-kit is an optional dependency
+    (``lamflow[deepmd]``): a module that is not installed is skipped, and the steps that need it say so."""
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+
+
 def dp_program() -> list[str]:
     """The ``dp`` program to run, as the leading words of a command line."""
     override = os.environ.get("LAMFLOW_DP", "").strip()
@@ -101,7 +117,7 @@ def visible_gpus(environ: Mapping[str, str] | None = None) -> list[str]:
 def _train_program(topo: Topology) -> list[str]:
     """``dp``; for more than one training process on a machine without GPUs, DeePMD-kit's entry point
     through :mod:`lamflow.ops.training.cpu_ddp` (DeePMD-kit 3.2 sets data parallelism up for CUDA only)."""
-    if topo.world_size > 1 and not os.environ.get("LAMFLOW_DP", "").strip() and not visible_gpus():
+    if topo.world_size > 1 and real_dp() and not visible_gpus():
         return [sys.executable, "-m", CPU_DDP_MODULE]
     return dp_program()
 
@@ -418,7 +434,7 @@ def in_process_entry(argv: Sequence[str]) -> Callable[[], None] | None:
     if list(argv[: len(program)]) != program:
         return None
     args = list(argv[len(program) :])
-    real = not os.environ.get("LAMFLOW_DP", "").strip()
+    real = real_dp()
     warm = FORKED_STEP and real and "deepmd.main" in sys.modules
     if not (IN_WORKER or warm):
         return None
@@ -596,10 +612,10 @@ def _run_forked(entry: Callable[[], None], cwd: Path, log_path: Path, echo: bool
     os.close(log_fd)
     with _following(log_path, start, 1, echo, tail):
         _, status = os.waitpid(pid, 0)
-    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    return os.waitstatus_to_exitcode(status)
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child, between fork and exec
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child, after its fork
     """Linux: SIGTERM to this ``dp`` when the process that started it dies (``PR_SET_PDEATHSIG``). A step
     ended by a signal it cannot pass on (its launcher stopping, a SIGKILL) then never leaves a ``dp`` training
     on its own, re-parented to init and out of reach of ``lamflow stop``."""

@@ -45,7 +45,7 @@ def run_group(steps: list[dict[str, Any]], root: Path = ROOT) -> int:
     from lamflow.ops.runtime.worker import Isolation, warm_up
 
     dp.IN_WORKER = True
-    warm_up(deepmd=not os.environ.get("LAMFLOW_DP", "").strip())
+    warm_up(deepmd=dp.real_dp())
     baseline = Isolation.capture()
     phases: dict[str, dict[str, Any]] = {}
     produced: dict[str, dict[str, Path]] = {}

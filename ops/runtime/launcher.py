@@ -60,15 +60,13 @@ def warm_up(preload: Sequence[str] = ()) -> None:
     for module in pkgutil.iter_modules(importlib.import_module("lamflow.ops").__path__):
         if not module.ispkg:
             importlib.import_module(f"lamflow.ops.{module.name}")
+    deepmd = [name for name in preload if name.split(".")[0] == "deepmd"]
     for name in preload:
-        if name.split(".")[0] != "deepmd":
+        if name not in deepmd:
             importlib.import_module(name)
-            continue
+    if deepmd:
         _prepare_for_deepmd()
-        try:
-            importlib.import_module(name)
-        except ImportError:  # DeePMD-kit is an optional dependency: without it, its steps will say so
-            pass
+        dp.import_deepmd(deepmd)
 
 
 def _prepare_for_deepmd() -> None:
@@ -159,7 +157,7 @@ def run_child(request: dict[str, Any], fds: list[int]) -> int:
     """Run the step's script as ``python SCRIPT`` would; returns the exit status. An uncaught
     KeyboardInterrupt ends the process with SIGINT, as Python does."""
     _become_step(request, fds)
-    dp.FORKED_STEP = True  # with DeePMD-kit imported here, the step runs the real dp in-process
+    dp.FORKED_STEP = True  # with DeePMD-kit imported here, the step runs each real dp in a fork of itself
     try:
         return worker.run_script(request["script"])  # exceptions: a traceback and status 1, as Python does
     except KeyboardInterrupt:
@@ -172,7 +170,7 @@ def run_child(request: dict[str, Any], fds: list[int]) -> int:
 
 def _exit_code(status: int) -> int:
     """A wait status as subprocess reports it: the exit status, or minus the signal that killed it."""
-    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    return os.waitstatus_to_exitcode(status)
 
 
 def _answer(conn: socket.socket, message: dict[str, Any]) -> None:

@@ -38,7 +38,6 @@ from lamflow.ops import dp
 from lamflow.ops.runtime.worker_client import read_request
 
 OP_MODULES = ("change_bias", "freeze", "test", "pretrain", "finetune")
-DEEPMD_MODULES = dp.DEEPMD_MODULES
 
 
 def warm_up(deepmd: bool) -> None:
@@ -47,11 +46,7 @@ def warm_up(deepmd: bool) -> None:
     for name in OP_MODULES:
         importlib.import_module(f"lamflow.ops.{name}")
     if deepmd:
-        for name in DEEPMD_MODULES:
-            try:
-                importlib.import_module(name)
-            except ImportError:  # pragma: no cover - DeePMD-kit not installed: steps will say so
-                pass
+        dp.import_deepmd()
 
 
 @dataclass
@@ -213,7 +208,7 @@ def bind(socket_path: str) -> socket.socket:
 def serve_on(listener: socket.socket) -> None:
     """Warm up, then serve the steps that connect to ``listener`` (bound and listening) forever."""
     dp.IN_WORKER = True
-    warm_up(deepmd=not os.environ.get("LAMFLOW_DP", "").strip())
+    warm_up(deepmd=dp.real_dp())
     baseline = Isolation.capture()
     while True:
         conn, _ = listener.accept()

@@ -34,7 +34,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
 
-from lamflow.ops.dp import DEEPMD_MODULES
+from lamflow.ops.dp import DEEPMD_MODULES, real_dp
 from lamflow.ops.runtime.slots import lay_out
 from lamflow.ops.runtime.warnings import scan_warnings
 from lamflow.workflows.compile.dflow_workflow import StepRuntime, build_workflow, staging_requests
@@ -259,7 +259,7 @@ def _preload(plan: Plan, machine: Machine) -> list[str]:
     on a machine without GPUs with the real DeePMD-kit (no ``LAMFLOW_DP``), DeePMD-kit itself (see
     :mod:`lamflow.ops.runtime.launcher`; with GPUs each step imports it, CUDA not being fork-safe)."""
     names = sorted({name for step in plan.steps for name in step.op.preload})
-    if not machine.gpus and not os.environ.get("LAMFLOW_DP", "").strip():
+    if not machine.gpus and real_dp():
         names += DEEPMD_MODULES
     return names
 
