@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from lamflow.ops.runtime import files
+from lamflow.ops.runtime import files, s3
 from lamflow.ops.training.checkpoint import CHECKPOINT_PATTERN, latest_checkpoint
 
 URI_ENV = "LAMFLOW_CHECKPOINT_URI"
@@ -40,12 +40,9 @@ def _remote() -> tuple[str, str] | None:
 
 
 def s3_client() -> Any:
-    import boto3
     from botocore.config import Config
 
-    return boto3.session.Session().client(
-        "s3", config=Config(retries={"mode": "standard", "max_attempts": 8})
-    )
+    return s3.client(Config(retries={"mode": "standard", "max_attempts": 8}))
 
 
 def _say(text: str) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from lamflow.ops.runtime import s3
 from lamflow.workflows.errors import LamflowError, UsageError
 
 Progress = Callable[[int], None]  # called with the number of bytes just moved
@@ -162,7 +163,6 @@ class S3Backend(Backend):
     """``s3://bucket/prefix`` through boto3 (multipart and concurrent transfers by its transfer manager)."""
 
     def __init__(self, bucket: str, prefix: str, max_attempts: int | None = None) -> None:
-        import boto3
         from boto3.s3.transfer import TransferConfig
         from botocore.config import Config
 
@@ -181,7 +181,7 @@ class S3Backend(Backend):
             s3={"payload_signing_enabled": False},
             response_checksum_validation="when_required",
         )
-        self.client = boto3.session.Session().client("s3", config=config)
+        self.client = s3.client(config)
         self.transfer = TransferConfig(
             multipart_threshold=16 * 2**20, multipart_chunksize=16 * 2**20, max_concurrency=8
         )
