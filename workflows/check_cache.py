@@ -4,7 +4,8 @@ frames, the training inputs DeePMD-kit's argcheck accepted. Keyed by everything 
 unchanged data validates without redoing them, and any change is worked out again.
 
 Files: ``<cache_dir>/checks/<kind>/<sha256 of the key>.json``. A file that cannot be read or written is a
-miss, never an error.
+miss, never an error. A process also keeps the last :data:`IN_MEMORY` results it read or wrote, by the
+same keys (a process that validates again — a notebook, the test suite — reads no file for them).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -25,27 +28,51 @@ def _root(configured: str | None) -> Path:
     return Settings().cache_dir / "checks"  # once per value of LAMFLOW_CACHE_DIR: settings cost ~5 ms
 
 
-def _file(kind: str, key: Any) -> Path:
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+IN_MEMORY = 4096
+_memory: OrderedDict[tuple[str, str], str] = OrderedDict()  # (kind, digest) -> the value as JSON
+_memory_lock = threading.Lock()
+
+
+def _digest(key: Any) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _file(kind: str, digest: str) -> Path:
     return _root(os.environ.get("LAMFLOW_CACHE_DIR")) / kind / f"{digest}.json"
 
 
+def _keep(kind: str, digest: str, text: str) -> None:
+    with _memory_lock:
+        _memory[(kind, digest)] = text
+        _memory.move_to_end((kind, digest))
+        while len(_memory) > IN_MEMORY:
+            _memory.popitem(last=False)
+
+
 def recall(kind: str, key: Any) -> Any | None:
-    """The value remembered for ``key``, or None."""
+    """The value remembered for ``key``, or None (a fresh copy: the caller may change it)."""
+    digest = _digest(key)
+    with _memory_lock:
+        text = _memory.get((kind, digest))
     try:
-        return json.loads(_file(kind, key).read_text())["value"]
+        if text is None:
+            text = json.dumps(json.loads(_file(kind, digest).read_text())["value"])
+            _keep(kind, digest, text)
+        return json.loads(text)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
 def remember(kind: str, key: Any, value: Any) -> None:
     """Store ``value`` for ``key`` (written whole: a temporary file, then a rename)."""
-    path = _file(kind, key)
+    digest, text = _digest(key), json.dumps(value)
+    _keep(kind, digest, text)
+    path = _file(kind, digest)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, scratch = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         with os.fdopen(handle, "w") as out:
-            json.dump({"value": value}, out)
+            out.write(f'{{"value": {text}}}')
         os.replace(scratch, path)
     except OSError:
         pass
