@@ -522,23 +522,26 @@ class LocalEngine(Engine):
                     watcher.emit(key, record.phase, None)
             try:
                 progress = None
-                while True:  # one pass, or one per iteration of the plan's loops (engines/loops.py)
-                    if plan.loops:
-                        progress = loop_progress(plan, run_dir)
-                        current = unroll(plan, progress)
-                        with watcher.lock:
-                            for key in add_records(
-                                summary, current, cache_keys(current, digest=self.digests)
-                            ):
-                                watcher.stale.pop(key, None)
-                            summary.loops = loop_records(plan, run_dir, summary)
-                            summary.write(run_dir)
-                    status, interrupted = self._run_pass(current, run_dir, summary, cache, publish, watcher)
-                    if interrupted or status != "Succeeded" or not plan.loops:
-                        break
-                    _collect_outputs(run_dir, summary, current, self.store)
-                    if loop_progress(plan, run_dir) == progress:
-                        break  # every loop stopped and the steps after them ran
+                with StepWorkers(self.settings.python) as workers:  # the launcher, kept for every pass
+                    while True:  # one pass, or one per iteration of the plan's loops (engines/loops.py)
+                        if plan.loops:
+                            progress = loop_progress(plan, run_dir)
+                            current = unroll(plan, progress)
+                            with watcher.lock:
+                                for key in add_records(
+                                    summary, current, cache_keys(current, digest=self.digests)
+                                ):
+                                    watcher.stale.pop(key, None)
+                                summary.loops = loop_records(plan, run_dir, summary)
+                                summary.write(run_dir)
+                        status, interrupted = self._run_pass(
+                            current, run_dir, summary, cache, publish, watcher, workers
+                        )
+                        if interrupted or status != "Succeeded" or not plan.loops:
+                            break
+                        _collect_outputs(run_dir, summary, current, self.store)
+                        if loop_progress(plan, run_dir) == progress:
+                            break  # every loop stopped and the steps after them ran
             finally:
                 watcher.stop_event.set()
                 if watcher.is_alive():
@@ -582,9 +585,11 @@ class LocalEngine(Engine):
         cache: StepCache | None,
         publish: Callable[[str], None],
         watcher: _Watcher,
+        workers: StepWorkers,
     ) -> tuple[str | None, bool]:
-        """Run one static plan with dflow (steps that finished before are kept): (dflow's status of the
-        workflow, whether it was interrupted)."""
+        """Run one static plan with dflow (steps that finished before are kept), its step processes
+        started by ``workers`` (the run's launcher): (dflow's status of the workflow, whether it was
+        interrupted)."""
         steps_dir = run_dir / STEPS_DIR
         if cache is not None:
             with watcher.lock:
@@ -617,9 +622,7 @@ class LocalEngine(Engine):
         try:
             with (
                 dflow_config(config),
-                StepWorkers(
-                    self.settings.python, groups, launched, preload=_preload(plan, machine)
-                ) as workers,
+                workers.serving(groups, launched, preload=_preload(plan, machine)),
             ):
                 staged = {rid: self.store.stage(rid, req) for rid, req in staging_requests(plan).items()}
                 runtime = StepRuntime(

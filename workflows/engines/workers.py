@@ -1,5 +1,5 @@
-"""The local engine's step workers: one worker process per step group, and one step launcher, for the
-length of one run.
+"""The local engine's step workers: one step launcher for the length of a run, and one worker process per
+step group for the length of each of the run's passes (one pass, or one per loop iteration).
 
 :class:`StepWorkers` starts the step launcher (``python -m lamflow.ops.runtime.launcher SOCKET``), which
 imports dflow and the ops once and forks from there every process the run's steps need:
@@ -11,7 +11,9 @@ imports dflow and the ops once and forks from there every process the run's step
   command itself (:mod:`lamflow.ops.runtime.worker_client`).
 
 Each grouped step gets the command that hands its script to its group's worker; the other steps, the same
-command pointed at the launcher.
+command pointed at the launcher. A pass's workers end with it (the engine closes their connections, and
+the launcher ends a child whose client went away); the launcher stays for the next pass, so that a run of
+several loop iterations imports dflow, the ops and, where it preloads it, DeePMD-kit once.
 
 A worker that dies — a step that segfaulted or was killed for memory — is reported here: its exit status
 is written where the waiting client reads it (so that step fails with the signal), and a fresh worker binds
@@ -25,11 +27,13 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +44,8 @@ STOP_TIMEOUT_S = 5.0
 KILLED_WITH_LAUNCHER = -signal.SIGKILL  # a worker's status when the launcher died under it
 
 
+Connection = socket.socket  # (a _Worker's field is called socket)
+
 LAUNCHER = "the step launcher"  # its name where a group's name would be
 
 
@@ -49,29 +55,23 @@ class _Worker:
     socket: str
     proc: subprocess.Popen[bytes] | None = None  # the launcher's process
     restarts: int = 0
+    conn: Connection | None = None  # a worker's connection to the launcher, while it lives
+    retired: bool = False  # its pass ended: not started again
 
 
 class StepWorkers:
     """The step launcher and the workers of a run's step groups; use as a context manager around the
-    run. ``launched``: the steps that run in a process of their own, forked by the launcher; ``preload``:
-    modules the launcher imports before it forks anything (the run's ops' ``preload``)."""
+    run, and :meth:`serving` around each of its passes."""
 
-    def __init__(
-        self,
-        python: str,
-        groups: Mapping[str, Sequence[str]],
-        launched: Sequence[str] = (),
-        preload: Sequence[str] = (),
-    ) -> None:
+    def __init__(self, python: str) -> None:
         self.python = python
-        self.preload = tuple(preload)
-        self.groups = {name: tuple(keys) for name, keys in groups.items() if keys}
-        if launched or self.groups:
-            self.groups[LAUNCHER] = tuple(launched)
-        self.workers: dict[str, _Worker] = {}
+        self.preload: tuple[str, ...] = ()
+        self.groups: dict[str, tuple[str, ...]] = {}
+        self.workers: dict[str, _Worker] = {}  # the launcher's, and this pass's groups'
         self.stopping = threading.Event()
         self.lock = threading.Lock()
         self.socket_dir = ""
+        self.passes = 0
 
     def commands(self) -> dict[str, tuple[str, ...]]:
         """Step key -> the command its dflow template runs (the script path is appended by dflow)."""
@@ -84,18 +84,60 @@ class StepWorkers:
 
     def __enter__(self) -> StepWorkers:
         self.socket_dir = tempfile.mkdtemp(prefix="lamflow-w-")
-        if not self.groups:
-            return self
-        launcher = _Worker(LAUNCHER, f"{self.socket_dir}/launcher.sock")
-        self.workers[LAUNCHER] = launcher
-        self._start_launcher(launcher)
-        for i, group in enumerate(g for g in self.groups if g != LAUNCHER):
-            worker = _Worker(group, f"{self.socket_dir}/{i}.sock")
-            self.workers[group] = worker
-            threading.Thread(target=self._keep_worker, args=(worker,), daemon=True).start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def serving(
+        self,
+        groups: Mapping[str, Sequence[str]],
+        launched: Sequence[str] = (),
+        preload: Sequence[str] = (),
+    ) -> Iterator[StepWorkers]:
+        """One pass: a worker for each of ``groups`` (group -> its steps), the launcher for the steps in
+        ``launched`` (the steps that run in a process of their own, forked by it). The launcher starts the
+        first time a pass needs it, importing ``preload`` (the run's ops' ``preload``) before it forks
+        anything, and stays for the passes after; this pass's workers end with it. An exception (Ctrl-C)
+        ends the launcher and everything it forked."""
+        self.passes += 1
+        self.groups = {name: tuple(keys) for name, keys in groups.items() if keys}
+        if launched or self.groups:
+            self.groups[LAUNCHER] = tuple(launched)
+            if LAUNCHER not in self.workers:
+                self.preload = tuple(preload)
+                launcher = _Worker(LAUNCHER, f"{self.socket_dir}/launcher.sock")
+                self.workers[LAUNCHER] = launcher
+                self._start_launcher(launcher)
+        for i, group in enumerate(g for g in self.groups if g != LAUNCHER):
+            worker = _Worker(group, f"{self.socket_dir}/{self.passes}-{i}.sock")
+            self.workers[group] = worker
+            threading.Thread(target=self._keep_worker, args=(worker,), daemon=True).start()
+        try:
+            yield self
+        except BaseException:
+            self.close()
+            raise
+        self._retire()
+
+    def _retire(self) -> None:
+        """End this pass's workers (their steps are done): close each one's connection to the launcher."""
+        with self.lock:
+            retiring = [w for name, w in self.workers.items() if name != LAUNCHER]
+            for worker in retiring:
+                del self.workers[worker.group]
+                worker.retired = True
+                if worker.conn is not None:
+                    try:
+                        worker.conn.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+        for worker in retiring:
+            Path(worker.socket).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """End the launcher, and with it every process it forked."""
         self.stopping.set()
         with self.lock:
             proc = self.workers[LAUNCHER].proc if LAUNCHER in self.workers else None
@@ -107,7 +149,8 @@ class StepWorkers:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        shutil.rmtree(self.socket_dir, ignore_errors=True)
+        if self.socket_dir:
+            shutil.rmtree(self.socket_dir, ignore_errors=True)
 
     # the launcher: a program of its own, restarted when it dies
 
@@ -138,9 +181,9 @@ class StepWorkers:
     def _keep_worker(self, worker: _Worker) -> None:
         """A group's worker for the length of the run: started, reported when it dies, started again."""
         launcher = self.workers[LAUNCHER]
-        while not self.stopping.is_set():
+        while not self.stopping.is_set() and not worker.retired:
             status, pid = self._one_worker(worker, launcher)
-            if self.stopping.is_set():
+            if self.stopping.is_set() or worker.retired:
                 return
             if pid:
                 Path(worker_client.death_note(worker.socket, pid)).write_text(f"{status}\n")
@@ -162,13 +205,23 @@ class StepWorkers:
         Path(worker.socket).unlink(missing_ok=True)  # a dead worker's: its clients must not connect there
         pid = 0
         with conn:
+            with self.lock:
+                if worker.retired:
+                    return 0, 0
+                worker.conn = conn
             request = {"worker": worker.group, "socket": worker.socket, **worker_client.here()}
-            worker_client.send_request(conn, request, [1, 2])
-            for line in conn.makefile("r", encoding="utf-8"):
-                message = json.loads(line)
-                pid = int(message.get("pid", pid))
-                if "exit" in message:
-                    return int(message["exit"]), pid
+            try:
+                worker_client.send_request(conn, request, [1, 2])
+                for line in conn.makefile("r", encoding="utf-8"):
+                    message = json.loads(line)
+                    pid = int(message.get("pid", pid))
+                    if "exit" in message:
+                        return int(message["exit"]), pid
+            except OSError:
+                pass  # retired (its connection shut down), or the launcher went away
+            finally:
+                with self.lock:
+                    worker.conn = None
         return KILLED_WITH_LAUNCHER, pid  # the launcher ended without reporting: the worker died with it
 
 
