@@ -20,6 +20,7 @@ slot's variables and CPU affinity it saw),
 ``LAMFLOW_FAKE_DP_FAIL`` (a sub-command that exits 1), ``LAMFLOW_FAKE_DP_SLEEP`` (seconds to sleep
 first, or ``COMMAND:SECONDS`` for one sub-command; for stop/interrupt tests), ``LAMFLOW_FAKE_DP_CRASH``
 (a sub-command that dies with SIGKILL, as an out-of-memory process would),
+``LAMFLOW_FAKE_DP_CACHE`` (a folder where ``train`` remembers what argcheck made of an input),
 ``LAMFLOW_FAKE_DP_KILL_AFTER_SAVE`` (``train`` dies with SIGKILL right after its first checkpoint, as a
 preempted node would). ``train --restart CKPT`` continues from the checkpoint's step and appends to
 ``lcurve.out``, as DeePMD-kit does.
@@ -247,9 +248,32 @@ def _frames_seen(training: dict[str, Any]) -> int:
     return total
 
 
-def train(args: Any) -> None:
+def normalized_input(config: dict[str, Any], multi_task: bool) -> dict[str, Any]:
+    """``config`` normalized by DeePMD-kit's argument checker, or the one line ``dp`` would fail with; a
+    result remembered under ``LAMFLOW_FAKE_DP_CACHE`` when it is set (the test session's runs hand the
+    same few inputs to ``train`` hundreds of times), keyed by the input and DeePMD-kit's version."""
+    from importlib.metadata import version
+
+    cache = os.environ.get("LAMFLOW_FAKE_DP_CACHE")
+    key = json.dumps([config, multi_task, version("deepmd-kit")], sort_keys=True)
+    remembered = Path(cache, hashlib.sha256(key.encode()).hexdigest() + ".json") if cache else None
+    if remembered is not None and remembered.is_file():
+        return json.loads(remembered.read_text())
     from deepmd.utils.argcheck import normalize
 
+    try:
+        normalized = normalize(config, multi_task=multi_task)
+    except Exception as exc:  # DeePMD-kit's own message, as dp would print it
+        fail(f"{type(exc).__name__}: {exc}")
+    if remembered is not None:
+        remembered.parent.mkdir(parents=True, exist_ok=True)
+        scratch = remembered.with_name(f".{remembered.name}.{os.getpid()}")
+        scratch.write_text(json.dumps(normalized))
+        os.replace(scratch, remembered)
+    return normalized
+
+
+def train(args: Any) -> None:
     config = json.loads(Path(args.INPUT).read_text())
     start = args.finetune or args.restart or args.init_model
     if start is not None and not Path(start).exists():
@@ -277,10 +301,7 @@ def train(args: Any) -> None:
     multi_task = "model_dict" in config["model"]
     if multi_task:
         config["model"] = resolve_shared(config["model"])
-    try:
-        normalized = normalize(config, multi_task=multi_task)
-    except Exception as exc:  # DeePMD-kit's own message, as dp would print it
-        fail(f"{type(exc).__name__}: {exc}")
+    normalized = normalized_input(config, multi_task)
     training = normalized["training"]
     check_systems(training)
     steps = int(training["numb_steps"])
