@@ -46,6 +46,9 @@ DEEPMD_MODULES = (
     "deepmd.entrypoints.main",
     "deepmd.pt.infer.deep_eval",
 )
+# DeePMD-kit's model deviation: NumPy only (no torch, so no CUDA: safe to import before a fork on any
+# machine), and ~1.7 s of CPU to import (deepmd.dpmodel, ml_dtypes)
+MODEL_DEVI_MODULE = "deepmd.infer.model_devi"
 TAIL_LINES = 40
 TAIL_BYTES = 1 << 16
 FOLLOW_S = 0.05
@@ -405,7 +408,7 @@ def force_deviation(forces: Any) -> Any:
     force (``max_devi_f`` of ``dp model-devi``), computed by DeePMD-kit's own
     ``deepmd.infer.model_devi.calc_model_devi_f``. ``forces``: (n_models, n_frames, n_atoms, 3)."""
     import numpy as np
-    from deepmd.infer.model_devi import calc_model_devi_f
+    from deepmd.infer.model_devi import calc_model_devi_f  # MODEL_DEVI_MODULE
 
     stacked = np.asarray(forces, dtype=float)
     if stacked.ndim != 4 or stacked.shape[-1] != 3:

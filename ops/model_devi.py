@@ -14,6 +14,7 @@ from pydantic import Field
 
 from lamflow.ops.active.deviation import MIN_MODELS, max_force_deviation
 from lamflow.ops.collect import branch_folders
+from lamflow.ops import dp
 from lamflow.ops.dp import deep_potential
 from lamflow.ops.dynamics.md import read_trajectory
 from lamflow.ops.evaluation.predict import SystemFrames
@@ -65,7 +66,7 @@ class ModelDeviOP(LamflowOP[ModelDeviInput, ModelDeviOutput]):
     """The ensemble's maximum force deviation on every explored frame."""
 
     name = "model-devi"
-    preload = ("ase.io",)
+    preload = ("ase.io", dp.MODEL_DEVI_MODULE)
     Params = ModelDeviParams
     Input = ModelDeviInput
     Output = ModelDeviOutput

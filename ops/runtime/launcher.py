@@ -54,8 +54,9 @@ PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 def warm_up(preload: Sequence[str] = ()) -> None:
     """Import dflow, every step op, and ``preload``: the modules the run's ops import when they run (their
-    ``preload``, e.g. ASE's readers) and, where the engine asks for them, DeePMD-kit's
-    (:data:`lamflow.ops.dp.DEEPMD_MODULES`, see :func:`_prepare_for_deepmd`)."""
+    ``preload``, e.g. ASE's readers or DeePMD-kit's model deviation, which needs no torch) and, where
+    the engine asks for them, DeePMD-kit's (:data:`lamflow.ops.dp.DEEPMD_MODULES`, see
+    :func:`_prepare_for_deepmd`). A DeePMD-kit module that is not installed is skipped."""
     importlib.import_module("dflow.python")
     for module in pkgutil.iter_modules(importlib.import_module("lamflow.ops").__path__):
         if not module.ispkg:
@@ -64,9 +65,9 @@ def warm_up(preload: Sequence[str] = ()) -> None:
     for name in preload:
         if name not in deepmd:
             importlib.import_module(name)
-    if deepmd:
+    if any(name in dp.DEEPMD_MODULES for name in deepmd):  # torch with them
         _prepare_for_deepmd()
-        dp.import_deepmd(deepmd)
+    dp.import_deepmd(deepmd)
 
 
 def _prepare_for_deepmd() -> None:

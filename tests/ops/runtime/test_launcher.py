@@ -191,7 +191,8 @@ def test_a_worker_forked_by_the_launcher_serves_steps_and_its_end_is_reported_an
 
 def test_the_ops_preload_exists_and_imports_no_torch_into_the_launcher():
     """What the launcher imports before it forks: every op's ``preload`` (a module that imported torch
-    there would fork torch's thread pools into every step; dpdata's DeePMD-kit driver plugin is light)."""
+    there would fork torch's thread pools into every step; dpdata's DeePMD-kit driver plugin is light, and
+    DeePMD-kit's model deviation is NumPy only), with the GPUs left visible (only torch needs them hidden)."""
     import importlib
     import pkgutil
 
@@ -202,13 +203,17 @@ def test_the_ops_preload_exists_and_imports_no_torch_into_the_launcher():
         if not module.ispkg:
             importlib.import_module(f"lamflow.ops.{module.name}")
     preload = sorted({name for op in LamflowOP.__subclasses__() for name in op.preload})
-    assert {"ase.io", "dpdata"} <= set(preload)
+    assert {"ase.io", "dpdata", "deepmd.infer.model_devi"} <= set(preload)
     code = (
-        "import sys; from lamflow.ops.runtime.launcher import warm_up; warm_up(sys.argv[1:]); "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))"
+        "import os, sys; from lamflow.ops.runtime.launcher import warm_up; warm_up(sys.argv[1:]); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'), 'deepmd.infer.model_devi' in "
+        "sys.modules, os.environ.get('CUDA_VISIBLE_DEVICES'))"
     )
-    out = subprocess.run([sys.executable, "-c", code, *preload], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    out = subprocess.run(
+        [sys.executable, "-c", code, *preload], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "[] True None", out.stdout + out.stderr
 
 
 def test_deepmd_is_imported_before_forks_only_on_a_machine_without_gpus_and_with_the_real_dp(monkeypatch):
@@ -241,6 +246,7 @@ def test_a_launcher_asked_for_deepmd_without_it_installed_still_serves(monkeypat
 
     for name in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "DP_INTER_OP_PARALLELISM_THREADS"):
         monkeypatch.setenv(name, "7")  # put back after the test
-    monkeypatch.setitem(sys.modules, "deepmd.no_such_module", None)  # import raises ImportError
-    launcher.warm_up(["json", "deepmd.no_such_module"])
+    missing = "deepmd.pt.entrypoints.main"  # one of DEEPMD_MODULES: torch comes with it
+    monkeypatch.setitem(sys.modules, missing, None)  # import raises ImportError
+    launcher.warm_up(["json", missing])
     assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
