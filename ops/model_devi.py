@@ -12,9 +12,9 @@ import numpy as np
 from dflow.python import FatalError
 from pydantic import Field
 
+from lamflow.ops import dp
 from lamflow.ops.active.deviation import MIN_MODELS, max_force_deviation
 from lamflow.ops.collect import branch_folders
-from lamflow.ops import dp
 from lamflow.ops.dp import deep_potential
 from lamflow.ops.dynamics.md import read_trajectory
 from lamflow.ops.evaluation.predict import SystemFrames
