@@ -3,7 +3,9 @@ log, stop, resubmit) in the shapes the Argo Server documents, refuses a wrong be
 validates every created workflow against the official Argo JSON schema (plus the key-name check), answering
 400 as the server would for an invalid one. Workflows "run" by polling: each GET advances the DAG one
 tick — ready tasks start, running tasks finish (or fail, for names in ``fail``) — with node records like a
-controller's (``displayName``, ``type: Pod``, ``templateName``, phases, times, output parameters)."""
+controller's (``displayName``, ``type: Pod``, ``templateName``, phases, times, output parameters). A
+workflow named in ``scripted`` is not advanced: its status is what the test wrote (a loop's iterations,
+which this double does not run)."""
 
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ class ArgoDouble:
     workflows: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
     invalid: list[str] = field(default_factory=list)  # schema errors of refused creates
+    scripted: set[str] = field(default_factory=set)  # workflows whose status the test writes
     clock: datetime = field(default_factory=lambda: datetime(2026, 1, 1, tzinfo=timezone.utc))
     _server: ThreadingHTTPServer | None = None
     _names: Any = field(default_factory=lambda: itertools.count(1))
@@ -154,7 +157,10 @@ class ArgoDouble:
 
     def tick(self, workflow: dict[str, Any]) -> None:
         status = workflow["status"]
-        if status["phase"] in ("Succeeded", "Failed", "Error"):
+        if (
+            status["phase"] in ("Succeeded", "Failed", "Error")
+            or workflow["metadata"]["name"] in self.scripted
+        ):
             return
         if status["phase"] == "Pending":
             status.update(phase="Running", startedAt=self._now())

@@ -13,6 +13,7 @@ runs) and ``resume`` (``resubmit`` runs the workflow again instead).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -25,6 +26,7 @@ from lamflow.ops.runtime.files import resolve_output
 from lamflow.workflows.argo.client import ArgoClient
 from lamflow.workflows.compile.plan import Plan
 from lamflow.workflows.engines.base import Engine, Reporter, report_transitions
+from lamflow.workflows.engines.loops import PLAN_FILE, argo_loop_records
 from lamflow.workflows.engines.summary import ArgoRun, RunSummary, StepRecord, read_summary
 from lamflow.workflows.errors import UsageError
 from lamflow.workflows.settings import Settings
@@ -107,6 +109,7 @@ class ArgoEngine(Engine):
         summary.status = "Running"
         summary.write(run_dir)
         (run_dir / "workflow.yaml").write_text(to_yaml(manifest))
+        (run_dir / PLAN_FILE).write_text(json.dumps(plan.record(), indent=2) + "\n")  # loops' shapes
         if not wait:
             return summary
         return self._follow(run_dir, summary, client, report)
@@ -174,6 +177,8 @@ class ArgoEngine(Engine):
                 _take_times(
                     record, {**node, "startedAt": _first_start(job_parts[key]) or node.get("startedAt")}
                 )
+        if LOOP_STEP.search(" ".join(summary.steps)):
+            summary.loops = argo_loop_records(run_dir, summary)
         if phase in FINISHED:
             summary.status = "Succeeded" if phase == "Succeeded" else "Failed"
             summary.finished_at = status.get("finishedAt") or now()
@@ -293,6 +298,8 @@ class ArgoEngine(Engine):
                     found = resolve_output(artifacts / output)
                     summary.steps[key].outputs[output] = os.path.relpath(found, run_dir)
         if into_run:
+            if summary.loops:  # the loops' labelled data, now in the run directory
+                summary.loops = argo_loop_records(run_dir, summary)
             summary.write(run_dir)
         return written
 
@@ -458,8 +465,6 @@ def _seconds(stamp: str) -> float:
 
 
 def _value(text: Any) -> Any:
-    import json
-
     if not isinstance(text, str):
         return text
     try:

@@ -43,7 +43,7 @@ from lamflow.workflows.compile.plan import ArtifactSource, LocalFile, Plan, Step
 from lamflow.workflows.dflow_config import dflow_config, local_debug_config
 from lamflow.workflows.engines.base import Engine, Reporter, StepEvent
 from lamflow.workflows.engines.dflow_dag import LocalDAG
-from lamflow.workflows.engines.loops import add_records, loop_progress, loop_records
+from lamflow.workflows.engines.loops import PLAN_FILE, add_records, loop_progress, loop_records
 from lamflow.workflows.engines.machine import (
     SLOTS_DIR,
     Machine,
@@ -503,7 +503,7 @@ class LocalEngine(Engine):
         summary.status = "Running"
         summary.finished_at = summary.error = None
         summary.write(run_dir)
-        (run_dir / "plan.json").write_text(json.dumps(plan.record(), indent=2) + "\n")
+        (run_dir / PLAN_FILE).write_text(json.dumps(plan.record(), indent=2) + "\n")
         (run_dir / PID_FILE).write_text(f"{os.getpid()}\n")
         steps_dir = run_dir / STEPS_DIR
         stale = _reset_unfinished(steps_dir, summary) if resume else {}

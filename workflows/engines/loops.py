@@ -1,19 +1,23 @@
-"""Loops on the local engine: how far each loop of a run has got (from its decision steps' outputs in the
-run directory), the step records of the iterations that join the plan, and each iteration's row.
+"""Loops in a run: how far each loop has got (from its decision steps' outputs), the step records of the
+iterations that join the plan, and each iteration's row.
 
 The local engine runs a plan with loops as a sequence of static plans (compile/loops.py): after each, it
-reads the decision steps here and, while a loop goes on, unrolls one iteration more.
+reads the decision steps in the run directory here and, while a loop goes on, unrolls one iteration more.
+The Argo engine reads the same rows from the step records it builds from the workflow's nodes
+(:func:`argo_loop_records`: the decision step's output parameters, each pod's times), with each loop's
+shape from the run's ``plan.json``.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from lamflow.workflows.compile.loops import LoopProgress, unroll
-from lamflow.workflows.compile.plan import LoopPlan, Plan
+from lamflow.workflows.compile.plan import LoopPlan, Plan, iteration_tag
 from lamflow.workflows.engines.summary import (
     DONE,
     ORCHESTRATION,
@@ -23,6 +27,47 @@ from lamflow.workflows.engines.summary import (
     StepRecord,
 )
 from lamflow.workflows.store.local import STEPS_DIR
+
+PLAN_FILE = "plan.json"  # the plan as both engines write it into the run directory (Plan.record())
+
+
+@dataclass(frozen=True)
+class LoopShape:
+    """What a loop's rows are read with: its key, decision step, iteration limit, body (relative key -> op
+    name) and where its ``labelled`` output comes from (relative step key, output name) — from the
+    compiled loop, or from its record in ``plan.json`` (where an Argo run's status has no compiled plan)."""
+
+    key: str
+    decision: str
+    max_iterations: int
+    body: tuple[tuple[str, str], ...]
+    labelled: tuple[str, str] | None = None
+
+    @classmethod
+    def of(cls, loop: LoopPlan) -> LoopShape:
+        source = loop.outputs.get("labelled")
+        return cls(
+            loop.key,
+            loop.decision,
+            loop.max_iterations,
+            tuple((step.key, step.op.name) for step in loop.body),
+            None if source is None else (source.step, source.name),
+        )
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> LoopShape:
+        source = (record.get("outputs") or {}).get("labelled")
+        return cls(
+            str(record["key"]),
+            str(record["decision"]),
+            int(record["max_iterations"]),
+            tuple((str(step["key"]), str(step["op"])) for step in record["body"]),
+            None if source is None else (str(source["step"]), str(source["name"])),
+        )
+
+    def body_key(self, iteration: int, relative: str) -> str:
+        return f"{self.key}-{iteration_tag(iteration)}-{relative}"
+
 
 # what each op's time counts as in an iteration's row
 KINDS = {
@@ -81,7 +126,37 @@ def add_records(summary: RunSummary, plan: Plan, cache_keys: dict[str, str]) -> 
 def loop_records(plan: Plan, run_dir: Path, summary: RunSummary) -> dict[str, LoopRecord]:
     """Each loop's iterations so far, from the step records (their outputs collected)."""
     progress = loop_progress(plan, run_dir)
-    return {loop.key: _loop_record(loop, progress[loop.key], summary) for loop in plan.loops}
+    return {loop.key: _loop_record(LoopShape.of(loop), progress[loop.key], summary) for loop in plan.loops}
+
+
+def _recorded_stop(record: StepRecord | None) -> bool | None:
+    """The ``stop`` a finished decision step's record holds; None while it has not finished."""
+    if record is None or record.phase not in ("Succeeded", "Cached"):
+        return None
+    stop = record.parameters.get("stop")
+    return stop if isinstance(stop, bool) else None
+
+
+def recorded_progress(shape: LoopShape, summary: RunSummary) -> LoopProgress:
+    """A loop's progress as the decision steps' records tell it (an Argo run: their output parameters)."""
+    n = 1
+    while True:
+        stop = _recorded_stop(summary.steps.get(shape.body_key(n, shape.decision)))
+        if stop is None or stop or n >= shape.max_iterations:
+            return LoopProgress(n, stop is not None)
+        n += 1
+
+
+def argo_loop_records(run_dir: Path, summary: RunSummary) -> dict[str, LoopRecord]:
+    """Each loop's iterations so far in a run that keeps no decision files (Argo): the shapes from
+    ``plan.json``, progress and rows from the step records; nothing for a plan without loops (or none
+    recorded)."""
+    try:
+        loops = json.loads((run_dir / PLAN_FILE).read_text()).get("loops") or []
+        shapes = [LoopShape.from_record(loop) for loop in loops]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return {shape.key: _loop_record(shape, recorded_progress(shape, summary), summary) for shape in shapes}
 
 
 def _interval(record: StepRecord) -> tuple[float, float] | None:
@@ -114,7 +189,7 @@ def pauses(resumed_at: list[str], intervals: list[tuple[float, float]]) -> list[
     return out
 
 
-def _loop_record(loop: LoopPlan, state: LoopProgress, summary: RunSummary) -> LoopRecord:
+def _loop_record(loop: LoopShape, state: LoopProgress, summary: RunSummary) -> LoopRecord:
     record = LoopRecord(key=loop.key)
     everything = [i for i in map(_interval, summary.steps.values()) if i is not None]
     # a run stopped or failed and resumed later: the wait until the resume is no one's time
@@ -126,10 +201,10 @@ def _loop_record(loop: LoopPlan, state: LoopProgress, summary: RunSummary) -> Lo
         row = _row(n, found)
         seconds: dict[str, float] = {}
         ran = []
-        for step in loop.body:
-            step_record = summary.steps.get(loop.body_key(n, step.key))
+        for relative, op in loop.body:
+            step_record = summary.steps.get(loop.body_key(n, relative))
             if step_record is not None and step_record.duration_s is not None:
-                kind = KINDS.get(step.op.name, "other")
+                kind = KINDS.get(op, "other")
                 seconds[kind] = round(seconds.get(kind, 0.0) + step_record.duration_s, 2)
                 interval = _interval(step_record)
                 if interval is not None:
@@ -147,10 +222,10 @@ def _loop_record(loop: LoopPlan, state: LoopProgress, summary: RunSummary) -> Lo
             record.converged = bool(found.get("converged"))
             record.reason = found.get("reason")
     record.baseline = baseline_verdict(record.iterations)
-    if record.stopped and "labelled" in loop.outputs:
-        source = loop.outputs["labelled"]
-        last = summary.steps.get(loop.body_key(state.iterations, source.step))
-        record.labelled = last.outputs.get(source.name) if last is not None else None
+    if record.stopped and loop.labelled is not None:
+        step, name = loop.labelled
+        last = summary.steps.get(loop.body_key(state.iterations, step))
+        record.labelled = last.outputs.get(name) if last is not None else None
     return record
 
 

@@ -6,37 +6,12 @@ followed to its end, status/logs/watch/stop, and the bad-configuration refusals.
 from __future__ import annotations
 
 import json
-import os
 import socket
 
 import pytest
 
-from tests.argo_double import ArgoDouble
 from tests.conftest import EXAMPLES, run_cli
-
-TOKEN = "argo-double-token-5b1e"
-
-
-@pytest.fixture
-def argo():
-    double = ArgoDouble(token=TOKEN).start()
-    yield double
-    double.stop()
-
-
-@pytest.fixture
-def argo_env(s3, argo, tmp_path):
-    """Settings of a user who submits to the double with an S3 store (no lamflow credential variables)."""
-    return {
-        **os.environ,
-        "LAMFLOW_STORE": f"s3://{s3.test_bucket}/lab",
-        "LAMFLOW_IMAGE": "registry.example.org/lamflow-ops:test-cuda",
-        "LAMFLOW_ARGO_SERVER": argo.url,
-        "LAMFLOW_ARGO_TOKEN": TOKEN,
-        "LAMFLOW_ARGO_NAMESPACE": "lab",
-        "LAMFLOW_ARGO_POLL_S": "0.02",
-        "LAMFLOW_RUN_ROOT": str(tmp_path / "runs"),
-    }
+from tests.workflows.engines.conftest import TOKEN
 
 
 def submit(env, *extra, run_dir):
