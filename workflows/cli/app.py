@@ -6,6 +6,7 @@ traceback).
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -22,6 +23,14 @@ from lamflow.workflows.errors import (
     LamflowError,
     UsageError,
 )
+
+# The cyclic garbage collector's thresholds for this process. Start-up and validation leave about 100,000
+# objects (typer, pydantic, dflow, the spec's models) that live as long as the process; with Python's
+# defaults (700, 10, 10) the collector scanned them 257 times during a `lamflow validate` of
+# examples/demo.yaml, two of them full scans: 0.13 s of its 1.1 s. A young generation of 50,000 objects
+# and rarer older collections leave that to a handful of young scans; cyclic garbage is still collected.
+GC_THRESHOLDS = (50_000, 20, 100)
+gc.set_threshold(*GC_THRESHOLDS)
 
 # the stages a spec can hold, for --help (written out: importing the stages would slow every command's
 # start-up; tests/workflows/cli/test_cli.py checks it against workflows/stages)
