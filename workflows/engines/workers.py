@@ -79,7 +79,7 @@ class StepWorkers:
         return {
             key: (self.python, "-I", "-S", client, worker.socket, self.python)
             for worker in self.workers.values()
-            for key in self.groups[worker.group]
+            for key in self.groups.get(worker.group, ())  # a launcher kept from a pass before: maybe none
         }
 
     def __enter__(self) -> StepWorkers:

@@ -49,6 +49,8 @@ def test_one_launcher_serves_every_pass_and_each_pass_has_workers_of_its_own(tmp
                 )
             grouped_worker = passes[-1][1][0]
             assert _gone(grouped_worker), "a pass's worker ends with the pass"
+        with workers.serving({}) as serving:  # a pass with nothing for the launcher or a worker
+            assert serving.commands() == {}
         assert launcher.poll() is None, "the launcher stays between passes"
     assert launcher.poll() is not None and not os.path.exists(workers.socket_dir), "and ends with the run"
     (first_launcher, first_grouped, first_alone), (second_launcher, second_grouped, second_alone) = passes
