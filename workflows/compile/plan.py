@@ -174,6 +174,11 @@ def iteration_tag(iteration: int) -> str:
     return f"i{iteration:03d}"
 
 
+def iteration_key(loop_key: str, iteration: int, relative: str) -> str:
+    """The key of a loop's body step ``relative`` in one iteration: ``active-w-i003-train-1``."""
+    return f"{loop_key}-{iteration_tag(iteration)}-{relative}"
+
+
 @dataclass(frozen=True)
 class CarriedArtifact:
     """What a loop carries: iteration 1 reads ``initial`` (None: the body's input is optional and left
@@ -206,7 +211,7 @@ class LoopPlan:
         return next(s for s in self.body if s.key == key)
 
     def body_key(self, iteration: int, relative: str) -> str:
-        return f"{self.key}-{iteration_tag(iteration)}-{relative}"
+        return iteration_key(self.key, iteration, relative)
 
     @property
     def outer_depends(self) -> list[str]:

@@ -11,13 +11,14 @@ shape from the run's ``plan.json``.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from lamflow.workflows.compile.loops import LoopProgress, unroll
-from lamflow.workflows.compile.plan import LoopPlan, Plan, iteration_tag
+from lamflow.workflows.compile.plan import LoopPlan, Plan, iteration_key
 from lamflow.workflows.engines.summary import (
     DONE,
     ORCHESTRATION,
@@ -66,7 +67,7 @@ class LoopShape:
         )
 
     def body_key(self, iteration: int, relative: str) -> str:
-        return f"{self.key}-{iteration_tag(iteration)}-{relative}"
+        return iteration_key(self.key, iteration, relative)
 
 
 # what each op's time counts as in an iteration's row
@@ -86,18 +87,22 @@ def _decision(step_dir: Path) -> bool | None:
         return None
 
 
+def _progress(loop: LoopPlan | LoopShape, stop_of: Callable[[str], bool | None]) -> LoopProgress:
+    """How far ``loop`` got: iteration after iteration while its decision step (``stop_of`` its key: the
+    ``stop`` it output, None while it has not finished) said go on, up to ``max_iterations``."""
+    n = 1
+    while True:
+        stop = stop_of(loop.body_key(n, loop.decision))
+        if stop is None or stop or n >= loop.max_iterations:
+            return LoopProgress(n, stop is not None)
+        n += 1
+
+
 def loop_progress(plan: Plan, run_dir: Path) -> dict[str, LoopProgress]:
     """Every loop's progress as its decision steps in ``run_dir`` tell it."""
-    progress = {}
-    for loop in plan.loops:
-        n = 1
-        while True:
-            stop = _decision(run_dir / STEPS_DIR / loop.body_key(n, loop.decision))
-            if stop is None or stop or n >= loop.max_iterations:
-                progress[loop.key] = LoopProgress(n, stop is not None)
-                break
-            n += 1
-    return progress
+    return {
+        loop.key: _progress(loop, lambda key: _decision(run_dir / STEPS_DIR / key)) for loop in plan.loops
+    }
 
 
 def unrolled(plan: Plan, run_dir: Path) -> Plan:
@@ -139,12 +144,7 @@ def _recorded_stop(record: StepRecord | None) -> bool | None:
 
 def recorded_progress(shape: LoopShape, summary: RunSummary) -> LoopProgress:
     """A loop's progress as the decision steps' records tell it (an Argo run: their output parameters)."""
-    n = 1
-    while True:
-        stop = _recorded_stop(summary.steps.get(shape.body_key(n, shape.decision)))
-        if stop is None or stop or n >= shape.max_iterations:
-            return LoopProgress(n, stop is not None)
-        n += 1
+    return _progress(shape, lambda key: _recorded_stop(summary.steps.get(key)))
 
 
 def argo_loop_records(run_dir: Path, summary: RunSummary) -> dict[str, LoopRecord]:
