@@ -150,9 +150,11 @@ def get_values(uri: str, part: str, into: Path) -> dict[str, Any]:
     return values
 
 
-def _marker(uri: str) -> str | None:
-    """DONE or FAILED where the pod of rank 0 wrote one, else None."""
-    client, bucket, prefix = _client_and_prefix(uri)
+def _marker(uri: str, client: Any = None) -> str | None:
+    """DONE or FAILED where the pod of rank 0 wrote one, else None (``client``: an S3 client to use
+    again, e.g. across the looks of :func:`_wait`)."""
+    bucket, prefix = split_uri(uri, JOB_URI_ENV)
+    client = client or s3_client()
     names = {
         item["Key"].rsplit("/", 1)[-1]
         for item in client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/").get("Contents", [])
@@ -253,8 +255,9 @@ def _wait(uri: str, limit_s: float = WAIT_LIMIT_S) -> int:
     """Exit status of a pod that did not hold rank 0: 0 once rank 0's pod published, 1 if it failed."""
     deadline = time.monotonic() + limit_s
     pause = 0.25
+    client = s3_client()  # one for every look: a client costs tens of ms of CPU to make
     while time.monotonic() < deadline:
-        marker = _marker(uri)
+        marker = _marker(uri, client)
         if marker is not None:
             return 0 if marker == DONE else 1
         time.sleep(pause)

@@ -55,12 +55,13 @@ def recall(kind: str, key: Any) -> Any | None:
     with _memory_lock:
         text = _memory.get((kind, digest))
     try:
-        if text is None:
-            text = json.dumps(json.loads(_file(kind, digest).read_text())["value"])
-            _keep(kind, digest, text)
-        return json.loads(text)
+        if text is not None:
+            return json.loads(text)
+        value = json.loads(_file(kind, digest).read_text())["value"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    _keep(kind, digest, json.dumps(value))
+    return value
 
 
 def remember(kind: str, key: Any, value: Any) -> None:
