@@ -24,3 +24,7 @@ sub-package may import ``dp``, ``runtime`` and the sub-packages listed before it
 (tests/test_layers.py checks this). Nothing here imports the client side (``lamflow.workflows``) or assumes
 local paths: inputs arrive as dflow artifacts and parameters.
 """
+
+from lamflow.ops.runtime.deferred import defer_all as _defer_all
+
+_defer_all()  # before anything imports dflow: see lamflow.ops.runtime.deferred
