@@ -269,11 +269,16 @@ def normalized_input(config: dict[str, Any], multi_task: bool) -> dict[str, Any]
     except Exception as exc:  # DeePMD-kit's own message, as dp would print it
         fail(f"{type(exc).__name__}: {exc}".replace(PATH_MARK, "path "))
     if remembered is not None:
-        remembered.parent.mkdir(parents=True, exist_ok=True)
-        scratch = remembered.with_name(f".{remembered.name}.{os.getpid()}")
-        scratch.write_text(json.dumps(normalized))
-        os.replace(scratch, remembered)
+        _remember(remembered, json.dumps(normalized))
     return _with_paths(normalized, paths)
+
+
+def _remember(path: Path, text: str) -> None:
+    """Write a remembered result whole or not at all (tests run side by side)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_name(f".{path.name}.{os.getpid()}")
+    scratch.write_text(text)
+    os.replace(scratch, path)
 
 
 PATH_MARK = "@fake-dp-path-"  # stands for an absolute path while the argument checker looks
@@ -713,9 +718,35 @@ SEEN_VARIABLES = (
 )
 
 
-def main(argv: list[str]) -> None:
+def parsed_args(argv: list[str]) -> Any:
+    """``argv`` as DeePMD-kit's parser reads it (it exits 2 on an unknown flag); remembered under
+    ``LAMFLOW_FAKE_DP_CACHE`` as ``normalized_input``'s results are, its absolute paths aside (importing
+    the parser costs a fake call more than anything it does)."""
+    import argparse
+    from importlib.metadata import version
+
+    cache = os.environ.get("LAMFLOW_FAKE_DP_CACHE")
+    paths: list[str] = []
+    key = json.dumps([_without_paths(argv, paths), version("deepmd-kit")])
+    remembered = Path(cache, "argv-" + hashlib.sha256(key.encode()).hexdigest() + ".json") if cache else None
+    if remembered is not None and remembered.is_file():
+        return argparse.Namespace(**_with_paths(json.loads(remembered.read_text()), paths))
     from deepmd.main import main_parser
 
+    args = main_parser().parse_args(argv)
+    if remembered is not None:
+        marks = {path: f"{PATH_MARK}{i}" for i, path in reversed(list(enumerate(paths)))}
+        try:  # the values with argv's absolute paths marked as argv's were
+            text = json.dumps(
+                {k: marks.get(v, v) if isinstance(v, str) else v for k, v in vars(args).items()}
+            )
+        except TypeError:  # a value JSON cannot hold: parse again next time
+            return args
+        _remember(remembered, text)
+    return args
+
+
+def main(argv: list[str]) -> None:
     log = os.environ.get("LAMFLOW_FAKE_DP_LOG")
     if log:
         with open(log, "a") as out:
@@ -733,7 +764,7 @@ def main(argv: list[str]) -> None:
         print(f"DEEPMD INFO    Rank: {os.environ.get('RANK')}/{os.environ['WORLD_SIZE']}", flush=True)
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun: as in DeePMD-kit, rank 0 alone writes the outputs
-    args = main_parser().parse_args(argv)  # DeePMD-kit's parser: exits 2 on an unknown flag
+    args = parsed_args(argv)  # DeePMD-kit's parser: exits 2 on an unknown flag
     if args.backend != "pytorch":
         fail(f"lamflow must select the PyTorch backend (--pt); got backend {args.backend!r}", 2)
     if args.command not in COMMANDS:

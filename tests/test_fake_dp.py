@@ -44,3 +44,22 @@ def test_a_bad_input_fails_with_the_checkers_words_and_no_mark(tmp_path, monkeyp
         fake_dp.normalized_input(config, multi_task=False)
     err = capsys.readouterr().err
     assert "DEEPMD ERROR" in err and "numb_steps" in err and fake_dp.PATH_MARK not in err
+
+
+def test_command_lines_that_differ_only_in_paths_share_one_parse(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAMFLOW_FAKE_DP_CACHE", str(tmp_path / "cache"))
+    first = fake_dp.parsed_args(["--pt", "train", "input.json", "--finetune", "/run/one/model.ckpt.pt"])
+    assert (first.command, first.INPUT, first.finetune, first.backend) == (
+        "train",
+        "input.json",
+        "/run/one/model.ckpt.pt",
+        "pytorch",
+    )
+    second = fake_dp.parsed_args(["--pt", "train", "input.json", "--finetune", "/elsewhere/a.pt"])
+    assert second.finetune == "/elsewhere/a.pt" and vars(second) == vars(first) | {
+        "finetune": "/elsewhere/a.pt"
+    }
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+    with pytest.raises(SystemExit) as exited:
+        fake_dp.parsed_args(["--pt", "train", "input.json", "--no-such-flag"])
+    assert exited.value.code == 2
