@@ -35,7 +35,10 @@ def timed(code: str, spec: str, env: dict[str, str]) -> float:
     return time.perf_counter() - started
 
 
-def main() -> None:
+def compare(baseline: str, labels: tuple[str, str], ratio: str) -> None:
+    """Validate SPEC (argument, default the demo) once to fill the check cache, then alternate, ``--runs``
+    times, a fresh process that runs ``baseline`` before lamflow with one that runs lamflow as it is;
+    print each one's median (``labels``: baseline first) and the ratio of the medians."""
     parser = argparse.ArgumentParser()
     parser.add_argument("spec", nargs="?", default=str(REPO / "examples" / "demo.yaml"))
     parser.add_argument("--runs", type=int, default=12)
@@ -44,15 +47,18 @@ def main() -> None:
         env = {"HOME": os.environ.get("HOME", "/"), "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                "LANG": "C.UTF-8", "LAMFLOW_CACHE_DIR": cache}  # fmt: skip
         timed(RUN, args.spec, env)  # the first validate fills the check cache
-        lamflow, defaults = [], []
+        before, now = [], []
         for _ in range(args.runs):
-            defaults.append(timed(DEFAULTS + RUN, args.spec, env))
-            lamflow.append(timed(RUN, args.spec, env))
-    for name, values in (("Python's defaults", defaults), ("GC_THRESHOLDS", lamflow)):
+            before.append(timed(baseline + RUN, args.spec, env))
+            now.append(timed(RUN, args.spec, env))
+    for name, values in zip(labels, (before, now), strict=True):
         low, high = min(values), max(values)
         print(f"{name:18s} median {statistics.median(values):.3f} s (min {low:.3f}, max {high:.3f})")
-    ratio = statistics.median(lamflow) / statistics.median(defaults)
-    print(f"ratio (GC_THRESHOLDS / defaults, medians): {ratio:.3f}")
+    print(f"ratio ({ratio}, medians): {statistics.median(now) / statistics.median(before):.3f}")
+
+
+def main() -> None:
+    compare(DEFAULTS, ("Python's defaults", "GC_THRESHOLDS"), "GC_THRESHOLDS / defaults")
 
 
 if __name__ == "__main__":
