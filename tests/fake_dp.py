@@ -267,7 +267,7 @@ def normalized_input(config: dict[str, Any], multi_task: bool) -> dict[str, Any]
     try:
         normalized = normalize(shape, multi_task=multi_task)
     except Exception as exc:  # DeePMD-kit's own message, as dp would print it
-        fail(f"{type(exc).__name__}: {exc}".replace(PATH_MARK, "path "))
+        fail(_unmarked(f"{type(exc).__name__}: {exc}", paths))
     if remembered is not None:
         _remember(remembered, json.dumps(normalized))
     return _with_paths(normalized, paths)
@@ -296,6 +296,13 @@ def _without_paths(value: Any, paths: list[str]) -> Any:
         paths.append(value)
         return f"{PATH_MARK}{len(paths) - 1}"
     return value
+
+
+def _unmarked(text: str, paths: list[str]) -> str:
+    """``text`` with each mark replaced by its path (the highest numbers first: mark 1 is in mark 10)."""
+    for i in reversed(range(len(paths))):
+        text = text.replace(f"{PATH_MARK}{i}", paths[i])
+    return text
 
 
 def _with_paths(value: Any, paths: list[str]) -> Any:

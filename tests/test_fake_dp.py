@@ -44,6 +44,9 @@ def test_a_bad_input_fails_with_the_checkers_words_and_no_mark(tmp_path, monkeyp
         fake_dp.normalized_input(config, multi_task=False)
     err = capsys.readouterr().err
     assert "DEEPMD ERROR" in err and "numb_steps" in err and fake_dp.PATH_MARK not in err
+    paths = [f"/p{i}" for i in range(11)]
+    marked = f"{fake_dp.PATH_MARK}1 and {fake_dp.PATH_MARK}10"
+    assert fake_dp._unmarked(marked, paths) == "/p1 and /p10"  # a message naming a path names it whole
 
 
 def test_command_lines_that_differ_only_in_paths_share_one_parse(tmp_path, monkeypatch):
