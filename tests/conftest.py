@@ -87,13 +87,14 @@ def session_environment(values: dict[str, str], keep_set: bool = False) -> Itera
 @pytest.fixture(scope="session", autouse=True)
 def session_store(tmp_path_factory: pytest.TempPathFactory):
     """Module and session fixtures run before function ones: never let them use the user's store. The fake
-    dp remembers what DeePMD-kit's argcheck made of each training input for the session (tests/fake_dp.py)."""
+    dp remembers for the session what DeePMD-kit's parser and argcheck made of its command lines and
+    training inputs (tests/fake_dp.py)."""
     root = tmp_path_factory.mktemp("session-store")
     with session_environment(
         {
             "LAMFLOW_STORE": str(root / "store"),
             "LAMFLOW_CACHE_DIR": str(root / "cache"),
-            "LAMFLOW_FAKE_DP_CACHE": str(root / "fake-dp-argcheck"),
+            "LAMFLOW_FAKE_DP_CACHE": str(root / "fake-dp"),
         }
     ):
         yield

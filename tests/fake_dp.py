@@ -20,8 +20,8 @@ slot's variables and CPU affinity it saw),
 ``LAMFLOW_FAKE_DP_FAIL`` (a sub-command that exits 1), ``LAMFLOW_FAKE_DP_SLEEP`` (seconds to sleep
 first, or ``COMMAND:SECONDS`` for one sub-command; for stop/interrupt tests), ``LAMFLOW_FAKE_DP_CRASH``
 (a sub-command that dies with SIGKILL, as an out-of-memory process would),
-``LAMFLOW_FAKE_DP_CACHE`` (a folder where ``train`` remembers what argcheck made of an input, its
-absolute paths aside),
+``LAMFLOW_FAKE_DP_CACHE`` (a folder where the fake remembers what DeePMD-kit's parser made of a command
+line and its argcheck of a training input, their absolute paths aside),
 ``LAMFLOW_FAKE_DP_KILL_AFTER_SAVE`` (``train`` dies with SIGKILL right after its first checkpoint, as a
 preempted node would). ``train --restart CKPT`` continues from the checkpoint's step and appends to
 ``lcurve.out``, as DeePMD-kit does.
@@ -249,17 +249,25 @@ def _frames_seen(training: dict[str, Any]) -> int:
     return total
 
 
-def normalized_input(config: dict[str, Any], multi_task: bool) -> dict[str, Any]:
-    """``config`` normalized by DeePMD-kit's argument checker, or the one line ``dp`` would fail with; a
-    result remembered under ``LAMFLOW_FAKE_DP_CACHE`` when it is set (the test session's runs hand the
-    same few inputs to ``train`` hundreds of times), keyed by the input and DeePMD-kit's version."""
+def _remembered(kind: str, key: Any) -> Path | None:
+    """Where the result for ``key`` (with DeePMD-kit's version) is remembered under
+    ``LAMFLOW_FAKE_DP_CACHE``; None when that is not set."""
     from importlib.metadata import version
 
     cache = os.environ.get("LAMFLOW_FAKE_DP_CACHE")
+    if not cache:
+        return None
+    text = json.dumps([key, version("deepmd-kit")], sort_keys=True)
+    return Path(cache, f"{kind}-{hashlib.sha256(text.encode()).hexdigest()}.json")
+
+
+def normalized_input(config: dict[str, Any], multi_task: bool) -> dict[str, Any]:
+    """``config`` normalized by DeePMD-kit's argument checker, or the one line ``dp`` would fail with; a
+    result remembered under ``LAMFLOW_FAKE_DP_CACHE`` when it is set (the test session's runs hand the
+    same few inputs to ``train`` hundreds of times), keyed by the input with its absolute paths marked."""
     paths: list[str] = []
     shape = _without_paths(config, paths)  # every test's data lives under paths of its own
-    key = json.dumps([shape, multi_task, version("deepmd-kit")], sort_keys=True)
-    remembered = Path(cache, hashlib.sha256(key.encode()).hexdigest() + ".json") if cache else None
+    remembered = _remembered("input", [shape, multi_task])
     if remembered is not None and remembered.is_file():
         return _with_paths(json.loads(remembered.read_text()), paths)
     from deepmd.utils.argcheck import normalize
@@ -287,7 +295,7 @@ PATH_MARK = "@fake-dp-path-"  # stands for an absolute path while the argument c
 def _without_paths(value: Any, paths: list[str]) -> Any:
     """``value`` with each absolute path replaced by a numbered mark (kept in ``paths``): the argument
     checker checks types and keys, never what a path names, so inputs that differ only in their paths
-    share one remembered result (a fast-tier run: 39 argument checks instead of 74)."""
+    share one remembered result (the 74 distinct inputs of a fast-tier run are 39 once marked)."""
     if isinstance(value, dict):
         return {k: _without_paths(v, paths) for k, v in value.items()}
     if isinstance(value, list):
@@ -730,12 +738,9 @@ def parsed_args(argv: list[str]) -> Any:
     ``LAMFLOW_FAKE_DP_CACHE`` as ``normalized_input``'s results are, its absolute paths aside (importing
     the parser costs a fake call more than anything it does)."""
     import argparse
-    from importlib.metadata import version
 
-    cache = os.environ.get("LAMFLOW_FAKE_DP_CACHE")
     paths: list[str] = []
-    key = json.dumps([_without_paths(argv, paths), version("deepmd-kit")])
-    remembered = Path(cache, "argv-" + hashlib.sha256(key.encode()).hexdigest() + ".json") if cache else None
+    remembered = _remembered("argv", _without_paths(argv, paths))
     if remembered is not None and remembered.is_file():
         return argparse.Namespace(**_with_paths(json.loads(remembered.read_text()), paths))
     from deepmd.main import main_parser

@@ -179,7 +179,7 @@ class StepWorkers:
     # the workers: each asked of the launcher, and asked again when it dies
 
     def _keep_worker(self, worker: _Worker) -> None:
-        """A group's worker for the length of the run: started, reported when it dies, started again."""
+        """A group's worker for the length of its pass: started, reported when it dies, started again."""
         launcher = self.workers[LAUNCHER]
         while not self.stopping.is_set() and not worker.retired:
             status, pid = self._one_worker(worker, launcher)
